@@ -1,0 +1,223 @@
+/*
+ * nhub.h: libnhub, the client library a provincial platform links to talk
+ * to the nhub national hub. This is its only public header.
+ *
+ * What it promises:
+ *  - nhub_send() returns only after the message is committed to the
+ *    adapter's own LMDB outbox (fsync). From then on it is resent until the
+ *    hub ACKs it (the hub ACKs only what is durable in its store), across
+ *    lost connections, hub restarts and restarts of this process.
+ *  - Messages from one adapter reach the hub in the order they were sent, so
+ *    order is preserved per (source, destination).
+ *  - nhub_recv() hands each message to the application once: redeliveries of
+ *    a message the application has already confirmed are answered and
+ *    dropped, also after a restart of this process. A message handed out but
+ *    not confirmed before the process stopped is handed out again after the
+ *    restart (the hub still holds it).
+ *  - nhub_confirm() tells the hub the application has taken the message
+ *    (DELIVERED); the hub then removes it from the region's queue.
+ *
+ * Threading: an nhub_t is used by one thread at a time. There is no
+ * background thread: the network is served inside nhub_send, nhub_recv,
+ * nhub_pump and nhub_flush, so call one of them regularly (every
+ * heartbeat interval at least) while the adapter should stay connected.
+ *
+ * Errors are the negative NHUB_E* codes of nhub_err.h; nhub_strerror() names
+ * them and nhub_last_error() gives the detail of the last failure.
+ */
+#ifndef NHUB_H
+#define NHUB_H
+
+#include "nhub_err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NHUB_MSG_ID_LEN 16
+
+typedef struct nhub nhub_t;
+
+/* Message kinds (the wire enum nhub.wire.v1.Kind). */
+enum nhub_kind {
+    NHUB_KIND_REQUEST = 1,  /* collaborative verification request */
+    NHUB_KIND_RESPONSE = 2, /* answer; correlation_id = the request's msg_id */
+    NHUB_KIND_PUSH = 3,     /* business push */
+    NHUB_KIND_FEEDBACK = 4, /* feedback on a push */
+    NHUB_KIND_NOTICE = 5,   /* notice, e.g. a broadcast credit list */
+};
+
+/* Parse "request", "response", "push", "feedback" or "notice"; 0 if unknown. */
+int nhub_kind_parse(const char *name);
+/* The lower-case name of a kind, or "unknown". */
+const char *nhub_kind_name(int kind);
+
+/*
+ * Called when the hub refuses a message for good (NACK that is not
+ * retryable: invalid, unknown region, ...). The message has left the outbox.
+ * `text` is the hub's explanation; both pointers are valid during the call.
+ */
+typedef void(nhub_reject_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], int nack_code,
+                             const char *text);
+
+/*
+ * Called when the hub has acknowledged a message (it is durable at the hub)
+ * and it has left the outbox; also for messages found already stored at the
+ * hub on reconnection (WELCOME). Called at most once per message per
+ * process. `msg_id` is valid during the call.
+ *
+ * Callbacks run inside nhub_send/recv/pump/flush: they must not call nhub_*
+ * functions on the same nhub_t.
+ */
+typedef void(nhub_ack_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN]);
+
+typedef struct nhub_options {
+    const char *region;       /* required: this adapter's six-digit region code */
+    const char *hub_endpoint; /* required: e.g. "tcp://127.0.0.1:7400" */
+    const char *data_dir;     /* required: created if missing; holds the adapter's LMDB */
+    uint32_t credit;          /* deliveries accepted unconfirmed; 0 = 64 */
+    uint32_t window;          /* SENDs in flight unacknowledged; 0 = 256 */
+    const char *const *accepted_payloads; /* payload types to accept ("pkg.v1.*" ok); NULL = all */
+    size_t n_accepted;
+    uint32_t max_frame;       /* largest message accepted by nhub_send; 0 = 1 MiB */
+    int64_t resend_after_ms;  /* resend unacknowledged SENDs after this; 0 = 5000 */
+    int64_t heartbeat_ms;     /* 0 = 2000 */
+    uint64_t map_size_max;    /* outbox/inbox store limit in bytes; 0 = 4 GiB */
+    nhub_reject_fn *on_reject; /* optional */
+    void *on_reject_arg;
+    nhub_ack_fn *on_ack;      /* optional */
+    void *on_ack_arg;
+    int offline;              /* 1 = open the store only, never connect (status
+                                 tools, tests): nhub_send still stores messages;
+                                 nhub_recv/pump/flush return NHUB_ECLOSED */
+} nhub_options_t;
+
+/*
+ * Open the adapter: open (or create) its store in opt->data_dir, and connect
+ * to the hub (the connection completes in the background; nothing waits for
+ * it). Returns 0 and sets *out, or an error with a message in `err` (may be
+ * NULL). Release with nhub_close.
+ */
+int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap);
+
+/* Say BYE, close the socket and the store. Accepts NULL; sets *self to NULL.
+ * Unacknowledged messages stay in the outbox for the next nhub_open. */
+void nhub_close(nhub_t **self);
+
+/* A message to send. Strings are NUL-terminated; all pointers are borrowed
+ * for the duration of the call. */
+typedef struct nhub_message {
+    const uint8_t *msg_id;        /* 16 bytes, or NULL to have one generated */
+    const char *destination;      /* six-digit region code, or "*" for broadcast */
+    const char *item;             /* service item code */
+    int kind;                     /* enum nhub_kind */
+    const uint8_t *correlation_id; /* 16 bytes or NULL */
+    int64_t deadline_ms;          /* ms since the Unix epoch, 0 = none */
+    const char *payload_type;     /* e.g. "nhub.verify.v1.InsuredQuery" */
+    const void *payload;
+    size_t payload_len;
+} nhub_message_t;
+
+/*
+ * Put a message in the outbox (durably) and start sending it. On return 0
+ * the message will reach the hub; msg_id_out (may be NULL) receives its
+ * msg_id. Errors: NHUB_EINVAL (a field is wrong; nhub_last_error says which),
+ * NHUB_ETOOBIG (larger than max_frame), NHUB_EFULL (the outbox store is at
+ * map_size_max), NHUB_ESTORE.
+ */
+int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_MSG_ID_LEN]);
+
+/* A message handed to the application. Read-only; owned by the library until
+ * nhub_confirm or nhub_delivery_release. */
+typedef struct nhub_delivery {
+    uint8_t msg_id[NHUB_MSG_ID_LEN];
+    char source[8];
+    char destination[8];
+    char item[65];
+    int kind;
+    uint8_t correlation_id[NHUB_MSG_ID_LEN];
+    size_t correlation_len;  /* 0 or 16 */
+    int64_t created_ms;
+    int64_t deadline_ms;
+    char payload_type[129];
+    const void *payload;
+    size_t payload_len;
+    uint64_t seq;            /* the hub's journal sequence */
+    uint64_t dseq;           /* position in this region's queue */
+} nhub_delivery_t;
+
+/*
+ * Wait up to timeout_ms (0 = do not wait, -1 = forever) for the next message,
+ * serving the connection meanwhile. Returns 0 and sets *out, NHUB_ETIMEOUT,
+ * or NHUB_ECLOSED if interrupted by a signal.
+ */
+int nhub_recv(nhub_t *self, nhub_delivery_t **out, int timeout_ms);
+
+/*
+ * The application has taken `*d`: record it durably (so a redelivery is
+ * dropped even after a restart), tell the hub (DELIVERED), free the delivery
+ * and set *d to NULL.
+ */
+int nhub_confirm(nhub_t *self, nhub_delivery_t **d);
+
+/* Give up a delivery without confirming: the hub will redeliver it later.
+ * Frees it and sets *d to NULL. Accepts NULL. */
+void nhub_delivery_release(nhub_t *self, nhub_delivery_t **d);
+
+/* Serve the connection for up to timeout_ms without taking deliveries. */
+int nhub_pump(nhub_t *self, int timeout_ms);
+
+/* Serve the connection until the outbox is empty (every message ACKed or
+ * rejected) or timeout_ms passes. Returns 0 or NHUB_ETIMEOUT. */
+int nhub_flush(nhub_t *self, int timeout_ms);
+
+typedef struct nhub_stats {
+    uint64_t outbox;          /* messages waiting for an ACK */
+    uint64_t sent;            /* SEND frames written, resends included */
+    uint64_t acked;
+    uint64_t rejected;        /* refused for good */
+    uint64_t resent;
+    uint64_t received;        /* deliveries handed to the application */
+    uint64_t duplicates;      /* redeliveries dropped */
+    uint64_t confirmed;
+    int connected;            /* 1 after WELCOME until the session is lost */
+} nhub_stats_t;
+
+/* Fill *out with counters of this adapter (counters are per nhub_open;
+ * `outbox` is read from the store). */
+void nhub_stats(const nhub_t *self, nhub_stats_t *out);
+
+/* What the adapter's store holds (read from disk; no network). */
+typedef struct nhub_store_info {
+    uint8_t stream_id[16];     /* names this outbox to the hub */
+    uint64_t next_stream_seq;  /* stream_seq the next nhub_send gets */
+    uint64_t outbox;           /* messages waiting for an ACK */
+    uint64_t confirmed_ids;    /* msg_ids recorded as confirmed by the application */
+    uint64_t map_size;         /* current LMDB map size, bytes */
+    uint64_t map_size_max;     /* limit (nhub_options_t.map_size_max) */
+} nhub_store_info_t;
+
+/* Fill *out from the store. Returns 0 or NHUB_ESTORE. */
+int nhub_store_info(nhub_t *self, nhub_store_info_t *out);
+
+/*
+ * Replace the monotonic clock (milliseconds) used for heartbeats, resend and
+ * back-off timers; for tests. NULL restores CLOCK_MONOTONIC. Waits inside
+ * zmq_poll still take real time.
+ */
+typedef int64_t(nhub_clock_fn)(void *arg);
+void nhub_set_clock(nhub_t *self, nhub_clock_fn *fn, void *arg);
+
+/* Detail of the last error on `self` (never NULL; empty if none). */
+const char *nhub_last_error(const nhub_t *self);
+
+/* Hex of a msg_id into buf (33 bytes). Returns buf. */
+char *nhub_msg_id_hex(const uint8_t id[NHUB_MSG_ID_LEN], char buf[33]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

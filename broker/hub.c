@@ -1,0 +1,1233 @@
+/*
+ * hub.c: the hub loop (see hub.h for the shape of one turn).
+ *
+ * Why one thread: the store has one writer by design, the fsync of a commit
+ * is the only slow step, and while it runs ZeroMQ keeps receiving into its
+ * queues on its own I/O thread, so the next turn drains everything that
+ * arrived meanwhile into the next transaction. That is group commit without
+ * locks. Everything a turn stages is replayable: if the map turns out to be
+ * full, the transaction is aborted, the map grown, and the same stage
+ * applied again; RAM state changes only after a commit succeeded.
+ *
+ * Nothing here logs payload contents: msg_ids as hex, region and item codes,
+ * counts and reasons only.
+ */
+#include "hub.h"
+
+#include "dispatch.h"
+#include "log.h"
+#include "nhub_err.h"
+#include "nhub_journal.pb-c.h"
+#include "session.h"
+#include "store.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+typedef Nhub__Journal__V1__JournalEvent journal_event_t;
+
+#define HUB_SESSIONS_MAX 65536
+#define HUB_DEFAULT_CREDIT 64
+#define HUB_FRAME_SLACK 1024 /* Send wrapper and header around an envelope */
+#define HUB_HOUSEKEEPING_MS 1000
+#define HUB_STATS_MS 10000
+#define HUB_DEDUP_EXPIRE_PER_TXN 512
+#define HUB_SCAN_MAX 256
+
+enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD };
+
+/* One staged unit of work of a turn, and its reply once committed. */
+struct item {
+    enum item_type type;
+    uint8_t rid[WIRE_ROUTING_ID_MAX];
+    size_t rid_len;
+    int region;               /* SEND/HELLO: the sender; CONFIRM/HOLD: the destination */
+    uint8_t stream_id[16];
+    wire_send_t *send;        /* SEND: owned */
+    wire_envelope_t *env;     /* SEND: owned; NULL if it did not decode */
+    int reject;               /* SEND: a NackCode that refuses it for good, or 0 */
+    char why[160];
+    uint8_t msg_id[16];       /* CONFIRM/HOLD */
+    uint64_t dseq, seq;       /* CONFIRM/HOLD */
+    /* result */
+    int reply;                /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
+    int code;                 /* NACK code */
+    int retryable;
+    int dup;
+    int applied;              /* CONFIRM/HOLD changed the queue */
+    uint64_t r_seq, r_expected, r_stream_last;
+};
+
+struct hub_region {
+    char code[8];
+    dispatch_t *window;
+    session_t *delivery;      /* the session receiving this region's messages */
+    int pending;              /* the queue may hold messages beyond the cursor */
+};
+
+struct hub {
+    cfg_t *cfg;
+    const nhub_clock_t *clock;
+    store_t *store;
+    void *zctx, *router;
+    char endpoint[256];
+    session_table_t *sessions;
+    struct hub_region *regions;
+    size_t n_regions;
+    struct item *items;
+    size_t n_items, cap_items;
+    uint8_t *scratch;
+    size_t scratch_cap;
+    dispatch_entry_t due[HUB_SCAN_MAX];
+    store_queued_t scan[HUB_SCAN_MAX];
+    hub_counters_t n;
+    int64_t next_housekeeping, next_stats;
+    int64_t last_log[16];     /* per NACK code, to rate-limit warnings */
+    uint64_t suppressed[16];
+    uint64_t stats_commits_seen;
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int64_t now_mono(const hub_t *h)
+{
+    return clock_mono_ms(h->clock);
+}
+
+static const char *nack_name(int code)
+{
+    static const char *const names[] = {
+        "unspecified", "malformed", "too_large",      "version",     "unknown_command",
+        "hello_required", "unknown_region", "source_mismatch", "invalid", "out_of_order",
+        "store_full",  "store_error", "shutting_down",
+    };
+    if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
+        return "unknown";
+    return names[code];
+}
+
+static int region_lookup(const hub_t *h, const char *code)
+{
+    return cfg_region_index(h->cfg, code);
+}
+
+/* Log a refusal, at most once a second per reason, saying how many were
+ * not logged in between. */
+static void log_refusal(hub_t *h, int code, const char *region, const uint8_t *msg_id,
+                        const char *why)
+{
+    int64_t now = now_mono(h);
+    int c = code & 15;
+    if (now - h->last_log[c] < 1000 && h->last_log[c] != 0) {
+        h->suppressed[c]++;
+        return;
+    }
+    char hex[33] = "-", q[200];
+    if (msg_id)
+        log_hex(hex, sizeof hex, msg_id, 16);
+    log_warn("hub.refused", "reason=%s region=%s msg_id=%s detail=%s suppressed=%llu",
+             nack_name(code), region && region[0] ? region : "-", hex,
+             log_quote(q, sizeof q, why), (unsigned long long)h->suppressed[c]);
+    h->suppressed[c] = 0;
+    h->last_log[c] = now;
+}
+
+static void send_nack(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
+                      const uint8_t *msg_id, uint64_t stream_seq, uint64_t expected,
+                      const char *text)
+{
+    wire_nack_t nack = NHUB__WIRE__V1__NACK__INIT;
+    nack.code = (wire_nack_code_t)code;
+    nack.text = (char *)text;
+    nack.retryable = retryable;
+    nack.stream_seq = stream_seq;
+    nack.expected = expected;
+    if (msg_id) {
+        nack.msg_id.data = (uint8_t *)msg_id;
+        nack.msg_id.len = 16;
+    }
+    h->n.nacked[code & 15]++;
+    wire_send(h->router, rid, rid_len, WIRE_NACK, &nack.base, ZMQ_DONTWAIT);
+}
+
+/* Refuse a frame on the spot (nothing staged, nothing stored). */
+static void refuse(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
+                   const char *region, const char *why)
+{
+    log_refusal(h, code, region, NULL, why);
+    send_nack(h, rid, rid_len, code, retryable, NULL, 0, 0, why);
+}
+
+/* ---- staging ---------------------------------------------------------------- */
+
+static struct item *item_new(hub_t *h, enum item_type type, const void *rid, size_t rid_len)
+{
+    if (h->n_items >= h->cap_items)
+        return NULL;
+    struct item *it = &h->items[h->n_items++];
+    memset(it, 0, sizeof *it);
+    it->type = type;
+    it->region = -1;
+    if (rid_len > sizeof it->rid)
+        rid_len = sizeof it->rid;
+    memcpy(it->rid, rid, rid_len);
+    it->rid_len = rid_len;
+    return it;
+}
+
+static void item_clear(struct item *it)
+{
+    wire_free((ProtobufCMessage **)&it->env);
+    wire_free((ProtobufCMessage **)&it->send);
+}
+
+static void region_detach(hub_t *h, session_t *s)
+{
+    if (s->region >= 0 && (size_t)s->region < h->n_regions &&
+        h->regions[s->region].delivery == s) {
+        h->regions[s->region].delivery = NULL;
+        dispatch_stop(h->regions[s->region].window);
+        log_info("hub.region_offline", "region=%s", h->regions[s->region].code);
+    }
+}
+
+static void session_close(hub_t *h, session_t *s, const char *why)
+{
+    log_info("hub.session_closed", "region=%s reason=%s",
+             s->region >= 0 ? h->regions[s->region].code : "-", why);
+    region_detach(h, s);
+    session_remove(h->sessions, s);
+    h->n.sessions_closed++;
+}
+
+static int pattern_valid(const char *p)
+{
+    size_t n = strlen(p);
+    if (n == 0 || n > WIRE_PAYLOAD_TYPE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || (c == '*' && i == n - 1);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len)
+{
+    wire_hello_t *hello = NULL;
+    if (wire_decode(wire_body_descriptor(WIRE_HELLO), body, len, h->cfg->limits.max_frame,
+                    (ProtobufCMessage **)&hello) != 0) {
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED, 0, NULL,
+               "HELLO body does not decode");
+        return;
+    }
+    int speaks_v1 = 0;
+    for (size_t i = 0; i < hello->n_protocol_versions; i++)
+        speaks_v1 |= hello->protocol_versions[i] == WIRE_VERSION;
+    int region = wire_region_valid(hello->region) ? region_lookup(h, hello->region) : -1;
+    const char *why = NULL;
+    int code = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
+    if (region < 0) {
+        why = "region is not configured at this hub";
+        code = NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION;
+    } else if (!speaks_v1) {
+        why = "protocol_versions must include 1";
+        code = NHUB__WIRE__V1__NACK_CODE__NACK_VERSION;
+    } else if (hello->stream_id.len != WIRE_STREAM_ID_LEN) {
+        why = "stream_id must be 16 bytes";
+    } else if (hello->n_accepted_payloads > SESSION_ACCEPT_MAX) {
+        why = "too many accepted_payloads (at most 64)";
+    }
+    for (size_t i = 0; !why && i < hello->n_accepted_payloads; i++)
+        if (!pattern_valid(hello->accepted_payloads[i]))
+            why = "accepted_payloads entry is not a type name or pkg.v1.* pattern";
+    session_t *s = NULL;
+    if (!why && !(s = session_get_or_add(h->sessions, rid, rid_len)))
+        why = "too many sessions";
+    if (!why && session_set_accepted(s, hello->accepted_payloads, hello->n_accepted_payloads))
+        why = "out of memory";
+    if (why) {
+        refuse(h, rid, rid_len, code, 0, wire_region_valid(hello->region) ? hello->region : NULL,
+               why);
+        wire_free((ProtobufCMessage **)&hello);
+        return;
+    }
+    if (s->region < 0)
+        h->n.sessions_opened++;
+    else if (s->region != region)
+        region_detach(h, s);
+    struct hub_region *r = &h->regions[region];
+    if (r->delivery && r->delivery != s)
+        log_info("hub.delivery_moved", "region=%s", r->code);
+    s->region = region;
+    memcpy(s->stream_id, hello->stream_id.data, 16);
+    uint32_t credit = hello->credit ? hello->credit : HUB_DEFAULT_CREDIT;
+    if (credit > (uint64_t)h->cfg->limits.credit_max)
+        credit = (uint32_t)h->cfg->limits.credit_max;
+    s->credit = credit;
+    s->last_seen_ms = now_mono(h);
+    r->delivery = s;
+    r->pending = 1;
+    if (dispatch_reset(r->window, credit) != 0)
+        r->delivery = NULL;
+    log_info("hub.session_open", "region=%s credit=%u accepted=%zu", r->code, credit,
+             s->n_accepted);
+    wire_free((ProtobufCMessage **)&hello);
+    struct item *it = item_new(h, ITEM_HELLO, rid, rid_len);
+    if (it) {
+        it->region = region;
+        memcpy(it->stream_id, s->stream_id, 16);
+    }
+}
+
+/* Decide, before the store is touched, whether a SEND can ever be stored. */
+static void check_send(hub_t *h, struct item *it, const session_t *s)
+{
+    const char *src = h->regions[s->region].code;
+    if (it->send->envelope.len > h->cfg->limits.max_frame) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE;
+        snprintf(it->why, sizeof it->why, "envelope of %zu bytes exceeds max_frame %llu",
+                 it->send->envelope.len, (unsigned long long)h->cfg->limits.max_frame);
+        return;
+    }
+    if (wire_decode(&nhub__wire__v1__envelope__descriptor,
+                    it->send->envelope.data, it->send->envelope.len,
+                    h->cfg->limits.max_frame, (ProtobufCMessage **)&it->env) != 0) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED;
+        snprintf(it->why, sizeof it->why, "envelope does not decode");
+        return;
+    }
+    if (wire_envelope_check(it->env, it->why, sizeof it->why) != 0) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
+        return;
+    }
+    if (strcmp(it->env->source, src) != 0) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH;
+        snprintf(it->why, sizeof it->why, "envelope source %s is not this connection's region %s",
+                 it->env->source, src);
+        return;
+    }
+    if (strcmp(it->env->destination, WIRE_BROADCAST) != 0 &&
+        region_lookup(h, it->env->destination) < 0) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION;
+        snprintf(it->why, sizeof it->why, "destination %s is not configured at this hub",
+                 it->env->destination);
+    }
+}
+
+static void on_send(hub_t *h, session_t *s, const void *rid, size_t rid_len, const void *body,
+                    size_t len)
+{
+    wire_send_t *send = NULL;
+    if (wire_decode(wire_body_descriptor(WIRE_SEND), body, len,
+                    h->cfg->limits.max_frame + HUB_FRAME_SLACK,
+                    (ProtobufCMessage **)&send) != 0) {
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED, 0,
+               h->regions[s->region].code, "SEND body does not decode");
+        return;
+    }
+    struct item *it = item_new(h, ITEM_SEND, rid, rid_len);
+    if (!it) { /* cannot happen: the drain stops when the stage is full */
+        wire_free((ProtobufCMessage **)&send);
+        return;
+    }
+    it->send = send;
+    it->region = s->region;
+    memcpy(it->stream_id, s->stream_id, 16);
+    check_send(h, it, s);
+}
+
+static void on_delivered(hub_t *h, session_t *s, const void *rid, size_t rid_len,
+                         const void *body, size_t len)
+{
+    wire_delivered_t *d = NULL;
+    if (wire_decode(wire_body_descriptor(WIRE_DELIVERED), body, len, 4096,
+                    (ProtobufCMessage **)&d) != 0 ||
+        d->msg_id.len != 16 || d->dseq == 0) {
+        wire_free((ProtobufCMessage **)&d);
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED, 0,
+               h->regions[s->region].code, "DELIVERED body does not decode or lacks fields");
+        return;
+    }
+    struct item *it = item_new(h, ITEM_CONFIRM, rid, rid_len);
+    if (it) {
+        it->region = s->region;
+        it->dseq = d->dseq;
+        memcpy(it->msg_id, d->msg_id.data, 16);
+    }
+    wire_free((ProtobufCMessage **)&d);
+}
+
+static void on_heartbeat(hub_t *h, const void *rid, size_t rid_len)
+{
+    wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
+    hb.time_ms = clock_wall_ms(h->clock);
+    wire_send(h->router, rid, rid_len, WIRE_HEARTBEAT, &hb.base, ZMQ_DONTWAIT);
+}
+
+/* Validate one received message and stage it or answer it. */
+static void on_frames(hub_t *h, const wire_frames_t *f)
+{
+    h->n.frames_in++;
+    if (f->n_frames != 3) {
+        h->n.dropped++;
+        log_refusal(h, 0, NULL, NULL, "wrong frame count; dropped");
+        return;
+    }
+    const void *rid = wire_frame_data(f, 0), *body = wire_frame_data(f, 2);
+    size_t rid_len = wire_frame_len(f, 0), len = wire_frame_len(f, 2);
+    int cmd = 0, ver = 0;
+    int rc = wire_header_parse(wire_frame_data(f, 1), wire_frame_len(f, 1), &cmd, &ver);
+    if (rc == NHUB_EMALFORMED) {
+        h->n.dropped++;
+        log_refusal(h, 0, NULL, NULL, "header is not an nhub header; dropped");
+        return;
+    }
+    if (rc == NHUB_EVERSION) {
+        char why[80];
+        snprintf(why, sizeof why, "protocol version %d is not supported; this hub speaks 1", ver);
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_VERSION, 0, NULL, why);
+        return;
+    }
+    if (rc != 0) {
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_COMMAND, 0, NULL,
+               "unknown command");
+        return;
+    }
+    if (len > h->cfg->limits.max_frame + HUB_FRAME_SLACK) {
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE, 0, NULL,
+               "body exceeds max_frame");
+        return;
+    }
+    if (cmd == WIRE_HELLO) {
+        on_hello(h, rid, rid_len, body, len);
+        return;
+    }
+    session_t *s = session_find(h->sessions, rid, rid_len);
+    if (!s && cmd != WIRE_BYE) {
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED, 1, NULL,
+               "say HELLO first");
+        return;
+    }
+    if (s)
+        s->last_seen_ms = now_mono(h);
+    switch (cmd) {
+    case WIRE_SEND: on_send(h, s, rid, rid_len, body, len); break;
+    case WIRE_DELIVERED: on_delivered(h, s, rid, rid_len, body, len); break;
+    case WIRE_HEARTBEAT: on_heartbeat(h, rid, rid_len); break;
+    case WIRE_BYE:
+        if (s)
+            session_close(h, s, "bye");
+        break;
+    default:
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_COMMAND, 0,
+               h->regions[s->region].code, "not a command an adapter sends");
+    }
+}
+
+/* ---- applying a stage in one transaction --------------------------------- */
+
+/* Pack a journal event into the scratch buffer and append it. */
+static int journal_append(hub_t *h, store_txn_t *t, journal_event_t *ev, uint64_t *seq)
+{
+    size_t need = nhub__journal__v1__journal_event__get_packed_size(ev);
+    if (need > h->scratch_cap) {
+        uint8_t *p = realloc(h->scratch, need);
+        if (!p)
+            return NHUB_ENOMEM;
+        h->scratch = p;
+        h->scratch_cap = need;
+    }
+    size_t len = nhub__journal__v1__journal_event__pack(ev, h->scratch);
+    return store_journal_append(t, h->scratch, len, seq);
+}
+
+static void set_nack(struct item *it, int code, int retryable)
+{
+    it->reply = WIRE_NACK;
+    it->code = code;
+    it->retryable = retryable;
+}
+
+static int apply_reject(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq, int64_t now)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REJECTED;
+    ev.time_ms = now;
+    ev.source = h->regions[it->region].code;
+    ev.stream_id.data = it->stream_id;
+    ev.stream_id.len = 16;
+    ev.stream_seq = sseq;
+    ev.code = (uint32_t)it->reject;
+    ev.reason = it->why;
+    if (it->env && it->env->msg_id.len == 16) {
+        ev.msg_id = it->env->msg_id;
+        ev.item = it->env->item;
+        ev.destination = it->env->destination;
+    }
+    uint64_t seq;
+    int rc = journal_append(h, t, &ev, &seq);
+    if (!rc)
+        rc = store_stream_put(t, it->stream_id, sseq, h->regions[it->region].code);
+    set_nack(it, it->reject, 0);
+    return rc;
+}
+
+static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq, int64_t now)
+{
+    const wire_envelope_t *env = it->env;
+    const char *src = h->regions[it->region].code;
+    int broadcast = strcmp(env->destination, WIRE_BROADCAST) == 0;
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED;
+    ev.time_ms = now;
+    ev.envelope = it->send->envelope;
+    ev.msg_id = env->msg_id;
+    ev.source = (char *)src;
+    ev.destination = env->destination;
+    ev.item = env->item;
+    ev.payload_type = env->payload_type;
+    ev.stream_id.data = it->stream_id;
+    ev.stream_id.len = 16;
+    ev.stream_seq = sseq;
+    ev.recipients = broadcast ? (uint32_t)h->n_regions - 1 : 1;
+    uint64_t seq, dseq;
+    int rc = journal_append(h, t, &ev, &seq);
+    for (size_t i = 0; !rc && i < h->n_regions; i++) {
+        const char *code = h->regions[i].code;
+        if (broadcast ? strcmp(code, src) == 0 : strcmp(code, env->destination) != 0)
+            continue;
+        rc = store_queue_put(t, code, seq, env->msg_id.data, &dseq);
+    }
+    if (!rc)
+        rc = store_dedup_put(t, env->msg_id.data, seq, now);
+    if (!rc)
+        rc = store_stream_put(t, it->stream_id, sseq, src);
+    it->reply = WIRE_ACK;
+    it->r_seq = seq;
+    return rc;
+}
+
+static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, int64_t now)
+{
+    uint64_t sseq = it->send->stream_seq, last = 0;
+    int rc = store_stream_get(t, it->stream_id, &last);
+    if (rc)
+        return rc;
+    if (sseq == 0) {
+        snprintf(it->why, sizeof it->why, "stream_seq must start at 1");
+        set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, 0);
+        return 0;
+    }
+    if (sseq <= last) { /* a repeat of something already decided */
+        uint64_t seq = 0;
+        if (it->env && it->env->msg_id.len == 16 &&
+            store_dedup_get(t, it->env->msg_id.data, &seq) != 0)
+            seq = 0;
+        it->reply = WIRE_ACK;
+        it->dup = 1;
+        it->r_seq = seq;
+        return 0;
+    }
+    if (sseq != last + 1) {
+        snprintf(it->why, sizeof it->why, "stream_seq %llu skips ahead; expected %llu",
+                 (unsigned long long)sseq, (unsigned long long)(last + 1));
+        it->r_expected = last + 1;
+        set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_OUT_OF_ORDER, 1);
+        return 0;
+    }
+    if (no_writes) {
+        snprintf(it->why, sizeof it->why, "store full; nothing stored, retry later");
+        set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL, 1);
+        return 0;
+    }
+    if (it->reject)
+        return apply_reject(h, t, it, sseq, now);
+    uint64_t seq;
+    rc = store_dedup_get(t, it->env->msg_id.data, &seq);
+    if (rc == 0) {
+        it->reply = WIRE_ACK;
+        it->dup = 1;
+        it->r_seq = seq;
+        return store_stream_put(t, it->stream_id, sseq, h->regions[it->region].code);
+    }
+    if (rc != NHUB_ENOTFOUND)
+        return rc;
+    return apply_accept(h, t, it, sseq, now);
+}
+
+/* DELIVERED and set-aside messages leave the queue with a journal event. */
+static int apply_dequeue(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
+{
+    const char *code = h->regions[it->region].code;
+    uint64_t seq;
+    int rc = store_queue_remove(t, code, it->dseq, it->msg_id, &seq);
+    if (rc == NHUB_ENOTFOUND)
+        return 0; /* already confirmed: a repeat */
+    if (rc)
+        return rc;
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = it->type == ITEM_CONFIRM ? NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED
+                                       : NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HELD;
+    ev.time_ms = now;
+    ev.msg_id.data = it->msg_id;
+    ev.msg_id.len = 16;
+    ev.ref_seq = seq;
+    ev.region = (char *)code;
+    ev.dseq = it->dseq;
+    if (it->type == ITEM_HOLD)
+        ev.reason = "payload type not accepted by the destination";
+    uint64_t jseq;
+    rc = journal_append(h, t, &ev, &jseq);
+    it->applied = rc == 0;
+    return rc;
+}
+
+static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, int64_t now)
+{
+    it->reply = 0;
+    it->dup = 0;
+    it->applied = 0;
+    switch (it->type) {
+    case ITEM_SEND: return apply_send(h, t, it, no_writes, now);
+    case ITEM_HELLO:
+        it->reply = WIRE_WELCOME;
+        return store_stream_get(t, it->stream_id, &it->r_stream_last);
+    case ITEM_CONFIRM:
+    case ITEM_HOLD: return apply_dequeue(h, t, it, now);
+    }
+    return NHUB_EINVAL;
+}
+
+/*
+ * Apply the whole stage in one transaction. On a full map: grow and replay;
+ * at the limit, replay without storing new messages (they get NACK
+ * STORE_FULL) so confirmations still go through.
+ */
+static int apply_stage(hub_t *h)
+{
+    int no_writes = 0;
+    int64_t now = clock_wall_ms(h->clock);
+    for (;;) {
+        store_txn_t *t = NULL;
+        int rc = store_begin(h->store, &t);
+        for (size_t i = 0; !rc && i < h->n_items; i++)
+            rc = apply_item(h, t, &h->items[i], no_writes, now);
+        size_t expired = 0;
+        if (!rc)
+            rc = store_dedup_expire(t, now - h->cfg->limits.dedup_window_ms,
+                                    HUB_DEDUP_EXPIRE_PER_TXN, &expired);
+        if (!rc)
+            rc = store_commit(&t);
+        else
+            store_abort(&t);
+        if (rc == 0) {
+            h->n.commits++;
+            h->n.committed_items += h->n_items;
+            return 0;
+        }
+        if (rc == NHUB_EFULL && store_grow(h->store) == 0)
+            continue;
+        if (rc == NHUB_EFULL && !no_writes) {
+            h->n.store_full++;
+            no_writes = 1;
+            continue;
+        }
+        return rc;
+    }
+}
+
+/* The stage could not be committed at all: nothing was stored. */
+static void fail_stage(hub_t *h, int rc)
+{
+    int code = rc == NHUB_EFULL ? NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL
+                                : NHUB__WIRE__V1__NACK_CODE__NACK_STORE_ERROR;
+    log_error("hub.commit_failed", "error=\"%s\" items=%zu", nhub_strerror(rc), h->n_items);
+    for (size_t i = 0; i < h->n_items; i++) {
+        struct item *it = &h->items[i];
+        it->applied = 0;
+        it->reply = 0;
+        if (it->type == ITEM_SEND || it->type == ITEM_HELLO) {
+            snprintf(it->why, sizeof it->why, "%s; nothing stored, retry later",
+                     nhub_strerror(rc));
+            set_nack(it, code, 1);
+        }
+    }
+}
+
+static void reply(hub_t *h, struct item *it)
+{
+    const uint8_t *msg_id = it->env && it->env->msg_id.len == 16 ? it->env->msg_id.data : NULL;
+    uint64_t sseq = it->send ? it->send->stream_seq : 0;
+    if (it->reply == WIRE_ACK) {
+        wire_ack_t ack = NHUB__WIRE__V1__ACK__INIT;
+        if (msg_id) {
+            ack.msg_id.data = (uint8_t *)msg_id;
+            ack.msg_id.len = 16;
+        }
+        ack.seq = it->r_seq;
+        ack.stream_seq = sseq;
+        ack.duplicate = it->dup;
+        if (it->dup)
+            h->n.duplicates++;
+        else
+            h->n.accepted++;
+        wire_send(h->router, it->rid, it->rid_len, WIRE_ACK, &ack.base, ZMQ_DONTWAIT);
+    } else if (it->reply == WIRE_NACK) {
+        if (it->code != NHUB__WIRE__V1__NACK_CODE__NACK_OUT_OF_ORDER &&
+            it->code != NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL)
+            log_refusal(h, it->code, it->region >= 0 ? h->regions[it->region].code : NULL,
+                        msg_id, it->why);
+        if (it->type == ITEM_SEND && !it->retryable)
+            h->n.rejected++;
+        send_nack(h, it->rid, it->rid_len, it->code, it->retryable, msg_id, sseq,
+                  it->r_expected, it->why);
+    } else if (it->reply == WIRE_WELCOME) {
+        wire_welcome_t w = NHUB__WIRE__V1__WELCOME__INIT;
+        w.protocol_version = WIRE_VERSION;
+        w.hub_id.data = (uint8_t *)store_hub_id(h->store);
+        w.hub_id.len = STORE_ID_LEN;
+        w.stream_last = it->r_stream_last;
+        w.max_frame = (uint32_t)h->cfg->limits.max_frame;
+        w.heartbeat_ms = (uint32_t)h->cfg->limits.heartbeat_ms;
+        wire_send(h->router, it->rid, it->rid_len, WIRE_WELCOME, &w.base, ZMQ_DONTWAIT);
+    }
+}
+
+/* Commit the stage, then answer it and update RAM state. */
+static void flush_stage(hub_t *h)
+{
+    if (h->n_items == 0)
+        return;
+    int rc = apply_stage(h);
+    if (rc)
+        fail_stage(h, rc);
+    for (size_t i = 0; i < h->n_items; i++) {
+        struct item *it = &h->items[i];
+        reply(h, it);
+        if (it->type == ITEM_SEND && it->reply == WIRE_ACK && !it->dup) {
+            if (strcmp(it->env->destination, WIRE_BROADCAST) == 0) {
+                for (size_t r = 0; r < h->n_regions; r++)
+                    h->regions[r].pending = 1;
+            } else {
+                int r = region_lookup(h, it->env->destination);
+                if (r >= 0)
+                    h->regions[r].pending = 1;
+            }
+        }
+        /* After a failed commit the message is still queued: keep it in
+         * flight so it is delivered again and confirmed again. */
+        if (it->type == ITEM_CONFIRM && rc == 0) {
+            dispatch_confirm(h->regions[it->region].window, it->dseq);
+            h->n.confirmed += it->applied;
+        }
+        if (it->type == ITEM_HOLD && it->applied)
+            h->n.held++;
+        item_clear(it);
+    }
+    h->n_items = 0;
+}
+
+/* ---- delivery ---------------------------------------------------------------- */
+
+/*
+ * Send message (dseq, seq) to the region's delivery session. Sets *held when
+ * the session does not accept its payload type. Returns 0, NHUB_ENOTFOUND
+ * (the peer is gone), NHUB_EAGAIN (its queue is full) or another error.
+ */
+static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint64_t dseq,
+                       uint64_t seq, uint32_t attempt, int *held)
+{
+    const void *data;
+    size_t len;
+    *held = 0;
+    int rc = store_journal_get(rd, seq, &data, &len, NULL);
+    if (rc) {
+        log_error("hub.journal_missing", "region=%s seq=%llu dseq=%llu", r->code,
+                  (unsigned long long)seq, (unsigned long long)dseq);
+        return rc;
+    }
+    journal_event_t *ev = NULL;
+    rc = wire_decode(&nhub__journal__v1__journal_event__descriptor, data, len, len + 1024,
+                     (ProtobufCMessage **)&ev);
+    if (rc || ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED) {
+        log_error("hub.journal_corrupt", "region=%s seq=%llu", r->code, (unsigned long long)seq);
+        wire_free((ProtobufCMessage **)&ev);
+        return NHUB_EMALFORMED;
+    }
+    session_t *s = r->delivery;
+    if (!wire_payload_accepted(ev->payload_type, s->accepted, s->n_accepted)) {
+        *held = 1;
+        wire_free((ProtobufCMessage **)&ev);
+        return 0;
+    }
+    wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
+    d.seq = seq;
+    d.dseq = dseq;
+    d.envelope = ev->envelope;
+    d.attempt = attempt;
+    rc = wire_send(h->router, s->rid, s->rid_len, WIRE_DELIVER, &d.base, ZMQ_DONTWAIT);
+    wire_free((ProtobufCMessage **)&ev);
+    return rc;
+}
+
+/* Stage a message the destination cannot take, so it leaves the queue. */
+static int stage_hold(hub_t *h, struct hub_region *r, const store_queued_t *q)
+{
+    session_t *s = r->delivery;
+    struct item *it = item_new(h, ITEM_HOLD, s->rid, s->rid_len);
+    if (!it)
+        return NHUB_EAGAIN;
+    it->region = (int)(r - h->regions);
+    it->dseq = q->dseq;
+    it->seq = q->seq;
+    memcpy(it->msg_id, q->msg_id, 16);
+    char hex[33];
+    log_warn("hub.held", "region=%s dseq=%llu msg_id=%s reason=payload_type_not_accepted",
+             r->code, (unsigned long long)q->dseq, log_hex(hex, sizeof hex, q->msg_id, 16));
+    return 0;
+}
+
+/* Handle a failed send to a region's session; returns 1 to stop this region. */
+static int delivery_failed(hub_t *h, struct hub_region *r, int rc)
+{
+    if (rc == NHUB_ENOTFOUND) {
+        session_close(h, r->delivery, "peer gone");
+        return 1;
+    }
+    return rc == NHUB_EAGAIN || rc == NHUB_ECLOSED || rc == NHUB_EZMQ || rc == NHUB_ENOMEM;
+}
+
+static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
+{
+    size_t n = dispatch_due(r->window, now, h->due, HUB_SCAN_MAX);
+    for (size_t i = 0; i < n; i++) {
+        int held;
+        int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].attempt, &held);
+        if (rc && delivery_failed(h, r, rc))
+            return;
+        if (!rc && !held)
+            h->n.redelivered++;
+    }
+}
+
+static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
+{
+    while (r->delivery && r->pending) {
+        size_t room = dispatch_room(r->window), n = 0;
+        if (room == 0)
+            return;
+        if (room > HUB_SCAN_MAX)
+            room = HUB_SCAN_MAX;
+        if (store_queue_scan(rd, r->code, dispatch_cursor(r->window), h->scan, room, &n) != 0)
+            return;
+        if (n < room)
+            r->pending = 0; /* the rest of the queue is in hand */
+        for (size_t i = 0; i < n; i++) {
+            const store_queued_t *q = &h->scan[i];
+            int held;
+            int rc = deliver_one(h, r, rd, q->dseq, q->seq, 1, &held);
+            if (held) {
+                if (stage_hold(h, r, q) != 0) {
+                    r->pending = 1;
+                    return;
+                }
+                dispatch_skip(r->window, q->dseq);
+                continue;
+            }
+            if (rc) {
+                r->pending = 1;
+                if (delivery_failed(h, r, rc))
+                    return;
+                dispatch_skip(r->window, q->dseq); /* unreadable: left queued, logged */
+                continue;
+            }
+            dispatch_sent(r->window, q->dseq, q->seq, now);
+            h->n.delivered++;
+        }
+        if (n == 0)
+            return;
+    }
+}
+
+static void dispatch_all(hub_t *h)
+{
+    int64_t now = now_mono(h);
+    store_reader_t *rd = NULL;
+    for (size_t i = 0; i < h->n_regions; i++) {
+        struct hub_region *r = &h->regions[i];
+        if (!r->delivery)
+            continue;
+        int due = dispatch_next_due(r->window) <= now;
+        int fresh = r->pending && dispatch_room(r->window) > 0;
+        if (!due && !fresh)
+            continue;
+        if (!rd && store_reader_open(h->store, &rd) != 0)
+            return;
+        if (due)
+            redeliver(h, r, rd, now);
+        if (r->delivery && fresh)
+            deliver_new(h, r, rd, now);
+    }
+    store_reader_close(&rd);
+}
+
+/* ---- housekeeping -------------------------------------------------------------- */
+
+struct expiry {
+    hub_t *h;
+    int64_t before;
+};
+
+static int expire_session(void *arg, session_t *s)
+{
+    struct expiry *e = arg;
+    if (s->last_seen_ms < e->before)
+        session_close(e->h, s, "peer_timeout");
+    return 0;
+}
+
+static void log_stats(hub_t *h)
+{
+    const hub_counters_t *n = &h->n;
+    if (n->commits == h->stats_commits_seen)
+        return;
+    h->stats_commits_seen = n->commits;
+    log_info("hub.stats",
+             "accepted=%llu duplicates=%llu rejected=%llu dropped=%llu delivered=%llu "
+             "redelivered=%llu confirmed=%llu held=%llu commits=%llu mean_batch=%.1f "
+             "sessions=%zu map_size=%llu",
+             (unsigned long long)n->accepted, (unsigned long long)n->duplicates,
+             (unsigned long long)n->rejected, (unsigned long long)n->dropped,
+             (unsigned long long)n->delivered, (unsigned long long)n->redelivered,
+             (unsigned long long)n->confirmed, (unsigned long long)n->held,
+             (unsigned long long)n->commits,
+             n->commits ? (double)n->committed_items / (double)n->commits : 0.0,
+             session_count(h->sessions), (unsigned long long)store_map_size(h->store));
+}
+
+static void housekeeping(hub_t *h)
+{
+    int64_t now = now_mono(h);
+    if (now >= h->next_housekeeping) {
+        struct expiry e = {h, now - h->cfg->limits.peer_timeout_ms};
+        session_foreach(h->sessions, expire_session, &e);
+        h->next_housekeeping = now + HUB_HOUSEKEEPING_MS;
+    }
+    if (now >= h->next_stats) {
+        log_stats(h);
+        h->next_stats = now + HUB_STATS_MS;
+    }
+}
+
+/* How long the loop may wait for frames before a timer needs it. */
+static int poll_timeout(const hub_t *h)
+{
+    if (h->n_items)
+        return 0;
+    int64_t now = now_mono(h), next = h->next_housekeeping;
+    for (size_t i = 0; i < h->n_regions; i++) {
+        const struct hub_region *r = &h->regions[i];
+        if (!r->delivery)
+            continue;
+        if (r->pending && dispatch_room(r->window) > 0)
+            return 0;
+        int64_t due = dispatch_next_due(r->window);
+        if (due < next)
+            next = due;
+    }
+    int64_t wait = next - now;
+    return wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+/* Journal a hub-level event in its own transaction. */
+static int journal_note(hub_t *h, int type, const char *reason)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = (Nhub__Journal__V1__EventType)type;
+    ev.time_ms = clock_wall_ms(h->clock);
+    ev.reason = (char *)reason;
+    for (;;) {
+        store_txn_t *t = NULL;
+        uint64_t seq;
+        int rc = store_begin(h->store, &t);
+        if (!rc)
+            rc = journal_append(h, t, &ev, &seq);
+        if (!rc)
+            rc = store_commit(&t);
+        else
+            store_abort(&t);
+        if (rc == NHUB_EFULL && store_grow(h->store) == 0)
+            continue;
+        return rc;
+    }
+}
+
+static int regions_build(hub_t *h, const cfg_t *cfg, struct hub_region **out)
+{
+    struct hub_region *r = calloc(cfg->region_count, sizeof *r);
+    if (!r)
+        return NHUB_ENOMEM;
+    for (size_t i = 0; i < cfg->region_count; i++) {
+        snprintf(r[i].code, sizeof r[i].code, "%s", cfg->regions[i].code);
+        int old = -1;
+        for (size_t j = 0; h->regions && j < h->n_regions; j++)
+            if (h->regions[j].window && strcmp(h->regions[j].code, r[i].code) == 0)
+                old = (int)j;
+        if (old >= 0) { /* carry the live state over */
+            r[i].window = h->regions[old].window;
+            r[i].delivery = h->regions[old].delivery;
+            r[i].pending = 1;
+            h->regions[old].window = NULL;
+            dispatch_set_timeouts(r[i].window, cfg->limits.redeliver_after_ms,
+                                  cfg->limits.redeliver_max_ms);
+            continue;
+        }
+        r[i].window = dispatch_new((uint32_t)cfg->limits.credit_max,
+                                   cfg->limits.redeliver_after_ms, cfg->limits.redeliver_max_ms);
+        if (!r[i].window) {
+            for (size_t k = 0; k < i; k++)
+                dispatch_destroy(&r[k].window);
+            free(r);
+            return NHUB_ENOMEM;
+        }
+    }
+    *out = r;
+    return 0;
+}
+
+static void regions_free(struct hub_region **r, size_t n)
+{
+    if (!*r)
+        return;
+    for (size_t i = 0; i < n; i++)
+        dispatch_destroy(&(*r)[i].window);
+    free(*r);
+    *r = NULL;
+}
+
+static int set_opt_int(void *sock, int opt, int v)
+{
+    return zmq_setsockopt(sock, opt, &v, sizeof v);
+}
+
+static int open_socket(hub_t *h, char *err, size_t errcap)
+{
+    int64_t maxmsg = (int64_t)h->cfg->limits.max_frame + HUB_FRAME_SLACK;
+    h->zctx = zmq_ctx_new();
+    h->router = h->zctx ? zmq_socket(h->zctx, ZMQ_ROUTER) : NULL;
+    if (!h->router ||
+        set_opt_int(h->router, ZMQ_ROUTER_MANDATORY, 1) ||
+        zmq_setsockopt(h->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        set_opt_int(h->router, ZMQ_SNDHWM, 200000) || set_opt_int(h->router, ZMQ_RCVHWM, 200000) ||
+        set_opt_int(h->router, ZMQ_LINGER, 2000)) {
+        snprintf(err, errcap, "cannot create the hub socket: %s", zmq_strerror(zmq_errno()));
+        return NHUB_EZMQ;
+    }
+    if (zmq_bind(h->router, h->cfg->hub.listen) != 0) {
+        snprintf(err, errcap, "cannot listen on %s: %s", h->cfg->hub.listen,
+                 zmq_strerror(zmq_errno()));
+        return NHUB_EZMQ;
+    }
+    size_t len = sizeof h->endpoint;
+    if (zmq_getsockopt(h->router, ZMQ_LAST_ENDPOINT, h->endpoint, &len) != 0)
+        snprintf(h->endpoint, sizeof h->endpoint, "%s", h->cfg->hub.listen);
+    return 0;
+}
+
+int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size_t errcap)
+{
+    *out = NULL;
+    hub_t *h = calloc(1, sizeof *h);
+    if (!h) {
+        cfg_destroy(cfg);
+        return NHUB_ENOMEM;
+    }
+    h->cfg = *cfg;
+    *cfg = NULL;
+    h->clock = clock;
+    int rc = store_open(h->cfg->hub.data_dir, h->cfg->limits.map_size,
+                        h->cfg->limits.map_size_max, &h->store, err, errcap);
+    if (rc)
+        goto fail;
+    rc = NHUB_ENOMEM;
+    h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
+    h->items = calloc(h->cap_items, sizeof *h->items);
+    h->sessions = session_table_new(HUB_SESSIONS_MAX);
+    if (!h->items || !h->sessions || regions_build(h, h->cfg, &h->regions) != 0) {
+        snprintf(err, errcap, "out of memory");
+        goto fail;
+    }
+    h->n_regions = h->cfg->region_count;
+    if ((rc = open_socket(h, err, errcap)))
+        goto fail;
+    *out = h;
+    return 0;
+fail:
+    hub_destroy(&h);
+    return rc;
+}
+
+void hub_destroy(hub_t **self)
+{
+    if (!self || !*self)
+        return;
+    hub_t *h = *self;
+    for (size_t i = 0; i < h->n_items; i++)
+        item_clear(&h->items[i]);
+    if (h->router)
+        zmq_close(h->router);
+    if (h->zctx)
+        zmq_ctx_term(h->zctx);
+    session_table_destroy(&h->sessions);
+    regions_free(&h->regions, h->n_regions);
+    store_close(&h->store);
+    free(h->items);
+    free(h->scratch);
+    cfg_destroy(&h->cfg);
+    free(h);
+    *self = NULL;
+}
+
+const char *hub_endpoint(const hub_t *self)
+{
+    return self->endpoint;
+}
+
+void hub_counters(const hub_t *self, hub_counters_t *out)
+{
+    *out = self->n;
+}
+
+/* Sessions keep region indexes: map them to the new table by code. */
+struct remap {
+    hub_t *h;
+    const struct hub_region *old;
+    size_t n_old;
+    const cfg_t *cfg;
+};
+
+static int remap_session(void *arg, session_t *s)
+{
+    struct remap *m = arg;
+    if (s->region < 0 || (size_t)s->region >= m->n_old)
+        return 0;
+    s->region = cfg_region_index(m->cfg, m->old[s->region].code);
+    if (s->region < 0) {
+        log_info("hub.session_closed", "reason=region_removed");
+        session_remove(m->h->sessions, s);
+        m->h->n.sessions_closed++;
+    }
+    return 0;
+}
+
+int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
+{
+    cfg_t *next = NULL;
+    int rc = cfg_load(cfg_path, &next, err, errcap);
+    if (rc)
+        return rc;
+    if (strcmp(next->hub.listen, self->cfg->hub.listen) != 0 ||
+        strcmp(next->hub.data_dir, self->cfg->hub.data_dir) != 0) {
+        log_warn("hub.reload_partial", "detail=\"listen and data_dir need a restart; kept\"");
+        next->hub = self->cfg->hub;
+    }
+    if (next->limits.batch_max > self->cfg->limits.batch_max ||
+        next->limits.max_frame != self->cfg->limits.max_frame) {
+        log_warn("hub.reload_partial", "detail=\"batch_max increase and max_frame need a restart; kept\"");
+        if (next->limits.batch_max > self->cfg->limits.batch_max)
+            next->limits.batch_max = self->cfg->limits.batch_max;
+        next->limits.max_frame = self->cfg->limits.max_frame;
+    }
+    struct hub_region *regions = NULL;
+    if ((rc = regions_build(self, next, &regions))) {
+        snprintf(err, errcap, "out of memory");
+        cfg_destroy(&next);
+        return rc;
+    }
+    struct remap m = {self, self->regions, self->n_regions, next};
+    session_foreach(self->sessions, remap_session, &m);
+    regions_free(&self->regions, self->n_regions);
+    self->regions = regions;
+    self->n_regions = next->region_count;
+    for (size_t i = 0; i < self->n_regions; i++)
+        if (self->regions[i].delivery && self->regions[i].delivery->region != (int)i)
+            self->regions[i].delivery = NULL;
+    store_set_map_max(self->store, next->limits.map_size_max);
+    log_setup(next->log.level, NULL);
+    cfg_destroy(&self->cfg);
+    self->cfg = next;
+    journal_note(self, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIG_RELOADED, cfg_path);
+    log_info("hub.reloaded", "regions=%zu", self->n_regions);
+    return 0;
+}
+
+/* Read every frame already waiting (bounded), staging what is valid. */
+static int drain(hub_t *h)
+{
+    size_t frames = 0, max_frames = (size_t)h->cfg->limits.batch_max * 4;
+    while (h->n_items < (size_t)h->cfg->limits.batch_max && frames < max_frames) {
+        wire_frames_t f;
+        int rc = wire_recv(h->router, &f, ZMQ_DONTWAIT);
+        if (rc == NHUB_EAGAIN || rc == NHUB_ECLOSED)
+            return 0;
+        if (rc)
+            return rc;
+        on_frames(h, &f);
+        wire_frames_close(&f);
+        frames++;
+    }
+    return 0;
+}
+
+int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,
+            const char *cfg_path)
+{
+    hub_t *h = self;
+    char hex[33];
+    journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STARTED, "start");
+    log_info("hub.ready", "endpoint=%s hub_id=%s regions=%zu", h->endpoint,
+             log_hex(hex, sizeof hex, store_hub_id(h->store), STORE_ID_LEN), h->n_regions);
+    int rc = 0;
+    while (!*stop) {
+        if (reload && *reload) {
+            *reload = 0;
+            char err[512], q[600];
+            if (hub_reload(h, cfg_path, err, sizeof err) != 0)
+                log_error("hub.reload_failed", "error=%s", log_quote(q, sizeof q, err));
+        }
+        zmq_pollitem_t pi = {h->router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&pi, 1, poll_timeout(h)) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            rc = NHUB_EZMQ;
+            break;
+        }
+        if ((rc = drain(h)))
+            break;
+        flush_stage(h);
+        dispatch_all(h);
+        housekeeping(h);
+    }
+    flush_stage(h); /* what was staged before the stop is answered */
+    journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STOPPED, "stop");
+    h->stats_commits_seen = UINT64_MAX;
+    log_stats(h);
+    log_info("hub.stopped", "accepted=%llu rejected=%llu dropped=%llu nack_malformed=%llu "
+             "nack_version=%llu nack_unknown_command=%llu nack_too_large=%llu "
+             "nack_hello_required=%llu",
+             (unsigned long long)h->n.accepted, (unsigned long long)h->n.rejected,
+             (unsigned long long)h->n.dropped, (unsigned long long)h->n.nacked[1],
+             (unsigned long long)h->n.nacked[3], (unsigned long long)h->n.nacked[4],
+             (unsigned long long)h->n.nacked[2], (unsigned long long)h->n.nacked[5]);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/*
+ * hub.h: the hub engine: one ROUTER socket, the store, the sessions and the
+ * delivery windows, driven by one loop in one thread.
+ *
+ * The loop, once per turn:
+ *   1. waits for frames (or the next timer);
+ *   2. reads every frame already waiting, up to batch_max, validating each
+ *      and staging the valid ones (SEND, DELIVERED, HELLO);
+ *   3. applies the whole stage in ONE LMDB write transaction and commits it
+ *      (fsync): frames that arrived during the previous commit share this
+ *      one, which is the group commit;
+ *   4. only then sends the ACKs, NACKs and WELCOMEs;
+ *   5. hands each online region its queued messages within its credit and
+ *      sends again what timed out.
+ * The write transaction belongs to this loop alone.
+ */
+#ifndef NHUB_HUB_H
+#define NHUB_HUB_H
+
+#include "cfg.h"
+#include "clock.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+typedef struct hub hub_t;
+
+/* Counters since start; read with hub_counters. */
+typedef struct hub_counters {
+    uint64_t frames_in;
+    uint64_t accepted;      /* messages stored */
+    uint64_t duplicates;    /* repeats ACKed without storing */
+    uint64_t rejected;      /* SENDs refused for good (journaled) */
+    uint64_t nacked[16];    /* NACKs sent, by NackCode */
+    uint64_t dropped;       /* frames too broken to answer */
+    uint64_t delivered;     /* DELIVER frames sent, first attempts */
+    uint64_t redelivered;   /* DELIVER frames sent again */
+    uint64_t confirmed;     /* DELIVERED applied */
+    uint64_t held;          /* set aside: payload type not accepted */
+    uint64_t commits;       /* write transactions committed */
+    uint64_t committed_items; /* staged items in those commits */
+    uint64_t store_full;    /* commits that hit a full store */
+    uint64_t sessions_opened, sessions_closed;
+} hub_counters_t;
+
+/*
+ * Create the hub: open the store in cfg->hub.data_dir and bind cfg->hub.listen.
+ * Takes ownership of `cfg` (also on failure; *cfg is set to NULL). `clock`
+ * is borrowed for the hub's life. Returns 0 and *out, or an error with a
+ * message in `err`.
+ */
+int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size_t errcap);
+
+/* Close the socket and the store; accepts NULL; sets *self to NULL. */
+void hub_destroy(hub_t **self);
+
+/* The endpoint actually bound (the port filled in when the config said "*"). */
+const char *hub_endpoint(const hub_t *self);
+
+/*
+ * Run the loop until *stop becomes non-zero (a signal handler sets it),
+ * then finish the batch in hand, answer it and return 0. When *reload is
+ * non-zero the configuration is read again from `cfg_path` and the flag
+ * cleared. Returns an error only when the socket fails for good.
+ */
+int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,
+            const char *cfg_path);
+
+/*
+ * Apply a new configuration (SIGHUP). Limits, regions and the log level take
+ * effect at once; a changed listen endpoint or data directory is reported
+ * and kept as it was (they need a restart). Returns 0 or the load error,
+ * with the reason in `err`; on error nothing changes.
+ */
+int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap);
+
+/* Copy the counters. */
+void hub_counters(const hub_t *self, hub_counters_t *out);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * main.c: nhubd, the national hub daemon.
+ *
+ *   nhubd -c conf/hub.yaml [--check] [--ready-fd N]
+ *
+ * Reads the configuration, opens the store, binds the socket and runs the
+ * hub loop (hub.h) until SIGTERM or SIGINT; SIGHUP reloads the
+ * configuration. Where a message goes: hub.h describes one turn of the loop;
+ * store.h the durable state; dispatch.h the delivery windows; session.h the
+ * connections; proto/README.md the protocol.
+ */
+#include "cfg.h"
+#include "clock.h"
+#include "hub.h"
+#include "log.h"
+#include "nhub_err.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NHUBD_VERSION "0.1.0"
+
+static volatile sig_atomic_t g_stop, g_reload;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    g_reload = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: nhubd [-c FILE] [--check] [--ready-fd N]\n"
+            "\n"
+            "  -c, --config FILE  configuration (default conf/hub.yaml)\n"
+            "  --check            check the configuration and exit (0 if valid)\n"
+            "  --ready-fd N       write \"ready ENDPOINT\\n\" to file descriptor N once\n"
+            "                     listening, then close it (for supervisors and tests)\n"
+            "  -h, --help         this text\n"
+            "  --version          print the version\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT stop after the commit in hand; SIGHUP reloads FILE.\n");
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL))
+        return -1;
+    sa.sa_handler = on_hup;
+    if (sigaction(SIGHUP, &sa, NULL))
+        return -1;
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void announce_ready(int fd, const char *endpoint)
+{
+    if (fd < 0)
+        return;
+    char line[320];
+    int n = snprintf(line, sizeof line, "ready %s\n", endpoint);
+    if (n > 0 && write(fd, line, (size_t)n) < 0)
+        log_warn("hub.ready_fd_failed", "fd=%d", fd);
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "conf/hub.yaml";
+    int check_only = 0, ready_fd = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strcmp(a, "--check")) {
+            check_only = 1;
+        } else if (!strcmp(a, "--ready-fd") && i + 1 < argc) {
+            ready_fd = atoi(argv[++i]);
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("nhubd %s\n", NHUBD_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "nhubd: unknown argument \"%s\"\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    char err[1024];
+    cfg_t *cfg = NULL;
+    if (cfg_load(path, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "nhubd: %s\n", err);
+        return 2;
+    }
+    if (check_only) {
+        printf("%s: valid (%zu regions)\n", path, cfg->region_count);
+        cfg_destroy(&cfg);
+        return 0;
+    }
+    log_setup(cfg->log.level, NULL);
+    if (install_signals() != 0) {
+        fprintf(stderr, "nhubd: cannot install signal handlers\n");
+        cfg_destroy(&cfg);
+        return 1;
+    }
+    hub_t *hub = NULL;
+    if (hub_new(&cfg, nhub_clock_system(), &hub, err, sizeof err) != 0) {
+        fprintf(stderr, "nhubd: %s\n", err);
+        return 1;
+    }
+    announce_ready(ready_fd, hub_endpoint(hub));
+    int rc = hub_run(hub, &g_stop, &g_reload, path);
+    hub_destroy(&hub);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,629 @@
+/*
+ * store.c: the hub's LMDB environment, journal and indexes (see store.h).
+ *
+ * Why these choices:
+ *  - One environment, several named databases, so a single write
+ *    transaction covers the journal and every index it touches.
+ *  - The journal uses MDB_APPEND (keys only grow), the cheapest insert LMDB
+ *    has; the chain hash is computed here, inside the transaction, so a
+ *    record and its hash can never be written apart.
+ *  - Default sync flags: mdb_txn_commit returns only after fsync. Nothing in
+ *    this file weakens that.
+ *  - MDB_NOTLS so read transactions are not tied to a thread (a later HTTP
+ *    or audit thread may hold one); readers are closed promptly because
+ *    growing the map needs no transaction open in this process.
+ */
+#include "store.h"
+
+#include "log.h"
+#include "nhub_err.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STORE_FORMAT 1
+#define REGION_LEN 6
+#define QKEY_LEN (REGION_LEN + 8)
+
+struct store {
+    MDB_env *env;
+    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams;
+    uint64_t map_size, map_max;
+    uint8_t hub_id[STORE_ID_LEN];
+    /* Chain state as of the last commit; a transaction works on a copy. */
+    uint64_t next_seq;
+    uint8_t last_hash[STORE_HASH_LEN];
+    EVP_MD_CTX *md;
+    int txn_open;
+};
+
+struct store_txn {
+    store_t *store;
+    MDB_txn *txn;
+    uint64_t next_seq;
+    uint8_t last_hash[STORE_HASH_LEN];
+    int chain_dirty;
+};
+
+struct store_reader {
+    store_t *store;
+    MDB_txn *txn;
+};
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Map an LMDB return code to ours; full map and full disk are one condition. */
+static int lmdb_err(int rc)
+{
+    switch (rc) {
+    case 0: return 0;
+    case MDB_NOTFOUND: return NHUB_ENOTFOUND;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT: return NHUB_EFULL;
+    default: return NHUB_ESTORE;
+    }
+}
+
+static int set_err(char *err, size_t cap, int code, const char *fmt, const char *a, const char *b)
+{
+    if (err && cap)
+        snprintf(err, cap, fmt, a, b);
+    return code;
+}
+
+static int open_dbs(store_t *s, MDB_txn *txn)
+{
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {
+        {"meta", &s->meta},       {"journal", &s->journal},     {"queue", &s->queue},
+        {"qtail", &s->qtail},     {"dedup", &s->dedup},         {"dedup_age", &s->dedup_age},
+        {"streams", &s->streams},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        int rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int meta_get(store_t *s, MDB_txn *txn, const char *key, void *out, size_t len)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != len)
+        return MDB_CORRUPTED;
+    memcpy(out, v.mv_data, len);
+    return 0;
+}
+
+static int meta_put(store_t *s, MDB_txn *txn, const char *key, const void *data, size_t len)
+{
+    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)data};
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* Create the meta records of a new store, or read and check an old one's. */
+static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
+{
+    uint8_t fmt_be[4];
+    int rc = meta_get(s, txn, "format", fmt_be, sizeof fmt_be);
+    if (rc == MDB_NOTFOUND) {
+        const uint8_t fresh[4] = {0, 0, 0, STORE_FORMAT};
+        if (RAND_bytes(s->hub_id, sizeof s->hub_id) != 1)
+            return set_err(err, cap, NHUB_ECRYPTO, "%s%s", "no random source for the hub id", "");
+        memset(s->last_hash, 0, sizeof s->last_hash);
+        s->next_seq = 1;
+        if ((rc = meta_put(s, txn, "format", fresh, 4)) ||
+            (rc = meta_put(s, txn, "hub_id", s->hub_id, sizeof s->hub_id)))
+            return set_err(err, cap, lmdb_err(rc), "store: cannot initialise: %s%s",
+                           mdb_strerror(rc), "");
+        return 0;
+    }
+    if (rc)
+        return set_err(err, cap, NHUB_ESTORE, "store: cannot read format: %s%s", mdb_strerror(rc),
+                       "");
+    if (fmt_be[0] || fmt_be[1] || fmt_be[2] || fmt_be[3] != STORE_FORMAT)
+        return set_err(err, cap, NHUB_EVERSION, "store: format %s is not supported%s", "unknown",
+                       "");
+    if ((rc = meta_get(s, txn, "hub_id", s->hub_id, sizeof s->hub_id)))
+        return set_err(err, cap, NHUB_ESTORE, "store: hub_id: %s%s", mdb_strerror(rc), "");
+    uint8_t seq_be[8];
+    rc = meta_get(s, txn, "next_seq", seq_be, sizeof seq_be);
+    if (rc == MDB_NOTFOUND) {
+        s->next_seq = 1;
+        memset(s->last_hash, 0, sizeof s->last_hash);
+        return 0;
+    }
+    if (rc || (rc = meta_get(s, txn, "last_hash", s->last_hash, sizeof s->last_hash)))
+        return set_err(err, cap, NHUB_ESTORE, "store: chain state: %s%s", mdb_strerror(rc), "");
+    s->next_seq = get_be64(seq_be);
+    return 0;
+}
+
+int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out,
+               char *err, size_t errcap)
+{
+    *out = NULL;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return set_err(err, errcap, NHUB_EIO, "store: cannot create %s: %s", dir, strerror(errno));
+    store_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NHUB_ENOMEM;
+    int code = NHUB_ESTORE;
+    MDB_txn *txn = NULL;
+    s->map_size = map_size;
+    s->map_max = map_size_max < map_size ? map_size : map_size_max;
+    s->md = EVP_MD_CTX_new();
+    int rc = s->md ? mdb_env_create(&s->env) : ENOMEM;
+    if (rc)
+        goto fail_rc;
+    if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_maxreaders(s->env, 256)) ||
+        (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)))
+        goto fail_rc;
+    if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)))
+        goto fail_rc;
+    /* A file larger than the configured map (it grew last time) keeps its size. */
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
+        s->map_size = info.me_mapsize;
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead)
+        log_warn("store.stale_readers", "cleared=%d", dead);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) || (rc = open_dbs(s, txn)))
+        goto fail_rc;
+    if ((code = load_meta(s, txn, err, errcap)))
+        goto fail;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc)
+        goto fail_rc;
+    *out = s;
+    return 0;
+fail_rc:
+    code = lmdb_err(rc) == NHUB_EFULL ? NHUB_EFULL : NHUB_ESTORE;
+    set_err(err, errcap, code, "store: cannot open %s: %s", dir, rc == ENOMEM ? "out of memory"
+                                                                              : mdb_strerror(rc));
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    EVP_MD_CTX_free(s->md);
+    free(s);
+    return code;
+}
+
+void store_close(store_t **self)
+{
+    if (!self || !*self)
+        return;
+    store_t *s = *self;
+    mdb_env_close(s->env);
+    EVP_MD_CTX_free(s->md);
+    free(s);
+    *self = NULL;
+}
+
+const uint8_t *store_hub_id(const store_t *self)
+{
+    return self->hub_id;
+}
+
+uint64_t store_map_size(const store_t *self)
+{
+    return self->map_size;
+}
+
+void store_set_map_max(store_t *self, uint64_t map_size_max)
+{
+    self->map_max = map_size_max;
+}
+
+int store_grow(store_t *self)
+{
+    if (self->map_size >= self->map_max)
+        return NHUB_EFULL;
+    uint64_t next = self->map_size * 2;
+    if (next > self->map_max || next < self->map_size)
+        next = self->map_max;
+    int rc = mdb_env_set_mapsize(self->env, (size_t)next);
+    if (rc) {
+        log_error("store.grow_failed", "map_size=%llu error=%d", (unsigned long long)next, rc);
+        return NHUB_ESTORE;
+    }
+    log_info("store.grew", "map_size=%llu map_size_max=%llu", (unsigned long long)next,
+             (unsigned long long)self->map_max);
+    self->map_size = next;
+    return 0;
+}
+
+int store_begin(store_t *self, store_txn_t **out)
+{
+    *out = NULL;
+    if (self->txn_open)
+        return NHUB_EINVAL;
+    store_txn_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NHUB_ENOMEM;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &t->txn);
+    if (rc) {
+        free(t);
+        return lmdb_err(rc);
+    }
+    t->store = self;
+    t->next_seq = self->next_seq;
+    memcpy(t->last_hash, self->last_hash, STORE_HASH_LEN);
+    self->txn_open = 1;
+    *out = t;
+    return 0;
+}
+
+static void txn_free(store_txn_t **txn)
+{
+    (*txn)->store->txn_open = 0;
+    free(*txn);
+    *txn = NULL;
+}
+
+void store_abort(store_txn_t **txn)
+{
+    if (!txn || !*txn)
+        return;
+    mdb_txn_abort((*txn)->txn);
+    txn_free(txn);
+}
+
+int store_commit(store_txn_t **txn)
+{
+    store_txn_t *t = *txn;
+    store_t *s = t->store;
+    int rc = 0;
+    if (t->chain_dirty) {
+        uint8_t seq_be[8];
+        put_be64(seq_be, t->next_seq);
+        if ((rc = meta_put(s, t->txn, "next_seq", seq_be, 8)) ||
+            (rc = meta_put(s, t->txn, "last_hash", t->last_hash, STORE_HASH_LEN))) {
+            store_abort(txn);
+            return lmdb_err(rc);
+        }
+    }
+    rc = mdb_txn_commit(t->txn);
+    if (rc == 0 && t->chain_dirty) {
+        s->next_seq = t->next_seq;
+        memcpy(s->last_hash, t->last_hash, STORE_HASH_LEN);
+    }
+    if (rc)
+        log_error("store.commit_failed", "error=\"%s\"", mdb_strerror(rc));
+    txn_free(txn);
+    return lmdb_err(rc);
+}
+
+static int chain_hash(EVP_MD_CTX *md, const uint8_t prev[STORE_HASH_LEN], uint64_t seq,
+                      const void *event, size_t len, uint8_t out[STORE_HASH_LEN])
+{
+    uint8_t seq_be[8];
+    unsigned int outlen = 0;
+    put_be64(seq_be, seq);
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, prev, STORE_HASH_LEN) != 1 || EVP_DigestUpdate(md, seq_be, 8) != 1 ||
+        EVP_DigestUpdate(md, event, len) != 1 || EVP_DigestFinal_ex(md, out, &outlen) != 1 ||
+        outlen != STORE_HASH_LEN)
+        return NHUB_ECRYPTO;
+    return 0;
+}
+
+int store_journal_append(store_txn_t *txn, const void *event, size_t len, uint64_t *seq)
+{
+    store_t *s = txn->store;
+    uint8_t key_be[8], hash[STORE_HASH_LEN];
+    int code = chain_hash(s->md, txn->last_hash, txn->next_seq, event, len, hash);
+    if (code)
+        return code;
+    put_be64(key_be, txn->next_seq);
+    MDB_val k = {8, key_be}, v = {STORE_HASH_LEN + len, NULL};
+    int rc = mdb_put(txn->txn, s->journal, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc)
+        return lmdb_err(rc);
+    memcpy(v.mv_data, hash, STORE_HASH_LEN);
+    memcpy((uint8_t *)v.mv_data + STORE_HASH_LEN, event, len);
+    memcpy(txn->last_hash, hash, STORE_HASH_LEN);
+    *seq = txn->next_seq++;
+    txn->chain_dirty = 1;
+    return 0;
+}
+
+static void qkey(uint8_t key[QKEY_LEN], const char *region, uint64_t dseq)
+{
+    memcpy(key, region, REGION_LEN);
+    put_be64(key + REGION_LEN, dseq);
+}
+
+int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const uint8_t msg_id[16],
+                    uint64_t *dseq)
+{
+    store_t *s = txn->store;
+    MDB_val tk = {REGION_LEN, (void *)region}, tv;
+    uint64_t next = 1;
+    int rc = mdb_get(txn->txn, s->qtail, &tk, &tv);
+    if (rc == 0 && tv.mv_size == 8)
+        next = get_be64(tv.mv_data);
+    else if (rc && rc != MDB_NOTFOUND)
+        return lmdb_err(rc);
+    uint8_t key[QKEY_LEN], val[24], next_be[8];
+    qkey(key, region, next);
+    put_be64(val, seq);
+    memcpy(val + 8, msg_id, 16);
+    put_be64(next_be, next + 1);
+    MDB_val k = {QKEY_LEN, key}, v = {sizeof val, val}, nv = {8, next_be};
+    if ((rc = mdb_put(txn->txn, s->queue, &k, &v, 0)) ||
+        (rc = mdb_put(txn->txn, s->qtail, &tk, &nv, 0)))
+        return lmdb_err(rc);
+    *dseq = next;
+    return 0;
+}
+
+int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
+                       const uint8_t msg_id[16], uint64_t *seq)
+{
+    store_t *s = txn->store;
+    uint8_t key[QKEY_LEN];
+    qkey(key, region, dseq);
+    MDB_val k = {QKEY_LEN, key}, v;
+    int rc = mdb_get(txn->txn, s->queue, &k, &v);
+    if (rc)
+        return lmdb_err(rc);
+    if (v.mv_size != 24 || memcmp((uint8_t *)v.mv_data + 8, msg_id, 16) != 0)
+        return NHUB_ENOTFOUND;
+    *seq = get_be64(v.mv_data);
+    return lmdb_err(mdb_del(txn->txn, s->queue, &k, NULL));
+}
+
+int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq)
+{
+    MDB_val k = {16, (void *)msg_id}, v;
+    int rc = mdb_get(txn->txn, txn->store->dedup, &k, &v);
+    if (rc)
+        return lmdb_err(rc);
+    if (v.mv_size != 16)
+        return NHUB_EMALFORMED;
+    *seq = get_be64(v.mv_data);
+    return 0;
+}
+
+int store_dedup_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq, int64_t time_ms)
+{
+    uint8_t val[16], age[16];
+    put_be64(val, seq);
+    put_be64(val + 8, (uint64_t)time_ms);
+    put_be64(age, (uint64_t)time_ms);
+    put_be64(age + 8, seq);
+    MDB_val k = {16, (void *)msg_id}, v = {16, val}, ak = {16, age}, av = {16, (void *)msg_id};
+    int rc = mdb_put(txn->txn, txn->store->dedup, &k, &v, 0);
+    if (!rc)
+        rc = mdb_put(txn->txn, txn->store->dedup_age, &ak, &av, 0);
+    return lmdb_err(rc);
+}
+
+int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n)
+{
+    MDB_cursor *c;
+    *n = 0;
+    int rc = mdb_cursor_open(txn->txn, txn->store->dedup_age, &c);
+    if (rc)
+        return lmdb_err(rc);
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0 && *n < max) {
+        if (k.mv_size != 16 || (int64_t)get_be64(k.mv_data) >= before_ms)
+            break;
+        if (v.mv_size == 16) {
+            MDB_val dk = {16, v.mv_data};
+            int drc = mdb_del(txn->txn, txn->store->dedup, &dk, NULL);
+            if (drc && drc != MDB_NOTFOUND) {
+                rc = drc;
+                break;
+            }
+        }
+        if ((rc = mdb_cursor_del(c, 0)))
+            break;
+        (*n)++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+        if (rc == EINVAL || rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}
+
+int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last)
+{
+    MDB_val k = {16, (void *)stream_id}, v;
+    int rc = mdb_get(txn->txn, txn->store->streams, &k, &v);
+    *last = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmdb_err(rc);
+    if (v.mv_size < 8)
+        return NHUB_EMALFORMED;
+    *last = get_be64(v.mv_data);
+    return 0;
+}
+
+int store_stream_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t last,
+                     const char *region)
+{
+    uint8_t val[8 + REGION_LEN];
+    put_be64(val, last);
+    memcpy(val + 8, region, REGION_LEN);
+    MDB_val k = {16, (void *)stream_id}, v = {sizeof val, val};
+    return lmdb_err(mdb_put(txn->txn, txn->store->streams, &k, &v, 0));
+}
+
+int store_reader_open(store_t *self, store_reader_t **out)
+{
+    *out = NULL;
+    store_reader_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NHUB_ENOMEM;
+    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc) {
+        free(r);
+        log_error("store.reader_failed", "error=\"%s\"", mdb_strerror(rc));
+        return NHUB_ESTORE;
+    }
+    r->store = self;
+    *out = r;
+    return 0;
+}
+
+void store_reader_close(store_reader_t **r)
+{
+    if (!r || !*r)
+        return;
+    mdb_txn_abort((*r)->txn);
+    free(*r);
+    *r = NULL;
+}
+
+int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq,
+                     store_queued_t *out, size_t max, size_t *n)
+{
+    MDB_cursor *c;
+    *n = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->queue, &c);
+    if (rc)
+        return lmdb_err(rc);
+    uint8_t key[QKEY_LEN];
+    qkey(key, region, from_dseq);
+    MDB_val k = {QKEY_LEN, key}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && *n < max) {
+        if (k.mv_size != QKEY_LEN || memcmp(k.mv_data, region, REGION_LEN) != 0)
+            break;
+        if (v.mv_size == 24) {
+            out[*n].dseq = get_be64((uint8_t *)k.mv_data + REGION_LEN);
+            out[*n].seq = get_be64(v.mv_data);
+            memcpy(out[*n].msg_id, (uint8_t *)v.mv_data + 8, 16);
+            (*n)++;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}
+
+int store_queue_count(store_reader_t *r, const char *region, uint64_t *n)
+{
+    MDB_cursor *c;
+    *n = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->queue, &c);
+    if (rc)
+        return lmdb_err(rc);
+    uint8_t key[QKEY_LEN];
+    qkey(key, region, 0);
+    MDB_val k = {QKEY_LEN, key}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == QKEY_LEN && memcmp(k.mv_data, region, REGION_LEN) == 0) {
+        (*n)++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}
+
+int store_journal_get(store_reader_t *r, uint64_t seq, const void **event, size_t *len,
+                      const uint8_t **hash)
+{
+    uint8_t key_be[8];
+    put_be64(key_be, seq);
+    MDB_val k = {8, key_be}, v;
+    int rc = mdb_get(r->txn, r->store->journal, &k, &v);
+    if (rc)
+        return lmdb_err(rc);
+    if (v.mv_size < STORE_HASH_LEN)
+        return NHUB_EMALFORMED;
+    *event = (const uint8_t *)v.mv_data + STORE_HASH_LEN;
+    *len = v.mv_size - STORE_HASH_LEN;
+    if (hash)
+        *hash = v.mv_data;
+    return 0;
+}
+
+int store_journal_last(store_reader_t *r, uint64_t *seq)
+{
+    MDB_cursor *c;
+    *seq = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->journal, &c);
+    if (rc)
+        return lmdb_err(rc);
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        *seq = get_be64(k.mv_data);
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}
+
+int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq)
+{
+    MDB_cursor *c;
+    uint8_t prev[STORE_HASH_LEN] = {0}, hash[STORE_HASH_LEN];
+    uint64_t expect = 1;
+    *n = 0;
+    *bad_seq = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->journal, &c);
+    if (rc)
+        return lmdb_err(rc);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int code = md ? 0 : NHUB_ENOMEM;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (code == 0 && rc == 0) {
+        uint64_t seq = k.mv_size == 8 ? get_be64(k.mv_data) : 0;
+        if (seq != expect || v.mv_size < STORE_HASH_LEN ||
+            chain_hash(md, prev, seq, (uint8_t *)v.mv_data + STORE_HASH_LEN,
+                       v.mv_size - STORE_HASH_LEN, hash) != 0 ||
+            memcmp(hash, v.mv_data, STORE_HASH_LEN) != 0) {
+            *bad_seq = seq ? seq : expect;
+            code = NHUB_EMALFORMED;
+            break;
+        }
+        memcpy(prev, hash, STORE_HASH_LEN);
+        expect++;
+        (*n)++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (code == 0 && rc != MDB_NOTFOUND)
+        code = lmdb_err(rc);
+    EVP_MD_CTX_free(md);
+    mdb_cursor_close(c);
+    return code;
+}

@@ -1,0 +1,152 @@
+/*
+ * store.h: the hub's durable state in one LMDB environment.
+ *
+ * Databases (all keys big-endian so LMDB's byte order is numeric order):
+ *   meta       "hub_id" (16 random bytes), "format" (u32), "next_seq",
+ *              "last_hash" (32)
+ *   journal    seq(8) -> chain hash(32) | JournalEvent   (see nhub_journal.proto)
+ *   queue      region(6) dseq(8) -> seq(8) msg_id(16)    messages waiting for a region
+ *   qtail      region(6) -> next dseq(8)                 1, 2, 3, ... per region, never reused
+ *   dedup      msg_id(16) -> seq(8) time_ms(8)           the duplicate window
+ *   dedup_age  time_ms(8) seq(8) -> msg_id(16)           to expire the window in order
+ *   streams    stream_id(16) -> last stream_seq(8) region(6)
+ *
+ * Invariants: every change is made inside one write transaction that also
+ * appends the journal event describing it, so the journal and the indexes
+ * never disagree. Only one thread writes (the hub loop); readers use their
+ * own read transactions. A transaction that failed is aborted, never reused.
+ * The map grows by doubling up to map_size_max; beyond that, or when the
+ * disk is full, writes fail with NHUB_EFULL and nothing is half-applied.
+ */
+#ifndef NHUB_STORE_H
+#define NHUB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_HASH_LEN 32
+#define STORE_ID_LEN 16
+
+typedef struct store store_t;
+typedef struct store_txn store_txn_t;
+
+/*
+ * Open (creating if needed) the store in directory `dir` (created mode 0700).
+ * `map_size` is the initial map, `map_size_max` the limit of growth.
+ * Clears reader slots left by crashed processes. Returns 0 and *out, or an
+ * error with a message in `err`.
+ */
+int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out,
+               char *err, size_t errcap);
+
+/* Close; accepts NULL; sets *self to NULL. No transaction may be open. */
+void store_close(store_t **self);
+
+/* The 16 random bytes naming this store, made when it was created. */
+const uint8_t *store_hub_id(const store_t *self);
+
+/* The current map size in bytes. */
+uint64_t store_map_size(const store_t *self);
+
+/* Change the growth limit (configuration reload). */
+void store_set_map_max(store_t *self, uint64_t map_size_max);
+
+/*
+ * Begin the write transaction. Returns 0, NHUB_ESTORE. Only one may be open.
+ * The transaction buffers the journal chain state; store_commit makes it
+ * durable (full sync) before returning 0.
+ */
+int store_begin(store_t *self, store_txn_t **out);
+
+/*
+ * Commit and free the transaction; *txn is NULL afterwards on every path.
+ * Returns 0 (durable), NHUB_EFULL (map or disk full: nothing applied) or
+ * NHUB_ESTORE.
+ */
+int store_commit(store_txn_t **txn);
+
+/* Abort and free; accepts NULL. */
+void store_abort(store_txn_t **txn);
+
+/*
+ * Grow the map after NHUB_EFULL from a put inside a transaction (which the
+ * caller has aborted): doubles the map up to the limit. Returns 0 if it grew,
+ * NHUB_EFULL if it is already at the limit. No transaction may be open.
+ */
+int store_grow(store_t *self);
+
+/*
+ * Append an encoded JournalEvent. Sets *seq to its sequence number.
+ * Returns 0, NHUB_EFULL or NHUB_ESTORE.
+ */
+int store_journal_append(store_txn_t *txn, const void *event, size_t len, uint64_t *seq);
+
+/* Queue message `seq` (msg_id) for `region`; sets *dseq to its position. */
+int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const uint8_t msg_id[16],
+                    uint64_t *dseq);
+
+/*
+ * Remove (region, dseq) from the queue if present and its msg_id matches.
+ * Sets *seq to the message's journal seq. Returns 0, NHUB_ENOTFOUND (absent
+ * or another message), or a store error.
+ */
+int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
+                       const uint8_t msg_id[16], uint64_t *seq);
+
+/* Look up msg_id in the duplicate window: 0 and *seq, or NHUB_ENOTFOUND. */
+int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq);
+
+/* Remember msg_id -> seq at time_ms. */
+int store_dedup_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq, int64_t time_ms);
+
+/* Forget at most `max` msg_ids remembered before `before_ms`; *n = how many. */
+int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n);
+
+/* The last accepted stream_seq of a stream (0 if the stream is new). */
+int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last);
+
+/* Record `last` as the stream's last accepted stream_seq, sent by `region`. */
+int store_stream_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t last,
+                     const char *region);
+
+/* ---- reading (any thread, own read transaction) ---------------------------- */
+
+typedef struct store_reader store_reader_t;
+
+/* Open a read snapshot. Returns 0 or NHUB_ESTORE. Close with store_reader_close. */
+int store_reader_open(store_t *self, store_reader_t **out);
+void store_reader_close(store_reader_t **r);
+
+/* One queued message as the reader sees it. */
+typedef struct store_queued {
+    uint64_t dseq;
+    uint64_t seq;
+    uint8_t msg_id[16];
+} store_queued_t;
+
+/*
+ * Read up to `max` queue entries of `region` with dseq >= from_dseq, in
+ * order, into out[]; *n = how many. Returns 0 or NHUB_ESTORE.
+ */
+int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq,
+                     store_queued_t *out, size_t max, size_t *n);
+
+/* Count of queued messages for `region` (walks the queue; for stats/tests). */
+int store_queue_count(store_reader_t *r, const char *region, uint64_t *n);
+
+/*
+ * The journal record `seq`: *event points at the encoded JournalEvent (valid
+ * until the reader is closed), *hash at its 32-byte chain hash (may be NULL).
+ * Returns 0, NHUB_ENOTFOUND or NHUB_EMALFORMED.
+ */
+int store_journal_get(store_reader_t *r, uint64_t seq, const void **event, size_t *len,
+                      const uint8_t **hash);
+
+/* The last journal seq written (0 if empty). */
+int store_journal_last(store_reader_t *r, uint64_t *seq);
+
+/* Walk the journal from `from_seq`, verifying the hash chain; *n = records
+ * checked. Returns 0 or NHUB_EMALFORMED with the failing seq in *bad_seq. */
+int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq);
+
+#endif
