@@ -32,7 +32,7 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
-INCLUDES := -I$(B)/gen -Iproto -Ibroker -Iadapters -Itest
+INCLUDES := -I$(B)/gen -Iproto -Ibroker -Iadapters -Itest/harness
 CFLAGS_ALL = $(CFLAGS_BASE) $(INCLUDES) $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(LDFLAGS_SAN) $(LDFLAGS) $(PKG_LIBS) -lm
 

@@ -1,0 +1,247 @@
+/*
+ * harness.c: start, stop and kill real nhubd processes for tests (see harness.h).
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *const th_regions[] = {
+    "110000", "120000", "130000", "140000", "150000", "210000", "220000", "230000",
+    "310000", "320000", "330000", "340000", "350000", "360000", "370000", "410000",
+    "420000", "430000", "440000", "450000", "460000", "500000", "510000", "520000",
+    "530000", "540000", "610000", "620000", "630000", "640000", "650000", "660000", NULL,
+};
+
+int64_t th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *th_bin(const char *name, char *buf, size_t cap)
+{
+    const char *dir = getenv("NHUB_BIN");
+    snprintf(buf, cap, "%s/%s", dir && dir[0] ? dir : "build/bin", name);
+    return buf;
+}
+
+int th_tmpdir(char *out, size_t cap)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, cap, "%s/nhub-test-XXXXXX", base && base[0] ? base : "/tmp");
+    return mkdtemp(out) ? 0 : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void th_rmrf(const char *path)
+{
+    if (path && path[0])
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int write_config(th_hub_t *h, const char *listen)
+{
+    FILE *f = fopen(h->cfg_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "hub:\n  listen: \"%s\"\n  data_dir: \"%s/hub-data\"\n", listen, h->dir);
+    fprintf(f, "limits:\n  heartbeat: 1s\n%s", h->limits);
+    fprintf(f, "log:\n  level: info\nregions:\n");
+    for (int i = 0; th_regions[i]; i++)
+        fprintf(f, "  - code: \"%s\"\n    name: \"Region %s\"\n", th_regions[i], th_regions[i]);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int th_hub_init(th_hub_t *h, const char *limits_yaml)
+{
+    memset(h, 0, sizeof *h);
+    if (th_tmpdir(h->dir, sizeof h->dir) != 0)
+        return -1;
+    snprintf(h->cfg_path, sizeof h->cfg_path, "%s/hub.yaml", h->dir);
+    snprintf(h->log_path, sizeof h->log_path, "%s/hub.log", h->dir);
+    snprintf(h->limits, sizeof h->limits, "%s", limits_yaml ? limits_yaml : "");
+    return 0;
+}
+
+/* Read "ready ENDPOINT\n" from fd within timeout_ms. */
+static int read_ready(int fd, char *endpoint, size_t cap, int timeout_ms)
+{
+    char buf[120];
+    size_t used = 0;
+    int64_t deadline = th_now_ms() + timeout_ms;
+    while (used < sizeof buf - 1) {
+        int left = (int)(deadline - th_now_ms());
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {fd, POLLIN, 0};
+        int rc = poll(&p, 1, left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return -1;
+        ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
+        if (n <= 0)
+            return -1;
+        used += (size_t)n;
+        buf[used] = '\0';
+        char *nl = strchr(buf, '\n');
+        if (nl) {
+            *nl = '\0';
+            if (strncmp(buf, "ready ", 6) != 0)
+                return -1;
+            snprintf(endpoint, cap, "%s", buf + 6);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int th_hub_start(th_hub_t *h)
+{
+    if (write_config(h, h->endpoint[0] ? h->endpoint : "tcp://127.0.0.1:*") != 0)
+        return -1;
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    char bin[512];
+    th_bin("nhubd", bin, sizeof bin);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        int log = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (log >= 0) {
+            dup2(log, 2);
+            dup2(log, 1);
+        }
+        if (p[1] != 3) {
+            dup2(p[1], 3);
+            close(p[1]);
+        }
+        execl(bin, "nhubd", "-c", h->cfg_path, "--ready-fd", "3", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char ep[128];
+    int rc = read_ready(p[0], ep, sizeof ep, 20000);
+    close(p[0]);
+    if (rc != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fprintf(stderr, "harness: nhubd did not become ready; see %s\n", h->log_path);
+        return -1;
+    }
+    h->pid = pid;
+    snprintf(h->endpoint, sizeof h->endpoint, "%s", ep);
+    return 0;
+}
+
+int th_hub_signal(th_hub_t *h, int sig)
+{
+    return h->pid > 0 ? kill(h->pid, sig) : -1;
+}
+
+int th_hub_stop(th_hub_t *h)
+{
+    if (h->pid <= 0)
+        return -1;
+    kill(h->pid, SIGTERM);
+    int64_t deadline = th_now_ms() + 20000;
+    int status = 0;
+    while (th_now_ms() < deadline) {
+        pid_t r = waitpid(h->pid, &status, WNOHANG);
+        if (r == h->pid) {
+            h->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        struct pollfd none;
+        poll(&none, 0, 10); /* waiting for a child to exit: bounded by the deadline */
+    }
+    th_hub_kill(h);
+    return -1;
+}
+
+void th_hub_kill(th_hub_t *h)
+{
+    if (h->pid <= 0)
+        return;
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, NULL, 0);
+    h->pid = 0;
+}
+
+void th_hub_cleanup(th_hub_t *h)
+{
+    if (h->pid > 0)
+        th_hub_kill(h);
+    if (!getenv("NHUB_KEEP_TMP"))
+        th_rmrf(h->dir);
+}
+
+int th_log_contains(const th_hub_t *h, const char *needle)
+{
+    FILE *f = fopen(h->log_path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+long long th_log_value(const th_hub_t *h, const char *event, const char *key)
+{
+    FILE *f = fopen(h->log_path, "r");
+    if (!f)
+        return -1;
+    char line[4096], ev[128], k[128];
+    snprintf(ev, sizeof ev, "event=%s ", event);
+    snprintf(k, sizeof k, " %s=", key);
+    long long v = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, ev))
+            continue;
+        const char *p = strstr(line, k);
+        if (p)
+            v = strtoll(p + strlen(k), NULL, 10);
+    }
+    fclose(f);
+    return v;
+}
+
+void th_log_dump(const th_hub_t *h, FILE *out)
+{
+    FILE *f = fopen(h->log_path, "r");
+    if (!f)
+        return;
+    char line[4096];
+    fprintf(out, "---- %s ----\n", h->log_path);
+    while (fgets(line, sizeof line, f))
+        fputs(line, out);
+    fclose(f);
+}
