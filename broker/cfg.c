@@ -1,0 +1,372 @@
+/*
+ * cfg.c: the hub configuration: its schema, its defaults, and the checks that
+ * span several keys (see cfg.h).
+ *
+ * Parsing, types and per-key ranges belong to conf.c; this file says which
+ * keys exist and what must hold between them. The cross-key checks use the
+ * marks conf.c records, so they can point at a line and column like any
+ * parse error. Once checked, regions are sorted by code so lookups on the
+ * message path are a binary search.
+ */
+#include "cfg.h"
+
+#include "conf.h"
+#include "nhub_err.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KIB (INT64_C(1) << 10)
+#define MIB (INT64_C(1) << 20)
+#define GIB (INT64_C(1) << 30)
+#define TIB (INT64_C(1) << 40)
+
+#define SEC INT64_C(1000)
+#define MINUTE (60 * SEC)
+#define HOUR (60 * MINUTE)
+#define DAY (24 * HOUR)
+
+/* Room for "regions[4095].code". */
+#define CFG_KEY_PATH_CAP 64
+
+static const conf_key_t cfg_hub_schema[] = {
+    CONF_KEY_STRING(cfg_hub_t, listen, "listen", CONF_REQUIRED),
+    CONF_KEY_STRING(cfg_hub_t, data_dir, "data_dir", CONF_REQUIRED),
+    CONF_KEY_STRING(cfg_hub_t, region, "region", 0),
+    CONF_KEY_END,
+};
+
+/* Ranges are sanity bounds: wide enough for tests that drive time fast and for
+ * a national deployment, narrow enough to catch a unit typo (5ms for 5m). */
+static const conf_key_t cfg_limits_schema[] = {
+    CONF_KEY_SIZE(cfg_limits_t, max_frame, "max_frame", 0, KIB, 64 * MIB),
+    CONF_KEY_INT64(cfg_limits_t, batch_max, "batch_max", 0, 1, 100000),
+    CONF_KEY_SIZE(cfg_limits_t, map_size, "map_size", 0, MIB, TIB),
+    CONF_KEY_SIZE(cfg_limits_t, map_size_max, "map_size_max", 0, MIB, 16 * TIB),
+    CONF_KEY_DURATION_MS(cfg_limits_t, dedup_window_ms, "dedup_window", 0, SEC, 365 * DAY),
+    CONF_KEY_DURATION_MS(cfg_limits_t, redeliver_after_ms, "redeliver_after", 0, 10, HOUR),
+    CONF_KEY_DURATION_MS(cfg_limits_t, redeliver_max_ms, "redeliver_max", 0, 10, DAY),
+    CONF_KEY_INT64(cfg_limits_t, credit_max, "credit_max", 0, 1, 1000000),
+    CONF_KEY_DURATION_MS(cfg_limits_t, heartbeat_ms, "heartbeat", 0, 10, HOUR),
+    CONF_KEY_DURATION_MS(cfg_limits_t, peer_timeout_ms, "peer_timeout", 0, 20, DAY),
+    CONF_KEY_END,
+};
+
+/* Indexed by enum log_level; "off" is left out on purpose: a hub must log errors. */
+static const char *const cfg_level_names[] = {"debug", "info", "warn", "error", NULL};
+
+_Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 && LOG_ERROR == 3,
+               "cfg_level_names is indexed by enum log_level");
+_Static_assert(sizeof(enum log_level) == sizeof(int), "CONF_ENUM stores an int");
+
+static const conf_key_t cfg_log_schema[] = {
+    CONF_KEY_ENUM(cfg_log_t, level, "level", 0, cfg_level_names),
+    CONF_KEY_END,
+};
+
+static const conf_key_t cfg_region_schema[] = {
+    CONF_KEY_STRING(cfg_region_t, code, "code", CONF_REQUIRED),
+    CONF_KEY_STRING(cfg_region_t, name, "name", CONF_REQUIRED),
+    CONF_KEY_END,
+};
+
+static const conf_key_t cfg_schema[] = {
+    CONF_KEY_MAP(cfg_t, hub, "hub", CONF_REQUIRED, cfg_hub_schema),
+    CONF_KEY_MAP(cfg_t, limits, "limits", 0, cfg_limits_schema),
+    CONF_KEY_MAP(cfg_t, log, "log", 0, cfg_log_schema),
+    CONF_KEY_SEQ_OF_MAPS(cfg_t, regions, region_count, "regions", CONF_REQUIRED, cfg_region_schema,
+                         1, NULL),
+    CONF_KEY_END,
+};
+
+static void cfg_defaults(cfg_t *cfg)
+{
+    snprintf(cfg->hub.region, sizeof cfg->hub.region, "%s", CFG_HUB_REGION_DEFAULT);
+    cfg->limits = (cfg_limits_t){
+        .max_frame = MIB,
+        .batch_max = 1024,
+        .map_size = 256 * MIB,
+        .map_size_max = 64 * GIB,
+        .dedup_window_ms = 7 * DAY,
+        .redeliver_after_ms = 5 * SEC,
+        .redeliver_max_ms = 5 * MINUTE,
+        .credit_max = 4096,
+        .heartbeat_ms = 5 * SEC,
+        .peer_timeout_ms = 20 * SEC,
+    };
+    cfg->log.level = LOG_INFO;
+}
+
+/* ---- checks across keys -------------------------------------------------- */
+
+static bool cfg_code_valid(const char *code)
+{
+    for (size_t i = 0; i < CFG_REGION_CODE_LEN; i++) {
+        if (code[i] < '0' || code[i] > '9')
+            return false;
+    }
+    return code[CFG_REGION_CODE_LEN] == '\0';
+}
+
+/* Names reach the dashboard and messages; control characters have no place there. */
+static bool cfg_name_valid(const char *name)
+{
+    if (name[0] == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static int cfg_check_hub(const cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    /* Every ZeroMQ transport is written scheme://address. */
+    if (!strstr(cfg->hub.listen, "://"))
+        return conf_marks_error(marks, "hub.listen", err, errcap,
+                                "\"hub.listen\": expected a ZeroMQ endpoint like "
+                                "tcp://127.0.0.1:7400");
+    if (cfg->hub.data_dir[0] == '\0')
+        return conf_marks_error(marks, "hub.data_dir", err, errcap,
+                                "\"hub.data_dir\": must not be empty");
+    if (!cfg_code_valid(cfg->hub.region))
+        return conf_marks_error(marks, "hub.region", err, errcap,
+                                "\"hub.region\": a region code is exactly 6 ASCII digits "
+                                "(GB/T 2260)");
+    return 0;
+}
+
+/* Point at the second key of a pair if the file sets it, else at the first. */
+static const char *cfg_pair_path(const conf_marks_t *marks, const char *first, const char *second)
+{
+    return conf_marks_find(marks, second, NULL) == 0 ? second : first;
+}
+
+static int cfg_check_limits(const cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    const cfg_limits_t *l = &cfg->limits;
+    char a[32];
+    char b[32];
+
+    if (l->map_size > l->map_size_max)
+        return conf_marks_error(
+            marks, cfg_pair_path(marks, "limits.map_size", "limits.map_size_max"), err, errcap,
+            "\"limits.map_size\" (%s) must not exceed \"limits.map_size_max\" (%s)",
+            conf_format_size(l->map_size, a, sizeof a),
+            conf_format_size(l->map_size_max, b, sizeof b));
+    if (l->redeliver_after_ms > l->redeliver_max_ms)
+        return conf_marks_error(
+            marks, cfg_pair_path(marks, "limits.redeliver_after", "limits.redeliver_max"), err,
+            errcap, "\"limits.redeliver_after\" (%s) must not exceed \"limits.redeliver_max\" (%s)",
+            conf_format_duration_ms(l->redeliver_after_ms, a, sizeof a),
+            conf_format_duration_ms(l->redeliver_max_ms, b, sizeof b));
+    /* One late heartbeat must not be enough to close a healthy session. */
+    if (l->peer_timeout_ms < 2 * l->heartbeat_ms)
+        return conf_marks_error(
+            marks, cfg_pair_path(marks, "limits.heartbeat", "limits.peer_timeout"), err, errcap,
+            "\"limits.peer_timeout\" (%s) must be at least twice \"limits.heartbeat\" (%s)",
+            conf_format_duration_ms(l->peer_timeout_ms, a, sizeof a),
+            conf_format_duration_ms(l->heartbeat_ms, b, sizeof b));
+    return 0;
+}
+
+/* Each entry on its own: code shape, name, not the hub's own code. */
+static int cfg_check_region(const cfg_t *cfg, size_t i, const conf_marks_t *marks, char *err,
+                            size_t errcap)
+{
+    const cfg_region_t *r = &cfg->regions[i];
+    char path[CFG_KEY_PATH_CAP];
+
+    snprintf(path, sizeof path, "regions[%zu].code", i);
+    if (!cfg_code_valid(r->code))
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": a region code is exactly 6 ASCII digits (GB/T 2260)",
+                                path);
+    if (strcmp(r->code, cfg->hub.region) == 0)
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": %s is the hub's own region (hub.region) and must not "
+                                "be listed",
+                                path, r->code);
+    snprintf(path, sizeof path, "regions[%zu].name", i);
+    if (!cfg_name_valid(r->name))
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": a region name must be non-empty, without control "
+                                "characters",
+                                path);
+    return 0;
+}
+
+struct cfg_code_ref {
+    const char *code;
+    size_t index; /* position in the file */
+};
+
+static int cfg_code_ref_cmp(const void *a, const void *b)
+{
+    const struct cfg_code_ref *x = a;
+    const struct cfg_code_ref *y = b;
+    int c = strcmp(x->code, y->code);
+    if (c != 0)
+        return c;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/*
+ * Duplicate codes, found by sorting references rather than comparing all
+ * pairs (4096 regions would be 8 million comparisons). Of all duplicates the
+ * one earliest in the file is reported, so the message does not depend on
+ * sort order, and it names where the code first appeared.
+ */
+static int cfg_check_duplicates(const cfg_t *cfg, const conf_marks_t *marks, char *err,
+                                size_t errcap)
+{
+    size_t n = cfg->region_count;
+    struct cfg_code_ref *refs = calloc(n ? n : 1, sizeof *refs);
+    size_t first = 0;
+    size_t later = SIZE_MAX;
+    size_t run = 0;
+
+    if (!refs) {
+        conf_marks_error(marks, NULL, err, errcap, "out of memory");
+        return NHUB_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (struct cfg_code_ref){cfg->regions[i].code, i};
+    qsort(refs, n, sizeof *refs, cfg_code_ref_cmp);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(refs[i].code, refs[run].code) != 0) {
+            run = i;
+            continue;
+        }
+        if (refs[i].index < later) {
+            later = refs[i].index;
+            first = refs[run].index;
+        }
+    }
+    free(refs);
+    if (later == SIZE_MAX)
+        return 0;
+
+    char path[CFG_KEY_PATH_CAP];
+    conf_mark_t at = {0, 0};
+    snprintf(path, sizeof path, "regions[%zu].code", first);
+    conf_marks_find(marks, path, &at);
+    snprintf(path, sizeof path, "regions[%zu].code", later);
+    return conf_marks_error(marks, path, err, errcap,
+                            "\"%s\": duplicate region code %s (first listed as regions[%zu] "
+                            "at line %zu, column %zu)",
+                            path, cfg->regions[later].code, first, at.line, at.column);
+}
+
+static int cfg_check(const cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    int rc = cfg_check_hub(cfg, marks, err, errcap);
+    if (rc == 0)
+        rc = cfg_check_limits(cfg, marks, err, errcap);
+    for (size_t i = 0; rc == 0 && i < cfg->region_count; i++)
+        rc = cfg_check_region(cfg, i, marks, err, errcap);
+    if (rc == 0)
+        rc = cfg_check_duplicates(cfg, marks, err, errcap);
+    return rc;
+}
+
+static int cfg_region_cmp(const void *a, const void *b)
+{
+    const cfg_region_t *x = a;
+    const cfg_region_t *y = b;
+    return strcmp(x->code, y->code);
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+/* Load from `path` if it is set, else from `text`. */
+static int cfg_load_common(const char *path, const char *name, const char *text, size_t len,
+                           cfg_t **out, char *err, size_t errcap)
+{
+    cfg_t *cfg = NULL;
+    conf_marks_t *marks = NULL;
+    int rc;
+
+    if (err && errcap)
+        err[0] = '\0';
+    if (!out || (!path && !text)) {
+        if (err && errcap)
+            snprintf(err, errcap, "cfg: no path, text or result pointer");
+        return NHUB_EINVAL;
+    }
+    *out = NULL;
+    cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        if (err && errcap)
+            snprintf(err, errcap, "%s: out of memory", path ? path : name);
+        return NHUB_ENOMEM;
+    }
+    cfg_defaults(cfg);
+    if (path)
+        rc = conf_load_file_marked(path, cfg_schema, cfg, &marks, err, errcap);
+    else
+        rc = conf_load_string_marked(name, text, len, cfg_schema, cfg, &marks, err, errcap);
+    if (rc != 0)
+        goto fail;
+    rc = cfg_check(cfg, marks, err, errcap);
+    if (rc != 0)
+        goto fail;
+    qsort(cfg->regions, cfg->region_count, sizeof cfg->regions[0], cfg_region_cmp);
+    conf_marks_destroy(&marks);
+    *out = cfg;
+    return 0;
+
+fail:
+    conf_marks_destroy(&marks);
+    free(cfg);
+    return rc;
+}
+
+int cfg_load(const char *path, cfg_t **out, char *err, size_t errcap)
+{
+    if (!path) {
+        if (out)
+            *out = NULL;
+        if (err && errcap)
+            snprintf(err, errcap, "cfg: no configuration path");
+        return NHUB_EINVAL;
+    }
+    return cfg_load_common(path, NULL, NULL, 0, out, err, errcap);
+}
+
+int cfg_load_string(const char *name, const char *text, size_t len, cfg_t **out, char *err,
+                    size_t errcap)
+{
+    return cfg_load_common(NULL, name ? name : "<config>", text, len, out, err, errcap);
+}
+
+void cfg_destroy(cfg_t **self)
+{
+    if (!self)
+        return;
+    free(*self);
+    *self = NULL;
+}
+
+static int cfg_region_key_cmp(const void *key, const void *elem)
+{
+    const cfg_region_t *r = elem;
+    return strcmp(key, r->code);
+}
+
+const cfg_region_t *cfg_region_find(const cfg_t *cfg, const char *code)
+{
+    if (!cfg || !code)
+        return NULL;
+    return bsearch(code, cfg->regions, cfg->region_count, sizeof cfg->regions[0],
+                   cfg_region_key_cmp);
+}
+
+int cfg_region_index(const cfg_t *cfg, const char *code)
+{
+    const cfg_region_t *r = cfg_region_find(cfg, code);
+    return r ? (int)(r - cfg->regions) : -1;
+}

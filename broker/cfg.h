@@ -1,0 +1,123 @@
+/*
+ * cfg.h: the hub's configuration (conf/hub.yaml).
+ *
+ * cfg_load() reads the file through the generic reader (conf.h), fills in
+ * defaults for every optional key, then checks what a schema cannot say:
+ * region codes are six ASCII digits (GB/T 2260), no code is listed twice, the
+ * hub's own region is not in the list, map_size <= map_size_max,
+ * redeliver_after <= redeliver_max, peer_timeout >= 2 * heartbeat. Every
+ * error is one line "FILE:LINE:COLUMN: message" pointing at the offending
+ * value.
+ *
+ * cfg_t is a record of values, not an object: its fields are public and are
+ * read-only once cfg_load() returns, so accessor functions would add nothing
+ * but names. It is self-contained (fixed arrays, no pointers), so a reload
+ * can build a new cfg_t beside the old one and swap.
+ *
+ * Invariants after a successful load:
+ *   - 1 <= region_count <= CFG_REGIONS_MAX;
+ *   - regions[] is sorted by code (ascending, strcmp order), codes unique;
+ *   - every string is NUL-terminated within its array;
+ *   - every limit lies within the range documented beside its field.
+ *
+ * Relative paths (data_dir) are relative to the process's current directory
+ * at the time they are used; cfg does not resolve them.
+ */
+#ifndef NHUB_CFG_H
+#define NHUB_CFG_H
+
+#include "log.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CFG_ENDPOINT_MAX 255   /* bytes of hub.listen */
+#define CFG_PATH_MAX 4095      /* bytes of hub.data_dir */
+#define CFG_REGION_CODE_LEN 6  /* GB/T 2260 code: exactly six ASCII digits */
+#define CFG_REGION_NAME_MAX 63 /* bytes of a region name (UTF-8) */
+#define CFG_REGIONS_MAX 4096
+
+/* The code of the national hub itself (DOMAIN.md, "Region codes"). */
+#define CFG_HUB_REGION_DEFAULT "000000"
+
+typedef struct cfg_hub {
+    char listen[CFG_ENDPOINT_MAX + 1];    /* ZeroMQ endpoint, e.g. tcp://127.0.0.1:7400 */
+    char data_dir[CFG_PATH_MAX + 1];      /* store and journal directory */
+    char region[CFG_REGION_CODE_LEN + 1]; /* the hub's own code; default 000000 */
+} cfg_hub_t;
+
+typedef struct cfg_limits {
+    uint64_t max_frame;         /* bytes; largest SEND body; 1KiB..64MiB, default 1MiB */
+    int64_t batch_max;          /* messages per group commit; 1..100000, default 1024 */
+    uint64_t map_size;          /* bytes; initial LMDB map; 1MiB..1TiB, default 256MiB */
+    uint64_t map_size_max;      /* bytes; growth cap; 1MiB..16TiB, default 64GiB */
+    int64_t dedup_window_ms;    /* msg_id memory; 1s..365d, default 7d */
+    int64_t redeliver_after_ms; /* first redelivery; 10ms..1h, default 5s */
+    int64_t redeliver_max_ms;   /* backoff cap; 10ms..1d, default 5m */
+    int64_t credit_max;         /* cap on announced credit; 1..1000000, default 4096 */
+    int64_t heartbeat_ms;       /* adapters' interval; 10ms..1h, default 5s */
+    int64_t peer_timeout_ms;    /* silence that closes a session; 20ms..1d, default 20s */
+} cfg_limits_t;
+
+typedef struct cfg_log {
+    enum log_level level; /* LOG_DEBUG..LOG_ERROR (never LOG_OFF); default LOG_INFO */
+} cfg_log_t;
+
+typedef struct cfg_region {
+    char code[CFG_REGION_CODE_LEN + 1]; /* six ASCII digits */
+    char name[CFG_REGION_NAME_MAX + 1]; /* non-empty UTF-8, no control characters */
+} cfg_region_t;
+
+typedef struct cfg {
+    cfg_hub_t hub;
+    cfg_limits_t limits;
+    cfg_log_t log;
+    size_t region_count;
+    cfg_region_t regions[CFG_REGIONS_MAX]; /* first region_count used, sorted by code */
+} cfg_t;
+
+/*
+ * Load and check the configuration file at `path`.
+ *
+ * On success sets `*out` to a new cfg_t (caller owns it, free with
+ * cfg_destroy()) and `err` to "". On failure sets `*out` to NULL and writes a
+ * one-line message into `err` (capacity `errcap`; may be NULL/0). Returns 0,
+ * or
+ *   NHUB_EIO      the file cannot be opened or read;
+ *   NHUB_ECONFIG  the file is not valid YAML or breaks a rule above;
+ *   NHUB_EINVAL   `path` or `out` is NULL;
+ *   NHUB_ENOMEM   an allocation failed.
+ */
+int cfg_load(const char *path, cfg_t **out, char *err, size_t errcap);
+
+/*
+ * As cfg_load(), from `len` bytes of `text`; `name` stands for the file name
+ * in messages. For tests and fuzzing. Never returns NHUB_EIO.
+ */
+int cfg_load_string(const char *name, const char *text, size_t len, cfg_t **out, char *err,
+                    size_t errcap);
+
+/* Free `*self` and set it to NULL. Accepts NULL and a pointer to NULL. */
+void cfg_destroy(cfg_t **self);
+
+/*
+ * The region whose code is the NUL-terminated string `code`, or NULL if none
+ * is configured (or `code` is NULL). Binary search. The result is borrowed
+ * from `cfg`, valid until cfg_destroy().
+ */
+const cfg_region_t *cfg_region_find(const cfg_t *cfg, const char *code);
+
+/*
+ * The index of `code` in cfg->regions, or -1 if unknown. Indexes follow code
+ * order and change when regions are added: persist codes, not indexes.
+ */
+int cfg_region_index(const cfg_t *cfg, const char *code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
