@@ -87,7 +87,9 @@ int dispatch_confirm(dispatch_t *self, uint64_t dseq);
  */
 size_t dispatch_due(dispatch_t *self, int64_t now_ms, dispatch_entry_t *out, size_t max);
 
-/* The earliest time a redelivery falls due, or INT64_MAX if none. */
+/* When to look for redeliveries: never later than the earliest timeout
+ * (it may be earlier after confirmations, until dispatch_due runs), or
+ * INT64_MAX if nothing is in flight. */
 int64_t dispatch_next_due(const dispatch_t *self);
 
 /* Messages in flight and unconfirmed. */

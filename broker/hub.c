@@ -31,7 +31,6 @@
 typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 
 #define HUB_SESSIONS_MAX 65536
-#define HUB_DEFAULT_CREDIT 64
 #define HUB_FRAME_SLACK 1024 /* Send wrapper and header around an envelope */
 #define HUB_HOUSEKEEPING_MS 1000
 #define HUB_STATS_MS 10000
@@ -261,22 +260,26 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
     }
     if (s->region < 0)
         h->n.sessions_opened++;
-    else if (s->region != region)
+    else if (s->region != region || hello->credit == 0)
         region_detach(h, s);
     struct hub_region *r = &h->regions[region];
-    if (r->delivery && r->delivery != s)
-        log_info("hub.delivery_moved", "region=%s", r->code);
     s->region = region;
     memcpy(s->stream_id, hello->stream_id.data, 16);
-    uint32_t credit = hello->credit ? hello->credit : HUB_DEFAULT_CREDIT;
+    uint32_t credit = hello->credit;
     if (credit > (uint64_t)h->cfg->limits.credit_max)
         credit = (uint32_t)h->cfg->limits.credit_max;
     s->credit = credit;
     s->last_seen_ms = now_mono(h);
-    r->delivery = s;
-    r->pending = 1;
-    if (dispatch_reset(r->window, credit) != 0)
-        r->delivery = NULL;
+    /* Credit 0 is a send-only session: the region's deliveries stay with
+     * the session that asked for them. */
+    if (credit > 0) {
+        if (r->delivery && r->delivery != s)
+            log_info("hub.delivery_moved", "region=%s", r->code);
+        r->delivery = s;
+        r->pending = 1;
+        if (dispatch_reset(r->window, credit) != 0)
+            r->delivery = NULL;
+    }
     log_info("hub.session_open", "region=%s credit=%u accepted=%zu", r->code, credit,
              s->n_accepted);
     wire_free((ProtobufCMessage **)&hello);

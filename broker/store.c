@@ -592,6 +592,25 @@ int store_journal_last(store_reader_t *r, uint64_t *seq)
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
 }
 
+/* The chain must end where meta says it does: `next` and `last` are the seq
+ * after the last record walked and that record's hash. */
+static int verify_tail(store_reader_t *r, uint64_t next, const uint8_t last[STORE_HASH_LEN],
+                       uint64_t *bad_seq)
+{
+    uint8_t seq_be[8], hash[STORE_HASH_LEN];
+    int rc = meta_get(r->store, r->txn, "next_seq", seq_be, sizeof seq_be);
+    if (rc == MDB_NOTFOUND)
+        return next == 1 ? 0 : NHUB_EMALFORMED;
+    if (rc || meta_get(r->store, r->txn, "last_hash", hash, sizeof hash) != 0)
+        return NHUB_EMALFORMED;
+    uint64_t meta_next = get_be64(seq_be);
+    if (meta_next != next || memcmp(hash, last, STORE_HASH_LEN) != 0) {
+        *bad_seq = next < meta_next ? next : meta_next;
+        return NHUB_EMALFORMED;
+    }
+    return 0;
+}
+
 int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq)
 {
     MDB_cursor *c;
@@ -608,7 +627,12 @@ int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq)
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (code == 0 && rc == 0) {
         uint64_t seq = k.mv_size == 8 ? get_be64(k.mv_data) : 0;
-        if (seq != expect || v.mv_size < STORE_HASH_LEN ||
+        if (seq != expect) { /* a record is missing: name the first absent seq */
+            *bad_seq = expect;
+            code = NHUB_EMALFORMED;
+            break;
+        }
+        if (v.mv_size < STORE_HASH_LEN ||
             chain_hash(md, prev, seq, (uint8_t *)v.mv_data + STORE_HASH_LEN,
                        v.mv_size - STORE_HASH_LEN, hash) != 0 ||
             memcmp(hash, v.mv_data, STORE_HASH_LEN) != 0) {
@@ -623,6 +647,8 @@ int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq)
     }
     if (code == 0 && rc != MDB_NOTFOUND)
         code = lmdb_err(rc);
+    if (code == 0)
+        code = verify_tail(r, expect, prev, bad_seq);
     EVP_MD_CTX_free(md);
     mdb_cursor_close(c);
     return code;

@@ -52,7 +52,8 @@ uint64_t store_map_size(const store_t *self);
 void store_set_map_max(store_t *self, uint64_t map_size_max);
 
 /*
- * Begin the write transaction. Returns 0, NHUB_ESTORE. Only one may be open.
+ * Begin the write transaction. Returns 0, NHUB_EINVAL if one is already
+ * open (only one may be), NHUB_ENOMEM or NHUB_ESTORE.
  * The transaction buffers the journal chain state; store_commit makes it
  * durable (full sync) before returning 0.
  */
@@ -145,8 +146,13 @@ int store_journal_get(store_reader_t *r, uint64_t seq, const void **event, size_
 /* The last journal seq written (0 if empty). */
 int store_journal_last(store_reader_t *r, uint64_t *seq);
 
-/* Walk the journal from `from_seq`, verifying the hash chain; *n = records
- * checked. Returns 0 or NHUB_EMALFORMED with the failing seq in *bad_seq. */
+/*
+ * Walk the whole journal from seq 1, verifying that seqs have no gaps, that
+ * each record's chain hash is right, and that the last record matches the
+ * chain state kept in meta (so records cut off the end are noticed too).
+ * *n = records checked. Returns 0, or NHUB_EMALFORMED with *bad_seq = the
+ * first seq that is missing or wrong.
+ */
 int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq);
 
 #endif

@@ -99,11 +99,20 @@ int wire_decode(const ProtobufCMessageDescriptor *desc, const void *data, size_t
     if (len > budget)
         return NHUB_ETOOBIG;
     /* Decoded messages need their own structs on top of the bytes. */
-    struct budget b = {.left = budget * 4 + 4096};
+    struct budget b = {.left = budget > (SIZE_MAX - 4096) / 4 ? SIZE_MAX : budget * 4 + 4096};
     ProtobufCAllocator alloc = {.alloc = budget_alloc, .free = budget_free, .allocator_data = &b};
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, &alloc, len, data);
     if (!m)
         return NHUB_EMALFORMED;
+    /* protobuf-c keeps a multi-byte tag of field number 0 as an unknown
+     * field; no conforming encoder writes one and stricter decoders refuse
+     * it, so such bytes must not be stored and forwarded. */
+    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+        if (m->unknown_fields[i].tag == 0) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            return NHUB_EMALFORMED;
+        }
+    }
     *out = m;
     return 0;
 }

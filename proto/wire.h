@@ -76,11 +76,13 @@ int wire_header_parse(const void *data, size_t len, int *cmd, int *version);
 const ProtobufCMessageDescriptor *wire_body_descriptor(wire_cmd_t cmd);
 
 /*
- * Decode `len` bytes as a message of type `desc`, allocating at most
- * `budget` bytes in all (a 1 MiB body never needs more than a few times its
- * size). Returns 0 and sets *out (free with wire_free), NHUB_ETOOBIG if
- * len exceeds `budget`, or NHUB_EMALFORMED if the bytes do not decode or the
- * budget ran out.
+ * Decode `len` bytes as a message of type `desc`. `budget` bounds the input
+ * (len <= budget) and, as 4 * budget + 4096 bytes, everything protobuf-c
+ * allocates while decoding, its scratch memory included. Returns 0 and sets
+ * *out (free with wire_free), NHUB_ETOOBIG if len exceeds `budget`, or
+ * NHUB_EMALFORMED if the bytes do not decode, the allocation budget ran out,
+ * or they carry a field numbered 0 (which protobuf-c accepts in its
+ * multi-byte form but no conforming encoder writes).
  */
 int wire_decode(const ProtobufCMessageDescriptor *desc, const void *data, size_t len,
                 size_t budget, ProtobufCMessage **out);
@@ -91,7 +93,7 @@ void wire_free(ProtobufCMessage **msg);
 /*
  * Validate a decoded envelope for the hub and the adapters: msg_id 16 bytes,
  * source six digits, destination six digits or "*" and not the source, item
- * 1..64 printable ASCII, a known kind, payload_type 1..128 characters of
+ * 1..64 characters 0x21..0x7e (no spaces), a known kind, payload_type 1..128 characters of
  * [A-Za-z0-9_.], deadline_ms 0 or not negative. Returns 0, or NHUB_EINVAL with
  * a reason naming the field (never its value) in `why`.
  */

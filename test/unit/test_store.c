@@ -1,0 +1,1023 @@
+/*
+ * test_store.c: the LMDB store (broker/store.h).
+ *
+ * Every test gets a fresh directory from mkdtemp under /tmp and removes it
+ * afterwards. Tampering tests close the store and edit the journal with
+ * liblmdb directly, as an attacker or a bad disk would, then reopen it and
+ * expect store_journal_verify to name the broken record. The growth tests
+ * use a 1 MiB map limited to 4 MiB and ~100 KiB journal events, so the map
+ * fills after a handful of writes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "nhub_err.h"
+#include "store.h"
+
+#include <ftw.h>
+#include <lmdb.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MIB (UINT64_C(1) << 20)
+#define BIG_EVENT (100 * 1024)
+
+typedef struct fx {
+    char tmp[64];  /* the mkdtemp directory */
+    char dir[128]; /* the store directory inside it (store_open creates it) */
+    store_t *st;
+} fx_t;
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    if (!fx)
+        return -1;
+    snprintf(fx->tmp, sizeof fx->tmp, "/tmp/nhub-test-store-XXXXXX");
+    if (!mkdtemp(fx->tmp)) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->dir, sizeof fx->dir, "%s/db", fx->tmp);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    store_close(&fx->st);
+    rm_rf(fx->tmp);
+    free(fx);
+    return 0;
+}
+
+static store_t *open_sized(fx_t *fx, uint64_t map, uint64_t max)
+{
+    char err[256] = "";
+    int rc = store_open(fx->dir, map, max, &fx->st, err, sizeof err);
+    if (rc != 0)
+        print_error("store_open: %d %s\n", rc, err);
+    assert_int_equal(rc, 0);
+    assert_non_null(fx->st);
+    return fx->st;
+}
+
+static store_t *open_ok(fx_t *fx)
+{
+    return open_sized(fx, 4 * MIB, 16 * MIB);
+}
+
+static void reopen(fx_t *fx)
+{
+    store_close(&fx->st);
+    assert_null(fx->st);
+    open_ok(fx);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static void make_id(uint8_t id[16], unsigned n)
+{
+    memset(id, 0xA5, 16);
+    put_be64(id + 8, n);
+}
+
+static store_txn_t *begin(store_t *st)
+{
+    store_txn_t *t = NULL;
+    assert_int_equal(store_begin(st, &t), 0);
+    assert_non_null(t);
+    return t;
+}
+
+static void commit(store_txn_t **t)
+{
+    assert_int_equal(store_commit(t), 0);
+    assert_null(*t);
+}
+
+static uint64_t append_text(store_txn_t *t, const char *text)
+{
+    uint64_t seq = 0;
+    assert_int_equal(store_journal_append(t, text, strlen(text), &seq), 0);
+    return seq;
+}
+
+/* Append event "event-<i>" for i in 1..n, one transaction, and commit. */
+static void append_events(store_t *st, unsigned n)
+{
+    store_txn_t *t = begin(st);
+    for (unsigned i = 1; i <= n; i++) {
+        char ev[32];
+        snprintf(ev, sizeof ev, "event-%u", i);
+        append_text(t, ev);
+    }
+    commit(&t);
+}
+
+static store_reader_t *reader(store_t *st)
+{
+    store_reader_t *r = NULL;
+    assert_int_equal(store_reader_open(st, &r), 0);
+    assert_non_null(r);
+    return r;
+}
+
+static uint64_t journal_last(store_t *st)
+{
+    store_reader_t *r = reader(st);
+    uint64_t last = 99;
+    assert_int_equal(store_journal_last(r, &last), 0);
+    store_reader_close(&r);
+    assert_null(r);
+    return last;
+}
+
+static int verify(store_t *st, uint64_t *n, uint64_t *bad)
+{
+    store_reader_t *r = reader(st);
+    int rc = store_journal_verify(r, n, bad);
+    store_reader_close(&r);
+    return rc;
+}
+
+static uint64_t queue_count(store_t *st, const char *region)
+{
+    store_reader_t *r = reader(st);
+    uint64_t n = 0;
+    assert_int_equal(store_queue_count(r, region, &n), 0);
+    store_reader_close(&r);
+    return n;
+}
+
+/* Raw access to a database of a closed store, as an attacker or a bad disk
+ * would have it. raw_get copies the value into buf (cap bytes) and returns
+ * its length; raw_put with val NULL deletes the key. */
+static MDB_env *raw_open(const char *dir, MDB_txn **txn, const char *db, MDB_dbi *dbi)
+{
+    MDB_env *env = NULL;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, txn), 0);
+    assert_int_equal(mdb_dbi_open(*txn, db, 0, dbi), 0);
+    return env;
+}
+
+static size_t raw_get(const char *dir, const char *db, const void *key, size_t klen, void *buf,
+                      size_t cap)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_env *env = raw_open(dir, &txn, db, &dbi);
+    MDB_val k = {klen, (void *)key}, v;
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_true(v.mv_size <= cap);
+    memcpy(buf, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return v.mv_size;
+}
+
+static void raw_put(const char *dir, const char *db, const void *key, size_t klen,
+                    const void *val, size_t vlen)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_env *env = raw_open(dir, &txn, db, &dbi);
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    if (val)
+        assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    else
+        assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Flip one bit at `offset` of journal record `seq`, or delete the record. */
+static void tamper_journal(const char *dir, uint64_t seq, size_t offset, int delete_it)
+{
+    uint8_t key[8], val[256];
+    put_be64(key, seq);
+    if (delete_it) {
+        raw_put(dir, "journal", key, 8, NULL, 0);
+        return;
+    }
+    size_t len = raw_get(dir, "journal", key, 8, val, sizeof val);
+    assert_true(offset < len);
+    val[offset] ^= 0x01;
+    raw_put(dir, "journal", key, 8, val, len);
+}
+
+/* SHA-256(prev || be64(seq) || event), as nhub_journal.proto defines the chain. */
+static void chain_hash(const uint8_t prev[32], uint64_t seq, const void *ev, size_t len,
+                       uint8_t out[32])
+{
+    uint8_t buf[32 + 8 + 64];
+    assert_true(len <= 64);
+    memcpy(buf, prev, 32);
+    put_be64(buf + 32, seq);
+    memcpy(buf + 40, ev, len);
+    unsigned int outlen = 0;
+    assert_int_equal(EVP_Digest(buf, 40 + len, out, &outlen, EVP_sha256(), NULL), 1);
+    assert_int_equal(outlen, 32);
+}
+
+/* ---- open ------------------------------------------------------------------ */
+
+static void test_open_creates_private_dir_and_reopen_keeps_hub_id(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    struct stat sb;
+    assert_int_equal(stat(fx->dir, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(store_map_size(fx->st), 4 * MIB);
+
+    uint8_t id[STORE_ID_LEN], zero[STORE_ID_LEN] = {0};
+    memcpy(id, store_hub_id(fx->st), sizeof id);
+    assert_memory_not_equal(id, zero, sizeof id);
+    reopen(fx);
+    assert_memory_equal(store_hub_id(fx->st), id, sizeof id);
+    reopen(fx);
+    assert_memory_equal(store_hub_id(fx->st), id, sizeof id);
+
+    /* Another store gets another id. */
+    char other[160];
+    snprintf(other, sizeof other, "%s/other", fx->tmp);
+    store_t *st2 = NULL;
+    char err[256];
+    assert_int_equal(store_open(other, MIB, MIB, &st2, err, sizeof err), 0);
+    assert_memory_not_equal(store_hub_id(st2), id, sizeof id);
+    store_close(&st2);
+    assert_null(st2);
+    store_close(&st2); /* NULL is accepted */
+}
+
+static void test_open_in_missing_parent_fails_with_eio_and_names_dir(void **state)
+{
+    fx_t *fx = *state;
+    char bad[160], err[256] = "";
+    snprintf(bad, sizeof bad, "%s/no/such/parent", fx->tmp);
+    store_t *st = (store_t *)&st;
+    assert_int_equal(store_open(bad, MIB, MIB, &st, err, sizeof err), NHUB_EIO);
+    assert_null(st);
+    assert_non_null(strstr(err, bad));
+}
+
+static void test_open_on_a_regular_file_fails_with_estore(void **state)
+{
+    fx_t *fx = *state;
+    char path[160], err[256] = "";
+    snprintf(path, sizeof path, "%s/file", fx->tmp);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    store_t *st = (store_t *)&st;
+    assert_int_equal(store_open(path, MIB, MIB, &st, err, sizeof err), NHUB_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err, path));
+}
+
+/* ---- journal --------------------------------------------------------------- */
+
+static void test_empty_journal_has_last_zero_and_verifies(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    assert_int_equal(journal_last(fx->st), 0);
+    uint64_t n = 9, bad = 9;
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(bad, 0);
+    store_reader_t *r = reader(fx->st);
+    const void *ev;
+    size_t len;
+    assert_int_equal(store_journal_get(r, 1, &ev, &len, NULL), NHUB_ENOTFOUND);
+    store_reader_close(&r);
+}
+
+static void test_journal_append_numbers_from_one_with_sha256_chain(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    const char *events[] = {"first", "second", "third"};
+    store_txn_t *t = begin(fx->st);
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(append_text(t, events[i]), i + 1);
+    commit(&t);
+    assert_int_equal(journal_last(fx->st), 3);
+
+    store_reader_t *r = reader(fx->st);
+    uint8_t prev[32] = {0}, want[32];
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        const void *ev = NULL;
+        const uint8_t *hash = NULL;
+        size_t len = 0;
+        assert_int_equal(store_journal_get(r, seq, &ev, &len, &hash), 0);
+        assert_int_equal(len, strlen(events[seq - 1]));
+        assert_memory_equal(ev, events[seq - 1], len);
+        chain_hash(prev, seq, events[seq - 1], len, want);
+        assert_memory_equal(hash, want, 32);
+        memcpy(prev, want, 32);
+    }
+    uint64_t n = 0, bad = 9;
+    assert_int_equal(store_journal_verify(r, &n, &bad), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(bad, 0);
+    store_reader_close(&r);
+}
+
+static void test_flipped_event_byte_fails_verify_at_its_seq(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 5);
+    store_close(&fx->st);
+    tamper_journal(fx->dir, 3, STORE_HASH_LEN + 2, 0); /* a byte of "event-3" */
+    open_ok(fx);
+    uint64_t n = 0, bad = 0;
+    assert_int_equal(verify(fx->st, &n, &bad), NHUB_EMALFORMED);
+    assert_int_equal(bad, 3);
+    assert_int_equal(n, 2);
+}
+
+static void test_flipped_hash_byte_fails_verify_at_its_seq(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 5);
+    store_close(&fx->st);
+    tamper_journal(fx->dir, 5, 31, 0); /* last byte of record 5's chain hash */
+    open_ok(fx);
+    uint64_t n = 0, bad = 0;
+    assert_int_equal(verify(fx->st, &n, &bad), NHUB_EMALFORMED);
+    assert_int_equal(bad, 5);
+    assert_int_equal(n, 4);
+}
+
+/* A deleted record breaks the numbering: verify names the missing seq. */
+static void test_deleted_record_fails_verify(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 4);
+    store_close(&fx->st);
+    tamper_journal(fx->dir, 2, 0, 1);
+    open_ok(fx);
+    uint64_t n = 0, bad = 0;
+    assert_int_equal(verify(fx->st, &n, &bad), NHUB_EMALFORMED);
+    assert_int_equal(n, 1);
+    assert_int_equal(bad, 2);
+}
+
+/* Records cut off the end leave a chain that is valid as far as it goes;
+ * the chain state in meta still shows them missing. */
+static void test_truncated_journal_tail_fails_verify(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 4);
+    store_close(&fx->st);
+    tamper_journal(fx->dir, 4, 0, 1);
+    open_ok(fx);
+    uint64_t n = 0, bad = 0;
+    assert_int_equal(verify(fx->st, &n, &bad), NHUB_EMALFORMED);
+    assert_int_equal(n, 3);
+    assert_int_equal(bad, 4);
+}
+
+static void test_sequence_and_chain_continue_after_reopen(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 2);
+    reopen(fx);
+    assert_int_equal(journal_last(fx->st), 2);
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(append_text(t, "after-reopen"), 3);
+    commit(&t);
+    reopen(fx);
+    t = begin(fx->st);
+    assert_int_equal(append_text(t, "again"), 4);
+    commit(&t);
+    uint64_t n = 0, bad = 9;
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, 4);
+}
+
+static void test_aborted_transaction_leaves_nothing_and_consumes_no_seq(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t id[16], sid[16];
+    make_id(id, 1);
+    make_id(sid, 77);
+    uint64_t dseq = 0, seq = 0;
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(append_text(t, "kept"), 1);
+    commit(&t);
+
+    t = begin(fx->st);
+    assert_int_equal(append_text(t, "dropped"), 2);
+    assert_int_equal(append_text(t, "dropped too"), 3);
+    assert_int_equal(store_queue_put(t, "110000", 2, id, &dseq), 0);
+    assert_int_equal(dseq, 1);
+    assert_int_equal(store_dedup_put(t, id, 2, 1000), 0);
+    assert_int_equal(store_stream_put(t, sid, 5, "110000"), 0);
+    store_abort(&t);
+    assert_null(t);
+    store_abort(&t); /* NULL is accepted */
+
+    assert_int_equal(journal_last(fx->st), 1);
+    assert_int_equal(queue_count(fx->st, "110000"), 0);
+    t = begin(fx->st);
+    assert_int_equal(store_dedup_get(t, id, &seq), NHUB_ENOTFOUND);
+    uint64_t last = 9;
+    assert_int_equal(store_stream_get(t, sid, &last), 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(append_text(t, "next"), 2);
+    assert_int_equal(store_queue_put(t, "110000", 2, id, &dseq), 0);
+    assert_int_equal(dseq, 1);
+    commit(&t);
+    uint64_t n = 0, bad = 9;
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, 2);
+}
+
+/* The header lists NHUB_ESTORE; the code answers NHUB_EINVAL, the better code
+ * for a programmer error. Either way *out is NULL and the first stays usable. */
+static void test_second_begin_while_one_is_open_is_refused(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_txn_t *t = begin(fx->st);
+    store_txn_t *t2 = (store_txn_t *)&t2;
+    assert_int_equal(store_begin(fx->st, &t2), NHUB_EINVAL);
+    assert_null(t2);
+    assert_int_equal(append_text(t, "one"), 1);
+    commit(&t);
+    t = begin(fx->st);
+    assert_int_equal(append_text(t, "two"), 2);
+    commit(&t);
+}
+
+static void test_commit_without_changes_keeps_sequence(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_txn_t *t = begin(fx->st);
+    commit(&t);
+    reopen(fx);
+    t = begin(fx->st);
+    assert_int_equal(append_text(t, "first"), 1);
+    commit(&t);
+}
+
+static void test_reader_sees_a_snapshot(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 1);
+    store_reader_t *r = reader(fx->st);
+    append_events(fx->st, 1);
+    uint64_t last = 0;
+    assert_int_equal(store_journal_last(r, &last), 0);
+    assert_int_equal(last, 1);
+    store_reader_close(&r);
+    assert_int_equal(journal_last(fx->st), 2);
+}
+
+/* A record shorter than its hash cannot be read, and verify names it. */
+static void test_short_journal_record_is_malformed(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 3);
+    store_close(&fx->st);
+    uint8_t key[8];
+    put_be64(key, 2);
+    raw_put(fx->dir, "journal", key, 8, "short", 5);
+    open_ok(fx);
+    store_reader_t *r = reader(fx->st);
+    const void *ev = NULL;
+    size_t len = 0;
+    assert_int_equal(store_journal_get(r, 2, &ev, &len, NULL), NHUB_EMALFORMED);
+    assert_int_equal(store_journal_get(r, 3, &ev, &len, NULL), 0);
+    assert_int_equal(len, strlen("event-3"));
+    uint64_t n = 0, bad = 0;
+    assert_int_equal(store_journal_verify(r, &n, &bad), NHUB_EMALFORMED);
+    assert_int_equal(bad, 2);
+    assert_int_equal(n, 1);
+    store_reader_close(&r);
+}
+
+static void test_open_refuses_unknown_format_and_bad_hub_id(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_close(&fx->st);
+    uint8_t fmt[4];
+    assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
+    assert_int_equal(fmt[3], 1);
+    const uint8_t v2[4] = {0, 0, 0, 2};
+    raw_put(fx->dir, "meta", "format", 6, v2, 4);
+    char err[256] = "";
+    store_t *st = (store_t *)&st;
+    assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
+    assert_null(st);
+    assert_non_null(strstr(err, "format"));
+
+    raw_put(fx->dir, "meta", "format", 6, fmt, 4);
+    raw_put(fx->dir, "meta", "hub_id", 6, "too short", 9);
+    st = (store_t *)&st;
+    assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err, "hub_id"));
+}
+
+/* ---- queues ---------------------------------------------------------------- */
+
+static void test_queue_put_numbers_each_region_from_one(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    const char *regions[] = {"110000", "120000", "110000", "110000", "120000", "310000"};
+    const uint64_t want[] = {1, 1, 2, 3, 2, 1};
+    uint8_t id[16];
+    store_txn_t *t = begin(fx->st);
+    for (unsigned i = 0; i < 6; i++) {
+        uint64_t dseq = 0;
+        make_id(id, i);
+        assert_int_equal(store_queue_put(t, regions[i], 100 + i, id, &dseq), 0);
+        assert_int_equal(dseq, want[i]);
+    }
+    commit(&t);
+    assert_int_equal(queue_count(fx->st, "110000"), 3);
+    assert_int_equal(queue_count(fx->st, "120000"), 2);
+    assert_int_equal(queue_count(fx->st, "310000"), 1);
+    assert_int_equal(queue_count(fx->st, "115000"), 0);
+
+    /* Numbering continues across transactions and reopen. */
+    reopen(fx);
+    t = begin(fx->st);
+    uint64_t dseq = 0;
+    assert_int_equal(store_queue_put(t, "120000", 200, id, &dseq), 0);
+    assert_int_equal(dseq, 3);
+    commit(&t);
+}
+
+static void put_n(store_t *st, const char *region, unsigned n, unsigned id_base)
+{
+    store_txn_t *t = begin(st);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t id[16];
+        uint64_t dseq;
+        make_id(id, id_base + i);
+        assert_int_equal(store_queue_put(t, region, 1000 + id_base + i, id, &dseq), 0);
+    }
+    commit(&t);
+}
+
+static void test_queue_scan_reads_from_cursor_in_order_and_stops_at_region_end(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    put_n(fx->st, "100000", 3, 500);
+    put_n(fx->st, "110000", 5, 0);
+    put_n(fx->st, "120000", 4, 100);
+    store_reader_t *r = reader(fx->st);
+    store_queued_t out[16];
+    size_t n = 99;
+
+    assert_int_equal(store_queue_scan(r, "110000", 3, out, 16, &n), 0);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t id[16];
+        make_id(id, (unsigned)(2 + i));
+        assert_int_equal(out[i].dseq, 3 + i);
+        assert_int_equal(out[i].seq, 1002 + i);
+        assert_memory_equal(out[i].msg_id, id, 16);
+    }
+    /* Bounded by max. */
+    assert_int_equal(store_queue_scan(r, "110000", 0, out, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].dseq, 1);
+    assert_int_equal(out[1].dseq, 2);
+    /* Past the end of the region: nothing, not the next region's entries. */
+    assert_int_equal(store_queue_scan(r, "110000", 6, out, 16, &n), 0);
+    assert_int_equal(n, 0);
+    /* An empty region between two others. */
+    assert_int_equal(store_queue_scan(r, "115000", 0, out, 16, &n), 0);
+    assert_int_equal(n, 0);
+    /* The last region ends at the end of the database. */
+    assert_int_equal(store_queue_scan(r, "120000", 1, out, 16, &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(out[3].dseq, 4);
+    assert_int_equal(out[3].seq, 1103);
+    store_reader_close(&r);
+}
+
+static void test_queue_remove_returns_seq_and_dseq_is_never_reused(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    put_n(fx->st, "110000", 3, 0);
+    uint8_t id[16];
+    uint64_t seq = 0, dseq = 0;
+    store_txn_t *t = begin(fx->st);
+    make_id(id, 1);
+    assert_int_equal(store_queue_remove(t, "110000", 2, id, &seq), 0);
+    assert_int_equal(seq, 1001);
+    make_id(id, 2);
+    assert_int_equal(store_queue_remove(t, "110000", 3, id, &seq), 0);
+    assert_int_equal(seq, 1002);
+    assert_int_equal(store_queue_put(t, "110000", 7, id, &dseq), 0);
+    assert_int_equal(dseq, 4);
+    commit(&t);
+
+    store_reader_t *r = reader(fx->st);
+    store_queued_t out[8];
+    size_t n = 0;
+    assert_int_equal(store_queue_scan(r, "110000", 0, out, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].dseq, 1);
+    assert_int_equal(out[1].dseq, 4);
+    store_reader_close(&r);
+}
+
+static void test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    put_n(fx->st, "110000", 2, 0);
+    uint8_t wrong[16], right[16];
+    make_id(wrong, 1); /* the id of dseq 2, not dseq 1 */
+    make_id(right, 0);
+    uint64_t seq = 4242;
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_queue_remove(t, "110000", 1, wrong, &seq), NHUB_ENOTFOUND);
+    assert_int_equal(seq, 4242);
+    /* Right msg_id, wrong region or absent dseq. */
+    assert_int_equal(store_queue_remove(t, "120000", 1, right, &seq), NHUB_ENOTFOUND);
+    assert_int_equal(store_queue_remove(t, "110000", 9, right, &seq), NHUB_ENOTFOUND);
+    commit(&t);
+    assert_int_equal(queue_count(fx->st, "110000"), 2);
+
+    t = begin(fx->st);
+    assert_int_equal(store_queue_remove(t, "110000", 1, right, &seq), 0);
+    assert_int_equal(seq, 1000);
+    assert_int_equal(store_queue_remove(t, "110000", 1, right, &seq), NHUB_ENOTFOUND);
+    commit(&t);
+    assert_int_equal(queue_count(fx->st, "110000"), 1);
+}
+
+/* ---- duplicate window ------------------------------------------------------ */
+
+static void test_dedup_put_then_get_returns_seq(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t a[16], b[16];
+    make_id(a, 1);
+    make_id(b, 2);
+    uint64_t seq = 0;
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_dedup_put(t, a, 17, 1000), 0);
+    assert_int_equal(store_dedup_get(t, a, &seq), 0); /* visible inside the txn */
+    assert_int_equal(seq, 17);
+    commit(&t);
+    reopen(fx);
+    t = begin(fx->st);
+    seq = 0;
+    assert_int_equal(store_dedup_get(t, a, &seq), 0);
+    assert_int_equal(seq, 17);
+    assert_int_equal(store_dedup_get(t, b, &seq), NHUB_ENOTFOUND);
+    store_abort(&t);
+}
+
+static void test_dedup_expire_forgets_only_entries_before_cutoff_up_to_max(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t id[6][16];
+    store_txn_t *t = begin(fx->st);
+    /* Put out of time order: the age index must order them. */
+    const int64_t times[6] = {500, 100, 300, 200, 400, 300};
+    for (unsigned i = 0; i < 6; i++) {
+        make_id(id[i], i);
+        assert_int_equal(store_dedup_put(t, id[i], 10 + i, times[i]), 0);
+    }
+    commit(&t);
+
+    size_t n = 99;
+    uint64_t seq;
+    t = begin(fx->st);
+    assert_int_equal(store_dedup_expire(t, 300, 1, &n), 0); /* bounded by max */
+    assert_int_equal(n, 1);
+    assert_int_equal(store_dedup_get(t, id[1], &seq), NHUB_ENOTFOUND); /* t=100 */
+    assert_int_equal(store_dedup_get(t, id[3], &seq), 0);              /* t=200 */
+    assert_int_equal(store_dedup_expire(t, 300, 10, &n), 0);
+    assert_int_equal(n, 1); /* only t=200; t=300 is not before the cutoff */
+    assert_int_equal(store_dedup_get(t, id[3], &seq), NHUB_ENOTFOUND);
+    assert_int_equal(store_dedup_get(t, id[2], &seq), 0);
+    assert_int_equal(seq, 12);
+    assert_int_equal(store_dedup_get(t, id[5], &seq), 0);
+    assert_int_equal(store_dedup_expire(t, 300, 10, &n), 0);
+    assert_int_equal(n, 0);
+    commit(&t);
+
+    t = begin(fx->st);
+    assert_int_equal(store_dedup_expire(t, 1000, 0, &n), 0); /* max 0 forgets nothing */
+    assert_int_equal(n, 0);
+    assert_int_equal(store_dedup_expire(t, 1000, 10, &n), 0);
+    assert_int_equal(n, 4);
+    for (unsigned i = 0; i < 6; i++)
+        assert_int_equal(store_dedup_get(t, id[i], &seq), NHUB_ENOTFOUND);
+    assert_int_equal(store_dedup_expire(t, 1000, 10, &n), 0); /* empty window */
+    assert_int_equal(n, 0);
+    commit(&t);
+}
+
+/* Enough entries to span many LMDB pages, expired in slices. */
+static void test_dedup_expire_walks_across_pages(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    const unsigned total = 3000;
+    store_txn_t *t = begin(fx->st);
+    for (unsigned i = 0; i < total; i++) {
+        uint8_t id[16];
+        make_id(id, i);
+        assert_int_equal(store_dedup_put(t, id, i + 1, (int64_t)i), 0);
+    }
+    commit(&t);
+    size_t n = 0;
+    t = begin(fx->st);
+    assert_int_equal(store_dedup_expire(t, 2500, 1000, &n), 0);
+    assert_int_equal(n, 1000);
+    assert_int_equal(store_dedup_expire(t, 2500, 5000, &n), 0);
+    assert_int_equal(n, 1500);
+    commit(&t);
+    t = begin(fx->st);
+    for (unsigned i = 0; i < total; i += 7) {
+        uint8_t id[16];
+        uint64_t seq = 0;
+        make_id(id, i);
+        int rc = store_dedup_get(t, id, &seq);
+        if (i < 2500) {
+            assert_int_equal(rc, NHUB_ENOTFOUND);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(seq, i + 1);
+        }
+    }
+    store_abort(&t);
+}
+
+/* ---- streams --------------------------------------------------------------- */
+
+static void test_stream_last_is_zero_until_put_and_survives_reopen(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t s1[16], s2[16];
+    make_id(s1, 1);
+    make_id(s2, 2);
+    uint64_t last = 99;
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_stream_get(t, s1, &last), 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(store_stream_put(t, s1, 5, "110000"), 0);
+    assert_int_equal(store_stream_put(t, s1, 7, "110000"), 0);
+    assert_int_equal(store_stream_put(t, s2, 1, "120000"), 0);
+    commit(&t);
+    reopen(fx);
+    t = begin(fx->st);
+    assert_int_equal(store_stream_get(t, s1, &last), 0);
+    assert_int_equal(last, 7);
+    assert_int_equal(store_stream_get(t, s2, &last), 0);
+    assert_int_equal(last, 1);
+    store_abort(&t);
+}
+
+/* ---- map growth ------------------------------------------------------------ */
+
+static void test_grow_doubles_up_to_limit_then_is_full(void **state)
+{
+    fx_t *fx = *state;
+    open_sized(fx, MIB, 3 * MIB);
+    assert_int_equal(store_map_size(fx->st), MIB);
+    assert_int_equal(store_grow(fx->st), 0);
+    assert_int_equal(store_map_size(fx->st), 2 * MIB);
+    assert_int_equal(store_grow(fx->st), 0); /* doubling would pass the limit: the limit */
+    assert_int_equal(store_map_size(fx->st), 3 * MIB);
+    assert_int_equal(store_grow(fx->st), NHUB_EFULL);
+    assert_int_equal(store_map_size(fx->st), 3 * MIB);
+    store_set_map_max(fx->st, 8 * MIB); /* a configuration reload raises the limit */
+    assert_int_equal(store_grow(fx->st), 0);
+    assert_int_equal(store_map_size(fx->st), 6 * MIB);
+    append_events(fx->st, 1);
+}
+
+static void test_limit_below_initial_map_means_no_growth(void **state)
+{
+    fx_t *fx = *state;
+    open_sized(fx, 2 * MIB, MIB);
+    assert_int_equal(store_map_size(fx->st), 2 * MIB);
+    assert_int_equal(store_grow(fx->st), NHUB_EFULL);
+}
+
+/*
+ * One ~100 KiB event (and its queue entry) per transaction. Returns 0, or
+ * NHUB_EFULL after checking that nothing of the failed transaction was applied.
+ */
+static int append_big(store_t *st, unsigned i, uint64_t *seq_out)
+{
+    static uint8_t ev[BIG_EVENT];
+    memset(ev, (int)(i & 0xff), sizeof ev);
+    put_be64(ev, i);
+    uint64_t last_before = journal_last(st);
+    uint64_t queued_before = queue_count(st, "110000");
+    uint8_t id[16];
+    make_id(id, i);
+    store_txn_t *t = begin(st);
+    uint64_t seq = 0, dseq = 0;
+    int rc = store_journal_append(t, ev, sizeof ev, &seq);
+    if (rc == 0)
+        rc = store_queue_put(t, "110000", seq, id, &dseq);
+    if (rc == 0) {
+        rc = store_commit(&t);
+    } else {
+        store_abort(&t);
+    }
+    assert_null(t);
+    if (rc == 0) {
+        assert_int_equal(seq, last_before + 1);
+        assert_int_equal(dseq, queued_before + 1);
+        *seq_out = seq;
+        return 0;
+    }
+    assert_int_equal(rc, NHUB_EFULL);
+    assert_int_equal(journal_last(st), last_before);
+    assert_int_equal(queue_count(st, "110000"), queued_before);
+    return rc;
+}
+
+static void test_full_map_grows_until_limit_and_full_writes_apply_nothing(void **state)
+{
+    fx_t *fx = *state;
+    open_sized(fx, MIB, 4 * MIB);
+    unsigned i = 0, grows = 0, fulls = 0;
+    uint64_t seq = 0;
+    for (;;) {
+        assert_true(i < 100); /* 4 MiB holds ~40 events: a loop would be a bug */
+        if (append_big(fx->st, i, &seq) == 0) {
+            i++;
+            continue;
+        }
+        fulls++;
+        uint64_t before = store_map_size(fx->st);
+        int rc = store_grow(fx->st);
+        if (rc == NHUB_EFULL) {
+            assert_int_equal(store_map_size(fx->st), 4 * MIB);
+            break;
+        }
+        assert_int_equal(rc, 0);
+        grows++;
+        assert_int_equal(store_map_size(fx->st), before * 2);
+        /* The retry of the same write now fits. */
+        assert_int_equal(append_big(fx->st, i, &seq), 0);
+        i++;
+    }
+    assert_int_equal(grows, 2);   /* 1 -> 2 -> 4 MiB */
+    assert_int_equal(fulls, 3);   /* one per map size */
+    assert_in_range(i, 10, 40);
+    assert_int_equal(journal_last(fx->st), i);
+    assert_int_equal(queue_count(fx->st, "110000"), i);
+
+    /* The file never passes the limit. */
+    char path[160];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/data.mdb", fx->dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true((uint64_t)sb.st_size <= 4 * MIB);
+
+    uint64_t n = 0, bad = 9;
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, i);
+}
+
+static void test_store_still_works_after_full_when_space_is_freed(void **state)
+{
+    fx_t *fx = *state;
+    open_sized(fx, MIB, 2 * MIB);
+    unsigned i = 0;
+    uint64_t seq = 0;
+    for (;;) {
+        assert_true(i < 100);
+        if (append_big(fx->st, i, &seq) == 0) {
+            i++;
+        } else if (store_grow(fx->st) != 0) {
+            break;
+        }
+    }
+    /* Full at the limit: confirmations still go through (small writes). */
+    store_txn_t *t = begin(fx->st);
+    for (unsigned k = 0; k < 3; k++) {
+        uint8_t id[16];
+        uint64_t s = 0;
+        make_id(id, k);
+        assert_int_equal(store_queue_remove(t, "110000", k + 1, id, &s), 0);
+        assert_int_equal(s, k + 1);
+    }
+    assert_int_equal(append_text(t, "confirmed 1..3"), i + 1);
+    commit(&t);
+    assert_int_equal(queue_count(fx->st, "110000"), i - 3);
+
+    /* Reopen with the small configured map: the grown file keeps its data. */
+    store_close(&fx->st);
+    open_sized(fx, MIB, 2 * MIB);
+    assert_true(store_map_size(fx->st) > MIB);
+    assert_int_equal(journal_last(fx->st), i + 1);
+    assert_int_equal(queue_count(fx->st, "110000"), i - 3);
+    uint64_t n = 0, bad = 9;
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, i + 1);
+    t = begin(fx->st);
+    assert_int_equal(append_text(t, "small"), i + 2);
+    commit(&t);
+    store_reader_t *r = reader(fx->st);
+    store_queued_t out[4];
+    size_t got = 0;
+    assert_int_equal(store_queue_scan(r, "110000", 0, out, 4, &got), 0);
+    assert_int_equal(got, 4);
+    assert_int_equal(out[0].dseq, 4);
+    store_reader_close(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_open_creates_private_dir_and_reopen_keeps_hub_id),
+        T(test_open_in_missing_parent_fails_with_eio_and_names_dir),
+        T(test_open_on_a_regular_file_fails_with_estore),
+        T(test_empty_journal_has_last_zero_and_verifies),
+        T(test_journal_append_numbers_from_one_with_sha256_chain),
+        T(test_flipped_event_byte_fails_verify_at_its_seq),
+        T(test_flipped_hash_byte_fails_verify_at_its_seq),
+        T(test_truncated_journal_tail_fails_verify),
+        T(test_deleted_record_fails_verify),
+        T(test_short_journal_record_is_malformed),
+        T(test_open_refuses_unknown_format_and_bad_hub_id),
+        T(test_sequence_and_chain_continue_after_reopen),
+        T(test_aborted_transaction_leaves_nothing_and_consumes_no_seq),
+        T(test_second_begin_while_one_is_open_is_refused),
+        T(test_commit_without_changes_keeps_sequence),
+        T(test_reader_sees_a_snapshot),
+        T(test_queue_put_numbers_each_region_from_one),
+        T(test_queue_scan_reads_from_cursor_in_order_and_stops_at_region_end),
+        T(test_queue_remove_returns_seq_and_dseq_is_never_reused),
+        T(test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry),
+        T(test_dedup_put_then_get_returns_seq),
+        T(test_dedup_expire_forgets_only_entries_before_cutoff_up_to_max),
+        T(test_dedup_expire_walks_across_pages),
+        T(test_stream_last_is_zero_until_put_and_survives_reopen),
+        T(test_grow_doubles_up_to_limit_then_is_full),
+        T(test_limit_below_initial_map_means_no_growth),
+        T(test_full_map_grows_until_limit_and_full_writes_apply_nothing),
+        T(test_store_still_works_after_full_when_space_is_freed),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,64 @@
+#!/bin/sh
+# make run: a hub and two provincial adapters exchanging messages on
+# 127.0.0.1, until Ctrl-C. Everything lives in build/run/.
+set -u
+BIN=${NHUB_BIN:-build/bin}
+RUN=build/run
+mkdir -p "$RUN"
+HUB_PID=""
+RECV_PIDS=""
+
+stop() {
+    echo
+    echo "run: stopping (SIGTERM to the hub: it finishes the commit in hand)"
+    for p in $RECV_PIDS; do kill "$p" 2>/dev/null; done
+    [ -n "$HUB_PID" ] && kill -TERM "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
+    echo "run: stopped. Hub log: $RUN/hub.log; data: $RUN/"
+    exit 0
+}
+trap stop INT TERM
+
+if ! "$BIN/nhubd" -c conf/hub.yaml --check >/dev/null; then
+    "$BIN/nhubd" -c conf/hub.yaml --check
+    exit 1
+fi
+rm -f "$RUN/ready"
+"$BIN/nhubd" -c conf/hub.yaml --ready-fd 3 3>"$RUN/ready" 2>>"$RUN/hub.log" &
+HUB_PID=$!
+i=0
+until grep -q '^ready' "$RUN/ready" 2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -gt 100 ] || ! kill -0 "$HUB_PID" 2>/dev/null; then
+        echo "run: the hub did not start; last lines of $RUN/hub.log:" >&2
+        tail -n 20 "$RUN/hub.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo "run: hub $(cut -d' ' -f2 "$RUN/ready") (pid $HUB_PID), log in $RUN/hub.log"
+
+# Each adapter prints what its application receives, then confirms it.
+"$BIN/nhub-adapter" recv -c conf/adapter-440000.yaml 2>>"$RUN/adapter-440000.log" |
+    sed -u 's/^/[440000 Guangdong receives] /' &
+RECV_PIDS="$RECV_PIDS $!"
+"$BIN/nhub-adapter" recv -c conf/adapter-110000.yaml 2>>"$RUN/adapter-110000.log" |
+    sed -u 's/^/[110000 Beijing receives]   /' &
+RECV_PIDS="$RECV_PIDS $!"
+
+echo "run: Beijing (110000) asks Guangdong (440000) to verify an insured person every second;"
+echo "run: Guangdong answers. Press Ctrl-C to stop."
+n=0
+while :; do
+    n=$((n + 1))
+    printf 'demo verification request %d (no personal data)' "$n" >"$RUN/request.bin"
+    "$BIN/nhub-adapter" send -c conf/adapter-110000.yaml --to 440000 --kind request \
+        --item SI-VERIFY-001 --type nhub.verify.v1.InsuredQuery \
+        --payload-file "$RUN/request.bin" --wait 5 2>>"$RUN/adapter-110000.log" |
+        sed 's/^/[110000 Beijing sends]      /'
+    printf 'demo answer %d: insured, active' "$n" >"$RUN/answer.bin"
+    "$BIN/nhub-adapter" send -c conf/adapter-440000.yaml --to 110000 --kind response \
+        --item SI-VERIFY-001 --type nhub.verify.v1.InsuredAnswer \
+        --payload-file "$RUN/answer.bin" --wait 5 2>>"$RUN/adapter-440000.log" |
+        sed 's/^/[440000 Guangdong sends]    /'
+    sleep 1
+done
