@@ -36,6 +36,10 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_STATS_MS 10000
 #define HUB_DEDUP_EXPIRE_PER_TXN 512
 #define HUB_SCAN_MAX 256
+/* Space kept for confirmations and hub events once new messages are
+ * refused, so delivery goes on in a full store: a tenth of the limit, at
+ * most 64 MiB. */
+#define HUB_RESERVE_MAX ((uint64_t)64 << 20)
 
 enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD };
 
@@ -88,6 +92,7 @@ struct hub {
     int64_t last_log[16];     /* per NACK code, to rate-limit warnings */
     uint64_t suppressed[16];
     uint64_t stats_commits_seen;
+    int full;                 /* new messages refused: the reserve is reached */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -435,6 +440,8 @@ static void on_frames(hub_t *h, const wire_frames_t *f)
     }
 }
 
+static void check_space(hub_t *h);
+
 /* ---- applying a stage in one transaction --------------------------------- */
 
 /* Pack a journal event into the scratch buffer and append it. */
@@ -616,7 +623,7 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
  */
 static int apply_stage(hub_t *h)
 {
-    int no_writes = 0;
+    int no_writes = h->full;
     int64_t now = clock_wall_ms(h->clock);
     for (;;) {
         store_txn_t *t = NULL;
@@ -640,6 +647,7 @@ static int apply_stage(hub_t *h)
             continue;
         if (rc == NHUB_EFULL && !no_writes) {
             h->n.store_full++;
+            h->full = 1;
             no_writes = 1;
             continue;
         }
@@ -712,10 +720,12 @@ static void flush_stage(hub_t *h)
     int rc = apply_stage(h);
     if (rc)
         fail_stage(h, rc);
+    int stored = 0;
     for (size_t i = 0; i < h->n_items; i++) {
         struct item *it = &h->items[i];
         reply(h, it);
         if (it->type == ITEM_SEND && it->reply == WIRE_ACK && !it->dup) {
+            stored = 1;
             if (strcmp(it->env->destination, WIRE_BROADCAST) == 0) {
                 for (size_t r = 0; r < h->n_regions; r++)
                     h->regions[r].pending = 1;
@@ -736,6 +746,8 @@ static void flush_stage(hub_t *h)
         item_clear(it);
     }
     h->n_items = 0;
+    if (stored)
+        check_space(h);
 }
 
 /* ---- delivery ---------------------------------------------------------------- */
@@ -916,10 +928,38 @@ static void log_stats(hub_t *h)
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));
 }
 
+/*
+ * Refuse new messages while the store is within its reserve of the map
+ * limit or of the disk's free space, and take them again, by itself, when
+ * space returns (the limit is raised, or the disk has room again).
+ */
+static void check_space(hub_t *h)
+{
+    uint64_t used, limit, disk_free;
+    if (store_usage(h->store, &used, &limit, &disk_free) != 0)
+        return;
+    uint64_t reserve = limit / 10 < HUB_RESERVE_MAX ? limit / 10 : HUB_RESERVE_MAX;
+    if (used + reserve > limit) {
+        uint64_t reusable = store_free_bytes(h->store);
+        used = reusable < used ? used - reusable : 0;
+    }
+    int map_full = used + reserve > limit;
+    int disk_full = used < limit && disk_free < reserve;
+    int full = map_full || disk_full;
+    if (full != h->full)
+        log_warn(full ? "hub.store_full" : "hub.store_ok",
+                 "reason=%s used=%llu limit=%llu disk_free=%llu reserve=%llu",
+                 map_full ? "map_size_max" : disk_full ? "disk" : "none",
+                 (unsigned long long)used, (unsigned long long)limit,
+                 (unsigned long long)disk_free, (unsigned long long)reserve);
+    h->full = full;
+}
+
 static void housekeeping(hub_t *h)
 {
     int64_t now = now_mono(h);
     if (now >= h->next_housekeeping) {
+        check_space(h);
         struct expiry e = {h, now - h->cfg->limits.peer_timeout_ms};
         session_foreach(h->sessions, expire_session, &e);
         h->next_housekeeping = now + HUB_HOUSEKEEPING_MS;
@@ -1166,6 +1206,7 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
         if (self->regions[i].delivery && self->regions[i].delivery->region != (int)i)
             self->regions[i].delivery = NULL;
     store_set_map_max(self->store, next->limits.map_size_max);
+    check_space(self); /* a raised limit takes new messages at once */
     log_setup(next->log.level, NULL);
     cfg_destroy(&self->cfg);
     self->cfg = next;
@@ -1197,6 +1238,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
 {
     hub_t *h = self;
     char hex[33];
+    check_space(h);
     journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STARTED, "start");
     log_info("hub.ready", "endpoint=%s hub_id=%s regions=%zu", h->endpoint,
              log_hex(hex, sizeof hex, store_hub_id(h->store), STORE_ID_LEN), h->n_regions);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #define STORE_FORMAT 1
 #define REGION_LEN 6
@@ -41,6 +42,7 @@ struct store {
     uint8_t last_hash[STORE_HASH_LEN];
     EVP_MD_CTX *md;
     int txn_open;
+    char *dir;
 };
 
 struct store_txn {
@@ -180,7 +182,8 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
     s->map_size = map_size;
     s->map_max = map_size_max < map_size ? map_size : map_size_max;
     s->md = EVP_MD_CTX_new();
-    int rc = s->md ? mdb_env_create(&s->env) : ENOMEM;
+    s->dir = strdup(dir);
+    int rc = s->md && s->dir ? mdb_env_create(&s->env) : ENOMEM;
     if (rc)
         goto fail_rc;
     if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_maxreaders(s->env, 256)) ||
@@ -216,6 +219,7 @@ fail:
     if (s->env)
         mdb_env_close(s->env);
     EVP_MD_CTX_free(s->md);
+    free(s->dir);
     free(s);
     return code;
 }
@@ -227,6 +231,7 @@ void store_close(store_t **self)
     store_t *s = *self;
     mdb_env_close(s->env);
     EVP_MD_CTX_free(s->md);
+    free(s->dir);
     free(s);
     *self = NULL;
 }
@@ -239,6 +244,58 @@ const uint8_t *store_hub_id(const store_t *self)
 uint64_t store_map_size(const store_t *self)
 {
     return self->map_size;
+}
+
+/*
+ * Pages on LMDB's freelist (database 0), which later writes reuse. Each
+ * freelist record is an ID list whose first element is its length; this is
+ * how lmdb-utils' mdb_stat -f counts them.
+ */
+static uint64_t free_pages(const store_t *self)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    uint64_t pages = 0;
+    if (mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, 0, &c) == 0) {
+        MDB_val k, v;
+        int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        while (rc == 0) {
+            size_t n = 0;
+            if (v.mv_size >= sizeof n)
+                memcpy(&n, v.mv_data, sizeof n); /* values are not aligned */
+            pages += n;
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    return pages;
+}
+
+int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_free)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(self->env, &info) != 0 || mdb_env_stat(self->env, &st) != 0)
+        return NHUB_ESTORE;
+    *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    *limit = self->map_max;
+    struct statvfs vfs;
+    if (statvfs(self->dir, &vfs) == 0)
+        *disk_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    else
+        *disk_free = UINT64_MAX;
+    return 0;
+}
+
+uint64_t store_free_bytes(store_t *self)
+{
+    MDB_stat st;
+    if (mdb_env_stat(self->env, &st) != 0)
+        return 0;
+    return free_pages(self) * st.ms_psize;
 }
 
 void store_set_map_max(store_t *self, uint64_t map_size_max)

@@ -48,6 +48,19 @@ const uint8_t *store_hub_id(const store_t *self);
 /* The current map size in bytes. */
 uint64_t store_map_size(const store_t *self);
 
+/*
+ * How close the store is to full, cheaply: *used = bytes of the map up to
+ * the highest page ever used (pages freed below it are reused by later
+ * writes: see store_free_bytes), *limit = map_size_max, *disk_free = bytes
+ * free on the store's filesystem (UINT64_MAX if unknown). Returns 0 or
+ * NHUB_ESTORE.
+ */
+int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_free);
+
+/* Bytes of freed pages inside the map that later writes will reuse. Walks
+ * LMDB's freelist: call it only when the cheap figure says "nearly full". */
+uint64_t store_free_bytes(store_t *self);
+
 /* Change the growth limit (configuration reload). */
 void store_set_map_max(store_t *self, uint64_t map_size_max);
 

@@ -68,7 +68,52 @@ static int write_config(th_hub_t *h, const char *listen)
     fprintf(f, "log:\n  level: info\nregions:\n");
     for (int i = 0; th_regions[i]; i++)
         fprintf(f, "  - code: \"%s\"\n    name: \"Region %s\"\n", th_regions[i], th_regions[i]);
+    if (h->extra_region[0])
+        fprintf(f, "  - code: \"%s\"\n    name: \"City %s\"\n", h->extra_region,
+                h->extra_region);
     return fclose(f) == 0 ? 0 : -1;
+}
+
+int th_hub_reconfigure(th_hub_t *h, const char *limits_yaml, const char *extra_region)
+{
+    snprintf(h->limits, sizeof h->limits, "%s", limits_yaml ? limits_yaml : "");
+    snprintf(h->extra_region, sizeof h->extra_region, "%s", extra_region ? extra_region : "");
+    return write_config(h, h->endpoint);
+}
+
+int th_hub_write_raw_config(th_hub_t *h, const char *text)
+{
+    FILE *f = fopen(h->cfg_path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int count_in_log(const th_hub_t *h, const char *needle)
+{
+    FILE *f = fopen(h->log_path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        if (count_in_log(h, needle) >= count)
+            return 1;
+        if (th_now_ms() >= deadline)
+            return 0;
+        struct pollfd none;
+        poll(&none, 0, 20); /* the hub writes its log on its own: look again shortly */
+    }
 }
 
 int th_hub_init(th_hub_t *h, const char *limits_yaml)

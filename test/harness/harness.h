@@ -22,6 +22,7 @@ typedef struct th_hub {
     char log_path[320];
     char endpoint[128];  /* tcp://127.0.0.1:PORT once started */
     char limits[1024];   /* extra YAML lines under "limits:" */
+    char extra_region[8];
     pid_t pid;
 } th_hub_t;
 
@@ -44,6 +45,20 @@ int th_hub_init(th_hub_t *h, const char *limits_yaml);
  * same endpoint. Returns 0 or -1.
  */
 int th_hub_start(th_hub_t *h);
+
+/*
+ * Rewrite the running hub's configuration with new `limits_yaml` (same
+ * format as th_hub_init) and, if `extra_region` is not NULL, one more region
+ * code; the hub sees it on SIGHUP. Returns 0 or -1.
+ */
+int th_hub_reconfigure(th_hub_t *h, const char *limits_yaml, const char *extra_region);
+
+/* Write `text` as the configuration file as it is (to test bad files). */
+int th_hub_write_raw_config(th_hub_t *h, const char *text);
+
+/* Wait up to timeout_ms for the hub's log to contain `needle` `count`
+ * times or more. Returns 1 if it did. */
+int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms);
 
 /* SIGTERM and wait up to 20 s; returns the exit status, or -1. */
 int th_hub_stop(th_hub_t *h);

@@ -4,6 +4,7 @@
  * redelivery, persistence across restarts, and refusal of bad input.
  */
 #include "harness.h"
+#include "raw.h"
 #include "nhub_err.h"
 #include "wire.h"
 
@@ -18,132 +19,19 @@
 
 #include <cmocka.h>
 
-typedef struct raw {
-    void *ctx, *sock;
-    uint8_t stream_id[16];
-    uint64_t next_sseq;
-} raw_t;
-
 static void *g_ctx;
 
-static raw_t *raw_new(const char *endpoint)
+static void ack_ok(raw_t *r)
 {
-    raw_t *r = calloc(1, sizeof *r);
-    assert_non_null(r);
-    r->sock = zmq_socket(g_ctx, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_connect(r->sock, endpoint), 0);
-    for (int i = 0; i < 16; i++)
-        r->stream_id[i] = (uint8_t)rand();
-    r->next_sseq = 1;
-    return r;
+    wire_ack_t *ack = raw_expect(r, WIRE_ACK);
+    wire_free((ProtobufCMessage **)&ack);
 }
 
-static void raw_free(raw_t **r)
-{
-    zmq_close((*r)->sock);
-    free(*r);
-    *r = NULL;
-}
-
-static void raw_send(raw_t *r, wire_cmd_t cmd, const ProtobufCMessage *body)
-{
-    assert_int_equal(wire_send(r->sock, NULL, 0, cmd, body, 0), 0);
-}
-
-static void raw_frames(raw_t *r, const void *a, size_t alen, const void *b, size_t blen)
-{
-    assert_true(zmq_send(r->sock, a, alen, b ? ZMQ_SNDMORE : 0) >= 0);
-    if (b)
-        assert_true(zmq_send(r->sock, b, blen, 0) >= 0);
-}
-
-/* Wait up to 10 s for the next message; returns its command and body. */
-static int raw_recv(raw_t *r, ProtobufCMessage **body, int timeout_ms)
-{
-    zmq_pollitem_t pi = {r->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&pi, 1, timeout_ms) <= 0)
-        return 0;
-    wire_frames_t f;
-    assert_int_equal(wire_recv(r->sock, &f, 0), 0);
-    assert_int_equal(f.n_frames, 2);
-    int cmd = 0;
-    assert_int_equal(wire_header_parse(wire_frame_data(&f, 0), wire_frame_len(&f, 0), &cmd, NULL), 0);
-    assert_int_equal(wire_decode(wire_body_descriptor(cmd), wire_frame_data(&f, 1),
-                                 wire_frame_len(&f, 1), 1 << 24, body), 0);
-    wire_frames_close(&f);
-    return cmd;
-}
-
-/* Receive, skipping HEARTBEATs, and require command `want`. */
-static void *expect(raw_t *r, int want)
-{
-    ProtobufCMessage *m = NULL;
-    for (;;) {
-        int cmd = raw_recv(r, &m, 10000);
-        if (cmd == WIRE_HEARTBEAT && want != WIRE_HEARTBEAT) {
-            wire_free(&m);
-            continue;
-        }
-        if (cmd != want)
-            fail_msg("expected %s, got %s", wire_cmd_name(want), wire_cmd_name(cmd));
-        return m;
-    }
-}
-
-static wire_welcome_t *hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
-                             size_t n_acc)
-{
-    wire_hello_t h = NHUB__WIRE__V1__HELLO__INIT;
-    uint32_t v = 1;
-    h.region = (char *)region;
-    h.protocol_versions = &v;
-    h.n_protocol_versions = 1;
-    h.credit = credit;
-    h.stream_id.data = r->stream_id;
-    h.stream_id.len = 16;
-    h.accepted_payloads = accepted;
-    h.n_accepted_payloads = n_acc;
-    raw_send(r, WIRE_HELLO, &h.base);
-    return expect(r, WIRE_WELCOME);
-}
-
-/* Build an envelope into buf; returns its length. */
+/* An envelope with a text payload. */
 static size_t envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                        const char *dst, const char *type, const char *payload)
 {
-    wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
-    e.msg_id.data = (uint8_t *)id;
-    e.msg_id.len = 16;
-    e.source = (char *)src;
-    e.destination = (char *)dst;
-    e.item = "SI-VERIFY-001";
-    e.kind = NHUB__WIRE__V1__KIND__KIND_REQUEST;
-    e.created_ms = 1764000000000;
-    e.payload_type = (char *)type;
-    e.payload.data = (uint8_t *)payload;
-    e.payload.len = strlen(payload);
-    size_t n = protobuf_c_message_get_packed_size(&e.base);
-    assert_true(n <= cap);
-    return protobuf_c_message_pack(&e.base, buf);
-}
-
-static void send_env(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len)
-{
-    wire_send_t s = NHUB__WIRE__V1__SEND__INIT;
-    s.stream_seq = sseq;
-    s.envelope.data = (uint8_t *)env;
-    s.envelope.len = len;
-    raw_send(r, WIRE_SEND, &s.base);
-}
-
-static void make_id(uint8_t id[16], int n)
-{
-    memset(id, 0xA5, 16);
-    id[0] = (uint8_t)n;
-    id[1] = (uint8_t)(n >> 8);
-    id[15] = (uint8_t)rand();
+    return raw_envelope(buf, cap, id, src, dst, type, payload, strlen(payload));
 }
 
 static int setup(void **state)
@@ -171,8 +59,8 @@ static int teardown(void **state)
 static void test_hello_answered_with_welcome(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint);
-    wire_welcome_t *w = hello(a, "110000", 8, NULL, 0);
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    wire_welcome_t *w = raw_hello(a, "110000", 8, NULL, 0);
     assert_int_equal(w->protocol_version, 1);
     assert_int_equal(w->hub_id.len, 16);
     assert_int_equal(w->stream_last, 0);
@@ -184,12 +72,12 @@ static void test_hello_answered_with_welcome(void **state)
 static void test_send_before_hello_is_refused(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint);
+    raw_t *a = raw_new(g_ctx, h->endpoint);
     uint8_t id[16], buf[512];
-    make_id(id, 1);
+    raw_make_id(id, 1);
     size_t n = envelope(buf, sizeof buf, id, "110000", "440000", "nhub.test.v1.Ping", "x");
-    send_env(a, 1, buf, n);
-    wire_nack_t *nack = expect(a, WIRE_NACK);
+    raw_send_env(a, 1, buf, n);
+    wire_nack_t *nack = raw_expect(a, WIRE_NACK);
     assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED);
     assert_true(nack->retryable);
     wire_free((ProtobufCMessage **)&nack);
@@ -199,27 +87,27 @@ static void test_send_before_hello_is_refused(void **state)
 static void test_duplicate_msg_id_acked_with_original_seq(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "110000", 8, NULL, 0)});
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "110000", 8);
     uint8_t id[16], buf[512];
-    make_id(id, 2);
+    raw_make_id(id, 2);
     size_t n = envelope(buf, sizeof buf, id, "110000", "120000", "nhub.test.v1.Ping", "hello");
-    send_env(a, 1, buf, n);
-    wire_ack_t *ack = expect(a, WIRE_ACK);
+    raw_send_env(a, 1, buf, n);
+    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
     uint64_t seq = ack->seq;
     assert_true(seq > 0);
     assert_false(ack->duplicate);
     assert_memory_equal(ack->msg_id.data, id, 16);
     wire_free((ProtobufCMessage **)&ack);
     /* The same msg_id as a new stream message: stored once, original seq. */
-    send_env(a, 2, buf, n);
-    ack = expect(a, WIRE_ACK);
+    raw_send_env(a, 2, buf, n);
+    ack = raw_expect(a, WIRE_ACK);
     assert_true(ack->duplicate);
     assert_int_equal(ack->seq, seq);
     wire_free((ProtobufCMessage **)&ack);
     /* The same stream_seq again (a resend): ACKed again, original seq. */
-    send_env(a, 1, buf, n);
-    ack = expect(a, WIRE_ACK);
+    raw_send_env(a, 1, buf, n);
+    ack = raw_expect(a, WIRE_ACK);
     assert_true(ack->duplicate);
     assert_int_equal(ack->seq, seq);
     wire_free((ProtobufCMessage **)&ack);
@@ -229,13 +117,13 @@ static void test_duplicate_msg_id_acked_with_original_seq(void **state)
 static void test_stream_gap_refused_with_expected_seq(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "110000", 8, NULL, 0)});
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "110000", 8);
     uint8_t id[16], buf[512];
-    make_id(id, 3);
+    raw_make_id(id, 3);
     size_t n = envelope(buf, sizeof buf, id, "110000", "120000", "nhub.test.v1.Ping", "x");
-    send_env(a, 5, buf, n);
-    wire_nack_t *nack = expect(a, WIRE_NACK);
+    raw_send_env(a, 5, buf, n);
+    wire_nack_t *nack = raw_expect(a, WIRE_NACK);
     assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_OUT_OF_ORDER);
     assert_int_equal(nack->expected, 1);
     assert_true(nack->retryable);
@@ -246,8 +134,8 @@ static void test_stream_gap_refused_with_expected_seq(void **state)
 static void test_invalid_envelopes_refused_and_stream_moves_on(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "110000", 8, NULL, 0)});
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "110000", 8);
     uint8_t id[16], buf[512];
     struct {
         const char *src, *dst;
@@ -259,25 +147,25 @@ static void test_invalid_envelopes_refused_and_stream_moves_on(void **state)
     };
     uint64_t sseq = 1;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        make_id(id, 10 + (int)i);
+        raw_make_id(id, 10 + (int)i);
         size_t n = envelope(buf, sizeof buf, id, cases[i].src, cases[i].dst, "nhub.test.v1.Ping", "x");
-        send_env(a, sseq++, buf, n);
-        wire_nack_t *nack = expect(a, WIRE_NACK);
+        raw_send_env(a, sseq++, buf, n);
+        wire_nack_t *nack = raw_expect(a, WIRE_NACK);
         assert_int_equal(nack->code, cases[i].code);
         assert_false(nack->retryable);
         assert_true(strlen(nack->text) > 0);
         wire_free((ProtobufCMessage **)&nack);
     }
     /* A body that is not an envelope at all. */
-    send_env(a, sseq++, (const uint8_t *)"\xff\xff\xff", 3);
-    wire_nack_t *nack = expect(a, WIRE_NACK);
+    raw_send_env(a, sseq++, (const uint8_t *)"\xff\xff\xff", 3);
+    wire_nack_t *nack = raw_expect(a, WIRE_NACK);
     assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED);
     wire_free((ProtobufCMessage **)&nack);
     /* The refusals were decided for good: the next stream_seq is accepted. */
-    make_id(id, 20);
+    raw_make_id(id, 20);
     size_t n = envelope(buf, sizeof buf, id, "110000", "440000", "nhub.test.v1.Ping", "ok");
-    send_env(a, sseq, buf, n);
-    wire_ack_t *ack = expect(a, WIRE_ACK);
+    raw_send_env(a, sseq, buf, n);
+    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
     assert_false(ack->duplicate);
     wire_free((ProtobufCMessage **)&ack);
     raw_free(&a);
@@ -286,7 +174,7 @@ static void test_invalid_envelopes_refused_and_stream_moves_on(void **state)
 static void test_malformed_frames_counted_and_hub_keeps_serving(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *bad = raw_new(h->endpoint);
+    raw_t *bad = raw_new(g_ctx, h->endpoint);
     uint8_t junk[64];
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (uint8_t)rand();
@@ -318,13 +206,13 @@ static void test_malformed_frames_counted_and_hub_keeps_serving(void **state)
     raw_frames(bad, hdr, 8, huge, big);
     free(huge);
     /* Meanwhile a legitimate client is served. */
-    raw_t *good = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(good, "130000", 8, NULL, 0)});
+    raw_t *good = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(good, "130000", 8);
     uint8_t id[16], buf[512];
-    make_id(id, 30);
+    raw_make_id(id, 30);
     size_t n = envelope(buf, sizeof buf, id, "130000", "440000", "nhub.test.v1.Ping", "fine");
-    send_env(good, 1, buf, n);
-    wire_ack_t *ack = expect(good, WIRE_ACK);
+    raw_send_env(good, 1, buf, n);
+    wire_ack_t *ack = raw_expect(good, WIRE_ACK);
     assert_true(ack->seq > 0);
     wire_free((ProtobufCMessage **)&ack);
     raw_free(&good);
@@ -342,17 +230,17 @@ static void test_malformed_frames_counted_and_hub_keeps_serving(void **state)
 static void test_delivery_redelivery_and_confirm(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint), *b = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "320000", 8, NULL, 0)});
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(b, "330000", 4, NULL, 0)});
+    raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "320000", 8);
+    raw_hello_ok(b, "330000", 4);
     uint8_t id[16], buf[512];
-    make_id(id, 40);
+    raw_make_id(id, 40);
     size_t n = envelope(buf, sizeof buf, id, "320000", "330000", "nhub.test.v1.Ping", "payload-40");
-    send_env(a, 1, buf, n);
-    wire_ack_t *ack = expect(a, WIRE_ACK);
+    raw_send_env(a, 1, buf, n);
+    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
     uint64_t seq = ack->seq;
     wire_free((ProtobufCMessage **)&ack);
-    wire_deliver_t *d = expect(b, WIRE_DELIVER);
+    wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
     assert_int_equal(d->seq, seq);
     assert_int_equal(d->dseq, 1);
     assert_int_equal(d->attempt, 1);
@@ -360,7 +248,7 @@ static void test_delivery_redelivery_and_confirm(void **state)
     assert_memory_equal(d->envelope.data, buf, n); /* the bytes sent, unchanged */
     wire_free((ProtobufCMessage **)&d);
     /* Not confirmed: it comes again after redeliver_after. */
-    d = expect(b, WIRE_DELIVER);
+    d = raw_expect(b, WIRE_DELIVER);
     assert_int_equal(d->dseq, 1);
     assert_int_equal(d->attempt, 2);
     wire_delivered_t ok = NHUB__WIRE__V1__DELIVERED__INIT;
@@ -370,20 +258,20 @@ static void test_delivery_redelivery_and_confirm(void **state)
     wire_free((ProtobufCMessage **)&d);
     raw_send(b, WIRE_DELIVERED, &ok.base);
     /* A second message follows in order; the first is not seen again. */
-    make_id(id, 41);
+    raw_make_id(id, 41);
     n = envelope(buf, sizeof buf, id, "320000", "330000", "nhub.test.v1.Ping", "payload-41");
-    send_env(a, 2, buf, n);
-    wire_free((ProtobufCMessage **)&(wire_ack_t *){expect(a, WIRE_ACK)});
-    d = expect(b, WIRE_DELIVER);
+    raw_send_env(a, 2, buf, n);
+    ack_ok(a);
+    d = raw_expect(b, WIRE_DELIVER);
     assert_int_equal(d->dseq, 2);
     ok.msg_id.data = id;
     ok.dseq = 2;
     wire_free((ProtobufCMessage **)&d);
     raw_send(b, WIRE_DELIVERED, &ok.base);
     /* A new session of the region starts from the head: nothing is left. */
-    raw_t *b2 = raw_new(h->endpoint);
+    raw_t *b2 = raw_new(g_ctx, h->endpoint);
     memcpy(b2->stream_id, b->stream_id, 16);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(b2, "330000", 4, NULL, 0)});
+    raw_hello_ok(b2, "330000", 4);
     wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
     raw_send(b2, WIRE_HEARTBEAT, &hb.base);
     ProtobufCMessage *m = NULL;
@@ -397,19 +285,19 @@ static void test_delivery_redelivery_and_confirm(void **state)
 static void test_broadcast_reaches_every_other_region(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint), *b = raw_new(h->endpoint), *c = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "500000", 8, NULL, 0)});
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(b, "510000", 8, NULL, 0)});
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(c, "520000", 8, NULL, 0)});
+    raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint), *c = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "500000", 8);
+    raw_hello_ok(b, "510000", 8);
+    raw_hello_ok(c, "520000", 8);
     uint8_t id[16], buf[512];
-    make_id(id, 50);
+    raw_make_id(id, 50);
     size_t n = envelope(buf, sizeof buf, id, "500000", "*", "nhub.credit.v1.Notice", "list");
-    send_env(a, 1, buf, n);
-    wire_free((ProtobufCMessage **)&(wire_ack_t *){expect(a, WIRE_ACK)});
-    wire_deliver_t *d = expect(b, WIRE_DELIVER);
+    raw_send_env(a, 1, buf, n);
+    ack_ok(a);
+    wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
     assert_memory_equal(d->envelope.data, buf, n);
     wire_free((ProtobufCMessage **)&d);
-    d = expect(c, WIRE_DELIVER);
+    d = raw_expect(c, WIRE_DELIVER);
     assert_memory_equal(d->envelope.data, buf, n);
     wire_free((ProtobufCMessage **)&d);
     raw_free(&a);
@@ -420,20 +308,20 @@ static void test_broadcast_reaches_every_other_region(void **state)
 static void test_unaccepted_payload_type_is_held_not_delivered(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint), *b = raw_new(h->endpoint);
+    raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint);
     char *acc[] = {"nhub.verify.v1.*"};
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "530000", 8, NULL, 0)});
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(b, "540000", 8, acc, 1)});
+    raw_hello_ok(a, "530000", 8);
+    wire_free((ProtobufCMessage **)&(wire_welcome_t *){raw_hello(b, "540000", 8, acc, 1)});
     uint8_t id[16], buf[512];
-    make_id(id, 60);
+    raw_make_id(id, 60);
     size_t n = envelope(buf, sizeof buf, id, "530000", "540000", "nhub.verify.v2.Query", "v2");
-    send_env(a, 1, buf, n);
-    wire_free((ProtobufCMessage **)&(wire_ack_t *){expect(a, WIRE_ACK)});
-    make_id(id, 61);
+    raw_send_env(a, 1, buf, n);
+    ack_ok(a);
+    raw_make_id(id, 61);
     n = envelope(buf, sizeof buf, id, "530000", "540000", "nhub.verify.v1.Query", "v1");
-    send_env(a, 2, buf, n);
-    wire_free((ProtobufCMessage **)&(wire_ack_t *){expect(a, WIRE_ACK)});
-    wire_deliver_t *d = expect(b, WIRE_DELIVER);
+    raw_send_env(a, 2, buf, n);
+    ack_ok(a);
+    wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
     assert_int_equal(d->dseq, 2); /* the v2 message was set aside */
     assert_memory_equal(d->envelope.data, buf, n);
     wire_free((ProtobufCMessage **)&d);
@@ -444,26 +332,26 @@ static void test_unaccepted_payload_type_is_held_not_delivered(void **state)
 static void test_stream_position_survives_restart(void **state)
 {
     th_hub_t *h = *state;
-    raw_t *a = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(a, "610000", 8, NULL, 0)});
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "610000", 8);
     uint8_t id[16], buf[512];
     for (int i = 1; i <= 3; i++) {
-        make_id(id, 70 + i);
+        raw_make_id(id, 70 + i);
         size_t n = envelope(buf, sizeof buf, id, "610000", "620000", "nhub.test.v1.Ping", "p");
-        send_env(a, (uint64_t)i, buf, n);
-        wire_free((ProtobufCMessage **)&(wire_ack_t *){expect(a, WIRE_ACK)});
+        raw_send_env(a, (uint64_t)i, buf, n);
+        ack_ok(a);
     }
     th_hub_kill(h);
     assert_int_equal(th_hub_start(h), 0);
-    raw_t *a2 = raw_new(h->endpoint);
+    raw_t *a2 = raw_new(g_ctx, h->endpoint);
     memcpy(a2->stream_id, a->stream_id, 16);
-    wire_welcome_t *w = hello(a2, "610000", 8, NULL, 0);
+    wire_welcome_t *w = raw_hello(a2, "610000", 8, NULL, 0);
     assert_int_equal(w->stream_last, 3);
     wire_free((ProtobufCMessage **)&w);
-    raw_t *b = raw_new(h->endpoint);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){hello(b, "620000", 8, NULL, 0)});
+    raw_t *b = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(b, "620000", 8);
     for (uint64_t i = 1; i <= 3; i++) {
-        wire_deliver_t *d = expect(b, WIRE_DELIVER);
+        wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
         assert_int_equal(d->dseq, i);
         wire_free((ProtobufCMessage **)&d);
     }

@@ -1,0 +1,53 @@
+/*
+ * raw.h: a hand-driven protocol client for integration tests: one DEALER
+ * socket speaking wire protocol v1 frame by frame, so tests can send what
+ * libnhub never would (bad frames, gaps, forged fields) and see every
+ * answer. Every wait is bounded; failures end the test through cmocka.
+ */
+#ifndef NHUB_TEST_RAW_H
+#define NHUB_TEST_RAW_H
+
+#include "wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct raw {
+    void *sock;
+    uint8_t stream_id[16];
+} raw_t;
+
+/* Connect a new client (random stream_id) in ZeroMQ context `ctx`. */
+raw_t *raw_new(void *ctx, const char *endpoint);
+void raw_free(raw_t **r);
+
+/* Send one nhub message / raw frames (b may be NULL for a single frame). */
+void raw_send(raw_t *r, wire_cmd_t cmd, const ProtobufCMessage *body);
+void raw_frames(raw_t *r, const void *a, size_t alen, const void *b, size_t blen);
+
+/* Wait up to timeout_ms for the next message: its command (0 on timeout)
+ * and decoded body in *body (free with wire_free). */
+int raw_recv(raw_t *r, ProtobufCMessage **body, int timeout_ms);
+
+/* Receive (10 s at most), skipping HEARTBEATs unless wanted, and require
+ * command `want`; returns the body (free with wire_free). */
+void *raw_expect(raw_t *r, int want);
+
+/* HELLO for `region` with this client's stream; returns the WELCOME. */
+wire_welcome_t *raw_hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
+                          size_t n_accepted);
+
+/* HELLO and discard the WELCOME. */
+void raw_hello_ok(raw_t *r, const char *region, uint32_t credit);
+
+/* Encode an envelope into buf; returns its length. */
+size_t raw_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                    const char *dst, const char *type, const void *payload, size_t plen);
+
+/* SEND an encoded envelope as stream message `sseq`. */
+void raw_send_env(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len);
+
+/* A msg_id from a number and a random tail. */
+void raw_make_id(uint8_t id[16], int n);
+
+#endif
