@@ -104,7 +104,7 @@ $(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
-$(B)/bin/nhub-bench: $(call obj,tools/nhub-bench/bench.c) $(HARNESS_OBJ) $(LIB_COMMON)
+$(B)/bin/nhub-bench: $(call obj,tools/nhub-bench/bench.c) $(call obj,test/harness/harness.c) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

@@ -64,10 +64,11 @@ typedef void(nhub_reject_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], i
                              const char *text);
 
 /*
- * Called when the hub has acknowledged a message (it is durable at the hub)
- * and it has left the outbox; also for messages found already stored at the
- * hub on reconnection (WELCOME). Called at most once per message per
- * process. `msg_id` is valid during the call.
+ * Called when the hub has acknowledged a message: it is durable at the hub
+ * and has left the outbox. Also called for messages the hub turns out to
+ * hold already when a session starts (WELCOME). May be called more than
+ * once for one message (the hub ACKs a resent message again), so keep it
+ * idempotent. `msg_id` is valid during the call.
  *
  * Callbacks run inside nhub_send/recv/pump/flush: they must not call nhub_*
  * functions on the same nhub_t.
@@ -93,6 +94,9 @@ typedef struct nhub_options {
     int offline;              /* 1 = open the store only, never connect (status
                                  tools, tests): nhub_send still stores messages;
                                  nhub_recv/pump/flush return NHUB_ECLOSED */
+    int send_only;            /* 1 = announce credit 0: a send-only session that
+                                 leaves the region's deliveries with the adapter
+                                 that receives them (short-lived senders) */
 } nhub_options_t;
 
 /*
@@ -100,6 +104,11 @@ typedef struct nhub_options {
  * to the hub (the connection completes in the background; nothing waits for
  * it). Returns 0 and sets *out, or an error with a message in `err` (may be
  * NULL). Release with nhub_close.
+ *
+ * Several processes may open the same data_dir at once (typically one
+ * receiving adapter and short-lived send_only senders); they share the
+ * outbox, and whichever is connected sends what is in it. One process must
+ * not open the same data_dir twice (an LMDB rule).
  */
 int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap);
 
@@ -152,7 +161,7 @@ typedef struct nhub_delivery {
 /*
  * Wait up to timeout_ms (0 = do not wait, -1 = forever) for the next message,
  * serving the connection meanwhile. Returns 0 and sets *out, NHUB_ETIMEOUT,
- * or NHUB_ECLOSED if interrupted by a signal.
+ * or NHUB_ECLOSED if interrupted by a signal (or opened offline).
  */
 int nhub_recv(nhub_t *self, nhub_delivery_t **out, int timeout_ms);
 
@@ -167,11 +176,13 @@ int nhub_confirm(nhub_t *self, nhub_delivery_t **d);
  * Frees it and sets *d to NULL. Accepts NULL. */
 void nhub_delivery_release(nhub_t *self, nhub_delivery_t **d);
 
-/* Serve the connection for up to timeout_ms without taking deliveries. */
+/* Serve the connection for up to timeout_ms without taking deliveries.
+ * Returns 0, or NHUB_ECLOSED if interrupted by a signal (or opened offline). */
 int nhub_pump(nhub_t *self, int timeout_ms);
 
 /* Serve the connection until the outbox is empty (every message ACKed or
- * rejected) or timeout_ms passes. Returns 0 or NHUB_ETIMEOUT. */
+ * rejected) or timeout_ms passes. Returns 0, NHUB_ETIMEOUT, or NHUB_ECLOSED
+ * if interrupted by a signal (or opened offline with messages waiting). */
 int nhub_flush(nhub_t *self, int timeout_ms);
 
 typedef struct nhub_stats {
@@ -190,6 +201,16 @@ typedef struct nhub_stats {
  * `outbox` is read from the store). */
 void nhub_stats(const nhub_t *self, nhub_stats_t *out);
 
+/*
+ * Call `fn` with the msg_id of each message waiting in the outbox, oldest
+ * first, until it returns non-zero. Reads the store only (no network); the
+ * outbox may be shared with other processes, so this is how a sender learns
+ * which of its messages are still waiting. `fn` must not call nhub_*
+ * functions. Returns 0 or NHUB_ESTORE.
+ */
+typedef int(nhub_outbox_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN]);
+int nhub_outbox_each(nhub_t *self, nhub_outbox_fn *fn, void *arg);
+
 /* What the adapter's store holds (read from disk; no network). */
 typedef struct nhub_store_info {
     uint8_t stream_id[16];     /* names this outbox to the hub */
@@ -204,12 +225,14 @@ typedef struct nhub_store_info {
 int nhub_store_info(nhub_t *self, nhub_store_info_t *out);
 
 /*
- * Replace the monotonic clock (milliseconds) used for heartbeats, resend and
- * back-off timers; for tests. NULL restores CLOCK_MONOTONIC. Waits inside
- * zmq_poll still take real time.
+ * Replace the clocks, for tests: `wall_ms` (ms since the Unix epoch) stamps
+ * created_ms and confirmations; `mono_ms` (ms, never jumps) drives the
+ * heartbeat, resend, back-off and silence timers. NULL keeps the system
+ * clock for that one. Timeouts given to nhub_recv/pump/flush are always
+ * real time (they are waits inside zmq_poll).
  */
 typedef int64_t(nhub_clock_fn)(void *arg);
-void nhub_set_clock(nhub_t *self, nhub_clock_fn *fn, void *arg);
+void nhub_set_clock(nhub_t *self, nhub_clock_fn *wall_ms, nhub_clock_fn *mono_ms, void *arg);
 
 /* Detail of the last error on `self` (never NULL; empty if none). */
 const char *nhub_last_error(const nhub_t *self);

@@ -21,6 +21,7 @@ struct dispatch {
     size_t unconfirmed;
     uint32_t credit;
     uint64_t cursor;
+    uint64_t last_sent;
     int64_t after_ms, max_ms;
     int64_t next_due;
     int active;
@@ -73,6 +74,7 @@ int dispatch_reset(dispatch_t *self, uint32_t credit)
     self->count = 0;
     self->unconfirmed = 0;
     self->cursor = 0;
+    self->last_sent = 0;
     self->next_due = INT64_MAX;
     self->credit = credit;
     self->active = 1;
@@ -85,6 +87,7 @@ void dispatch_stop(dispatch_t *self)
     self->count = 0;
     self->unconfirmed = 0;
     self->cursor = 0;
+    self->last_sent = 0;
     self->next_due = INT64_MAX;
     self->active = 0;
 }
@@ -104,6 +107,11 @@ size_t dispatch_room(const dispatch_t *self)
 uint64_t dispatch_cursor(const dispatch_t *self)
 {
     return self->cursor;
+}
+
+uint64_t dispatch_last_sent(const dispatch_t *self)
+{
+    return self->last_sent;
 }
 
 static dispatch_entry_t *at(const dispatch_t *self, size_t i)
@@ -127,6 +135,7 @@ int dispatch_sent(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms)
     dispatch_entry_t *e = at(self, self->count);
     e->dseq = dseq;
     e->seq = seq;
+    e->prev_dseq = self->last_sent;
     e->attempt = 1;
     e->confirmed = 0;
     e->due_ms = now_ms + backoff(self, 1);
@@ -135,6 +144,7 @@ int dispatch_sent(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms)
     self->count++;
     self->unconfirmed++;
     self->cursor = dseq + 1;
+    self->last_sent = dseq;
     return 0;
 }
 

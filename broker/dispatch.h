@@ -24,6 +24,7 @@ typedef struct dispatch dispatch_t;
 typedef struct dispatch_entry {
     uint64_t dseq;
     uint64_t seq;
+    uint64_t prev_dseq; /* the dseq sent before this one in the session, 0 if none */
     int64_t due_ms;   /* redeliver when now >= due_ms */
     uint32_t attempt; /* 1 on first delivery */
     int confirmed;
@@ -61,6 +62,10 @@ size_t dispatch_room(const dispatch_t *self);
 
 /* The dseq to read the queue from for the next new message. */
 uint64_t dispatch_cursor(const dispatch_t *self);
+
+/* The dseq most recently sent for the first time in this session, 0 if none:
+ * the prev_dseq of the next new message. */
+uint64_t dispatch_last_sent(const dispatch_t *self);
 
 /*
  * Record that message (dseq, seq) was sent for the first time at now_ms.

@@ -758,7 +758,7 @@ static void flush_stage(hub_t *h)
  * (the peer is gone), NHUB_EAGAIN (its queue is full) or another error.
  */
 static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint64_t dseq,
-                       uint64_t seq, uint32_t attempt, int *held)
+                       uint64_t seq, uint64_t prev_dseq, uint32_t attempt, int *held)
 {
     const void *data;
     size_t len;
@@ -788,6 +788,7 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     d.dseq = dseq;
     d.envelope = ev->envelope;
     d.attempt = attempt;
+    d.prev_dseq = prev_dseq;
     rc = wire_send(h->router, s->rid, s->rid_len, WIRE_DELIVER, &d.base, ZMQ_DONTWAIT);
     wire_free((ProtobufCMessage **)&ev);
     return rc;
@@ -825,7 +826,8 @@ static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_
     size_t n = dispatch_due(r->window, now, h->due, HUB_SCAN_MAX);
     for (size_t i = 0; i < n; i++) {
         int held;
-        int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].attempt, &held);
+        int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].prev_dseq,
+                             h->due[i].attempt, &held);
         if (rc && delivery_failed(h, r, rc))
             return;
         if (!rc && !held)
@@ -848,7 +850,8 @@ static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int6
         for (size_t i = 0; i < n; i++) {
             const store_queued_t *q = &h->scan[i];
             int held;
-            int rc = deliver_one(h, r, rd, q->dseq, q->seq, 1, &held);
+            int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1,
+                                 &held);
             if (held) {
                 if (stage_hold(h, r, q) != 0) {
                     r->pending = 1;

@@ -323,6 +323,7 @@ static void test_unaccepted_payload_type_is_held_not_delivered(void **state)
     ack_ok(a);
     wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
     assert_int_equal(d->dseq, 2); /* the v2 message was set aside */
+    assert_int_equal(d->prev_dseq, 0); /* ...on purpose: nothing was sent before it */
     assert_memory_equal(d->envelope.data, buf, n);
     wire_free((ProtobufCMessage **)&d);
     raw_free(&a);

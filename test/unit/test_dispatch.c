@@ -434,6 +434,31 @@ static void model_pop(model_t *m)
     m->n -= k;
 }
 
+/* Each entry names the dseq sent before it, across skips, and a resend
+ * keeps the prev it was first sent with. */
+static void test_entries_carry_the_previously_sent_dseq(void **state)
+{
+    (void)state;
+    dispatch_t *d = dispatch_new(8, 100, 1000);
+    assert_non_null(d);
+    assert_int_equal(dispatch_reset(d, 8), 0);
+    assert_int_equal(dispatch_last_sent(d), 0);
+    assert_int_equal(dispatch_sent(d, 1, 11, 0), 0);
+    dispatch_skip(d, 2); /* set aside */
+    dispatch_skip(d, 3);
+    assert_int_equal(dispatch_last_sent(d), 1);
+    assert_int_equal(dispatch_sent(d, 4, 14, 0), 0);
+    dispatch_entry_t due[4];
+    assert_int_equal(dispatch_due(d, 100, due, 4), 2);
+    assert_int_equal(due[0].dseq, 1);
+    assert_int_equal(due[0].prev_dseq, 0);
+    assert_int_equal(due[1].dseq, 4);
+    assert_int_equal(due[1].prev_dseq, 1);
+    assert_int_equal(dispatch_reset(d, 8), 0);
+    assert_int_equal(dispatch_last_sent(d), 0);
+    dispatch_destroy(&d);
+}
+
 static void test_random_operations_match_span_model(void **state)
 {
     (void)state;
@@ -491,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_reset_with_larger_credit_grows_ring),
         cmocka_unit_test(test_ring_wraps_around_keeping_dseq_order),
         cmocka_unit_test(test_timeouts_are_clamped_and_can_be_changed),
+        cmocka_unit_test(test_entries_carry_the_previously_sent_dseq),
         cmocka_unit_test(test_random_operations_match_span_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

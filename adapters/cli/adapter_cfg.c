@@ -1,0 +1,112 @@
+/*
+ * adapter_cfg.c: the adapter YAML schema and its defaults (see adapter_cfg.h).
+ *
+ * The schema is a table for proto/conf.c; this file only adds the defaults
+ * and the checks a table cannot express, reported at the value's position.
+ */
+#include "adapter_cfg.h"
+
+#include "conf.h"
+#include "log.h"
+#include "wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off", NULL};
+
+static const conf_key_t adapter_keys[] = {
+    CONF_KEY_STRING(adapter_section_t, region, "region", CONF_REQUIRED),
+    CONF_KEY_STRING(adapter_section_t, hub, "hub", CONF_REQUIRED),
+    CONF_KEY_STRING(adapter_section_t, data_dir, "data_dir", CONF_REQUIRED),
+    CONF_KEY_INT64(adapter_section_t, credit, "credit", 0, 1, 65535),
+    CONF_KEY_INT64(adapter_section_t, window, "window", 0, 1, 100000),
+    CONF_KEY_STRING_LIST(adapter_section_t, accepted, n_accepted, "accepted_payloads", 0, 0),
+    CONF_KEY_SIZE(adapter_section_t, max_frame, "max_frame", 0, 1024, 256ll << 20),
+    CONF_KEY_DURATION_MS(adapter_section_t, resend_after_ms, "resend_after", 0, 100, 3600000),
+    CONF_KEY_DURATION_MS(adapter_section_t, heartbeat_ms, "heartbeat", 0, 100, 600000),
+    CONF_KEY_SIZE(adapter_section_t, map_size_max, "map_size_max", 0, 1ll << 20, 1ll << 40),
+    CONF_KEY_END,
+};
+
+static const conf_key_t log_keys[] = {
+    CONF_KEY_ENUM(log_section_t, level, "level", 0, level_names),
+    CONF_KEY_END,
+};
+
+static const conf_key_t top_keys[] = {
+    CONF_KEY_MAP(adapter_cfg_t, adapter, "adapter", CONF_REQUIRED, adapter_keys),
+    CONF_KEY_MAP(adapter_cfg_t, log, "log", 0, log_keys),
+    CONF_KEY_END,
+};
+
+static void set_defaults(adapter_cfg_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->adapter.credit = 64;
+    cfg->adapter.window = 256;
+    cfg->adapter.max_frame = 1u << 20;
+    cfg->adapter.resend_after_ms = 5000;
+    cfg->adapter.heartbeat_ms = 2000;
+    cfg->adapter.map_size_max = 4ull << 30;
+    cfg->log.level = LOG_INFO;
+}
+
+/* Checks across or inside values that the schema cannot state. */
+static int check(const adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    if (!wire_region_valid(cfg->adapter.region))
+        return conf_marks_error(marks, "adapter.region", err, errcap,
+                                "adapter.region must be six digits (a GB/T 2260 code)");
+    if (!cfg->adapter.hub[0])
+        return conf_marks_error(marks, "adapter.hub", err, errcap, "adapter.hub is empty");
+    if (!cfg->adapter.data_dir[0])
+        return conf_marks_error(marks, "adapter.data_dir", err, errcap,
+                                "adapter.data_dir is empty");
+    for (size_t i = 0; i < cfg->adapter.n_accepted; i++) {
+        const char *p = cfg->adapter.accepted[i];
+        size_t len = strlen(p);
+        int ok = len > 0;
+        for (size_t j = 0; j < len && ok; j++) {
+            char c = p[j];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || (c == '*' && j == len - 1 && j > 0 && p[j - 1] == '.');
+        }
+        if (!ok) {
+            char path[64];
+            snprintf(path, sizeof path, "adapter.accepted_payloads[%zu]", i);
+            return conf_marks_error(marks, path, err, errcap,
+                                    "%s must be a payload type or \"package.v1.*\"", path);
+        }
+    }
+    return 0;
+}
+
+int adapter_cfg_load(const char *path, adapter_cfg_t *cfg, char *err, size_t errcap)
+{
+    conf_marks_t *marks = NULL;
+    set_defaults(cfg);
+    int rc = conf_load_file_marked(path, top_keys, cfg, &marks, err, errcap);
+    if (rc == 0)
+        rc = check(cfg, marks, err, errcap);
+    conf_marks_destroy(&marks);
+    return rc;
+}
+
+void adapter_cfg_options(adapter_cfg_t *cfg, nhub_options_t *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    for (size_t i = 0; i < cfg->adapter.n_accepted; i++)
+        cfg->accepted_ptrs[i] = cfg->adapter.accepted[i];
+    opt->region = cfg->adapter.region;
+    opt->hub_endpoint = cfg->adapter.hub;
+    opt->data_dir = cfg->adapter.data_dir;
+    opt->credit = (uint32_t)cfg->adapter.credit;
+    opt->window = (uint32_t)cfg->adapter.window;
+    opt->accepted_payloads = cfg->adapter.n_accepted ? cfg->accepted_ptrs : NULL;
+    opt->n_accepted = cfg->adapter.n_accepted;
+    opt->max_frame = (uint32_t)cfg->adapter.max_frame;
+    opt->resend_after_ms = cfg->adapter.resend_after_ms;
+    opt->heartbeat_ms = cfg->adapter.heartbeat_ms;
+    opt->map_size_max = cfg->adapter.map_size_max;
+}

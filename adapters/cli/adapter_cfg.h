@@ -1,0 +1,73 @@
+/*
+ * adapter_cfg.h: the adapter YAML file of nhub-adapter, read through
+ * proto/conf.h.
+ *
+ *   adapter:
+ *     region: "440000"                       # required, six digits
+ *     hub: "tcp://127.0.0.1:7400"            # required, ZeroMQ endpoint
+ *     data_dir: "build/run/adapter-440000"   # required; relative to the working directory
+ *     credit: 64                             # deliveries accepted unconfirmed
+ *     window: 256                            # SENDs in flight unacknowledged
+ *     accepted_payloads: []                  # e.g. ["nhub.verify.v1.*"]; empty = all
+ *     max_frame: 1MiB                        # largest message sent or received
+ *     resend_after: 5s
+ *     heartbeat: 2s
+ *     map_size_max: 4GiB                     # limit of the adapter's LMDB store
+ *   log:
+ *     level: info                            # debug, info, warn, error, off
+ *
+ * Unknown keys, wrong types and out-of-range values are errors that name
+ * FILE:LINE:COLUMN and the key.
+ */
+#ifndef NHUB_ADAPTER_CFG_H
+#define NHUB_ADAPTER_CFG_H
+
+#include "nhub.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ADAPTER_CFG_ACCEPTED_MAX 64
+
+/* The `adapter:` section. */
+typedef struct adapter_section {
+    char region[8];
+    char hub[256];
+    char data_dir[1024];
+    int64_t credit;
+    int64_t window;
+    char accepted[ADAPTER_CFG_ACCEPTED_MAX][129];
+    size_t n_accepted;
+    uint64_t max_frame;
+    int64_t resend_after_ms;
+    int64_t heartbeat_ms;
+    uint64_t map_size_max;
+} adapter_section_t;
+
+/* The `log:` section. */
+typedef struct log_section {
+    int level; /* enum log_level */
+} log_section_t;
+
+typedef struct adapter_cfg {
+    adapter_section_t adapter;
+    log_section_t log;
+    /* Pointers into `adapter.accepted`, filled by adapter_cfg_options. */
+    const char *accepted_ptrs[ADAPTER_CFG_ACCEPTED_MAX];
+} adapter_cfg_t;
+
+/*
+ * Fill `*cfg` with defaults, then load the YAML file at `path` over them and
+ * check what the schema cannot (region digits, non-empty hub and data_dir).
+ * Returns 0, or NHUB_EIO / NHUB_ECONFIG / NHUB_ENOMEM with a one-line
+ * message in `err` ("FILE:LINE:COLUMN: ...").
+ */
+int adapter_cfg_load(const char *path, adapter_cfg_t *cfg, char *err, size_t errcap);
+
+/*
+ * Fill `*opt` (zeroed first) for nhub_open from `cfg`. The strings point
+ * into `cfg`, which must outlive the nhub_open call.
+ */
+void adapter_cfg_options(adapter_cfg_t *cfg, nhub_options_t *opt);
+
+#endif

@@ -1,0 +1,164 @@
+/*
+ * inbox.c: in-memory deliveries: ordering by dseq and once-per-process
+ * duplicate suppression (see inbox.h).
+ *
+ * The durable half of "exactly once to the application" is the confirmed
+ * set in the store; this is the other half, for messages the hub repeats
+ * while the application still holds them. Both lists are short (bounded by
+ * the credit announced in HELLO), so plain singly linked lists and linear
+ * search are the honest choice.
+ */
+#include "inbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct inbox_node {
+    nhub_delivery_t d; /* first, so a nhub_delivery_t * is a node pointer */
+    struct inbox_node *next;
+} inbox_node_t;
+
+struct inbox {
+    inbox_node_t *ready_head;
+    inbox_node_t *ready_tail;
+    inbox_node_t *handed;
+    size_t n_ready;
+    size_t n_handed;
+    size_t capacity;
+    uint64_t expected; /* next dseq expected; 0 = none yet in this session */
+};
+
+inbox_t *inbox_new(size_t capacity)
+{
+    inbox_t *self = calloc(1, sizeof *self);
+    if (self)
+        self->capacity = capacity ? capacity : 1;
+    return self;
+}
+
+static void free_list(inbox_node_t *n)
+{
+    while (n) {
+        inbox_node_t *next = n->next;
+        free(n);
+        n = next;
+    }
+}
+
+void inbox_destroy(inbox_t **self)
+{
+    if (!self || !*self)
+        return;
+    free_list((*self)->ready_head);
+    free_list((*self)->handed);
+    free(*self);
+    *self = NULL;
+}
+
+void inbox_session_reset(inbox_t *self)
+{
+    self->expected = 0;
+}
+
+static int list_has(const inbox_node_t *n, const uint8_t msg_id[NHUB_MSG_ID_LEN])
+{
+    for (; n; n = n->next)
+        if (memcmp(n->d.msg_id, msg_id, NHUB_MSG_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+/* A gap: dseq skips ahead and the message the hub sent before it
+ * (prev_dseq) has not arrived. Skips the hub vouches for are not gaps. */
+static int is_gap(const inbox_t *self, uint64_t dseq, uint64_t prev_dseq)
+{
+    return self->expected != 0 && dseq > self->expected && prev_dseq >= self->expected;
+}
+
+void inbox_skip(inbox_t *self, uint64_t dseq, uint64_t prev_dseq)
+{
+    if (!is_gap(self, dseq, prev_dseq) && dseq >= self->expected)
+        self->expected = dseq + 1;
+}
+
+inbox_verdict_t inbox_classify(inbox_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN],
+                               uint64_t dseq, uint64_t prev_dseq)
+{
+    if (list_has(self->ready_head, msg_id) || list_has(self->handed, msg_id)) {
+        inbox_skip(self, dseq, prev_dseq);
+        return INBOX_DUPLICATE;
+    }
+    if (is_gap(self, dseq, prev_dseq))
+        return INBOX_GAP;
+    if (self->n_ready + self->n_handed >= self->capacity)
+        return INBOX_FULL;
+    if (dseq >= self->expected)
+        self->expected = dseq + 1;
+    return INBOX_ACCEPT;
+}
+
+int inbox_push(inbox_t *self, const nhub_delivery_t *d, const void *payload, size_t payload_len)
+{
+    if (payload_len > SIZE_MAX - sizeof(inbox_node_t) - 1)
+        return NHUB_ENOMEM;
+    inbox_node_t *n = malloc(sizeof *n + payload_len + 1);
+    if (!n)
+        return NHUB_ENOMEM;
+    n->d = *d;
+    n->next = NULL;
+    unsigned char *copy = (unsigned char *)(n + 1);
+    if (payload_len)
+        memcpy(copy, payload, payload_len);
+    copy[payload_len] = '\0'; /* a courtesy for text payloads; not counted */
+    n->d.payload = copy;
+    n->d.payload_len = payload_len;
+    if (self->ready_tail)
+        self->ready_tail->next = n;
+    else
+        self->ready_head = n;
+    self->ready_tail = n;
+    self->n_ready++;
+    return 0;
+}
+
+nhub_delivery_t *inbox_pop(inbox_t *self)
+{
+    inbox_node_t *n = self->ready_head;
+    if (!n)
+        return NULL;
+    self->ready_head = n->next;
+    if (!self->ready_head)
+        self->ready_tail = NULL;
+    self->n_ready--;
+    n->next = self->handed;
+    self->handed = n;
+    self->n_handed++;
+    return &n->d;
+}
+
+size_t inbox_ready(const inbox_t *self)
+{
+    return self->n_ready;
+}
+
+int inbox_holds(const inbox_t *self, const nhub_delivery_t *d)
+{
+    for (const inbox_node_t *n = self->handed; n; n = n->next)
+        if (&n->d == d)
+            return 1;
+    return 0;
+}
+
+int inbox_release(inbox_t *self, nhub_delivery_t *d)
+{
+    for (inbox_node_t **pp = &self->handed; *pp; pp = &(*pp)->next) {
+        if (&(*pp)->d != d)
+            continue;
+        inbox_node_t *n = *pp;
+        *pp = n->next;
+        self->n_handed--;
+        free(n);
+        return 0;
+    }
+    return NHUB_ENOTFOUND;
+}

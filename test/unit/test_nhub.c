@@ -1,0 +1,1166 @@
+/*
+ * test_nhub.c: libnhub without a real hub.
+ *
+ * Store behaviour (durable outbox, stream numbering, validation, limits)
+ * runs against an endpoint where nothing listens. Protocol behaviour runs
+ * against a fake hub: a ROUTER socket in this process that the test drives
+ * frame by frame, pumping the adapter in between (libnhub has no thread).
+ * Time for the adapter's timers comes from a fake clock; nothing sleeps.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "lib/inbox.h"
+#include "lib/outbox.h"
+#include "log.h"
+#include "nhub.h"
+#include "wire.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define NOWHERE "tcp://127.0.0.1:1"
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+typedef struct fake_clock {
+    int64_t mono;
+    int64_t wall;
+} fake_clock_t;
+
+static int64_t fake_mono(void *arg)
+{
+    return ((fake_clock_t *)arg)->mono;
+}
+
+static int64_t fake_wall(void *arg)
+{
+    return ((fake_clock_t *)arg)->wall;
+}
+
+typedef struct calls {
+    int acks;
+    int rejects;
+    int last_code;
+    uint8_t last_reject_id[NHUB_MSG_ID_LEN];
+} calls_t;
+
+static void count_ack(void *arg, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    (void)id;
+    ((calls_t *)arg)->acks++;
+}
+
+static void count_reject(void *arg, const uint8_t id[NHUB_MSG_ID_LEN], int code, const char *text)
+{
+    calls_t *c = arg;
+    (void)text;
+    c->rejects++;
+    c->last_code = code;
+    memcpy(c->last_reject_id, id, NHUB_MSG_ID_LEN);
+}
+
+typedef struct fx {
+    char dir[64];
+    char dir2[64];
+    nhub_options_t opt;
+    calls_t calls;
+    fake_clock_t clock;
+} fx_t;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    if (!fx)
+        return -1;
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_nhub.XXXXXX");
+    snprintf(fx->dir2, sizeof fx->dir2, "/tmp/test_nhub.XXXXXX");
+    if (!mkdtemp(fx->dir) || !mkdtemp(fx->dir2)) {
+        free(fx);
+        return -1;
+    }
+    fx->opt.region = "110000";
+    fx->opt.hub_endpoint = NOWHERE;
+    fx->opt.data_dir = fx->dir;
+    fx->opt.on_ack = count_ack;
+    fx->opt.on_ack_arg = &fx->calls;
+    fx->opt.on_reject = count_reject;
+    fx->opt.on_reject_arg = &fx->calls;
+    fx->clock.mono = 1000000;
+    fx->clock.wall = 1764000000000;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    nftw(fx->dir2, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static nhub_t *open_ok(const nhub_options_t *opt)
+{
+    nhub_t *h = NULL;
+    char err[256] = "";
+    int rc = nhub_open(opt, &h, err, sizeof err);
+    if (rc != 0)
+        print_error("nhub_open: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(h);
+    return h;
+}
+
+static nhub_message_t sample(void)
+{
+    static const char payload[] = "query-bytes";
+    nhub_message_t m = {
+        .destination = "440000",
+        .item = "330100-verify-01",
+        .kind = NHUB_KIND_REQUEST,
+        .payload_type = "nhub.verify.v1.InsuredQuery",
+        .payload = payload,
+        .payload_len = sizeof payload - 1,
+    };
+    return m;
+}
+
+static uint64_t outbox_of(const nhub_t *h)
+{
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    return st.outbox;
+}
+
+/* ---- store ---------------------------------------------------------------- */
+
+static void test_send_persists_across_close_and_reopen(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_message_t m = sample();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nhub_send(h, &m, NULL), 0);
+    assert_int_equal(outbox_of(h), 3);
+    nhub_close(&h);
+    assert_null(h);
+
+    h = open_ok(&fx->opt);
+    assert_int_equal(outbox_of(h), 3);
+    nhub_close(&h);
+}
+
+static void test_stream_seq_continues_after_reopen(void **state)
+{
+    fx_t *fx = *state;
+    nhub_store_info_t info;
+    nhub_t *h = open_ok(&fx->opt);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.next_stream_seq, 1);
+    uint8_t stream_id[16];
+    memcpy(stream_id, info.stream_id, 16);
+    nhub_message_t m = sample();
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.next_stream_seq, 3);
+    nhub_close(&h);
+
+    h = open_ok(&fx->opt);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.next_stream_seq, 3);
+    assert_memory_equal(info.stream_id, stream_id, 16);
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.next_stream_seq, 4);
+    assert_int_equal(info.outbox, 3);
+    nhub_close(&h);
+}
+
+static void test_two_stores_have_different_stream_ids(void **state)
+{
+    fx_t *fx = *state;
+    nhub_options_t o2 = fx->opt;
+    o2.data_dir = fx->dir2;
+    o2.region = "440000";
+    nhub_t *a = open_ok(&fx->opt);
+    nhub_t *b = open_ok(&o2);
+    nhub_store_info_t ia, ib;
+    assert_int_equal(nhub_store_info(a, &ia), 0);
+    assert_int_equal(nhub_store_info(b, &ib), 0);
+    assert_memory_not_equal(ia.stream_id, ib.stream_id, 16);
+    nhub_close(&a);
+    nhub_close(&b);
+}
+
+static void expect_einval(nhub_t *h, const nhub_message_t *m, const char *field)
+{
+    uint64_t before = outbox_of(h);
+    assert_int_equal(nhub_send(h, m, NULL), NHUB_EINVAL);
+    const char *why = nhub_last_error(h);
+    if (!strstr(why, field))
+        print_error("last_error \"%s\" does not name %s\n", why, field);
+    assert_non_null(strstr(why, field));
+    assert_int_equal(outbox_of(h), before);
+}
+
+static void test_invalid_destination_refused_naming_it(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_message_t m = sample();
+    const char *bad[] = {"12345", "1234567", "abcdef", "", "**"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        m.destination = bad[i];
+        expect_einval(h, &m, "destination");
+    }
+    m.destination = NULL;
+    expect_einval(h, &m, "destination");
+    m.destination = "110000"; /* own region */
+    expect_einval(h, &m, "destination");
+    m.destination = "*";
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    nhub_close(&h);
+}
+
+static void test_invalid_item_kind_and_type_refused_naming_them(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    char long_item[66];
+    memset(long_item, 'x', 65);
+    long_item[65] = '\0';
+    char long_type[131];
+    memset(long_type, 'a', 130);
+    long_type[130] = '\0';
+
+    nhub_message_t m = sample();
+    m.item = NULL;
+    expect_einval(h, &m, "item");
+    m.item = "";
+    expect_einval(h, &m, "item");
+    m.item = long_item;
+    expect_einval(h, &m, "item");
+    m.item = "has space";
+    expect_einval(h, &m, "item");
+
+    m = sample();
+    m.kind = 0;
+    expect_einval(h, &m, "kind");
+    m.kind = 6;
+    expect_einval(h, &m, "kind");
+
+    m = sample();
+    m.payload_type = NULL;
+    expect_einval(h, &m, "payload_type");
+    m.payload_type = "nhub.verify.v1.Bad-Name";
+    expect_einval(h, &m, "payload_type");
+    m.payload_type = long_type;
+    expect_einval(h, &m, "payload_type");
+
+    m = sample();
+    m.deadline_ms = -1;
+    expect_einval(h, &m, "deadline_ms");
+    m = sample();
+    m.payload = NULL;
+    expect_einval(h, &m, "payload");
+    assert_int_equal(nhub_send(h, NULL, NULL), NHUB_EINVAL);
+    nhub_close(&h);
+}
+
+static void test_oversize_refused_with_etoobig(void **state)
+{
+    fx_t *fx = *state;
+    fx->opt.max_frame = 4096;
+    nhub_t *h = open_ok(&fx->opt);
+    static uint8_t big[8192];
+    nhub_message_t m = sample();
+    m.payload = big;
+    m.payload_len = 4096; /* the envelope around it makes it too big */
+    assert_int_equal(nhub_send(h, &m, NULL), NHUB_ETOOBIG);
+    assert_non_null(strstr(nhub_last_error(h), "max_frame"));
+    m.payload_len = 8192;
+    assert_int_equal(nhub_send(h, &m, NULL), NHUB_ETOOBIG);
+    assert_int_equal(outbox_of(h), 0);
+    m.payload_len = 3000;
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    assert_int_equal(outbox_of(h), 1);
+    nhub_close(&h);
+}
+
+/* Read the envelope stored at stream_seq 1 straight from the store. */
+typedef struct first_env {
+    ProtobufCMessage *env;
+} first_env_t;
+
+static int grab_first(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    first_env_t *f = arg;
+    (void)seq;
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, data, len, 1 << 20,
+                                 &f->env),
+                     0);
+    return 1;
+}
+
+static void test_given_msg_id_is_kept_and_envelope_filled(void **state)
+{
+    fx_t *fx = *state;
+    fx->opt.offline = 1;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_set_clock(h, fake_wall, fake_mono, &fx->clock);
+    uint8_t id[16], out[16], corr[16];
+    for (int i = 0; i < 16; i++) {
+        id[i] = (uint8_t)(0xa0 + i);
+        corr[i] = (uint8_t)i;
+    }
+    nhub_message_t m = sample();
+    m.msg_id = id;
+    m.correlation_id = corr;
+    m.kind = NHUB_KIND_RESPONSE;
+    m.deadline_ms = 1764000999000;
+    assert_int_equal(nhub_send(h, &m, out), 0);
+    assert_memory_equal(out, id, 16);
+    nhub_close(&h);
+
+    outbox_t *ob = NULL;
+    assert_int_equal(outbox_open(fx->dir, 0, &ob, NULL, 0), 0);
+    first_env_t f = {NULL};
+    assert_int_equal(outbox_scan(ob, 1, grab_first, &f), 0);
+    assert_non_null(f.env);
+    const wire_envelope_t *e = (const wire_envelope_t *)f.env;
+    assert_int_equal(e->msg_id.len, 16);
+    assert_memory_equal(e->msg_id.data, id, 16);
+    assert_string_equal(e->source, "110000");
+    assert_string_equal(e->destination, "440000");
+    assert_string_equal(e->item, "330100-verify-01");
+    assert_int_equal(e->kind, NHUB_KIND_RESPONSE);
+    assert_int_equal(e->correlation_id.len, 16);
+    assert_memory_equal(e->correlation_id.data, corr, 16);
+    assert_int_equal(e->created_ms, fx->clock.wall);
+    assert_int_equal(e->deadline_ms, 1764000999000);
+    assert_int_equal(e->payload.len, 11);
+    assert_memory_equal(e->payload.data, "query-bytes", 11);
+    wire_free(&f.env);
+    outbox_close(&ob);
+}
+
+static void test_generated_msg_ids_are_distinct(void **state)
+{
+    fx_t *fx = *state;
+    fx->opt.offline = 1;
+    nhub_t *h = open_ok(&fx->opt);
+    enum { N = 64 };
+    static uint8_t ids[N][16];
+    static const uint8_t zero[16];
+    nhub_message_t m = sample();
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(nhub_send(h, &m, ids[i]), 0);
+        assert_memory_not_equal(ids[i], zero, 16);
+        for (int j = 0; j < i; j++)
+            assert_memory_not_equal(ids[i], ids[j], 16);
+    }
+    assert_int_equal(outbox_of(h), N);
+    nhub_close(&h);
+}
+
+static void test_recv_with_timeout_zero_times_out(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_delivery_t *d = (nhub_delivery_t *)(uintptr_t)1;
+    assert_int_equal(nhub_recv(h, &d, 0), NHUB_ETIMEOUT);
+    assert_null(d);
+    assert_int_equal(nhub_pump(h, 0), 0);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.connected, 0);
+    assert_int_equal(st.received, 0);
+    nhub_close(&h);
+}
+
+static void test_flush_times_out_while_outbox_not_empty(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    assert_int_equal(nhub_flush(h, 0), 0); /* nothing to send */
+    nhub_message_t m = sample();
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    assert_int_equal(nhub_flush(h, 20), NHUB_ETIMEOUT);
+    assert_int_equal(outbox_of(h), 1);
+    nhub_close(&h);
+}
+
+static void test_offline_stores_but_does_not_serve(void **state)
+{
+    fx_t *fx = *state;
+    fx->opt.offline = 1;
+    fx->opt.hub_endpoint = NULL;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_message_t m = sample();
+    assert_int_equal(nhub_send(h, &m, NULL), 0);
+    nhub_delivery_t *d = NULL;
+    assert_int_equal(nhub_recv(h, &d, 0), NHUB_ECLOSED);
+    assert_int_equal(nhub_flush(h, 0), NHUB_ECLOSED);
+    nhub_close(&h);
+    fx->opt.offline = 0;
+    fx->opt.hub_endpoint = NOWHERE;
+    h = open_ok(&fx->opt);
+    assert_int_equal(outbox_of(h), 1);
+    nhub_close(&h);
+}
+
+static void test_close_accepts_null(void **state)
+{
+    (void)state;
+    nhub_close(NULL);
+    nhub_t *h = NULL;
+    nhub_close(&h);
+    assert_null(h);
+    nhub_delivery_release(NULL, NULL);
+}
+
+static void test_open_rejects_bad_options(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = NULL;
+    char err[256];
+    nhub_options_t o = fx->opt;
+    o.region = "11000";
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
+    assert_non_null(strstr(err, "region"));
+    assert_null(h);
+    o = fx->opt;
+    o.hub_endpoint = "";
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
+    assert_non_null(strstr(err, "hub_endpoint"));
+    o = fx->opt;
+    o.hub_endpoint = "nonsense://x";
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EZMQ);
+    o = fx->opt;
+    const char *pats[] = {"nhub.verify.v1.*", "bad pattern"};
+    o.accepted_payloads = pats;
+    o.n_accepted = 2;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
+    assert_non_null(strstr(err, "accepted_payloads[1]"));
+    o = fx->opt;
+    o.data_dir = "/proc/definitely/not/here";
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EIO);
+    assert_null(h);
+}
+
+static void test_store_full_at_map_size_max(void **state)
+{
+    fx_t *fx = *state;
+    fx->opt.offline = 1;
+    fx->opt.map_size_max = 256 * 1024;
+    nhub_t *h = open_ok(&fx->opt);
+    static uint8_t payload[16 * 1024];
+    nhub_message_t m = sample();
+    m.payload = payload;
+    m.payload_len = sizeof payload;
+    int rc = 0, n = 0;
+    while (n < 100 && (rc = nhub_send(h, &m, NULL)) == 0)
+        n++;
+    assert_int_equal(rc, NHUB_EFULL);
+    assert_in_range(n, 4, 20);
+    assert_int_equal(outbox_of(h), (uint64_t)n);
+    nhub_close(&h);
+}
+
+static void test_store_grows_past_initial_map(void **state)
+{
+    fx_t *fx = *state;
+    fx->opt.offline = 1;
+    fx->opt.map_size_max = 64ull << 20;
+    nhub_t *h = open_ok(&fx->opt);
+    static uint8_t payload[1000 * 1000];
+    nhub_message_t m = sample();
+    m.payload = payload;
+    m.payload_len = sizeof payload;
+    for (int i = 0; i < 20; i++) /* 20 MB > the 16 MiB starting map */
+        assert_int_equal(nhub_send(h, &m, NULL), 0);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_true(info.map_size > OUTBOX_MAP_START);
+    assert_int_equal(info.outbox, 20);
+    nhub_close(&h);
+}
+
+static void test_kind_names_round_trip(void **state)
+{
+    (void)state;
+    for (int k = NHUB_KIND_REQUEST; k <= NHUB_KIND_NOTICE; k++)
+        assert_int_equal(nhub_kind_parse(nhub_kind_name(k)), k);
+    assert_int_equal(nhub_kind_parse("pushy"), 0);
+    assert_int_equal(nhub_kind_parse(NULL), 0);
+    assert_string_equal(nhub_kind_name(9), "unknown");
+    uint8_t id[16];
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        id[i] = (uint8_t)(i * 17);
+    assert_string_equal(nhub_msg_id_hex(id, hex), "00112233445566778899aabbccddeeff");
+}
+
+/* ---- inbox ---------------------------------------------------------------- */
+
+static void id_of(uint8_t id[16], int n)
+{
+    memset(id, 0, 16);
+    id[0] = (uint8_t)n;
+}
+
+static void push(inbox_t *ib, int n, uint64_t dseq)
+{
+    nhub_delivery_t d;
+    memset(&d, 0, sizeof d);
+    id_of(d.msg_id, n);
+    d.dseq = dseq;
+    assert_int_equal(inbox_push(ib, &d, "x", 1), 0);
+}
+
+static void test_inbox_orders_by_dseq_and_drops_gaps_and_repeats(void **state)
+{
+    (void)state;
+    inbox_t *ib = inbox_new(8);
+    uint8_t id[16];
+    id_of(id, 5);
+    assert_int_equal(inbox_classify(ib, id, 5, 5 - 1), INBOX_ACCEPT); /* first sets expected */
+    push(ib, 5, 5);
+    assert_int_equal(inbox_classify(ib, id, 5, 5 - 1), INBOX_DUPLICATE);
+    id_of(id, 7);
+    assert_int_equal(inbox_classify(ib, id, 7, 7 - 1), INBOX_GAP);
+    id_of(id, 6);
+    assert_int_equal(inbox_classify(ib, id, 6, 6 - 1), INBOX_ACCEPT);
+    push(ib, 6, 6);
+    id_of(id, 7);
+    assert_int_equal(inbox_classify(ib, id, 7, 7 - 1), INBOX_ACCEPT);
+    push(ib, 7, 7);
+    id_of(id, 2); /* below expected, unknown: a redelivery */
+    assert_int_equal(inbox_classify(ib, id, 2, 2 - 1), INBOX_ACCEPT);
+    push(ib, 2, 2);
+    assert_int_equal(inbox_ready(ib), 4);
+
+    nhub_delivery_t *d = inbox_pop(ib);
+    assert_int_equal(d->dseq, 5);
+    assert_int_equal(d->payload_len, 1);
+    id_of(id, 5);
+    assert_int_equal(inbox_classify(ib, id, 5, 5 - 1), INBOX_DUPLICATE); /* handed, still held */
+    assert_true(inbox_holds(ib, d));
+    assert_int_equal(inbox_release(ib, d), 0);
+    assert_int_equal(inbox_release(ib, d), NHUB_ENOTFOUND);
+    assert_int_equal(inbox_classify(ib, id, 5, 5 - 1), INBOX_ACCEPT); /* released: accepted again */
+
+    inbox_session_reset(ib);
+    id_of(id, 9);
+    assert_int_equal(inbox_classify(ib, id, 40, 40 - 1), INBOX_ACCEPT);
+    inbox_skip(ib, 41, 40); /* a confirmed repeat moves the expectation on */
+    id_of(id, 10);
+    assert_int_equal(inbox_classify(ib, id, 42, 42 - 1), INBOX_ACCEPT);
+    /* 43 and 44 were set aside at the hub: 45 names 42 as the one before. */
+    id_of(id, 11);
+    assert_int_equal(inbox_classify(ib, id, 45, 42), INBOX_ACCEPT);
+    id_of(id, 12);
+    assert_int_equal(inbox_classify(ib, id, 47, 46), INBOX_GAP); /* 46 was lost */
+    inbox_destroy(&ib);
+    assert_null(ib);
+}
+
+static void test_inbox_is_bounded(void **state)
+{
+    (void)state;
+    inbox_t *ib = inbox_new(2);
+    uint8_t id[16];
+    for (int i = 1; i <= 2; i++) {
+        id_of(id, i);
+        assert_int_equal(inbox_classify(ib, id, (uint64_t)i, (uint64_t)i - 1), INBOX_ACCEPT);
+        push(ib, i, (uint64_t)i);
+    }
+    id_of(id, 3);
+    assert_int_equal(inbox_classify(ib, id, 3, 3 - 1), INBOX_FULL);
+    nhub_delivery_t *d = inbox_pop(ib);
+    assert_non_null(d);
+    assert_int_equal(inbox_classify(ib, id, 3, 3 - 1), INBOX_FULL); /* handed ones count too */
+    assert_int_equal(inbox_release(ib, d), 0);
+    assert_int_equal(inbox_classify(ib, id, 3, 3 - 1), INBOX_ACCEPT);
+    inbox_destroy(&ib);
+}
+
+/* ---- a fake hub ----------------------------------------------------------- */
+
+typedef struct fake_hub {
+    void *ctx;
+    void *router;
+    char endpoint[128];
+    uint8_t rid[256];
+    size_t rid_len;
+} fake_hub_t;
+
+static void hub_start(fake_hub_t *fh)
+{
+    memset(fh, 0, sizeof *fh);
+    fh->ctx = zmq_ctx_new();
+    fh->router = zmq_socket(fh->ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(fh->router, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_bind(fh->router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof fh->endpoint;
+    assert_int_equal(zmq_getsockopt(fh->router, ZMQ_LAST_ENDPOINT, fh->endpoint, &len), 0);
+}
+
+static void hub_stop(fake_hub_t *fh)
+{
+    zmq_close(fh->router);
+    zmq_ctx_term(fh->ctx);
+}
+
+/*
+ * Pump the adapter until the fake hub receives a frame; return its command
+ * and decoded body (free with wire_free). Fails the test after ~3 s.
+ */
+static int hub_recv(fake_hub_t *fh, nhub_t *h, ProtobufCMessage **body)
+{
+    for (int i = 0; i < 300; i++) {
+        zmq_pollitem_t it = {fh->router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 0) == 1) {
+            wire_frames_t f;
+            assert_int_equal(wire_recv(fh->router, &f, 0), 0);
+            assert_int_equal(f.n_frames, 3);
+            fh->rid_len = wire_frame_len(&f, 0);
+            memcpy(fh->rid, wire_frame_data(&f, 0), fh->rid_len);
+            int cmd = 0;
+            assert_int_equal(wire_header_parse(wire_frame_data(&f, 1), wire_frame_len(&f, 1), &cmd,
+                                               NULL),
+                             0);
+            assert_int_equal(wire_decode(wire_body_descriptor((wire_cmd_t)cmd),
+                                         wire_frame_data(&f, 2), wire_frame_len(&f, 2), 1 << 22,
+                                         body),
+                             0);
+            wire_frames_close(&f);
+            return cmd;
+        }
+        assert_int_equal(nhub_pump(h, 10), 0);
+    }
+    fail_msg("the adapter sent nothing");
+    return 0;
+}
+
+/* Receive frames until one of `want` arrives, dropping HEARTBEATs and BYEs. */
+static ProtobufCMessage *hub_expect(fake_hub_t *fh, nhub_t *h, int want)
+{
+    for (;;) {
+        ProtobufCMessage *body = NULL;
+        int cmd = hub_recv(fh, h, &body);
+        if (cmd == want)
+            return body;
+        wire_free(&body);
+        if (cmd != WIRE_HEARTBEAT && cmd != WIRE_BYE)
+            fail_msg("expected %s, got %s", wire_cmd_name(want), wire_cmd_name(cmd));
+    }
+}
+
+static void hub_send(fake_hub_t *fh, wire_cmd_t cmd, const ProtobufCMessage *body)
+{
+    assert_int_equal(wire_send(fh->router, fh->rid, fh->rid_len, cmd, body, 0), 0);
+}
+
+static void hub_welcome(fake_hub_t *fh, uint64_t stream_last)
+{
+    wire_welcome_t w = NHUB__WIRE__V1__WELCOME__INIT;
+    w.protocol_version = 1;
+    w.stream_last = stream_last;
+    w.max_frame = 1 << 20;
+    w.heartbeat_ms = 2000;
+    hub_send(fh, WIRE_WELCOME, &w.base);
+}
+
+static void hub_ack(fake_hub_t *fh, uint64_t stream_seq)
+{
+    wire_ack_t a = NHUB__WIRE__V1__ACK__INIT;
+    a.stream_seq = stream_seq;
+    a.seq = 100 + stream_seq;
+    hub_send(fh, WIRE_ACK, &a.base);
+}
+
+/* HELLO then WELCOME; returns after the adapter saw the WELCOME. */
+static void hub_session(fake_hub_t *fh, nhub_t *h, uint64_t stream_last)
+{
+    ProtobufCMessage *m = hub_expect(fh, h, WIRE_HELLO);
+    wire_free(&m);
+    hub_welcome(fh, stream_last);
+    nhub_stats_t st;
+    for (int i = 0; i < 300; i++) {
+        nhub_stats(h, &st);
+        if (st.connected)
+            return;
+        assert_int_equal(nhub_pump(h, 10), 0);
+    }
+    fail_msg("no WELCOME seen");
+}
+
+static uint64_t expect_send(fake_hub_t *fh, nhub_t *h)
+{
+    ProtobufCMessage *m = hub_expect(fh, h, WIRE_SEND);
+    uint64_t seq = ((wire_send_t *)m)->stream_seq;
+    wire_free(&m);
+    return seq;
+}
+
+/* Pump until the adapter's outbox holds `n` (or fail). */
+static void pump_until_outbox(nhub_t *h, uint64_t n)
+{
+    for (int i = 0; i < 300 && outbox_of(h) != n; i++)
+        assert_int_equal(nhub_pump(h, 10), 0);
+    assert_int_equal(outbox_of(h), n);
+}
+
+static nhub_t *open_to(fx_t *fx, fake_hub_t *fh)
+{
+    fx->opt.hub_endpoint = fh->endpoint;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_set_clock(h, NULL, fake_mono, &fx->clock);
+    return h;
+}
+
+static void test_hello_announces_adapter(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    const char *pats[] = {"nhub.verify.v1.*"};
+    fx->opt.accepted_payloads = pats;
+    fx->opt.n_accepted = 1;
+    fx->opt.credit = 7;
+    nhub_t *h = open_to(fx, &fh);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    ProtobufCMessage *m = hub_expect(&fh, h, WIRE_HELLO);
+    const wire_hello_t *hello = (const wire_hello_t *)m;
+    assert_string_equal(hello->region, "110000");
+    assert_int_equal(hello->n_protocol_versions, 1);
+    assert_int_equal(hello->protocol_versions[0], 1);
+    assert_int_equal(hello->credit, 7);
+    assert_int_equal(hello->n_accepted_payloads, 1);
+    assert_string_equal(hello->accepted_payloads[0], "nhub.verify.v1.*");
+    assert_int_equal(hello->stream_id.len, 16);
+    assert_memory_equal(hello->stream_id.data, info.stream_id, 16);
+    assert_string_equal(hello->software, "libnhub 0.1");
+    wire_free(&m);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_send_only_announces_credit_zero(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.send_only = 1;
+    nhub_t *h = open_to(fx, &fh);
+    ProtobufCMessage *m = hub_expect(&fh, h, WIRE_HELLO);
+    assert_int_equal(((const wire_hello_t *)m)->credit, 0);
+    wire_free(&m);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_outbox_sent_in_order_and_emptied_by_acks(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nhub_send(h, &msg, NULL), 0);
+    hub_session(&fh, h, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        assert_int_equal(expect_send(&fh, h), s);
+    for (uint64_t s = 1; s <= 3; s++)
+        hub_ack(&fh, s);
+    pump_until_outbox(h, 0);
+    hub_ack(&fh, 2); /* a repeated ACK changes nothing */
+    assert_int_equal(nhub_pump(h, 20), 0);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.acked, 3);
+    assert_int_equal(st.sent, 3);
+    assert_int_equal(fx->calls.acks, 3);
+    assert_int_equal(nhub_flush(h, 0), 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_welcome_drops_what_hub_holds_and_resends_the_rest(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nhub_send(h, &msg, NULL), 0);
+    hub_session(&fh, h, 2);
+    assert_int_equal(expect_send(&fh, h), 3);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.acked, 2);
+    assert_int_equal(st.outbox, 1);
+    assert_int_equal(fx->calls.acks, 2);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_out_of_order_resyncs_with_hello(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nhub_send(h, &msg, NULL), 0);
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    assert_int_equal(expect_send(&fh, h), 2);
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_OUT_OF_ORDER;
+    n.stream_seq = 1;
+    n.expected = 1;
+    hub_send(&fh, WIRE_NACK, &n.base);
+    n.stream_seq = 2;
+    hub_send(&fh, WIRE_NACK, &n.base); /* ignored: already resyncing */
+    hub_session(&fh, h, 1);            /* expects exactly one HELLO */
+    assert_int_equal(expect_send(&fh, h), 2);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.resent, 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_non_retryable_nack_rejects_message(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    uint8_t id1[16], id2[16];
+    assert_int_equal(nhub_send(h, &msg, id1), 0);
+    assert_int_equal(nhub_send(h, &msg, id2), 0);
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    assert_int_equal(expect_send(&fh, h), 2);
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
+    n.stream_seq = 1;
+    n.text = "item not in catalogue";
+    hub_send(&fh, WIRE_NACK, &n.base);
+    hub_ack(&fh, 2);
+    pump_until_outbox(h, 0);
+    assert_int_equal(fx->calls.rejects, 1);
+    assert_int_equal(fx->calls.last_code, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID);
+    assert_memory_equal(fx->calls.last_reject_id, id1, 16);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.acked, 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_retryable_nack_backs_off_then_says_hello(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    assert_int_equal(nhub_send(h, &msg, NULL), 0);
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL;
+    n.stream_seq = 1;
+    n.retryable = 1;
+    hub_send(&fh, WIRE_NACK, &n.base);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(nhub_pump(h, 5), 0);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.connected, 0); /* backing off; the clock has not moved */
+    zmq_pollitem_t it = {fh.router, 0, ZMQ_POLLIN, 0};
+    assert_int_equal(zmq_poll(&it, 1, 0), 0);
+    fx->clock.mono += 250;
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_unacked_send_is_resent_after_resend_after(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.resend_after_ms = 1000;
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    assert_int_equal(nhub_send(h, &msg, NULL), 0);
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    fx->clock.mono += 1001;
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void hub_deliver(fake_hub_t *fh, int n, uint64_t dseq)
+{
+    uint8_t id[16];
+    id_of(id, n);
+    wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
+    e.msg_id.len = 16;
+    e.msg_id.data = id;
+    e.source = "440000";
+    e.destination = "110000";
+    e.item = "item-1";
+    e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
+    e.created_ms = 5;
+    e.payload_type = "nhub.push.v1.Notice";
+    e.payload.len = 4;
+    e.payload.data = (uint8_t *)"data";
+    uint8_t buf[512];
+    size_t len = protobuf_c_message_pack(&e.base, buf);
+    wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
+    d.seq = 1000 + dseq;
+    d.dseq = dseq;
+    d.prev_dseq = dseq - 1; /* as if every dseq before it was sent */
+    d.envelope.len = len;
+    d.envelope.data = buf;
+    d.attempt = 1;
+    hub_send(fh, WIRE_DELIVER, &d.base);
+}
+
+static nhub_delivery_t *recv_one(nhub_t *h)
+{
+    nhub_delivery_t *d = NULL;
+    int rc = nhub_recv(h, &d, 2000);
+    assert_int_equal(rc, 0);
+    assert_non_null(d);
+    return d;
+}
+
+static void expect_delivered(fake_hub_t *fh, nhub_t *h, int n, uint64_t dseq)
+{
+    uint8_t id[16];
+    id_of(id, n);
+    ProtobufCMessage *m = hub_expect(fh, h, WIRE_DELIVERED);
+    const wire_delivered_t *d = (const wire_delivered_t *)m;
+    assert_int_equal(d->dseq, dseq);
+    assert_int_equal(d->msg_id.len, 16);
+    assert_memory_equal(d->msg_id.data, id, 16);
+    wire_free(&m);
+}
+
+static void test_deliveries_in_order_once_and_confirmed(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    hub_deliver(&fh, 1, 1);
+    hub_deliver(&fh, 1, 1); /* repeat while queued */
+    hub_deliver(&fh, 3, 3); /* gap: dropped */
+    hub_deliver(&fh, 2, 2);
+    nhub_delivery_t *d1 = recv_one(h);
+    assert_int_equal(d1->dseq, 1);
+    assert_string_equal(d1->source, "440000");
+    assert_string_equal(d1->item, "item-1");
+    assert_int_equal(d1->kind, NHUB_KIND_PUSH);
+    assert_int_equal(d1->payload_len, 4);
+    assert_memory_equal(d1->payload, "data", 4);
+    assert_int_equal(d1->seq, 1001);
+    nhub_delivery_t *d2 = recv_one(h);
+    assert_int_equal(d2->dseq, 2);
+    nhub_delivery_t *none = NULL;
+    assert_int_equal(nhub_recv(h, &none, 50), NHUB_ETIMEOUT);
+
+    assert_int_equal(nhub_confirm(h, &d1), 0);
+    assert_null(d1);
+    expect_delivered(&fh, h, 1, 1);
+    /* A repeat of a confirmed message is answered, not handed out. */
+    hub_deliver(&fh, 1, 1);
+    expect_delivered(&fh, h, 1, 1);
+    /* Released: the redelivery is handed out again. */
+    nhub_delivery_release(h, &d2);
+    assert_null(d2);
+    hub_deliver(&fh, 2, 2);
+    d2 = recv_one(h);
+    assert_int_equal(d2->dseq, 2);
+    hub_deliver(&fh, 3, 3); /* now in order */
+    nhub_delivery_t *d3 = recv_one(h);
+    assert_int_equal(d3->dseq, 3);
+    nhub_delivery_t foreign;
+    nhub_delivery_t *fp = &foreign;
+    assert_int_equal(nhub_confirm(h, &fp), NHUB_EINVAL);
+
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.received, 4);
+    assert_int_equal(st.confirmed, 1);
+    assert_int_equal(st.duplicates, 2);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_confirmed_set_survives_restart(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    hub_deliver(&fh, 9, 1);
+    nhub_delivery_t *d = recv_one(h);
+    assert_int_equal(nhub_confirm(h, &d), 0);
+    expect_delivered(&fh, h, 9, 1);
+    nhub_close(&h);
+
+    h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    hub_deliver(&fh, 9, 1);
+    expect_delivered(&fh, h, 9, 1);
+    assert_int_equal(nhub_recv(h, &d, 0), NHUB_ETIMEOUT);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.duplicates, 1);
+    assert_int_equal(st.received, 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_malformed_frames_are_dropped(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    /* Bad magic, unknown command, undecodable body, a DELIVER whose envelope is junk. */
+    uint8_t bad_hdr[8] = {'N', 'H', 'U', 'X', 1, 4, 0, 0};
+    uint8_t cmd_hdr[8] = {'N', 'H', 'U', 'B', 1, 99, 0, 0};
+    uint8_t ack_hdr[8] = {'N', 'H', 'U', 'B', 1, WIRE_ACK, 0, 0};
+    uint8_t junk[3] = {0x82, 0xff, 0xff};
+    const uint8_t *hdrs[3] = {bad_hdr, cmd_hdr, ack_hdr};
+    for (int i = 0; i < 3; i++) {
+        zmq_send(fh.router, fh.rid, fh.rid_len, ZMQ_SNDMORE);
+        zmq_send(fh.router, hdrs[i], 8, ZMQ_SNDMORE);
+        zmq_send(fh.router, junk, sizeof junk, 0);
+    }
+    zmq_send(fh.router, fh.rid, fh.rid_len, ZMQ_SNDMORE);
+    zmq_send(fh.router, ack_hdr, 8, 0); /* one frame only */
+    wire_deliver_t dl = NHUB__WIRE__V1__DELIVER__INIT;
+    dl.dseq = 1;
+    dl.envelope.len = sizeof junk;
+    dl.envelope.data = junk;
+    hub_send(&fh, WIRE_DELIVER, &dl.base);
+    hub_deliver(&fh, 2, 2); /* the queue moves on behind the bad one */
+    nhub_delivery_t *d = recv_one(h);
+    assert_int_equal(d->dseq, 2);
+    nhub_delivery_release(h, &d);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.connected, 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_silent_hub_gets_a_fresh_connection(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.heartbeat_ms = 1000;
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    uint8_t old_rid[256];
+    size_t old_len = fh.rid_len;
+    memcpy(old_rid, fh.rid, old_len);
+    fx->clock.mono += 3001; /* three heartbeats with no answer */
+    hub_session(&fh, h, 0);
+    /* A new connection has a new routing id. */
+    assert_true(fh.rid_len != old_len || memcmp(fh.rid, old_rid, old_len) != 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+int main(void)
+{
+    log_setup(LOG_OFF, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_send_persists_across_close_and_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_seq_continues_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_stores_have_different_stream_ids, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_destination_refused_naming_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_item_kind_and_type_refused_naming_them,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversize_refused_with_etoobig, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_given_msg_id_is_kept_and_envelope_filled, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_generated_msg_ids_are_distinct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recv_with_timeout_zero_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_times_out_while_outbox_not_empty, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_offline_stores_but_does_not_serve, setup, teardown),
+        cmocka_unit_test(test_close_accepts_null),
+        cmocka_unit_test_setup_teardown(test_open_rejects_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_full_at_map_size_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_grows_past_initial_map, setup, teardown),
+        cmocka_unit_test(test_kind_names_round_trip),
+        cmocka_unit_test(test_inbox_orders_by_dseq_and_drops_gaps_and_repeats),
+        cmocka_unit_test(test_inbox_is_bounded),
+        cmocka_unit_test_setup_teardown(test_hello_announces_adapter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_only_announces_credit_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_sent_in_order_and_emptied_by_acks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_welcome_drops_what_hub_holds_and_resends_the_rest,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_order_resyncs_with_hello, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_retryable_nack_rejects_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_retryable_nack_backs_off_then_says_hello, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unacked_send_is_resent_after_resend_after, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deliveries_in_order_once_and_confirmed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_confirmed_set_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_frames_are_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_hub_gets_a_fresh_connection, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
