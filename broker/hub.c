@@ -36,6 +36,10 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_STATS_MS 10000
 #define HUB_DEDUP_EXPIRE_PER_TXN 512
 #define HUB_SCAN_MAX 256
+/* Messages queued towards one peer before sends to it wait (EAGAIN): bounds
+ * the hub's memory for a peer that stops reading. */
+#define HUB_PEER_HWM 1024
+#define HUB_BLOCKED_RETRY_MS 50
 /* Space kept for confirmations and hub events once new messages are
  * refused, so delivery goes on in a full store: a tenth of the limit, at
  * most 64 MiB. */
@@ -62,6 +66,7 @@ struct item {
     int retryable;
     int dup;
     int applied;              /* CONFIRM/HOLD changed the queue */
+    int mismatch;             /* CONFIRM/HOLD named a msg_id not at that dseq */
     uint64_t r_seq, r_expected, r_stream_last;
 };
 
@@ -70,6 +75,7 @@ struct hub_region {
     dispatch_t *window;
     session_t *delivery;      /* the session receiving this region's messages */
     int pending;              /* the queue may hold messages beyond the cursor */
+    int64_t blocked_until;    /* its peer's queue was full: wait before sending again */
 };
 
 struct hub {
@@ -215,8 +221,9 @@ static int pattern_valid(const char *p)
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
+        /* '*' only as a final ".*", the one wildcard wire_payload_accepted knows */
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.' || (c == '*' && i == n - 1);
+                 c == '_' || c == '.' || (c == '*' && i == n - 1 && i > 0 && p[i - 1] == '.');
         if (!ok)
             return 0;
     }
@@ -255,8 +262,11 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
     session_t *s = NULL;
     if (!why && !(s = session_get_or_add(h->sessions, rid, rid_len)))
         why = "too many sessions";
-    if (!why && session_set_accepted(s, hello->accepted_payloads, hello->n_accepted_payloads))
+    if (!why && session_set_accepted(s, hello->accepted_payloads, hello->n_accepted_payloads)) {
         why = "out of memory";
+        if (s->region < 0) /* just created: no half-made session stays */
+            session_remove(h->sessions, s);
+    }
     if (why) {
         refuse(h, rid, rid_len, code, 0, wire_region_valid(hello->region) ? hello->region : NULL,
                why);
@@ -486,6 +496,8 @@ static int apply_reject(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     int rc = journal_append(h, t, &ev, &seq);
     if (!rc)
         rc = store_stream_put(t, it->stream_id, sseq, h->regions[it->region].code);
+    if (!rc)
+        rc = store_reject_put(t, it->stream_id, sseq, (uint32_t)it->reject);
     set_nack(it, it->reject, 0);
     return rc;
 }
@@ -525,27 +537,64 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     return rc;
 }
 
-static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, int64_t now)
+static void set_conflict(struct item *it, const char *why)
 {
-    uint64_t sseq = it->send->stream_seq, last = 0;
-    int rc = store_stream_get(t, it->stream_id, &last);
-    if (rc)
-        return rc;
-    if (sseq == 0) {
-        snprintf(it->why, sizeof it->why, "stream_seq must start at 1");
-        set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, 0);
-        return 0;
-    }
-    if (sseq <= last) { /* a repeat of something already decided */
-        uint64_t seq = 0;
-        if (it->env && it->env->msg_id.len == 16 &&
-            store_dedup_get(t, it->env->msg_id.data, &seq) != 0)
-            seq = 0;
+    snprintf(it->why, sizeof it->why, "%s; start a new stream", why);
+    set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT, 1);
+}
+
+/*
+ * A SEND at or below the stream's last stream_seq was decided before: answer
+ * it as it was answered then. A message stored under its msg_id is ACKed
+ * again; one refused for good is refused again with its code. Anything else
+ * means two writers share the stream (a copied or restored adapter store):
+ * refused, so nothing is ever ACKed that was not stored.
+ */
+static int apply_repeat(store_txn_t *t, struct item *it)
+{
+    uint64_t seq = 0;
+    uint32_t code = 0;
+    int rc = it->env && it->env->msg_id.len == 16
+                 ? store_dedup_get(t, it->env->msg_id.data, &seq) : NHUB_ENOTFOUND;
+    if (rc == 0) {
         it->reply = WIRE_ACK;
         it->dup = 1;
         it->r_seq = seq;
         return 0;
     }
+    if (rc != NHUB_ENOTFOUND)
+        return rc;
+    rc = store_reject_get(t, it->stream_id, it->send->stream_seq, &code);
+    if (rc == 0) {
+        if (!it->why[0])
+            snprintf(it->why, sizeof it->why, "refused before");
+        set_nack(it, (int)code, 0);
+        return 0;
+    }
+    if (rc != NHUB_ENOTFOUND)
+        return rc;
+    set_conflict(it, "stream_seq was already used for another message");
+    return 0;
+}
+
+static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, int64_t now)
+{
+    uint64_t sseq = it->send->stream_seq, last = 0;
+    char owner[8];
+    int rc = store_stream_get(t, it->stream_id, &last, owner);
+    if (rc)
+        return rc;
+    if (owner[0] && strcmp(owner, h->regions[it->region].code) != 0) {
+        set_conflict(it, "stream_id belongs to another region");
+        return 0;
+    }
+    if (sseq == 0) {
+        snprintf(it->why, sizeof it->why, "stream_seq must start at 1");
+        set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, 0);
+        return 0;
+    }
+    if (sseq <= last)
+        return apply_repeat(t, it);
     if (sseq != last + 1) {
         snprintf(it->why, sizeof it->why, "stream_seq %llu skips ahead; expected %llu",
                  (unsigned long long)sseq, (unsigned long long)(last + 1));
@@ -581,6 +630,10 @@ static int apply_dequeue(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     int rc = store_queue_remove(t, code, it->dseq, it->msg_id, &seq);
     if (rc == NHUB_ENOTFOUND)
         return 0; /* already confirmed: a repeat */
+    if (rc == NHUB_EINVAL) { /* another message holds that dseq: not this one */
+        it->mismatch = 1;
+        return 0;
+    }
     if (rc)
         return rc;
     journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
@@ -605,11 +658,17 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     it->reply = 0;
     it->dup = 0;
     it->applied = 0;
+    it->mismatch = 0;
     switch (it->type) {
     case ITEM_SEND: return apply_send(h, t, it, no_writes, now);
-    case ITEM_HELLO:
+    case ITEM_HELLO: {
+        char owner[8];
+        int rc = store_stream_get(t, it->stream_id, &it->r_stream_last, owner);
         it->reply = WIRE_WELCOME;
-        return store_stream_get(t, it->stream_id, &it->r_stream_last);
+        if (!rc && owner[0] && strcmp(owner, h->regions[it->region].code) != 0)
+            set_conflict(it, "stream_id belongs to another region");
+        return rc;
+    }
     case ITEM_CONFIRM:
     case ITEM_HOLD: return apply_dequeue(h, t, it, now);
     }
@@ -737,10 +796,13 @@ static void flush_stage(hub_t *h)
         }
         /* After a failed commit the message is still queued: keep it in
          * flight so it is delivered again and confirmed again. */
-        if (it->type == ITEM_CONFIRM && rc == 0) {
+        if (it->type == ITEM_CONFIRM && rc == 0 && !it->mismatch) {
             dispatch_confirm(h->regions[it->region].window, it->dseq);
             h->n.confirmed += it->applied;
         }
+        if (it->mismatch)
+            log_refusal(h, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, h->regions[it->region].code,
+                        it->msg_id, "DELIVERED names a msg_id that is not at that dseq");
         if (it->type == ITEM_HOLD && it->applied)
             h->n.held++;
         item_clear(it);
@@ -764,10 +826,10 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     size_t len;
     *held = 0;
     int rc = store_journal_get(rd, seq, &data, &len, NULL);
-    if (rc) {
+    if (rc) { /* a store problem, not the peer's: never NHUB_ENOTFOUND here */
         log_error("hub.journal_missing", "region=%s seq=%llu dseq=%llu", r->code,
                   (unsigned long long)seq, (unsigned long long)dseq);
-        return rc;
+        return NHUB_EMALFORMED;
     }
     journal_event_t *ev = NULL;
     rc = wire_decode(&nhub__journal__v1__journal_event__descriptor, data, len, len + 1024,
@@ -818,7 +880,11 @@ static int delivery_failed(hub_t *h, struct hub_region *r, int rc)
         session_close(h, r->delivery, "peer gone");
         return 1;
     }
-    return rc == NHUB_EAGAIN || rc == NHUB_ECLOSED || rc == NHUB_EZMQ || rc == NHUB_ENOMEM;
+    if (rc == NHUB_EAGAIN) { /* the peer is not reading: do not spin on it */
+        r->blocked_until = now_mono(h) + HUB_BLOCKED_RETRY_MS;
+        return 1;
+    }
+    return rc == NHUB_ECLOSED || rc == NHUB_EZMQ || rc == NHUB_ENOMEM;
 }
 
 static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
@@ -881,7 +947,7 @@ static void dispatch_all(hub_t *h)
     store_reader_t *rd = NULL;
     for (size_t i = 0; i < h->n_regions; i++) {
         struct hub_region *r = &h->regions[i];
-        if (!r->delivery)
+        if (!r->delivery || r->blocked_until > now)
             continue;
         int due = dispatch_next_due(r->window) <= now;
         int fresh = r->pending && dispatch_room(r->window) > 0;
@@ -983,6 +1049,11 @@ static int poll_timeout(const hub_t *h)
         const struct hub_region *r = &h->regions[i];
         if (!r->delivery)
             continue;
+        if (r->blocked_until > now) {
+            if (r->blocked_until < next)
+                next = r->blocked_until;
+            continue;
+        }
         if (r->pending && dispatch_room(r->window) > 0)
             return 0;
         int64_t due = dispatch_next_due(r->window);
@@ -1018,6 +1089,20 @@ static int journal_note(hub_t *h, int type, const char *reason)
     }
 }
 
+/* The index of region `code` in the current table, or -1. */
+static int old_region(const hub_t *h, const char *code)
+{
+    for (size_t j = 0; h->regions && j < h->n_regions; j++)
+        if (h->regions[j].window && strcmp(h->regions[j].code, code) == 0)
+            return (int)j;
+    return -1;
+}
+
+/*
+ * Build the region table for `cfg`. Live windows of regions that stay are
+ * moved over, but only once every new window exists, so a failure leaves
+ * the current table untouched.
+ */
 static int regions_build(hub_t *h, const cfg_t *cfg, struct hub_region **out)
 {
     struct hub_region *r = calloc(cfg->region_count, sizeof *r);
@@ -1025,19 +1110,8 @@ static int regions_build(hub_t *h, const cfg_t *cfg, struct hub_region **out)
         return NHUB_ENOMEM;
     for (size_t i = 0; i < cfg->region_count; i++) {
         snprintf(r[i].code, sizeof r[i].code, "%s", cfg->regions[i].code);
-        int old = -1;
-        for (size_t j = 0; h->regions && j < h->n_regions; j++)
-            if (h->regions[j].window && strcmp(h->regions[j].code, r[i].code) == 0)
-                old = (int)j;
-        if (old >= 0) { /* carry the live state over */
-            r[i].window = h->regions[old].window;
-            r[i].delivery = h->regions[old].delivery;
-            r[i].pending = 1;
-            h->regions[old].window = NULL;
-            dispatch_set_timeouts(r[i].window, cfg->limits.redeliver_after_ms,
-                                  cfg->limits.redeliver_max_ms);
+        if (old_region(h, r[i].code) >= 0)
             continue;
-        }
         r[i].window = dispatch_new((uint32_t)cfg->limits.credit_max,
                                    cfg->limits.redeliver_after_ms, cfg->limits.redeliver_max_ms);
         if (!r[i].window) {
@@ -1046,6 +1120,17 @@ static int regions_build(hub_t *h, const cfg_t *cfg, struct hub_region **out)
             free(r);
             return NHUB_ENOMEM;
         }
+    }
+    for (size_t i = 0; i < cfg->region_count; i++) {
+        int old = r[i].window ? -1 : old_region(h, r[i].code);
+        if (old < 0)
+            continue;
+        r[i].window = h->regions[old].window;
+        r[i].delivery = h->regions[old].delivery;
+        r[i].pending = 1;
+        h->regions[old].window = NULL;
+        dispatch_set_timeouts(r[i].window, cfg->limits.redeliver_after_ms,
+                              cfg->limits.redeliver_max_ms);
     }
     *out = r;
     return 0;
@@ -1074,7 +1159,8 @@ static int open_socket(hub_t *h, char *err, size_t errcap)
     if (!h->router ||
         set_opt_int(h->router, ZMQ_ROUTER_MANDATORY, 1) ||
         zmq_setsockopt(h->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
-        set_opt_int(h->router, ZMQ_SNDHWM, 200000) || set_opt_int(h->router, ZMQ_RCVHWM, 200000) ||
+        set_opt_int(h->router, ZMQ_SNDHWM, HUB_PEER_HWM) ||
+        set_opt_int(h->router, ZMQ_RCVHWM, 200000) ||
         set_opt_int(h->router, ZMQ_LINGER, 2000)) {
         snprintf(err, errcap, "cannot create the hub socket: %s", zmq_strerror(zmq_errno()));
         return NHUB_EZMQ;
@@ -1249,6 +1335,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
     while (!*stop) {
         if (reload && *reload) {
             *reload = 0;
+            flush_stage(h); /* staged items hold region indexes of this config */
             char err[512], q[600];
             if (hub_reload(h, cfg_path, err, sizeof err) != 0)
                 log_error("hub.reload_failed", "error=%s", log_quote(q, sizeof q, err));

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "nhub_err.h"
+#include "path.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -34,7 +35,7 @@
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams;
+    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects;
     uint64_t map_size, map_max;
     uint8_t hub_id[STORE_ID_LEN];
     /* Chain state as of the last commit; a transaction works on a copy. */
@@ -102,7 +103,7 @@ static int open_dbs(store_t *s, MDB_txn *txn)
     } dbs[] = {
         {"meta", &s->meta},       {"journal", &s->journal},     {"queue", &s->queue},
         {"qtail", &s->qtail},     {"dedup", &s->dedup},         {"dedup_age", &s->dedup_age},
-        {"streams", &s->streams},
+        {"streams", &s->streams}, {"rejects", &s->rejects},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         int rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
@@ -172,8 +173,9 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
                char *err, size_t errcap)
 {
     *out = NULL;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return set_err(err, errcap, NHUB_EIO, "store: cannot create %s: %s", dir, strerror(errno));
+    int erc = path_mkdir_p(dir);
+    if (erc != 0)
+        return set_err(err, errcap, NHUB_EIO, "store: cannot create %s: %s", dir, strerror(erc));
     store_t *s = calloc(1, sizeof *s);
     if (!s)
         return NHUB_ENOMEM;
@@ -457,7 +459,7 @@ int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
     if (rc)
         return lmdb_err(rc);
     if (v.mv_size != 24 || memcmp((uint8_t *)v.mv_data + 8, msg_id, 16) != 0)
-        return NHUB_ENOTFOUND;
+        return NHUB_EINVAL;
     *seq = get_be64(v.mv_data);
     return lmdb_err(mdb_del(txn->txn, s->queue, &k, NULL));
 }
@@ -519,18 +521,57 @@ int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *
     return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
 }
 
-int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last)
+int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last,
+                     char *region)
 {
     MDB_val k = {16, (void *)stream_id}, v;
     int rc = mdb_get(txn->txn, txn->store->streams, &k, &v);
     *last = 0;
+    if (region)
+        region[0] = '\0';
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
         return lmdb_err(rc);
-    if (v.mv_size < 8)
+    if (v.mv_size != 8 + REGION_LEN)
         return NHUB_EMALFORMED;
     *last = get_be64(v.mv_data);
+    if (region) {
+        memcpy(region, (uint8_t *)v.mv_data + 8, REGION_LEN);
+        region[REGION_LEN] = '\0';
+    }
+    return 0;
+}
+
+static void reject_key(uint8_t key[24], const uint8_t stream_id[16], uint64_t stream_seq)
+{
+    memcpy(key, stream_id, 16);
+    put_be64(key + 16, stream_seq);
+}
+
+int store_reject_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
+                     uint32_t code)
+{
+    uint8_t key[24], val[4] = {(uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8),
+                               (uint8_t)code};
+    reject_key(key, stream_id, stream_seq);
+    MDB_val k = {sizeof key, key}, v = {sizeof val, val};
+    return lmdb_err(mdb_put(txn->txn, txn->store->rejects, &k, &v, 0));
+}
+
+int store_reject_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
+                     uint32_t *code)
+{
+    uint8_t key[24];
+    reject_key(key, stream_id, stream_seq);
+    MDB_val k = {sizeof key, key}, v;
+    int rc = mdb_get(txn->txn, txn->store->rejects, &k, &v);
+    if (rc)
+        return lmdb_err(rc);
+    if (v.mv_size != 4)
+        return NHUB_EMALFORMED;
+    const uint8_t *p = v.mv_data;
+    *code = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
     return 0;
 }
 

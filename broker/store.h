@@ -10,6 +10,7 @@
  *   dedup      msg_id(16) -> seq(8) time_ms(8)           the duplicate window
  *   dedup_age  time_ms(8) seq(8) -> msg_id(16)           to expire the window in order
  *   streams    stream_id(16) -> last stream_seq(8) region(6)
+ *   rejects    stream_id(16) stream_seq(8) -> NACK code(4)  SENDs refused for good
  *
  * Invariants: every change is made inside one write transaction that also
  * appends the journal event describing it, so the journal and the indexes
@@ -101,8 +102,9 @@ int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const ui
 
 /*
  * Remove (region, dseq) from the queue if present and its msg_id matches.
- * Sets *seq to the message's journal seq. Returns 0, NHUB_ENOTFOUND (absent
- * or another message), or a store error.
+ * Sets *seq to the message's journal seq. Returns 0, NHUB_ENOTFOUND (absent:
+ * already removed), NHUB_EINVAL (another message is at that position; nothing
+ * removed), or a store error.
  */
 int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
                        const uint8_t msg_id[16], uint64_t *seq);
@@ -116,8 +118,19 @@ int store_dedup_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq, in
 /* Forget at most `max` msg_ids remembered before `before_ms`; *n = how many. */
 int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n);
 
-/* The last accepted stream_seq of a stream (0 if the stream is new). */
-int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last);
+/* The last accepted stream_seq of a stream (0 if the stream is new) and the
+ * region that owns it (empty string if new; `region` has room for 7 bytes,
+ * may be NULL). */
+int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last,
+                     char *region);
+
+/* Remember that (stream, stream_seq) was refused for good with `code`. */
+int store_reject_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
+                     uint32_t code);
+
+/* The code (stream, stream_seq) was refused with: 0 and *code, or NHUB_ENOTFOUND. */
+int store_reject_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
+                     uint32_t *code);
 
 /* Record `last` as the stream's last accepted stream_seq, sent by `region`. */
 int store_stream_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t last,

@@ -12,6 +12,8 @@
  */
 #include "outbox.h"
 
+#include "path.h"
+
 #include "nhub_err.h"
 
 #include <errno.h>
@@ -64,29 +66,6 @@ static int set_error(outbox_t *self, int code, const char *fmt, ...)
     vsnprintf(self->error, sizeof self->error, fmt, ap);
     va_end(ap);
     return code;
-}
-
-/* Create `dir` and its missing parents with mode 0700. */
-static int mkdir_p(const char *dir)
-{
-    char path[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return ENAMETOOLONG;
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return errno;
-        path[i] = saved;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return errno;
-    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
 }
 
 static int fill_random(uint8_t *buf, size_t len)
@@ -242,7 +221,7 @@ int outbox_open(const char *dir, uint64_t map_size_max, outbox_t **out, char *er
         copy_err(err, errcap, "data_dir is missing");
         return NHUB_EINVAL;
     }
-    int erc = mkdir_p(dir);
+    int erc = path_mkdir_p(dir);
     if (erc != 0) {
         if (err && errcap)
             snprintf(err, errcap, "data_dir %s: %s", dir, strerror(erc));

@@ -361,6 +361,103 @@ static void test_stream_position_survives_restart(void **state)
     raw_free(&b);
 }
 
+
+static void test_resend_of_refused_message_is_refused_again(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "220000", 8);
+    uint8_t id[16], buf[512];
+    raw_make_id(id, 80);
+    size_t n = envelope(buf, sizeof buf, id, "220000", "999999", "nhub.test.v1.Ping", "x");
+    for (int i = 0; i < 2; i++) { /* the second time as if the first NACK was lost */
+        raw_send_env(a, 1, buf, n);
+        wire_nack_t *nack = raw_expect(a, WIRE_NACK);
+        assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION);
+        assert_false(nack->retryable);
+        wire_free((ProtobufCMessage **)&nack);
+    }
+    raw_free(&a);
+}
+
+static void test_stream_of_another_region_is_refused(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *b = raw_new(g_ctx, h->endpoint), *a = raw_new(g_ctx, h->endpoint);
+    memcpy(a->stream_id, b->stream_id, 16); /* a copied adapter store */
+    raw_hello_ok(b, "230000", 0);
+    uint8_t id[16], buf[512];
+    raw_make_id(id, 81);
+    size_t n = envelope(buf, sizeof buf, id, "230000", "310000", "nhub.test.v1.Ping", "b");
+    raw_send_env(b, 1, buf, n);
+    ack_ok(b);
+    wire_hello_t hello = NHUB__WIRE__V1__HELLO__INIT;
+    uint32_t v = 1;
+    hello.region = "210000";
+    hello.protocol_versions = &v;
+    hello.n_protocol_versions = 1;
+    hello.stream_id.data = a->stream_id;
+    hello.stream_id.len = 16;
+    raw_send(a, WIRE_HELLO, &hello.base);
+    wire_nack_t *nack = raw_expect(a, WIRE_NACK);
+    assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT);
+    assert_true(nack->retryable);
+    wire_free((ProtobufCMessage **)&nack);
+    raw_free(&a);
+    raw_free(&b);
+}
+
+static void test_reused_stream_seq_for_another_message_is_never_acked(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint), *clone = raw_new(g_ctx, h->endpoint);
+    memcpy(clone->stream_id, a->stream_id, 16); /* an adapter restored from a snapshot */
+    raw_hello_ok(a, "230000", 0);
+    raw_hello_ok(clone, "230000", 0);
+    uint8_t id[16], buf[512];
+    raw_make_id(id, 82);
+    size_t n = envelope(buf, sizeof buf, id, "230000", "310000", "nhub.test.v1.Ping", "first");
+    raw_send_env(a, 1, buf, n);
+    ack_ok(a);
+    raw_make_id(id, 83);
+    n = envelope(buf, sizeof buf, id, "230000", "310000", "nhub.test.v1.Ping", "other");
+    raw_send_env(clone, 1, buf, n);
+    wire_nack_t *nack = raw_expect(clone, WIRE_NACK);
+    assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT);
+    assert_true(nack->retryable);
+    wire_free((ProtobufCMessage **)&nack);
+    raw_free(&a);
+    raw_free(&clone);
+}
+
+static void test_delivered_with_wrong_msg_id_does_not_stop_redelivery(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "340000", 0);
+    raw_hello_ok(b, "350000", 4);
+    uint8_t id[16], wrong[16], buf[512];
+    raw_make_id(id, 84);
+    size_t n = envelope(buf, sizeof buf, id, "340000", "350000", "nhub.test.v1.Ping", "x");
+    raw_send_env(a, 1, buf, n);
+    ack_ok(a);
+    wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
+    memset(wrong, 0x77, sizeof wrong);
+    wire_delivered_t bad = NHUB__WIRE__V1__DELIVERED__INIT;
+    bad.msg_id.data = wrong;
+    bad.msg_id.len = 16;
+    bad.dseq = d->dseq;
+    raw_send(b, WIRE_DELIVERED, &bad.base);
+    uint64_t dseq = d->dseq;
+    wire_free((ProtobufCMessage **)&d);
+    d = raw_expect(b, WIRE_DELIVER); /* still in flight: it comes again */
+    assert_int_equal(d->dseq, dseq);
+    assert_true(d->attempt >= 2);
+    wire_free((ProtobufCMessage **)&d);
+    raw_free(&a);
+    raw_free(&b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -376,6 +473,10 @@ int main(void)
         cmocka_unit_test(test_delivery_redelivery_and_confirm),
         cmocka_unit_test(test_unaccepted_payload_type_is_held_not_delivered),
         cmocka_unit_test(test_stream_position_survives_restart),
+        cmocka_unit_test(test_resend_of_refused_message_is_refused_again),
+        cmocka_unit_test(test_stream_of_another_region_is_refused),
+        cmocka_unit_test(test_reused_stream_seq_for_another_message_is_never_acked),
+        cmocka_unit_test(test_delivered_with_wrong_msg_id_does_not_stop_redelivery),
         /* Last: it queues a copy for every region. */
         cmocka_unit_test(test_broadcast_reaches_every_other_region),
     };

@@ -283,18 +283,18 @@ static void test_open_creates_private_dir_and_reopen_keeps_hub_id(void **state)
     store_close(&st2); /* NULL is accepted */
 }
 
-static void test_open_in_missing_parent_fails_with_eio_and_names_dir(void **state)
+static void test_open_creates_missing_parents(void **state)
 {
     fx_t *fx = *state;
-    char bad[160], err[256] = "";
-    snprintf(bad, sizeof bad, "%s/no/such/parent", fx->tmp);
-    store_t *st = (store_t *)&st;
-    assert_int_equal(store_open(bad, MIB, MIB, &st, err, sizeof err), NHUB_EIO);
-    assert_null(st);
-    assert_non_null(strstr(err, bad));
+    char dir[160], err[256] = "";
+    snprintf(dir, sizeof dir, "%s/no/such/parent", fx->tmp);
+    store_t *st = NULL;
+    assert_int_equal(store_open(dir, MIB, MIB, &st, err, sizeof err), 0);
+    assert_non_null(st);
+    store_close(&st);
 }
 
-static void test_open_on_a_regular_file_fails_with_estore(void **state)
+static void test_open_on_a_regular_file_fails_with_eio_and_names_it(void **state)
 {
     fx_t *fx = *state;
     char path[160], err[256] = "";
@@ -303,7 +303,7 @@ static void test_open_on_a_regular_file_fails_with_estore(void **state)
     assert_non_null(f);
     fclose(f);
     store_t *st = (store_t *)&st;
-    assert_int_equal(store_open(path, MIB, MIB, &st, err, sizeof err), NHUB_ESTORE);
+    assert_int_equal(store_open(path, MIB, MIB, &st, err, sizeof err), NHUB_EIO);
     assert_null(st);
     assert_non_null(strstr(err, path));
 }
@@ -463,7 +463,7 @@ static void test_aborted_transaction_leaves_nothing_and_consumes_no_seq(void **s
     t = begin(fx->st);
     assert_int_equal(store_dedup_get(t, id, &seq), NHUB_ENOTFOUND);
     uint64_t last = 9;
-    assert_int_equal(store_stream_get(t, sid, &last), 0);
+    assert_int_equal(store_stream_get(t, sid, &last, NULL), 0);
     assert_int_equal(last, 0);
     assert_int_equal(append_text(t, "next"), 2);
     assert_int_equal(store_queue_put(t, "110000", 2, id, &dseq), 0);
@@ -685,7 +685,7 @@ static void test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry(voi
     make_id(right, 0);
     uint64_t seq = 4242;
     store_txn_t *t = begin(fx->st);
-    assert_int_equal(store_queue_remove(t, "110000", 1, wrong, &seq), NHUB_ENOTFOUND);
+    assert_int_equal(store_queue_remove(t, "110000", 1, wrong, &seq), NHUB_EINVAL);
     assert_int_equal(seq, 4242);
     /* Right msg_id, wrong region or absent dseq. */
     assert_int_equal(store_queue_remove(t, "120000", 1, right, &seq), NHUB_ENOTFOUND);
@@ -815,7 +815,7 @@ static void test_stream_last_is_zero_until_put_and_survives_reopen(void **state)
     make_id(s2, 2);
     uint64_t last = 99;
     store_txn_t *t = begin(fx->st);
-    assert_int_equal(store_stream_get(t, s1, &last), 0);
+    assert_int_equal(store_stream_get(t, s1, &last, NULL), 0);
     assert_int_equal(last, 0);
     assert_int_equal(store_stream_put(t, s1, 5, "110000"), 0);
     assert_int_equal(store_stream_put(t, s1, 7, "110000"), 0);
@@ -823,10 +823,34 @@ static void test_stream_last_is_zero_until_put_and_survives_reopen(void **state)
     commit(&t);
     reopen(fx);
     t = begin(fx->st);
-    assert_int_equal(store_stream_get(t, s1, &last), 0);
+    char region[8];
+    assert_int_equal(store_stream_get(t, s1, &last, region), 0);
     assert_int_equal(last, 7);
-    assert_int_equal(store_stream_get(t, s2, &last), 0);
+    assert_string_equal(region, "110000");
+    assert_int_equal(store_stream_get(t, s2, &last, region), 0);
     assert_int_equal(last, 1);
+    assert_string_equal(region, "120000");
+    store_abort(&t);
+}
+
+static void test_rejects_are_remembered_per_stream_and_seq(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t s1[16], s2[16];
+    make_id(s1, 1);
+    make_id(s2, 2);
+    store_txn_t *t = begin(fx->st);
+    uint32_t code = 0;
+    assert_int_equal(store_reject_get(t, s1, 3, &code), NHUB_ENOTFOUND);
+    assert_int_equal(store_reject_put(t, s1, 3, 6), 0);
+    commit(&t);
+    reopen(fx);
+    t = begin(fx->st);
+    assert_int_equal(store_reject_get(t, s1, 3, &code), 0);
+    assert_int_equal(code, 6);
+    assert_int_equal(store_reject_get(t, s1, 4, &code), NHUB_ENOTFOUND);
+    assert_int_equal(store_reject_get(t, s2, 3, &code), NHUB_ENOTFOUND);
     store_abort(&t);
 }
 
@@ -990,8 +1014,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_open_creates_private_dir_and_reopen_keeps_hub_id),
-        T(test_open_in_missing_parent_fails_with_eio_and_names_dir),
-        T(test_open_on_a_regular_file_fails_with_estore),
+        T(test_open_creates_missing_parents),
+        T(test_open_on_a_regular_file_fails_with_eio_and_names_it),
         T(test_empty_journal_has_last_zero_and_verifies),
         T(test_journal_append_numbers_from_one_with_sha256_chain),
         T(test_flipped_event_byte_fails_verify_at_its_seq),
@@ -1013,6 +1037,7 @@ int main(void)
         T(test_dedup_expire_forgets_only_entries_before_cutoff_up_to_max),
         T(test_dedup_expire_walks_across_pages),
         T(test_stream_last_is_zero_until_put_and_survives_reopen),
+        T(test_rejects_are_remembered_per_stream_and_seq),
         T(test_grow_doubles_up_to_limit_then_is_full),
         T(test_limit_below_initial_map_means_no_growth),
         T(test_full_map_grows_until_limit_and_full_writes_apply_nothing),
