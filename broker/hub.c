@@ -214,22 +214,6 @@ static void session_close(hub_t *h, session_t *s, const char *why)
     h->n.sessions_closed++;
 }
 
-static int pattern_valid(const char *p)
-{
-    size_t n = strlen(p);
-    if (n == 0 || n > WIRE_PAYLOAD_TYPE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        /* '*' only as a final ".*", the one wildcard wire_payload_accepted knows */
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.' || (c == '*' && i == n - 1 && i > 0 && p[i - 1] == '.');
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
 static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len)
 {
     wire_hello_t *hello = NULL;
@@ -257,7 +241,7 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
         why = "too many accepted_payloads (at most 64)";
     }
     for (size_t i = 0; !why && i < hello->n_accepted_payloads; i++)
-        if (!pattern_valid(hello->accepted_payloads[i]))
+        if (!wire_payload_pattern_valid(hello->accepted_payloads[i]))
             why = "accepted_payloads entry is not a type name or pkg.v1.* pattern";
     session_t *s = NULL;
     if (!why && !(s = session_get_or_add(h->sessions, rid, rid_len)))

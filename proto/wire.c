@@ -147,15 +147,7 @@ static int printable_ascii(const char *s, size_t max)
 
 static int type_name_valid(const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.';
-        if (!ok || n >= WIRE_PAYLOAD_TYPE_MAX)
-            return 0;
-    }
-    return n > 0;
+    return wire_payload_pattern_valid(s) && !strchr(s, '*');
 }
 
 static int fail_why(char *why, size_t cap, const char *text)
@@ -187,6 +179,21 @@ int wire_envelope_check(const wire_envelope_t *env, char *why, size_t whycap)
     if (env->correlation_id.len != 0 && env->correlation_id.len != WIRE_MSG_ID_LEN)
         return fail_why(why, whycap, "correlation_id must be empty or 16 bytes");
     return 0;
+}
+
+int wire_payload_pattern_valid(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 0 || n > WIRE_PAYLOAD_TYPE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || (c == '*' && i == n - 1 && i > 0 && p[i - 1] == '.');
+        if (!ok)
+            return 0;
+    }
+    return 1;
 }
 
 int wire_payload_accepted(const char *type, char *const *patterns, size_t n)

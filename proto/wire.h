@@ -103,6 +103,12 @@ int wire_envelope_check(const wire_envelope_t *env, char *why, size_t whycap);
 int wire_region_valid(const char *code);
 
 /*
+ * True if `p` is a payload type name ([A-Za-z0-9_.], 1..128 characters) or a
+ * package pattern ending in ".*", the one wildcard wire_payload_accepted knows.
+ */
+int wire_payload_pattern_valid(const char *p);
+
+/*
  * True if payload type `type` is accepted by the announced patterns: none
  * announced accepts all; an entry matches exactly, or "pkg.v1.*" matches any
  * type whose name starts with "pkg.v1.".

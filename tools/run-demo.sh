@@ -51,14 +51,15 @@ n=0
 while :; do
     n=$((n + 1))
     printf 'demo verification request %d (no personal data)' "$n" >"$RUN/request.bin"
-    "$BIN/nhub-adapter" send -c conf/adapter-110000.yaml --to 440000 --kind request \
+    out=$("$BIN/nhub-adapter" send -c conf/adapter-110000.yaml --to 440000 --kind request \
         --item SI-VERIFY-001 --type nhub.verify.v1.InsuredQuery \
-        --payload-file "$RUN/request.bin" --wait 5 2>>"$RUN/adapter-110000.log" |
-        sed 's/^/[110000 Beijing sends]      /'
+        --payload-file "$RUN/request.bin" --wait 5 2>>"$RUN/adapter-110000.log")
+    echo "$out" | sed 's/^/[110000 Beijing sends]      /'
+    request=$(echo "$out" | sed -n 's/^msg_id=\([0-9a-f]*\).*/\1/p')
     printf 'demo answer %d: insured, active' "$n" >"$RUN/answer.bin"
     "$BIN/nhub-adapter" send -c conf/adapter-440000.yaml --to 110000 --kind response \
-        --item SI-VERIFY-001 --type nhub.verify.v1.InsuredAnswer \
+        --correlation "$request" --item SI-VERIFY-001 --type nhub.verify.v1.InsuredAnswer \
         --payload-file "$RUN/answer.bin" --wait 5 2>>"$RUN/adapter-440000.log" |
         sed 's/^/[440000 Guangdong sends]    /'
-    sleep 1
+    sleep 1 # the demo's pace, one exchange a second
 done

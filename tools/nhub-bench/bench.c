@@ -54,9 +54,15 @@ static int send_one(sender_t *s, const char *src, const char *dst, const uint8_t
                     size_t plen, int window)
 {
     uint8_t id[16], buf[4096];
-    memcpy(id, s->stream_id, 8);
     uint64_t q = s->next_sseq;
-    memcpy(id + 8, &q, 8);
+    /* Time-ordered ids, as libnhub makes them: 48-bit ms clock first, so the
+     * hub's duplicate index grows at its end instead of at random pages. */
+    uint64_t ms = (uint64_t)(now_us() / 1000);
+    for (int b = 0; b < 6; b++)
+        id[b] = (uint8_t)(ms >> (40 - 8 * b));
+    memcpy(id + 6, s->stream_id, 2);
+    for (int b = 0; b < 8; b++)
+        id[8 + b] = (uint8_t)(q >> (56 - 8 * b));
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
     e.msg_id.data = id;
     e.msg_id.len = 16;
