@@ -59,6 +59,9 @@ const char *nhub_kind_name(int kind);
  * Called when the hub refuses a message for good (NACK that is not
  * retryable: invalid, unknown region, ...). The message has left the outbox.
  * `text` is the hub's explanation; both pointers are valid during the call.
+ * Also called with NACK_TOO_LARGE (2) for a message in the outbox larger
+ * than the max_frame the hub announced (or this adapter's own): the library
+ * settles it itself, since the hub would drop such a frame unread.
  */
 typedef void(nhub_reject_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], int nack_code,
                              const char *text);
@@ -66,9 +69,10 @@ typedef void(nhub_reject_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], i
 /*
  * Called when the hub has acknowledged a message: it is durable at the hub
  * and has left the outbox. Also called for messages the hub turns out to
- * hold already when a session starts (WELCOME). May be called more than
- * once for one message (the hub ACKs a resent message again), so keep it
- * idempotent. `msg_id` is valid during the call.
+ * hold already when a session starts (WELCOME). Called once per message, by
+ * the call that removed it from the outbox: when several processes share
+ * the data_dir, the one whose ACK removed it (the others learn it from
+ * nhub_outbox_each). `msg_id` is valid during the call.
  *
  * Callbacks run inside nhub_send/recv/pump/flush: they must not call nhub_*
  * functions on the same nhub_t.
@@ -97,6 +101,13 @@ typedef struct nhub_options {
     int send_only;            /* 1 = announce credit 0: a send-only session that
                                  leaves the region's deliveries with the adapter
                                  that receives them (short-lived senders) */
+    int64_t confirmed_retention_ms; /* how long a confirmed msg_id is remembered, so a
+                                 redelivery of it is answered and dropped; older
+                                 ones are forgotten (at most 512 a second, while
+                                 the network is served). 0 = 8 days (the hub's
+                                 default dedup_window of 7 days plus a margin);
+                                 keep it longer than the longest time the hub may
+                                 hold a message this adapter confirmed */
 } nhub_options_t;
 
 /*
@@ -195,6 +206,8 @@ typedef struct nhub_stats {
     uint64_t duplicates;      /* redeliveries dropped */
     uint64_t confirmed;
     int connected;            /* 1 after WELCOME until the session is lost */
+    uint64_t streams_rotated; /* new streams started (conflict, copied store, too large) */
+    uint64_t confirmed_expired; /* confirmed msg_ids forgotten after confirmed_retention_ms */
 } nhub_stats_t;
 
 /* Fill *out with counters of this adapter (counters are per nhub_open;

@@ -26,6 +26,8 @@ static const conf_key_t adapter_keys[] = {
     CONF_KEY_DURATION_MS(adapter_section_t, resend_after_ms, "resend_after", 0, 100, 3600000),
     CONF_KEY_DURATION_MS(adapter_section_t, heartbeat_ms, "heartbeat", 0, 100, 600000),
     CONF_KEY_SIZE(adapter_section_t, map_size_max, "map_size_max", 0, 1ll << 20, 1ll << 40),
+    CONF_KEY_DURATION_MS(adapter_section_t, confirmed_retention_ms, "confirmed_retention", 0,
+                         60000, 3650ll * 24 * 3600 * 1000),
     CONF_KEY_END,
 };
 
@@ -49,6 +51,7 @@ static void set_defaults(adapter_cfg_t *cfg)
     cfg->adapter.resend_after_ms = 5000;
     cfg->adapter.heartbeat_ms = 2000;
     cfg->adapter.map_size_max = 4ull << 30;
+    cfg->adapter.confirmed_retention_ms = 8ll * 24 * 3600 * 1000;
     cfg->log.level = LOG_INFO;
 }
 
@@ -109,4 +112,5 @@ void adapter_cfg_options(adapter_cfg_t *cfg, nhub_options_t *opt)
     opt->resend_after_ms = cfg->adapter.resend_after_ms;
     opt->heartbeat_ms = cfg->adapter.heartbeat_ms;
     opt->map_size_max = cfg->adapter.map_size_max;
+    opt->confirmed_retention_ms = cfg->adapter.confirmed_retention_ms;
 }

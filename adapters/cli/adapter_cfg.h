@@ -13,6 +13,7 @@
  *     resend_after: 5s
  *     heartbeat: 2s
  *     map_size_max: 4GiB                     # limit of the adapter's LMDB store
+ *     confirmed_retention: 8d                # how long confirmed msg_ids are remembered
  *   log:
  *     level: info                            # debug, info, warn, error, off
  *
@@ -42,6 +43,7 @@ typedef struct adapter_section {
     int64_t resend_after_ms;
     int64_t heartbeat_ms;
     uint64_t map_size_max;
+    int64_t confirmed_retention_ms;
 } adapter_section_t;
 
 /* The `log:` section. */

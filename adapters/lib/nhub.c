@@ -22,10 +22,25 @@
  * survives a resync, so ordering never depends on ZeroMQ queues. The socket
  * has ZMQ_IMMEDIATE set, so nothing is queued for a connection that is not
  * up and no stale SEND can reach a new connection before its HELLO.
+ *
+ * Streams. The outbox is keyed by a local sequence; the wire stream_seq is
+ * local - stream_base of the stream named in the HELLO (outbox.h). Each
+ * HELLO reads that identity from the store and the session keeps it until
+ * the next HELLO, so ACK and NACK numbers are always converted with the
+ * numbering the SENDs used. A new stream (a new random stream_id, what waits
+ * renumbered from 1, nothing deleted: the hub's msg_id dedup makes the
+ * resend safe) is started when the hub says NACK STREAM_CONFLICT, when a
+ * WELCOME's stream_last is at or beyond what this store ever numbered (the
+ * store is a copy: another writer uses the stream), and when the head
+ * message is larger than the hub's max_frame (it is settled here as
+ * rejected, and renumbering keeps the stream without a gap). After a HELLO
+ * on another stream, replies about SENDs of the old one are ignored until
+ * the WELCOME.
  */
 #include "nhub.h"
 
 #include "clock.h"
+#include "ids.h"
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
@@ -36,7 +51,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -58,6 +72,11 @@
  * senders) may have appended to the outbox, and only a look finds out. */
 #define NHUB_OUTBOX_LOOK_MS 200
 #define NHUB_SOFTWARE "libnhub 0.1"
+/* Confirmed msg_ids are kept this long (the hub's default dedup_window is 7 d). */
+#define NHUB_DEFAULT_CONFIRMED_RETENTION_MS (8ll * 24 * 3600 * 1000)
+/* Expiry of confirmed msg_ids: at most this many per pass, at most one pass a second. */
+#define NHUB_EXPIRE_BATCH 512
+#define NHUB_EXPIRE_EVERY_MS 1000
 
 enum session_state {
     SESSION_DOWN,       /* no connection to the hub */
@@ -79,9 +98,10 @@ typedef struct inflight {
 
 /* One ACK read in the current burst, committed with the others. */
 typedef struct pending_ack {
-    uint64_t seq;
-    uint8_t msg_id[NHUB_MSG_ID_LEN]; /* from the outbox entry, if this ACK removed it */
-    int has_id;
+    uint64_t seq;                    /* local seq */
+    uint8_t msg_id[NHUB_MSG_ID_LEN]; /* of the outbox entry this ACK removed */
+    int removed;                     /* this ACK removed the entry (and msg_id is set) */
+    int mismatch;                    /* the entry at seq is another message: kept */
     uint8_t ack_id[NHUB_MSG_ID_LEN]; /* from the ACK itself */
     int ack_has_id;
 } pending_ack_t;
@@ -104,6 +124,7 @@ struct nhub {
     int offline;
     int send_only;
     uint64_t map_size_max;
+    int64_t confirmed_retention_ms;
 
     nhub_clock_t clk;       /* what the code reads; wraps the functions below */
     nhub_clock_fn *wall_fn; /* from nhub_set_clock, NULL = system */
@@ -127,12 +148,23 @@ struct nhub {
     int64_t backoff_ms;    /* next back-off step */
     int64_t backoff_until; /* in BACKOFF: when to say HELLO again */
     int ooo_since_ack;     /* OUT_OF_ORDER resyncs without progress */
+    uint8_t stream_id[NHUB_MSG_ID_LEN]; /* the stream of the last HELLO */
+    uint64_t stream_base;  /* its base: wire stream_seq = local seq - stream_base */
+    int stream_known;      /* a HELLO has set stream_id and stream_base */
+    int stale_until_welcome; /* the last HELLO named a new stream: replies about SENDs
+                                of the old one may still arrive and are ignored */
+    int rotations;         /* new streams started since the last WELCOME */
+    uint32_t hub_max_frame; /* from the last WELCOME; 0 = not known */
+    int ack_conflict;      /* an ACK named another msg_id than the entry at its seq */
+    uint64_t oversize_seq; /* set by send_visit: the head message is too large */
+    size_t oversize_len;
+    int64_t next_expire_ms; /* when the confirmed set is looked at again */
 
     inflight_t *ring; /* `window` slots */
     size_t ring_head;
     size_t ring_count;
-    uint64_t send_cursor;  /* the next stream_seq to look for in the outbox */
-    uint64_t max_sent_seq; /* highest stream_seq written in this process */
+    uint64_t send_cursor;  /* the next local seq to look for in the outbox */
+    uint64_t max_sent_seq; /* highest local seq written in this process */
 
     pending_ack_t acks[NHUB_RECV_BURST];
     size_t n_acks;
@@ -170,20 +202,6 @@ static int set_err(nhub_t *self, int code, const char *fmt, ...)
     vsnprintf(self->last_error, sizeof self->last_error, fmt, ap);
     va_end(ap);
     return code;
-}
-
-static int random_bytes(uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = getrandom(buf + got, len - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return NHUB_EIO;
-        got += (size_t)n;
-    }
-    return 0;
 }
 
 char *nhub_msg_id_hex(const uint8_t id[NHUB_MSG_ID_LEN], char buf[33])
@@ -232,6 +250,29 @@ static size_t varint_len(uint64_t v)
 static size_t decode_budget(const nhub_t *self)
 {
     return 2 * ((size_t)self->max_frame + NHUB_FRAME_SLACK) + 65536;
+}
+
+/* Largest Send body the hub takes: ours, or the hub's if its WELCOME said less. */
+static uint32_t frame_limit(const nhub_t *self)
+{
+    if (self->hub_max_frame && self->hub_max_frame < self->max_frame)
+        return self->hub_max_frame;
+    return self->max_frame;
+}
+
+/* Bytes of a Send body around an envelope of `len` bytes, counting the
+ * stream_seq at its largest so the answer does not depend on the numbering. */
+static size_t send_body_len(size_t len)
+{
+    return len + 1 + 10 + 1 + varint_len(len);
+}
+
+/* Local seq of a stream_seq of the session's stream; 0 if it cannot be one. */
+static uint64_t local_seq(const nhub_t *self, uint64_t wire)
+{
+    if (wire == 0 || wire > UINT64_MAX - self->stream_base)
+        return 0;
+    return wire + self->stream_base;
 }
 
 /* ---- in-flight ring ------------------------------------------------------- */
@@ -352,10 +393,41 @@ static void set_state(nhub_t *self, enum session_state next)
     self->st.connected = next == SESSION_READY;
 }
 
+static void backoff(nhub_t *self, const char *why);
+
+/*
+ * Take the stream to announce from the store (another process may have
+ * started a new one). Returns 0, or an error after which the caller backs off.
+ */
+static int load_stream(nhub_t *self)
+{
+    uint8_t id[NHUB_MSG_ID_LEN];
+    uint64_t base = 0;
+    int rc = outbox_stream(self->store, id, &base);
+    if (rc != 0) {
+        set_err(self, rc, "reading the stream: %s", outbox_error(self->store));
+        log_error("nhub.stream_read_failed", "region=%s error=%d", self->region, rc);
+        return rc;
+    }
+    if (self->stream_known &&
+        (base != self->stream_base || memcmp(id, self->stream_id, sizeof id) != 0))
+        self->stale_until_welcome = 1;
+    memcpy(self->stream_id, id, sizeof id);
+    self->stream_base = base;
+    self->stream_known = 1;
+    return 0;
+}
+
 static void send_hello(nhub_t *self)
 {
     wire_hello_t h = NHUB__WIRE__V1__HELLO__INIT;
     uint32_t versions[1] = {WIRE_VERSION};
+    ring_clear(self);
+    set_state(self, SESSION_NEED_HELLO);
+    if (load_stream(self) != 0) {
+        backoff(self, "store");
+        return;
+    }
     h.region = self->region;
     h.n_protocol_versions = 1;
     h.protocol_versions = versions;
@@ -363,10 +435,8 @@ static void send_hello(nhub_t *self)
     h.accepted_payloads = self->accepted;
     h.credit = self->send_only ? 0 : self->credit;
     h.stream_id.len = WIRE_STREAM_ID_LEN;
-    h.stream_id.data = (uint8_t *)outbox_stream_id(self->store);
+    h.stream_id.data = self->stream_id;
     h.software = NHUB_SOFTWARE;
-    ring_clear(self);
-    set_state(self, SESSION_NEED_HELLO);
     if (session_write(self, WIRE_HELLO, &h.base) != 0)
         return; /* retried when the socket is writable */
     set_state(self, SESSION_HELLO_SENT);
@@ -424,8 +494,17 @@ static int send_visit(void *arg, uint64_t seq, const void *data, size_t len)
     nhub_t *self = arg;
     if (self->ring_count >= self->window)
         return 1;
+    if (send_body_len(len) > frame_limit(self)) {
+        /* The hub would drop the frame unread, for ever. Settled once it
+         * is the head of the stream, so what is before it is ACKed first. */
+        if (self->ring_count == 0) {
+            self->oversize_seq = seq;
+            self->oversize_len = send_body_len(len);
+        }
+        return 1;
+    }
     wire_send_t s = NHUB__WIRE__V1__SEND__INIT;
-    s.stream_seq = seq;
+    s.stream_seq = seq - self->stream_base;
     s.envelope.len = len;
     s.envelope.data = (uint8_t *)data;
     if (session_write(self, WIRE_SEND, &s.base) != 0)
@@ -440,44 +519,77 @@ static int send_visit(void *arg, uint64_t seq, const void *data, size_t len)
     return 0;
 }
 
+static void settle_oversize(nhub_t *self, uint64_t seq, size_t body);
+
 /* Write SENDs from the outbox, in order, while the window has room. */
 static void fill_window(nhub_t *self)
 {
     if (self->state != SESSION_READY || self->ring_count >= self->window || self->want_write)
         return;
+    self->oversize_seq = 0;
     int rc = outbox_scan(self->store, self->send_cursor, send_visit, self);
     if (rc != 0)
         log_error("nhub.outbox_read_failed", "region=%s error=%d", self->region, rc);
+    else if (self->oversize_seq)
+        settle_oversize(self, self->oversize_seq, self->oversize_len);
 }
 
 static int envelope_msg_id(const nhub_t *self, const void *data, size_t len,
                            uint8_t out[NHUB_MSG_ID_LEN]);
 
-/* Record the msg_id of an acknowledged message as it leaves the outbox. */
+/*
+ * Decide about an outbox entry an ACK names: it leaves with the msg_id
+ * recorded for on_ack, unless the ACK names another msg_id (a reply that
+ * belongs to other numbering); then it stays and is sent again.
+ */
 static int ack_visit(void *arg, uint64_t seq, const void *data, size_t len)
 {
     nhub_t *self = arg;
     for (size_t i = 0; i < self->n_acks; i++) {
         pending_ack_t *p = &self->acks[i];
-        if (p->seq == seq)
-            p->has_id = envelope_msg_id(self, data, len, p->msg_id) == 0;
+        if (p->seq != seq)
+            continue;
+        uint8_t id[NHUB_MSG_ID_LEN];
+        int have = envelope_msg_id(self, data, len, id) == 0;
+        p->mismatch = have && p->ack_has_id && memcmp(id, p->ack_id, sizeof id) != 0;
+        if (p->mismatch)
+            return 1;
+        p->removed = have || p->ack_has_id;
+        memcpy(p->msg_id, have ? id : p->ack_id, sizeof id);
+        return 0; /* seqs are unique in one flush: the first match is the one */
     }
     return 0;
 }
 
-/* Commit the ACKs read in this burst in one transaction. */
+/* Keep the first ACK of each seq in this burst: a repeat settles nothing new. */
+static size_t unique_acks(nhub_t *self, uint64_t *seqs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->n_acks; i++) {
+        size_t j = 0;
+        while (j < n && self->acks[j].seq != self->acks[i].seq)
+            j++;
+        if (j < n)
+            continue;
+        self->acks[n] = self->acks[i];
+        self->acks[n].removed = 0;
+        self->acks[n].mismatch = 0;
+        seqs[n++] = self->acks[i].seq;
+    }
+    self->n_acks = n;
+    return n;
+}
+
+/* Commit the ACKs read in this burst in one transaction. on_ack fires for
+ * the entries removed here, so once per message. */
 static void flush_acks(nhub_t *self)
 {
     if (self->n_acks == 0)
         return;
     uint64_t seqs[NHUB_RECV_BURST];
     uint64_t removed = 0;
-    for (size_t i = 0; i < self->n_acks; i++) {
-        seqs[i] = self->acks[i].seq;
-        self->acks[i].has_id = 0;
-    }
-    int rc = outbox_remove(self->store, seqs, self->n_acks, ack_visit, self, &removed);
-    size_t n = self->n_acks;
+    size_t n = unique_acks(self, seqs);
+    int rc = outbox_remove(self->store, seqs, n, ack_visit, self, &removed);
     self->n_acks = 0;
     if (rc != 0) {
         /* They stay in the outbox; a later resend is ACKed again as a repeat. */
@@ -486,12 +598,19 @@ static void flush_acks(nhub_t *self)
         return;
     }
     self->st.acked += removed;
-    for (size_t i = 0; i < n && self->on_ack; i++) {
+    for (size_t i = 0; i < n; i++) {
         const pending_ack_t *p = &self->acks[i];
-        if (p->has_id)
+        char hex[33];
+        if (p->mismatch) {
+            /* The hub holds another message at this stream_seq: another
+             * writer numbers this stream too. read_frames starts a new one. */
+            self->ack_conflict = 1;
+            log_warn("nhub.ack_mismatch", "region=%s stream_seq=%llu ack_msg_id=%s",
+                     self->region, (unsigned long long)(p->seq - self->stream_base),
+                     nhub_msg_id_hex(p->ack_id, hex));
+        } else if (p->removed && self->on_ack) {
             self->on_ack(self->on_ack_arg, p->msg_id);
-        else if (p->ack_has_id)
-            self->on_ack(self->on_ack_arg, p->ack_id);
+        }
     }
 }
 
@@ -521,26 +640,39 @@ static int envelope_msg_id(const nhub_t *self, const void *data, size_t len,
     return rc;
 }
 
+/* What found_visit learns about one message. */
+struct found_id {
+    const nhub_t *self;
+    const uint8_t *expect; /* msg_id the message must have, or NULL */
+    int found;
+    int mismatch;
+    uint8_t msg_id[NHUB_MSG_ID_LEN];
+};
+
 struct collect_ids {
     const nhub_t *self;
-    uint64_t last;
+    uint64_t prev;  /* seq of the previous call */
     uint8_t (*ids)[NHUB_MSG_ID_LEN];
     size_t n;
     size_t cap;
     int failed;
 };
 
+/* Record the msg_ids of the messages outbox_remove_upto removes. */
 static int collect_visit(void *arg, uint64_t seq, const void *data, size_t len)
 {
     struct collect_ids *c = arg;
-    if (seq > c->last)
-        return 1;
+    if (c->n && seq <= c->prev)
+        c->n = 0; /* the transaction is being retried: the calls start again */
+    c->prev = seq;
+    if (c->failed)
+        return 0;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 64;
         void *p = realloc(c->ids, cap * sizeof *c->ids);
         if (!p) {
-            c->failed = 1;
-            return 1;
+            c->failed = 1; /* on_ack is not called then; the messages still leave */
+            return 0;
         }
         c->ids = p;
         c->cap = cap;
@@ -549,6 +681,9 @@ static int collect_visit(void *arg, uint64_t seq, const void *data, size_t len)
         c->n++;
     return 0;
 }
+
+static int rotate_stream(nhub_t *self, const char *reason, uint64_t drop,
+                         struct found_id *f);
 
 static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
 {
@@ -560,12 +695,32 @@ static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
         backoff(self, "protocol_version");
         return;
     }
-    /* Before dropping what the hub holds, learn the msg_ids for on_ack. */
-    struct collect_ids c = {.self = self, .last = w->stream_last};
-    if (self->on_ack && w->stream_last > 0)
-        outbox_scan(self->store, 1, collect_visit, &c);
-    uint64_t removed = 0;
-    int rc = outbox_remove_upto(self->store, w->stream_last, &removed);
+    self->stale_until_welcome = 0;
+    self->hub_max_frame = w->max_frame;
+    uint64_t next = 0;
+    int rc = outbox_next_seq(self->store, &next);
+    if (rc != 0) {
+        set_err(self, rc, "reading the outbox: %s", outbox_error(self->store));
+        log_error("nhub.welcome_read_failed", "region=%s error=%d", self->region, rc);
+        backoff(self, "store");
+        return;
+    }
+    uint64_t next_wire = next > self->stream_base ? next - self->stream_base : 0;
+    if (w->stream_last >= next_wire) {
+        /* The hub accepted numbers this store never gave out: another store
+         * (a copy, a restored snapshot) writes this stream. Dropping anything
+         * on its word would lose messages; a new stream resends them. */
+        log_warn("nhub.stream_ahead", "region=%s stream_last=%llu next_stream_seq=%llu",
+                 self->region, (unsigned long long)w->stream_last,
+                 (unsigned long long)next_wire);
+        rotate_stream(self, "stream_ahead", 0, NULL);
+        return;
+    }
+    /* Learn the msg_ids for on_ack as the messages the hub holds leave. */
+    struct collect_ids c = {.self = self};
+    uint64_t removed = 0, last = w->stream_last + self->stream_base;
+    rc = outbox_remove_upto(self->store, last, self->on_ack ? collect_visit : NULL, &c,
+                            &removed);
     if (rc != 0) {
         set_err(self, rc, "dropping messages the hub holds: %s", outbox_error(self->store));
         log_error("nhub.welcome_commit_failed", "region=%s error=%d", self->region, rc);
@@ -575,7 +730,8 @@ static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
     }
     self->st.acked += removed;
     ring_clear(self);
-    self->send_cursor = w->stream_last + 1;
+    self->send_cursor = last + 1;
+    self->rotations = 0;
     self->hb_ms = self->heartbeat_ms;
     if (w->heartbeat_ms > 0 && (int64_t)w->heartbeat_ms < self->hb_ms)
         self->hb_ms = w->heartbeat_ms;
@@ -584,7 +740,7 @@ static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
     log_info("nhub.welcome", "region=%s stream_last=%llu dropped=%llu hub_max_frame=%u",
              self->region, (unsigned long long)w->stream_last, (unsigned long long)removed,
              w->max_frame);
-    for (size_t i = 0; i < c.n && removed; i++)
+    for (size_t i = 0; i < c.n; i++)
         self->on_ack(self->on_ack_arg, c.ids[i]);
     free(c.ids);
 }
@@ -592,50 +748,54 @@ static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
 static void on_ack(nhub_t *self, const ProtobufCMessage *m)
 {
     const wire_ack_t *a = (const wire_ack_t *)m;
-    if (a->stream_seq == 0)
-        return;
-    ring_mark(self, a->stream_seq);
+    uint64_t seq = local_seq(self, a->stream_seq);
+    if (seq == 0 || self->stale_until_welcome)
+        return; /* not a number of the stream the session uses */
+    ring_mark(self, seq);
     self->backoff_ms = NHUB_BACKOFF_START_MS;
     self->ooo_since_ack = 0;
     if (self->n_acks == NHUB_RECV_BURST)
         flush_acks(self);
-    /* on_ack gets the msg_id of the outbox entry as it is removed, or the
-     * ACK's when another process (or an earlier ACK) removed it already. */
+    /* Committed with the rest of the burst (flush_acks); on_ack fires for
+     * the entry only if this ACK is what removes it. */
     pending_ack_t *p = &self->acks[self->n_acks++];
-    p->seq = a->stream_seq;
+    p->seq = seq;
     p->ack_has_id = a->msg_id.len == NHUB_MSG_ID_LEN;
     if (p->ack_has_id)
         memcpy(p->ack_id, a->msg_id.data, NHUB_MSG_ID_LEN);
 }
 
-struct found_id {
-    const nhub_t *self;
-    int found;
-    uint8_t msg_id[NHUB_MSG_ID_LEN];
-};
-
+/* Learns the msg_id of a message as it leaves; keeps it if it is not `expect`. */
 static int found_visit(void *arg, uint64_t seq, const void *data, size_t len)
 {
     struct found_id *f = arg;
     (void)seq;
     f->found = envelope_msg_id(f->self, data, len, f->msg_id) == 0;
-    return 0;
+    f->mismatch = f->found && f->expect && memcmp(f->msg_id, f->expect, NHUB_MSG_ID_LEN) != 0;
+    return f->mismatch;
 }
 
 /* The hub refused stream message `seq` for good: it leaves the outbox. */
 static void reject_message(nhub_t *self, const wire_nack_t *n)
 {
     struct found_id f = {.self = self};
-    uint64_t removed = 0;
-    ring_mark(self, n->stream_seq);
-    int rc = outbox_remove(self->store, &n->stream_seq, 1, found_visit, &f, &removed);
+    uint64_t removed = 0, seq = local_seq(self, n->stream_seq);
+    if (seq == 0)
+        return;
+    if (n->msg_id.len == NHUB_MSG_ID_LEN)
+        f.expect = n->msg_id.data;
+    ring_mark(self, seq);
+    int rc = outbox_remove(self->store, &seq, 1, found_visit, &f, &removed);
     if (rc != 0) {
         log_error("nhub.reject_commit_failed", "region=%s stream_seq=%llu error=%d",
                   self->region, (unsigned long long)n->stream_seq, rc);
         return;
     }
+    if (f.mismatch)
+        log_warn("nhub.nack_mismatch", "region=%s stream_seq=%llu", self->region,
+                 (unsigned long long)n->stream_seq);
     if (!removed)
-        return; /* already settled */
+        return; /* already settled, or not the message meant */
     if (!f.found && n->msg_id.len == NHUB_MSG_ID_LEN)
         memcpy(f.msg_id, n->msg_id.data, NHUB_MSG_ID_LEN);
     char hex[33], text[160];
@@ -647,6 +807,23 @@ static void reject_message(nhub_t *self, const wire_nack_t *n)
         self->on_reject(self->on_reject_arg, f.msg_id, (int)n->code, n->text ? n->text : "");
 }
 
+/*
+ * Another writer uses this stream (a copied store), or the hub has the
+ * stream_id for another region: start a new stream. A SEND's conflict counts
+ * only in READY: one arriving while a resync waits for its WELCOME answers a
+ * SEND from before that HELLO, and the resend after the WELCOME will tell.
+ */
+static void on_conflict(nhub_t *self, const wire_nack_t *n)
+{
+    char text[160];
+    if (n->stream_seq != 0 ? self->state != SESSION_READY
+                           : self->state != SESSION_READY && self->state != SESSION_HELLO_SENT)
+        return;
+    log_warn("nhub.stream_conflict", "region=%s stream_seq=%llu text=%s", self->region,
+             (unsigned long long)n->stream_seq, log_quote(text, sizeof text, n->text));
+    rotate_stream(self, n->stream_seq ? "send_conflict" : "hello_conflict", 0, NULL);
+}
+
 static void on_nack(nhub_t *self, const ProtobufCMessage *m)
 {
     const wire_nack_t *n = (const wire_nack_t *)m;
@@ -655,7 +832,12 @@ static void on_nack(nhub_t *self, const ProtobufCMessage *m)
               self->region, (int)n->code, (unsigned long long)n->stream_seq,
               (unsigned long long)n->expected, (int)n->retryable,
               log_quote(text, sizeof text, n->text));
+    if (n->stream_seq != 0 && self->stale_until_welcome)
+        return; /* about a SEND of the stream used before this HELLO */
     switch (n->code) {
+    case NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT:
+        on_conflict(self, n);
+        return;
     case NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED:
         if (self->state != SESSION_HELLO_SENT)
             resync(self, "hello_required");
@@ -695,6 +877,73 @@ static void on_nack(nhub_t *self, const ProtobufCMessage *m)
     }
     log_warn("nhub.nack", "region=%s code=%d text=%s", self->region, (int)n->code,
              log_quote(text, sizeof text, n->text));
+}
+
+/*
+ * Start a new stream and say HELLO on it (outbox_rotate). `drop` (a local
+ * seq, 0 = none) leaves the outbox in the same transaction and `f` learns
+ * its msg_id; without it the rotation happens only if the store still has
+ * this session's stream (another process may have rotated already: then its
+ * stream is adopted). A second rotation without a WELCOME between backs off
+ * first, so a hub that refuses every stream cannot make the adapter spin.
+ * Returns 1 if `drop` was removed here.
+ */
+static int rotate_stream(nhub_t *self, const char *reason, uint64_t drop, struct found_id *f)
+{
+    char old_hex[33], new_hex[33];
+    outbox_rotation_t r = {
+        .expect_id = drop ? NULL : self->stream_id,
+        .drop = drop,
+        .fn = drop ? found_visit : NULL,
+        .arg = f,
+    };
+    int rc = outbox_rotate(self->store, &r);
+    if (rc != 0) {
+        set_err(self, rc, "starting a new stream: %s", outbox_error(self->store));
+        log_error("nhub.rotate_failed", "region=%s reason=%s error=%d", self->region, reason,
+                  rc);
+        backoff(self, "store");
+        return 0;
+    }
+    nhub_msg_id_hex(self->stream_id, old_hex);
+    nhub_msg_id_hex(r.stream_id, new_hex);
+    if (r.rotated) {
+        self->st.streams_rotated++;
+        log_warn("nhub.stream_rotated",
+                 "region=%s reason=%s old_stream=%s stream=%s stream_base=%llu", self->region,
+                 reason, old_hex, new_hex, (unsigned long long)r.base);
+    } else {
+        log_info("nhub.stream_adopted", "region=%s reason=%s old_stream=%s stream=%s",
+                 self->region, reason, old_hex, new_hex);
+    }
+    if (self->rotations++ > 0)
+        backoff(self, "stream_rotated");
+    else
+        send_hello(self);
+    return r.dropped;
+}
+
+/*
+ * The head message is larger than the hub takes (its max_frame, or ours):
+ * it can never be sent. It is settled here as rejected, and since the hub
+ * never saw its stream_seq, the stream is renumbered without it.
+ */
+static void settle_oversize(nhub_t *self, uint64_t seq, size_t body)
+{
+    struct found_id f = {.self = self};
+    char hex[33], text[160];
+    uint32_t limit = frame_limit(self);
+    if (!rotate_stream(self, "too_large", seq, &f))
+        return;
+    snprintf(text, sizeof text, "message of %zu bytes exceeds max_frame %u%s", body, limit,
+             limit < self->max_frame ? " of the hub" : "");
+    self->st.rejected++;
+    log_warn("nhub.rejected", "region=%s msg_id=%s code=%d text=\"%s\"", self->region,
+             nhub_msg_id_hex(f.msg_id, hex), (int)NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE,
+             text);
+    if (self->on_reject)
+        self->on_reject(self->on_reject_arg, f.msg_id,
+                        (int)NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE, text);
 }
 
 static void send_delivered(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], uint64_t dseq)
@@ -846,6 +1095,11 @@ static void read_frames(nhub_t *self)
         wire_frames_close(&f);
     }
     flush_acks(self);
+    if (self->ack_conflict) {
+        self->ack_conflict = 0;
+        if (self->state == SESSION_READY || self->state == SESSION_HELLO_SENT)
+            rotate_stream(self, "ack_mismatch", 0, NULL);
+    }
 }
 
 static void monitor_event(nhub_t *self, unsigned event, unsigned value)
@@ -960,6 +1214,29 @@ static int64_t next_timer_in(const nhub_t *self, int64_t now)
     return due > now ? due - now : 0;
 }
 
+/* Forget confirmations older than the retention, a bounded batch at a time. */
+static void expire_confirmed(nhub_t *self)
+{
+    int64_t now = now_ms(self);
+    if (now < self->next_expire_ms)
+        return;
+    self->next_expire_ms = now + NHUB_EXPIRE_EVERY_MS;
+    int64_t wall = wall_ms(self);
+    int64_t before = wall > INT64_MIN + self->confirmed_retention_ms
+                         ? wall - self->confirmed_retention_ms
+                         : INT64_MIN;
+    uint64_t n = 0;
+    int rc = outbox_confirmed_expire(self->store, before, NHUB_EXPIRE_BATCH, &n);
+    if (rc != 0) {
+        log_error("nhub.confirmed_expire_failed", "region=%s error=%d", self->region, rc);
+        return;
+    }
+    self->st.confirmed_expired += n;
+    if (n)
+        log_debug("nhub.confirmed_expired", "region=%s n=%llu", self->region,
+                  (unsigned long long)n);
+}
+
 /* ---- the serving loop ----------------------------------------------------- */
 
 typedef int(done_fn)(nhub_t *self);
@@ -975,6 +1252,7 @@ static int serve(nhub_t *self, int timeout_ms, done_fn *done)
         return set_err(self, NHUB_ECLOSED, "opened offline: no connection to serve");
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : real_ms() + timeout_ms;
     for (int polled = 0;; polled = 1) {
+        expire_confirmed(self);
         run_timers(self, now_ms(self));
         fill_window(self);
         if (done && done(self))
@@ -1026,21 +1304,6 @@ static int outbox_empty(nhub_t *self)
 
 /* ---- public API ----------------------------------------------------------- */
 
-static int check_pattern(const char *p)
-{
-    size_t len = p ? strlen(p) : 0;
-    if (len == 0 || len > WIRE_PAYLOAD_TYPE_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = p[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.' || (c == '*' && i == len - 1 && i > 0 && p[i - 1] == '.');
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
 static int copy_options(nhub_t *self, const nhub_options_t *opt)
 {
     if (!opt->region || !wire_region_valid(opt->region))
@@ -1054,6 +1317,8 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
                        NHUB_ACCEPTED_MAX);
     if (opt->resend_after_ms < 0 || opt->heartbeat_ms < 0)
         return set_err(self, NHUB_EINVAL, "resend_after_ms and heartbeat_ms must be >= 0");
+    if (opt->confirmed_retention_ms < 0)
+        return set_err(self, NHUB_EINVAL, "confirmed_retention_ms must be >= 0");
     copy_str(self->region, sizeof self->region, opt->region);
     self->endpoint = strdup(opt->hub_endpoint ? opt->hub_endpoint : "");
     self->credit = opt->credit ? opt->credit : NHUB_DEFAULT_CREDIT;
@@ -1063,6 +1328,9 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
     self->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : NHUB_DEFAULT_HEARTBEAT_MS;
     self->hb_ms = self->heartbeat_ms;
     self->map_size_max = opt->map_size_max;
+    self->confirmed_retention_ms = opt->confirmed_retention_ms
+                                       ? opt->confirmed_retention_ms
+                                       : NHUB_DEFAULT_CONFIRMED_RETENTION_MS;
     self->on_reject = opt->on_reject;
     self->on_reject_arg = opt->on_reject_arg;
     self->on_ack = opt->on_ack;
@@ -1076,7 +1344,7 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
     if (!self->endpoint || !self->ring || !self->accepted)
         return set_err(self, NHUB_ENOMEM, "out of memory");
     for (size_t i = 0; i < opt->n_accepted; i++) {
-        if (!check_pattern(opt->accepted_payloads[i]))
+        if (!wire_payload_pattern_valid(opt->accepted_payloads[i]))
             return set_err(self, NHUB_EINVAL,
                            "accepted_payloads[%zu] is not a payload type or \"pkg.v1.*\"", i);
         self->accepted[i] = strdup(opt->accepted_payloads[i]);
@@ -1121,6 +1389,7 @@ int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap)
     self->clk = *nhub_clock_system();
     self->backoff_ms = NHUB_BACKOFF_START_MS;
     self->send_cursor = 1;
+    self->next_expire_ms = INT64_MIN;
     rc = copy_options(self, opt);
     if (rc != 0)
         goto fail;
@@ -1210,7 +1479,7 @@ int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_M
         return rc;
     if (msg->msg_id)
         memcpy(id, msg->msg_id, sizeof id);
-    else if (random_bytes(id, sizeof id) != 0)
+    else if (ids_msg_id(id, wall_ms(self)) != 0)
         return set_err(self, NHUB_EIO, "getrandom failed: %s", strerror(errno));
 
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
@@ -1232,15 +1501,18 @@ int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_M
     if (wire_envelope_check(&e, why, sizeof why) != 0)
         return set_err(self, NHUB_EINVAL, "%s", why[0] ? why : "envelope is invalid");
 
-    /* The hub limits the Send body: the envelope plus its stream_seq and framing. */
-    if (msg->payload_len > self->max_frame)
-        return set_err(self, NHUB_ETOOBIG, "payload of %zu bytes exceeds max_frame %u",
-                       msg->payload_len, self->max_frame);
+    /* The hub limits the Send body: the envelope plus its stream_seq and
+     * framing. Its own limit, once a WELCOME told it, counts too. */
+    uint32_t limit = frame_limit(self);
+    const char *whose = limit < self->max_frame ? " of the hub" : "";
+    if (msg->payload_len > limit)
+        return set_err(self, NHUB_ETOOBIG, "payload of %zu bytes exceeds max_frame %u%s",
+                       msg->payload_len, limit, whose);
     size_t len = protobuf_c_message_get_packed_size(&e.base);
-    size_t body = len + 1 + 10 + 1 + varint_len(len);
-    if (body > self->max_frame)
-        return set_err(self, NHUB_ETOOBIG, "message of %zu bytes exceeds max_frame %u", body,
-                       self->max_frame);
+    size_t body = send_body_len(len);
+    if (body > limit)
+        return set_err(self, NHUB_ETOOBIG, "message of %zu bytes exceeds max_frame %u%s", body,
+                       limit, whose);
     buf = malloc(len ? len : 1);
     if (!buf)
         return set_err(self, NHUB_ENOMEM, "out of memory");
@@ -1348,9 +1620,12 @@ int nhub_outbox_each(nhub_t *self, nhub_outbox_fn *fn, void *arg)
 
 int nhub_store_info(nhub_t *self, nhub_store_info_t *out)
 {
+    uint64_t base = 0, next = 0;
     memset(out, 0, sizeof *out);
-    memcpy(out->stream_id, outbox_stream_id(self->store), sizeof out->stream_id);
-    int rc = outbox_next_seq(self->store, &out->next_stream_seq);
+    int rc = outbox_stream(self->store, out->stream_id, &base);
+    if (rc == 0)
+        rc = outbox_next_seq(self->store, &next);
+    out->next_stream_seq = next - base;
     if (rc == 0)
         rc = outbox_count(self->store, &out->outbox);
     if (rc == 0)

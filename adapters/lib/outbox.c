@@ -6,12 +6,15 @@
  * Both promises live here: every change is one LMDB write transaction with
  * the default full sync, committed before the caller goes on. The store is
  * small and single-threaded, so it is written as a handful of short
- * transactions rather than anything clever; the one subtlety is the map
- * size, which starts at 16 MiB and doubles on MDB_MAP_FULL (with no
- * transaction open, as LMDB requires) up to the configured limit.
+ * transactions rather than anything clever. Two subtleties: the map size,
+ * which starts at 16 MiB and doubles on MDB_MAP_FULL (with no transaction
+ * open, as LMDB requires) up to the configured limit; and the stream, whose
+ * identity (stream_id, stream_base) lives in meta and changes only together,
+ * in one transaction, so every reader sees a numbering that matches its id.
  */
 #include "outbox.h"
 
+#include "ids.h"
 #include "path.h"
 
 #include "nhub_err.h"
@@ -22,10 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
-#define OUTBOX_FORMAT 1
+#define OUTBOX_FORMAT 2
+/* Key of a confirmed_age entry: time ms (BE) then msg_id. */
+#define OUTBOX_AGE_KEY_LEN (8 + OUTBOX_ID_LEN)
 #define OUTBOX_MAP_DEFAULT_MAX (4ull * 1024 * 1024 * 1024)
 #define OUTBOX_PAGE 4096u
 
@@ -34,9 +38,9 @@ struct outbox {
     MDB_dbi meta;
     MDB_dbi outbox;
     MDB_dbi confirmed;
+    MDB_dbi confirmed_age;
     uint64_t map_size;
     uint64_t map_max;
-    uint8_t stream_id[OUTBOX_ID_LEN];
     char error[256];
 };
 
@@ -66,20 +70,6 @@ static int set_error(outbox_t *self, int code, const char *fmt, ...)
     vsnprintf(self->error, sizeof self->error, fmt, ap);
     va_end(ap);
     return code;
-}
-
-static int fill_random(uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = getrandom(buf + got, len - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return NHUB_EIO;
-        got += (size_t)n;
-    }
-    return 0;
 }
 
 /* Begin a transaction, adopting a map another process grew. */
@@ -170,7 +160,43 @@ struct init_arg {
     int format_seen;
 };
 
-/* Open the named databases and create the meta records of a new store. */
+static void age_key(uint8_t key[OUTBOX_AGE_KEY_LEN], int64_t time_ms, const uint8_t *id)
+{
+    be64_put(key, (uint64_t)time_ms);
+    memcpy(key + 8, id, OUTBOX_ID_LEN);
+}
+
+static int get_stream(outbox_t *self, MDB_txn *txn, uint8_t id[OUTBOX_ID_LEN], uint64_t *base);
+
+/* Format 1 -> 2: stream_base 0 (the numbering does not change) and the
+ * confirmed_age index built from the times already in `confirmed`. */
+static int upgrade_from_1(outbox_t *self, MDB_txn *txn)
+{
+    MDB_cursor *cur = NULL;
+    int rc = put_u64(txn, self->meta, "stream_base", 0);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, self->confirmed, &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != OUTBOX_ID_LEN || v.mv_size != 16)
+            continue; /* not ours to judge; it just never expires */
+        uint8_t key[OUTBOX_AGE_KEY_LEN];
+        age_key(key, (int64_t)be64_get((const uint8_t *)v.mv_data + 8), k.mv_data);
+        MDB_val ak = {sizeof key, key}, av = {0, ""};
+        rc = mdb_put(txn, self->confirmed_age, &ak, &av, 0);
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    return put_u64(txn, self->meta, "format", OUTBOX_FORMAT);
+}
+
+/* Open the named databases, create the meta records of a new store, upgrade an old one. */
 static int init_op(outbox_t *self, MDB_txn *txn, void *argp)
 {
     struct init_arg *arg = argp;
@@ -179,28 +205,33 @@ static int init_op(outbox_t *self, MDB_txn *txn, void *argp)
         rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &self->outbox);
     if (rc == 0)
         rc = mdb_dbi_open(txn, "confirmed", MDB_CREATE, &self->confirmed);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "confirmed_age", MDB_CREATE, &self->confirmed_age);
     if (rc != 0)
         return rc;
     uint64_t format = 0;
     rc = get_u64(txn, self->meta, "format", &format);
     if (rc == 0) {
+        uint8_t id[OUTBOX_ID_LEN];
+        uint64_t base;
         arg->format_seen = (int)format;
-        MDB_val k = {9, "stream_id"}, v;
-        rc = mdb_get(txn, self->meta, &k, &v);
-        if (rc == 0 && v.mv_size != OUTBOX_ID_LEN)
-            rc = MDB_CORRUPTED;
-        if (rc == 0)
-            memcpy(self->stream_id, v.mv_data, OUTBOX_ID_LEN);
+        if (format == 1) {
+            rc = upgrade_from_1(self, txn);
+            arg->format_seen = OUTBOX_FORMAT;
+        }
+        if (rc == 0 && arg->format_seen == OUTBOX_FORMAT)
+            rc = get_stream(self, txn, id, &base); /* a store without one is corrupt */
         return rc;
     }
     if (rc != MDB_NOTFOUND)
         return rc;
     arg->format_seen = OUTBOX_FORMAT;
-    memcpy(self->stream_id, arg->fresh_id, OUTBOX_ID_LEN);
     MDB_val k = {9, "stream_id"}, v = {OUTBOX_ID_LEN, arg->fresh_id};
     rc = put_u64(txn, self->meta, "format", OUTBOX_FORMAT);
     if (rc == 0)
         rc = put_u64(txn, self->meta, "next_seq", 1);
+    if (rc == 0)
+        rc = put_u64(txn, self->meta, "stream_base", 0);
     if (rc == 0)
         rc = mdb_put(txn, self->meta, &k, &v, 0);
     return rc;
@@ -240,7 +271,7 @@ int outbox_open(const char *dir, uint64_t map_size_max, outbox_t **out, char *er
 
     int rc = mdb_env_create(&self->env);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs(self->env, 4);
+        rc = mdb_env_set_maxdbs(self->env, 8);
     if (rc == 0)
         rc = mdb_env_set_mapsize(self->env, (size_t)self->map_size);
     if (rc == 0)
@@ -254,7 +285,7 @@ int outbox_open(const char *dir, uint64_t map_size_max, outbox_t **out, char *er
     mdb_reader_check(self->env, &dead);
 
     struct init_arg arg = {.format_seen = 0};
-    if (fill_random(arg.fresh_id, sizeof arg.fresh_id) != 0) {
+    if (ids_random(arg.fresh_id, sizeof arg.fresh_id) != 0) {
         set_error(self, NHUB_EIO, "getrandom failed: %s", strerror(errno));
         ret = NHUB_EIO;
         goto fail;
@@ -293,9 +324,35 @@ const char *outbox_error(const outbox_t *self)
     return self->error;
 }
 
-const uint8_t *outbox_stream_id(const outbox_t *self)
+/* Read the stream identity inside `txn`; a store without stream_base has 0. */
+static int get_stream(outbox_t *self, MDB_txn *txn, uint8_t id[OUTBOX_ID_LEN], uint64_t *base)
 {
-    return self->stream_id;
+    MDB_val k = {9, "stream_id"}, v;
+    int rc = mdb_get(txn, self->meta, &k, &v);
+    if (rc == 0 && v.mv_size != OUTBOX_ID_LEN)
+        rc = MDB_CORRUPTED;
+    if (rc != 0)
+        return rc;
+    memcpy(id, v.mv_data, OUTBOX_ID_LEN);
+    rc = get_u64(txn, self->meta, "stream_base", base);
+    if (rc == MDB_NOTFOUND) {
+        *base = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+int outbox_stream(outbox_t *self, uint8_t id[OUTBOX_ID_LEN], uint64_t *base)
+{
+    MDB_txn *txn = NULL;
+    int rc = txn_begin(self, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = get_stream(self, txn, id, base);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc != 0)
+        return set_error(self, NHUB_ESTORE, "read stream: %s", mdb_strerror(rc));
+    return 0;
 }
 
 uint64_t outbox_map_size(const outbox_t *self)
@@ -372,6 +429,8 @@ done:
 
 struct upto_arg {
     uint64_t last;
+    outbox_visit_fn *fn;
+    void *fn_arg;
     uint64_t removed;
 };
 
@@ -388,24 +447,21 @@ static int remove_upto_op(outbox_t *self, MDB_txn *txn, void *argp)
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8 || be64_get(k.mv_data) > arg->last)
             break;
+        if (arg->fn)
+            arg->fn(arg->fn_arg, be64_get(k.mv_data), v.mv_data, v.mv_size);
         rc = mdb_cursor_del(cur, 0);
         if (rc != 0)
             break;
         arg->removed++;
     }
     mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
-    uint64_t next = 0;
-    rc = get_u64(txn, self->meta, "next_seq", &next);
-    if (rc == 0 && next <= arg->last)
-        rc = put_u64(txn, self->meta, "next_seq", arg->last + 1);
-    return rc;
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int outbox_remove_upto(outbox_t *self, uint64_t last, uint64_t *removed)
+int outbox_remove_upto(outbox_t *self, uint64_t last, outbox_visit_fn *fn, void *arg,
+                       uint64_t *removed)
 {
-    struct upto_arg a = {last, 0};
+    struct upto_arg a = {last, fn, arg, 0};
     int rc = run_write(self, "remove acknowledged", remove_upto_op, &a);
     if (removed)
         *removed = rc == 0 ? a.removed : 0;
@@ -431,8 +487,8 @@ static int remove_op(outbox_t *self, MDB_txn *txn, void *argp)
         int rc = mdb_get(txn, self->outbox, &k, &v);
         if (rc == MDB_NOTFOUND)
             continue;
-        if (rc == 0 && arg->fn)
-            arg->fn(arg->fn_arg, arg->seqs[i], v.mv_data, v.mv_size);
+        if (rc == 0 && arg->fn && arg->fn(arg->fn_arg, arg->seqs[i], v.mv_data, v.mv_size) != 0)
+            continue; /* not the message meant: it stays */
         if (rc == 0)
             rc = mdb_del(txn, self->outbox, &k, NULL);
         if (rc != 0)
@@ -494,6 +550,89 @@ int outbox_next_seq(outbox_t *self, uint64_t *next)
     return 0;
 }
 
+struct rotate_arg {
+    outbox_rotation_t *r;
+    uint8_t fresh_id[OUTBOX_ID_LEN];
+};
+
+/* Remove r->drop if it is there; sets r->dropped. */
+static int drop_op(outbox_t *self, MDB_txn *txn, outbox_rotation_t *r)
+{
+    uint8_t key[8];
+    be64_put(key, r->drop);
+    MDB_val k = {sizeof key, key}, v;
+    int rc = mdb_get(txn, self->outbox, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc == 0 && r->fn)
+        r->fn(r->arg, r->drop, v.mv_data, v.mv_size);
+    if (rc == 0)
+        rc = mdb_del(txn, self->outbox, &k, NULL);
+    if (rc == 0)
+        r->dropped = 1;
+    return rc;
+}
+
+/* stream_base of a new stream: just below the first message still waiting. */
+static int new_base(outbox_t *self, MDB_txn *txn, uint64_t *base)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, self->outbox, &cur);
+    if (rc != 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    mdb_cursor_close(cur);
+    if (rc == 0 && k.mv_size != 8)
+        return MDB_CORRUPTED;
+    if (rc == 0) {
+        *base = be64_get(k.mv_data) - 1;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    uint64_t next = 0;
+    rc = get_u64(txn, self->meta, "next_seq", &next);
+    if (rc == 0)
+        *base = next - 1;
+    return rc;
+}
+
+static int rotate_op(outbox_t *self, MDB_txn *txn, void *argp)
+{
+    struct rotate_arg *arg = argp;
+    outbox_rotation_t *r = arg->r;
+    r->rotated = 0;
+    r->dropped = 0;
+    int rc = get_stream(self, txn, r->stream_id, &r->base);
+    if (rc != 0)
+        return rc;
+    if (r->expect_id && memcmp(r->expect_id, r->stream_id, OUTBOX_ID_LEN) != 0)
+        return 0; /* another process started a new stream already */
+    if (r->drop)
+        rc = drop_op(self, txn, r);
+    if (rc == 0)
+        rc = new_base(self, txn, &r->base);
+    if (rc == 0)
+        rc = put_u64(txn, self->meta, "stream_base", r->base);
+    MDB_val k = {9, "stream_id"}, v = {OUTBOX_ID_LEN, arg->fresh_id};
+    if (rc == 0)
+        rc = mdb_put(txn, self->meta, &k, &v, 0);
+    if (rc == 0) {
+        memcpy(r->stream_id, arg->fresh_id, OUTBOX_ID_LEN);
+        r->rotated = 1;
+    }
+    return rc;
+}
+
+int outbox_rotate(outbox_t *self, outbox_rotation_t *r)
+{
+    struct rotate_arg arg = {.r = r};
+    if (ids_random(arg.fresh_id, sizeof arg.fresh_id) != 0)
+        return set_error(self, NHUB_EIO, "getrandom failed: %s", strerror(errno));
+    return run_write(self, "new stream", rotate_op, &arg);
+}
+
 struct confirm_arg {
     const uint8_t *id;
     uint64_t dseq;
@@ -503,11 +642,24 @@ struct confirm_arg {
 static int confirm_op(outbox_t *self, MDB_txn *txn, void *argp)
 {
     struct confirm_arg *arg = argp;
-    uint8_t val[16];
+    uint8_t val[16], key[OUTBOX_AGE_KEY_LEN];
+    MDB_val k = {OUTBOX_ID_LEN, (void *)arg->id}, v, ak = {sizeof key, key}, av = {0, ""};
+    int rc = mdb_get(txn, self->confirmed, &k, &v);
+    if (rc == 0 && v.mv_size == 16) {
+        /* A repeat: the entry moves to its new time. */
+        age_key(key, (int64_t)be64_get((const uint8_t *)v.mv_data + 8), arg->id);
+        rc = mdb_del(txn, self->confirmed_age, &ak, NULL);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
     be64_put(val, arg->dseq);
     be64_put(val + 8, (uint64_t)arg->time_ms);
-    MDB_val k = {OUTBOX_ID_LEN, (void *)arg->id}, v = {sizeof val, val};
-    return mdb_put(txn, self->confirmed, &k, &v, 0);
+    v = (MDB_val){sizeof val, val};
+    rc = mdb_put(txn, self->confirmed, &k, &v, 0);
+    age_key(key, arg->time_ms, arg->id);
+    if (rc == 0)
+        rc = mdb_put(txn, self->confirmed_age, &ak, &av, 0);
+    return rc;
 }
 
 int outbox_confirmed_put(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], uint64_t dseq,
@@ -533,4 +685,73 @@ int outbox_confirmed_has(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], int *f
         return set_error(self, NHUB_ESTORE, "confirmed lookup: %s", mdb_strerror(rc));
     *found = 1;
     return 0;
+}
+
+/* Time of the oldest confirmation, INT64_MAX if none. */
+static int oldest_confirmed(outbox_t *self, int64_t *oldest)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *oldest = INT64_MAX;
+    int rc = txn_begin(self, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, self->confirmed_age, &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (rc == 0 && k.mv_size == OUTBOX_AGE_KEY_LEN)
+        *oldest = (int64_t)be64_get(k.mv_data);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return set_error(self, NHUB_ESTORE, "confirmed_age: %s", mdb_strerror(rc));
+    return 0;
+}
+
+struct expire_arg {
+    int64_t before;
+    size_t max;
+    uint64_t expired;
+};
+
+static int expire_op(outbox_t *self, MDB_txn *txn, void *argp)
+{
+    struct expire_arg *arg = argp;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    arg->expired = 0;
+    int rc = mdb_cursor_open(txn, self->confirmed_age, &cur);
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && arg->expired < arg->max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != OUTBOX_AGE_KEY_LEN || (int64_t)be64_get(k.mv_data) >= arg->before)
+            break;
+        MDB_val id = {OUTBOX_ID_LEN, (uint8_t *)k.mv_data + 8};
+        rc = mdb_del(txn, self->confirmed, &id, NULL);
+        if (rc == 0 || rc == MDB_NOTFOUND)
+            rc = mdb_cursor_del(cur, 0);
+        if (rc != 0)
+            break;
+        arg->expired++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int outbox_confirmed_expire(outbox_t *self, int64_t before_ms, size_t max, uint64_t *expired)
+{
+    struct expire_arg arg = {before_ms, max, 0};
+    int64_t oldest;
+    if (expired)
+        *expired = 0;
+    int rc = oldest_confirmed(self, &oldest);
+    if (rc != 0 || oldest >= before_ms || max == 0)
+        return rc;
+    rc = run_write(self, "expire confirmations", expire_op, &arg);
+    if (rc == 0 && expired)
+        *expired = arg.expired;
+    return rc;
 }

@@ -19,6 +19,7 @@
 #include "wire.h"
 
 #include <ftw.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1114,6 +1115,546 @@ static void test_silent_hub_gets_a_fresh_connection(void **state)
     hub_stop(&fh);
 }
 
+/* ---- streams, limits, callbacks, expiry ----------------------------------- */
+
+static void hub_welcome_max(fake_hub_t *fh, uint64_t stream_last, uint32_t max_frame)
+{
+    wire_welcome_t w = NHUB__WIRE__V1__WELCOME__INIT;
+    w.protocol_version = 1;
+    w.stream_last = stream_last;
+    w.max_frame = max_frame;
+    w.heartbeat_ms = 2000;
+    hub_send(fh, WIRE_WELCOME, &w.base);
+}
+
+/* Pump until the adapter has seen a WELCOME (or fail). */
+static void wait_connected(nhub_t *h)
+{
+    nhub_stats_t st;
+    for (int i = 0; i < 300; i++) {
+        nhub_stats(h, &st);
+        if (st.connected)
+            return;
+        assert_int_equal(nhub_pump(h, 10), 0);
+    }
+    fail_msg("no WELCOME seen");
+}
+
+/* Expect a HELLO; copy the stream_id it names into `id`. */
+static void expect_hello_stream(fake_hub_t *fh, nhub_t *h, uint8_t id[16])
+{
+    ProtobufCMessage *m = hub_expect(fh, h, WIRE_HELLO);
+    const wire_hello_t *hello = (const wire_hello_t *)m;
+    assert_int_equal(hello->stream_id.len, 16);
+    memcpy(id, hello->stream_id.data, 16);
+    wire_free(&m);
+}
+
+/* Expect a SEND; return its stream_seq and copy its envelope's msg_id into `id`. */
+static uint64_t expect_send_id(fake_hub_t *fh, nhub_t *h, uint8_t id[16])
+{
+    ProtobufCMessage *m = hub_expect(fh, h, WIRE_SEND);
+    const wire_send_t *s = (const wire_send_t *)m;
+    uint64_t seq = s->stream_seq;
+    ProtobufCMessage *env = NULL;
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, s->envelope.data,
+                                 s->envelope.len, 1 << 22, &env),
+                     0);
+    const wire_envelope_t *e = (const wire_envelope_t *)env;
+    assert_int_equal(e->msg_id.len, 16);
+    memcpy(id, e->msg_id.data, 16);
+    wire_free(&env);
+    wire_free(&m);
+    return seq;
+}
+
+static void hub_ack_id(fake_hub_t *fh, uint64_t stream_seq, const uint8_t id[16])
+{
+    wire_ack_t a = NHUB__WIRE__V1__ACK__INIT;
+    a.stream_seq = stream_seq;
+    a.seq = 100 + stream_seq;
+    a.msg_id.len = 16;
+    a.msg_id.data = (uint8_t *)id;
+    hub_send(fh, WIRE_ACK, &a.base);
+}
+
+static void hub_conflict(fake_hub_t *fh, uint64_t stream_seq)
+{
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT;
+    n.stream_seq = stream_seq;
+    n.retryable = 1;
+    n.text = "stream conflict; start a new stream";
+    hub_send(fh, WIRE_NACK, &n.base);
+}
+
+/* Pump a little so whatever the fake hub sent has been read. */
+static void settle(nhub_t *h)
+{
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(nhub_pump(h, 5), 0);
+}
+
+static void send_n(nhub_t *h, int n, uint8_t ids[][16])
+{
+    nhub_message_t m = sample();
+    for (int i = 0; i < n; i++)
+        assert_int_equal(nhub_send(h, &m, ids[i]), 0);
+}
+
+static void test_send_conflict_starts_new_stream_renumbering_the_outbox(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[3][16], got[16], s1[16], s2[16];
+    send_n(h, 3, ids);
+    expect_hello_stream(&fh, h, s1);
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    for (uint64_t s = 1; s <= 3; s++) {
+        assert_int_equal(expect_send_id(&fh, h, got), s);
+        assert_memory_equal(got, ids[s - 1], 16);
+    }
+    hub_ack_id(&fh, 1, ids[0]);
+    pump_until_outbox(h, 2);
+    hub_conflict(&fh, 2);
+    hub_conflict(&fh, 3); /* the same trouble, one rotation */
+    expect_hello_stream(&fh, h, s2);
+    assert_memory_not_equal(s1, s2, 16);
+    /* Late answers numbered on the old stream must not settle anything on the new one. */
+    hub_ack(&fh, 2);
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
+    n.stream_seq = 1;
+    n.text = "old stream";
+    hub_send(&fh, WIRE_NACK, &n.base);
+    settle(h);
+    assert_int_equal(fx->calls.rejects, 0);
+    assert_int_equal(outbox_of(h), 2);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_memory_equal(info.stream_id, s2, 16);
+    assert_int_equal(info.next_stream_seq, 3); /* the two waiting are 1 and 2 now */
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    assert_int_equal(expect_send_id(&fh, h, got), 1);
+    assert_memory_equal(got, ids[1], 16);
+    assert_int_equal(expect_send_id(&fh, h, got), 2);
+    assert_memory_equal(got, ids[2], 16);
+    hub_ack_id(&fh, 1, ids[1]);
+    hub_ack_id(&fh, 2, ids[2]);
+    pump_until_outbox(h, 0);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.streams_rotated, 1);
+    assert_int_equal(st.acked, 3);
+    assert_int_equal(fx->calls.acks, 3);
+    assert_int_equal(fx->calls.rejects, 0);
+    nhub_close(&h);
+
+    /* The new stream is what the store names from now on. */
+    h = open_to(fx, &fh);
+    expect_hello_stream(&fh, h, s1);
+    assert_memory_equal(s1, s2, 16);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_hello_conflict_starts_new_stream(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[2][16], got[16], s1[16], s2[16];
+    send_n(h, 2, ids);
+    expect_hello_stream(&fh, h, s1);
+    hub_conflict(&fh, 0);
+    expect_hello_stream(&fh, h, s2);
+    assert_memory_not_equal(s1, s2, 16);
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    for (uint64_t s = 1; s <= 2; s++) {
+        assert_int_equal(expect_send_id(&fh, h, got), s);
+        assert_memory_equal(got, ids[s - 1], 16);
+    }
+    assert_int_equal(outbox_of(h), 2);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_welcome_beyond_own_numbering_starts_new_stream_keeping_all(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[2][16], got[16], s1[16], s2[16];
+    send_n(h, 2, ids);
+    expect_hello_stream(&fh, h, s1);
+    /* This store gave out 1 and 2; the hub has accepted 3: a copy writes this stream. */
+    hub_welcome(&fh, 3);
+    expect_hello_stream(&fh, h, s2);
+    assert_memory_not_equal(s1, s2, 16);
+    assert_int_equal(outbox_of(h), 2);
+    assert_int_equal(fx->calls.acks, 0);
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    for (uint64_t s = 1; s <= 2; s++) {
+        assert_int_equal(expect_send_id(&fh, h, got), s);
+        assert_memory_equal(got, ids[s - 1], 16);
+    }
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.acked, 0);
+    assert_int_equal(st.streams_rotated, 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_send_conflict_during_resync_waits_for_welcome(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.resend_after_ms = 1000;
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[1][16], s1[16], s2[16];
+    send_n(h, 1, ids);
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    fx->clock.mono += 1001; /* no ACK: resync */
+    expect_hello_stream(&fh, h, s1);
+    hub_conflict(&fh, 1); /* answers the SEND from before that HELLO */
+    settle(h);
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    assert_int_equal(expect_send(&fh, h), 1);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.streams_rotated, 0);
+    hub_conflict(&fh, 1); /* now it counts */
+    expect_hello_stream(&fh, h, s2);
+    assert_memory_not_equal(s1, s2, 16);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_ack_naming_another_message_keeps_it_and_starts_new_stream(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[1][16], other[16], s1[16], s2[16];
+    send_n(h, 1, ids);
+    expect_hello_stream(&fh, h, s1);
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    assert_int_equal(expect_send(&fh, h), 1);
+    memset(other, 0x5a, sizeof other);
+    hub_ack_id(&fh, 1, other);
+    expect_hello_stream(&fh, h, s2);
+    assert_memory_not_equal(s1, s2, 16);
+    assert_int_equal(outbox_of(h), 1);
+    assert_int_equal(fx->calls.acks, 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_message_over_hub_max_frame_rejected_here_and_stream_renumbered(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    static uint8_t big[10000];
+    uint8_t small1[16], big_id[16], small2[16], got[16], s1[16], s2[16];
+    nhub_message_t m = sample();
+    assert_int_equal(nhub_send(h, &m, small1), 0);
+    m.payload = big;
+    m.payload_len = sizeof big;
+    assert_int_equal(nhub_send(h, &m, big_id), 0); /* fits our 1 MiB */
+    m = sample();
+    assert_int_equal(nhub_send(h, &m, small2), 0);
+    expect_hello_stream(&fh, h, s1);
+    hub_welcome_max(&fh, 0, 4096);
+    wait_connected(h);
+    assert_int_equal(expect_send_id(&fh, h, got), 1);
+    assert_memory_equal(got, small1, 16);
+    settle(h);
+    assert_int_equal(fx->calls.rejects, 0); /* not the head yet: waits for the ACK of 1 */
+    hub_ack_id(&fh, 1, small1);
+    expect_hello_stream(&fh, h, s2);
+    assert_memory_not_equal(s1, s2, 16);
+    assert_int_equal(fx->calls.rejects, 1);
+    assert_int_equal(fx->calls.last_code, NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE);
+    assert_memory_equal(fx->calls.last_reject_id, big_id, 16);
+    assert_int_equal(outbox_of(h), 1);
+    hub_welcome_max(&fh, 0, 4096);
+    wait_connected(h);
+    assert_int_equal(expect_send_id(&fh, h, got), 1); /* no gap on the new stream */
+    assert_memory_equal(got, small2, 16);
+    hub_ack_id(&fh, 1, small2);
+    pump_until_outbox(h, 0);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.acked, 2);
+    assert_int_equal(fx->calls.acks, 2);
+
+    /* Now that the hub's limit is known, nhub_send refuses at once. */
+    m.payload = big;
+    m.payload_len = sizeof big;
+    assert_int_equal(nhub_send(h, &m, NULL), NHUB_ETOOBIG);
+    assert_non_null(strstr(nhub_last_error(h), "max_frame 4096"));
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_on_ack_fires_once_per_message(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.resend_after_ms = 1000;
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[3][16];
+    send_n(h, 3, ids);
+    hub_session(&fh, h, 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        assert_int_equal(expect_send(&fh, h), s);
+    hub_ack_id(&fh, 1, ids[0]);
+    hub_ack_id(&fh, 1, ids[0]); /* a repeat in the same burst */
+    pump_until_outbox(h, 2);
+    hub_ack_id(&fh, 1, ids[0]); /* and in a later one */
+    settle(h);
+    assert_int_equal(fx->calls.acks, 1);
+    fx->clock.mono += 1001; /* no more ACKs: resync; the hub holds 1 and 2 */
+    hub_session(&fh, h, 2);
+    assert_int_equal(outbox_of(h), 1);
+    assert_int_equal(fx->calls.acks, 2);
+    hub_ack_id(&fh, 2, ids[1]); /* late: already settled by the WELCOME */
+    assert_int_equal(expect_send(&fh, h), 3);
+    hub_ack_id(&fh, 3, ids[2]);
+    hub_ack_id(&fh, 3, ids[2]);
+    pump_until_outbox(h, 0);
+    settle(h);
+    assert_int_equal(fx->calls.acks, 3);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.acked, 3);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_confirmed_ids_expire_after_retention_in_batches(void **state)
+{
+    fx_t *fx = *state;
+    int64_t day = 24 * 3600 * 1000;
+    outbox_t *ob = NULL;
+    assert_int_equal(outbox_open(fx->dir, 0, &ob, NULL, 0), 0);
+    uint8_t id[16];
+    memset(id, 0, sizeof id);
+    for (int i = 0; i < 600; i++) {
+        id[0] = (uint8_t)(i & 0xff);
+        id[1] = (uint8_t)(i >> 8);
+        int64_t t = fx->clock.wall - 9 * day;
+        assert_int_equal(outbox_confirmed_put(ob, id, (uint64_t)i + 1, t), 0);
+    }
+    id[2] = 1; /* recent: stays */
+    assert_int_equal(outbox_confirmed_put(ob, id, 1000, fx->clock.wall - 7 * day), 0);
+    outbox_close(&ob);
+
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.hub_endpoint = fh.endpoint;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_set_clock(h, fake_wall, fake_mono, &fx->clock);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_pump(h, 0), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 601 - 512); /* one bounded batch */
+    assert_int_equal(nhub_pump(h, 0), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 601 - 512); /* at most one pass a second */
+    fx->clock.mono += 1000;
+    assert_int_equal(nhub_pump(h, 0), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 1);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.confirmed_expired, 600);
+
+    /* A confirmation made now is kept, and answers a redelivery, until the retention passes. */
+    hub_session(&fh, h, 0);
+    hub_deliver(&fh, 9, 1);
+    nhub_delivery_t *d = recv_one(h);
+    assert_int_equal(nhub_confirm(h, &d), 0);
+    expect_delivered(&fh, h, 9, 1);
+    fx->clock.wall += 8 * day - 1;
+    fx->clock.mono += 1000;
+    assert_int_equal(nhub_pump(h, 0), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 1); /* the new one; the 7-day-old one has gone */
+    hub_deliver(&fh, 9, 1);
+    expect_delivered(&fh, h, 9, 1);
+    fx->clock.wall += 2;
+    fx->clock.mono += 1000;
+    assert_int_equal(nhub_pump(h, 0), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_confirmed_retention_option_is_used_and_checked(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = NULL;
+    char err[256];
+    nhub_options_t o = fx->opt;
+    o.confirmed_retention_ms = -1;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
+    assert_non_null(strstr(err, "confirmed_retention_ms"));
+
+    outbox_t *ob = NULL;
+    uint8_t a[16] = {1}, b[16] = {2};
+    assert_int_equal(outbox_open(fx->dir, 0, &ob, NULL, 0), 0);
+    assert_int_equal(outbox_confirmed_put(ob, a, 1, fx->clock.wall - 61000), 0);
+    assert_int_equal(outbox_confirmed_put(ob, b, 2, fx->clock.wall - 59000), 0);
+    outbox_close(&ob);
+    fx->opt.confirmed_retention_ms = 60000;
+    h = open_ok(&fx->opt);
+    nhub_set_clock(h, fake_wall, fake_mono, &fx->clock);
+    assert_int_equal(nhub_pump(h, 0), 0);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 1);
+    nhub_close(&h);
+}
+
+static void test_outbox_rotate_renumbers_and_expire_follows_reconfirm(void **state)
+{
+    fx_t *fx = *state;
+    outbox_t *ob = NULL;
+    assert_int_equal(outbox_open(fx->dir, 0, &ob, NULL, 0), 0);
+    uint8_t s0[16], s1[16];
+    uint64_t base = 99, seq = 0, next = 0, n = 0;
+    assert_int_equal(outbox_stream(ob, s0, &base), 0);
+    assert_int_equal(base, 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(outbox_append(ob, "m", 1, &seq), 0);
+    uint64_t one = 1;
+    assert_int_equal(outbox_remove(ob, &one, 1, NULL, NULL, &n), 0);
+    assert_int_equal(n, 1);
+    /* Rotation keeps 2, 3, 4 and numbers them 1, 2, 3. */
+    outbox_rotation_t r = {.expect_id = s0};
+    assert_int_equal(outbox_rotate(ob, &r), 0);
+    assert_int_equal(r.rotated, 1);
+    assert_int_equal(r.base, 1);
+    assert_int_equal(outbox_stream(ob, s1, &base), 0);
+    assert_memory_equal(s1, r.stream_id, 16);
+    assert_memory_not_equal(s0, s1, 16);
+    assert_int_equal(base, 1);
+    assert_int_equal(outbox_count(ob, &n), 0);
+    assert_int_equal(n, 3);
+    /* Someone else rotated already: nothing changes. */
+    outbox_rotation_t again = {.expect_id = s0};
+    assert_int_equal(outbox_rotate(ob, &again), 0);
+    assert_int_equal(again.rotated, 0);
+    assert_memory_equal(again.stream_id, s1, 16);
+    /* Dropping the head renumbers the rest past it; an empty outbox starts at next_seq. */
+    outbox_rotation_t drop = {.drop = 2};
+    assert_int_equal(outbox_rotate(ob, &drop), 0);
+    assert_int_equal(drop.rotated, 1);
+    assert_int_equal(drop.dropped, 1);
+    assert_int_equal(drop.base, 2);
+    uint64_t rest[2] = {3, 4};
+    assert_int_equal(outbox_remove(ob, rest, 2, NULL, NULL, &n), 0);
+    outbox_rotation_t empty = {0};
+    assert_int_equal(outbox_rotate(ob, &empty), 0);
+    assert_int_equal(outbox_next_seq(ob, &next), 0);
+    assert_int_equal(empty.base, next - 1);
+
+    /* A repeated confirmation moves the entry to its new time. */
+    uint8_t id[16] = {7};
+    assert_int_equal(outbox_confirmed_put(ob, id, 1, 1000), 0);
+    assert_int_equal(outbox_confirmed_put(ob, id, 1, 5000), 0);
+    assert_int_equal(outbox_confirmed_expire(ob, 2000, 10, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(outbox_confirmed_count(ob, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(outbox_confirmed_expire(ob, 5001, 10, &n), 0);
+    assert_int_equal(n, 1);
+    int found = 1;
+    assert_int_equal(outbox_confirmed_has(ob, id, &found), 0);
+    assert_int_equal(found, 0);
+    outbox_close(&ob);
+}
+
+/* Write a store as libnhub 0.1 did (format 1): no stream_base, no confirmed_age. */
+static void make_format1_store(const char *dir, const uint8_t stream_id[16],
+                               const uint8_t confirmed_id[16], int64_t confirmed_ms)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta, outbox, confirmed;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+    assert_int_equal(mdb_dbi_open(txn, "outbox", MDB_CREATE, &outbox), 0);
+    assert_int_equal(mdb_dbi_open(txn, "confirmed", MDB_CREATE, &confirmed), 0);
+    uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1}, three[8] = {0, 0, 0, 0, 0, 0, 0, 3};
+    uint8_t two[8] = {0, 0, 0, 0, 0, 0, 0, 2}, val[16] = {0};
+    for (int i = 0; i < 8; i++)
+        val[8 + i] = (uint8_t)((uint64_t)confirmed_ms >> (56 - 8 * i));
+    MDB_val k = {6, "format"}, v = {8, one};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    k = (MDB_val){8, "next_seq"};
+    v = (MDB_val){8, three};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    k = (MDB_val){9, "stream_id"};
+    v = (MDB_val){16, (void *)stream_id};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    k = (MDB_val){8, two};
+    v = (MDB_val){3, "env"};
+    assert_int_equal(mdb_put(txn, outbox, &k, &v, 0), 0);
+    k = (MDB_val){16, (void *)confirmed_id};
+    v = (MDB_val){16, val};
+    assert_int_equal(mdb_put(txn, confirmed, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_format1_store_is_upgraded_in_place(void **state)
+{
+    fx_t *fx = *state;
+    uint8_t sid[16], cid[16];
+    memset(sid, 0x11, sizeof sid);
+    memset(cid, 0x22, sizeof cid);
+    make_format1_store(fx->dir, sid, cid, 1000);
+    fx->opt.offline = 1;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_memory_equal(info.stream_id, sid, 16);
+    assert_int_equal(info.next_stream_seq, 3);
+    assert_int_equal(info.outbox, 1);
+    assert_int_equal(info.confirmed_ids, 1);
+    nhub_close(&h);
+    outbox_t *ob = NULL;
+    uint64_t n = 0;
+    assert_int_equal(outbox_open(fx->dir, 0, &ob, NULL, 0), 0);
+    assert_int_equal(outbox_confirmed_expire(ob, 1001, 10, &n), 0);
+    assert_int_equal(n, 1); /* the old confirmation got its place in confirmed_age */
+    outbox_close(&ob);
+}
+
 int main(void)
 {
     log_setup(LOG_OFF, NULL);
@@ -1160,6 +1701,27 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_confirmed_set_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames_are_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_hub_gets_a_fresh_connection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_send_conflict_starts_new_stream_renumbering_the_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_conflict_starts_new_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_welcome_beyond_own_numbering_starts_new_stream_keeping_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_conflict_during_resync_waits_for_welcome,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ack_naming_another_message_keeps_it_and_starts_new_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_message_over_hub_max_frame_rejected_here_and_stream_renumbered, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_on_ack_fires_once_per_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_confirmed_ids_expire_after_retention_in_batches,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_confirmed_retention_option_is_used_and_checked,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_outbox_rotate_renumbers_and_expire_follows_reconfirm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_format1_store_is_upgraded_in_place, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
