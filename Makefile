@@ -32,7 +32,7 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
-INCLUDES := -I$(B)/gen -Iproto -Ibroker -Iadapters -Itest/harness
+INCLUDES := -I$(B)/gen -Iproto -Ibroker -Iadapters -Itest/harness -Itools/nhub-bench
 CFLAGS_ALL = $(CFLAGS_BASE) $(INCLUDES) $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(LDFLAGS_SAN) $(LDFLAGS) $(PKG_LIBS) -lm
 
@@ -104,9 +104,15 @@ $(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
-$(B)/bin/nhub-bench: $(call obj,tools/nhub-bench/bench.c) $(call obj,test/harness/harness.c) $(LIB_COMMON)
+# The bench links the peers' client libraries when they are installed
+# (tools/bench-deps.sh); without them it reports those peers as skipped.
+BENCH_PEER_PKGS := $(shell for p in librabbitmq libnats; do pkg-config --exists $$p && echo $$p; done)
+BENCH_PEER_LIBS := $(if $(BENCH_PEER_PKGS),$(shell pkg-config --libs $(BENCH_PEER_PKGS)))
+BENCH_SRC := $(wildcard tools/nhub-bench/*.c)
+
+$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(BENCH_PEER_LIBS)
 
 # ---- tests -----------------------------------------------------------------
 $(B)/test/unit/%: $(call obj,test/unit/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB) $(LIB_COMMON)
@@ -124,7 +130,7 @@ deps:
 	@sh tools/deps.sh
 
 check: deps
-	@$(MAKE) --no-print-directory check-normal check-asan; \
+	@$(MAKE) --no-print-directory check-normal check-asan soak-check; \
 	rc=$$?; sh test/summary.sh build/test-results; exit $$rc
 
 check-normal:
@@ -144,8 +150,9 @@ run: deps
 	@sh tools/run-demo.sh
 
 bench: deps
+	@sh tools/bench-deps.sh
 	@$(MAKE) --no-print-directory all
-	$(B)/bin/nhub-bench
+	NHUB_BIN=$(B)/bin $(B)/bin/nhub-bench $(BENCH_ARGS)
 
 install: all $(LIB_NHUB)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
@@ -166,3 +173,99 @@ lint:
 
 clean:
 	rm -rf build
+
+# ---- fuzzing (libFuzzer, clang, ASan + UBSan) -------------------------------
+# make fuzz [FUZZ_SECONDS=60]  build the targets of test/fuzz/ and run each for
+#                              FUZZ_SECONDS on a copy of its seed corpus (in
+#                              $(B)/fuzz/work/); a crash fails the run and is
+#                              moved to test/fuzz/crashes/<target>/
+# make fuzz-regress            run every input of test/fuzz/regress/<target>/ once
+# make fuzz-check              fuzz-regress, then each target for 5 s (for make check;
+#                              counts go to build/test-results/fuzz/)
+# make fuzz-seeds              regenerate the committed corpora test/fuzz/corpus/
+# Our sources and the generated code are compiled with coverage
+# (fuzzer-no-link) so the fuzzer is guided through them; system libraries
+# (protobuf-c, libyaml) are not instrumented.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_RESULTS ?=
+FUZZ_B := $(B)/fuzz
+FUZZ_TARGETS := fuzz_frames fuzz_envelope fuzz_config
+FUZZ_MAXLEN_fuzz_frames := 8192
+FUZZ_MAXLEN_fuzz_envelope := 4096
+FUZZ_MAXLEN_fuzz_config := 16384
+FUZZ_BINS := $(addprefix $(FUZZ_B)/,$(FUZZ_TARGETS))
+# See the top of test/fuzz/fuzz_config.c.
+FUZZ_LDFLAGS_fuzz_config := -Wl,--wrap=calloc -Wl,--wrap=free
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -pthread \
+	-fno-strict-aliasing -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+	-fsanitize=fuzzer-no-link,address,undefined $(INCLUDES) $(PKG_CFLAGS)
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(COMMON_SRC) broker/cfg.c $(GEN_C))
+
+# $(1) seconds, $(2) results directory (may be empty)
+FUZZ_RUN = rc=0; $(foreach t,$(FUZZ_TARGETS),sh test/fuzz/run.sh $(t) $(FUZZ_B)/$(t) $(1) \
+	$(FUZZ_MAXLEN_$(t)) $(FUZZ_B)/work $(2) || rc=1;) exit $$rc
+FUZZ_REGRESS = rc=0; $(foreach t,$(FUZZ_TARGETS),sh test/fuzz/regress.sh $(t) $(FUZZ_B)/$(t) \
+	$(1) || rc=1;) exit $$rc
+
+.PHONY: fuzz fuzz-build fuzz-check fuzz-regress fuzz-seeds
+
+$(FUZZ_B)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(FUZZ_B)/obj -name '*.d' 2>/dev/null)
+
+$(FUZZ_B)/fuzz_%: $(FUZZ_B)/obj/test/fuzz/fuzz_%.o $(FUZZ_OBJ)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_LDFLAGS_$(notdir $@)) $^ -o $@ \
+		$(PKG_LIBS) -lm
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps fuzz-build
+	@$(call FUZZ_RUN,$(FUZZ_SECONDS),$(FUZZ_RESULTS))
+
+fuzz-regress: deps fuzz-build
+	@$(call FUZZ_REGRESS,$(FUZZ_RESULTS))
+
+fuzz-check: deps fuzz-build
+	@rm -rf build/test-results/fuzz; rc=0; \
+	$(MAKE) --no-print-directory fuzz-regress FUZZ_RESULTS=build/test-results/fuzz || rc=1; \
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5 FUZZ_RESULTS=build/test-results/fuzz || rc=1; \
+	exit $$rc
+
+$(FUZZ_B)/mkseeds: $(call obj,test/fuzz/mkseeds.c) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+fuzz-seeds: $(FUZZ_B)/mkseeds
+	sh test/fuzz/seeds.sh $(FUZZ_B)/mkseeds
+# ---- end of fuzzing ----------------------------------------------------------
+
+# ---- crash soak -------------------------------------------------------------
+# make soak [SOAK_ARGS="--cycles N --seconds S --senders K --seed X"]
+#                    nhubd killed (SIGKILL) and restarted under load for 100
+#                    cycles (bounded by 300 s), adapters killed in some rounds;
+#                    fails if a message ACKed to a sender was lost, duplicated
+#                    to the receiving application or handed out of order
+# make soak-check    the short version (--short: 10 cycles, 45 s) for make
+#                    check; its count goes to build/test-results/soak/
+SOAK_ARGS ?=
+
+.PHONY: soak soak-check
+
+$(B)/bin/nhub-soak: $(call obj,tools/nhub-soak/soak.c) $(call obj,test/harness/harness.c) $(LIB_NHUB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+soak: deps
+	@$(MAKE) --no-print-directory $(B)/bin/nhubd $(B)/bin/nhub-soak
+	NHUB_BIN=$(B)/bin $(B)/bin/nhub-soak $(SOAK_ARGS)
+
+soak-check: deps
+	@$(MAKE) --no-print-directory $(B)/bin/nhubd $(B)/bin/nhub-soak
+	@rm -rf build/test-results/soak; mkdir -p build/test-results/soak; \
+	if NHUB_BIN=$(B)/bin $(B)/bin/nhub-soak --short $(SOAK_ARGS); \
+	then echo "1 0" >build/test-results/soak/nhub-soak.count; \
+	else echo "0 1" >build/test-results/soak/nhub-soak.count; exit 1; fi
+# ---- end of crash soak -------------------------------------------------------

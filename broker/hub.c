@@ -168,7 +168,12 @@ static void send_nack(hub_t *h, const void *rid, size_t rid_len, int code, int r
 static void refuse(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
                    const char *region, const char *why)
 {
-    log_refusal(h, code, region, NULL, why);
+    /* Frames racing a reconnecting adapter's HELLO are routine after a
+     * restart: counted, not warned about. */
+    if (code == NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED)
+        log_debug("hub.refused", "reason=hello_required");
+    else
+        log_refusal(h, code, region, NULL, why);
     send_nack(h, rid, rid_len, code, retryable, NULL, 0, 0, why);
 }
 

@@ -2,7 +2,7 @@
 # Install the Debian packages nhub needs to build and test, when missing.
 set -e
 PKGS="build-essential pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-liblmdb-dev lmdb-utils libssl-dev libyaml-dev libcmocka-dev"
+liblmdb-dev lmdb-utils libssl-dev libyaml-dev libcmocka-dev clang"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -1,47 +1,54 @@
 /*
- * nhub-bench: a first durable-ingest figure for nhub.
+ * nhub-bench: nhub's figures next to baselines measured in the same run, on
+ * the same disk.
  *
- * Starts a real nhubd on 127.0.0.1 in a temporary directory (default sync:
- * every ACK is behind an fsync), connects S senders, each keeping W SENDs
- * of P-byte payloads unacknowledged, and measures for D seconds:
- * ACKed messages per second and the ACK latency (send to ACK) p50/p99/p999.
- * Then, on the same disk, a baseline: raw LMDB appends of the same record
- * size committed (with fsync) in batches of the size the hub achieved
- * (read from the hub's own stats line).
+ *   ingest    S senders (1, 4, 16) each keeping W SENDs (1, 64) of P-byte
+ *             payloads unacknowledged against a real nhubd (default sync:
+ *             every ACK is behind an fsync): ACKed msgs/s and ACK latency
+ *             p50/p99/p999, and the hub's mean commit batch. Baseline: raw
+ *             LMDB durable appends of the same record size committed in
+ *             batches of that size.
+ *   peers     RabbitMQ (quorum queue, publisher confirms: durable) and NATS
+ *             JetStream 2.9 (publish acks before fsync: NOT durable) on the
+ *             same work, when their packages are installed (tools/bench-deps.sh).
+ *   backlog   the hub's anonymous memory (RssAnon) with 10, 100,000 and
+ *             1,000,000 messages queued for an offline region, and the time
+ *             to drain the 1,000,000 when the region connects.
+ *   scaling   ingest (4 x 64) with 32 and with 1,000 adapters connected.
  *
- *   nhub-bench [--senders S] [--window W] [--payload P] [--seconds D]
+ *   nhub-bench [--quick] [--only ingest|peers|backlog|scaling] [--seconds D]
+ *
+ * --quick runs a reduced set (for a smoke test): fewer configurations,
+ * 100,000 backlog, 2 s per point.
  */
 #include "harness.h"
+#include "peers.h"
 #include "wire.h"
 
 #include <lmdb.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <zmq.h>
 
-#define MAX_SENDERS 64
+#define MAX_CLIENTS 1100
+#define PAYLOAD 512
 
-typedef struct sender {
+typedef struct client {
     void *sock;
     uint8_t stream_id[16];
-    uint64_t next_sseq, acked;
+    uint64_t next_sseq;
     int64_t *sent_at; /* by stream_seq % window */
-    int welcomed;
-} sender_t;
+    const char *src, *dst;
+} client_t;
 
-typedef struct opts {
-    int senders, window, payload, seconds;
-} opts_t;
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
+typedef struct ingest_result {
+    double rate, p50, p99, p999, batch;
+    unsigned long long acked;
+} ingest_result_t;
 
 static int64_t now_us(void)
 {
@@ -50,69 +57,202 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int send_one(sender_t *s, const char *src, const char *dst, const uint8_t *payload,
-                    size_t plen, int window)
+static int cmp_i64(const void *a, const void *b)
 {
-    uint8_t id[16], buf[4096];
-    uint64_t q = s->next_sseq;
-    /* Time-ordered ids, as libnhub makes them: 48-bit ms clock first, so the
-     * hub's duplicate index grows at its end instead of at random pages. */
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Time-ordered msg_ids, as libnhub makes them. */
+static void make_id(uint8_t id[16], const client_t *c, uint64_t q)
+{
     uint64_t ms = (uint64_t)(now_us() / 1000);
     for (int b = 0; b < 6; b++)
         id[b] = (uint8_t)(ms >> (40 - 8 * b));
-    memcpy(id + 6, s->stream_id, 2);
+    memcpy(id + 6, c->stream_id, 2);
     for (int b = 0; b < 8; b++)
         id[8 + b] = (uint8_t)(q >> (56 - 8 * b));
+}
+
+static int send_one(client_t *c, int window, int payload)
+{
+    static uint8_t body[4096];
+    uint8_t id[16], buf[5000];
+    uint64_t q = c->next_sseq;
+    memset(body, 'x', (size_t)payload);
+    make_id(id, c, q);
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
     e.msg_id.data = id;
     e.msg_id.len = 16;
-    e.source = (char *)src;
-    e.destination = (char *)dst;
+    e.source = (char *)c->src;
+    e.destination = (char *)c->dst;
     e.item = "BENCH-ITEM";
     e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
     e.created_ms = 1;
     e.payload_type = "nhub.bench.v1.Blob";
-    e.payload.data = (uint8_t *)payload;
-    e.payload.len = plen;
+    e.payload.data = body;
+    e.payload.len = (size_t)payload;
     size_t n = protobuf_c_message_pack(&e.base, buf);
     wire_send_t snd = NHUB__WIRE__V1__SEND__INIT;
     snd.stream_seq = q;
     snd.envelope.data = buf;
     snd.envelope.len = n;
-    s->sent_at[q % (uint64_t)window] = now_us();
-    s->next_sseq++;
-    return wire_send(s->sock, NULL, 0, WIRE_SEND, &snd.base, 0);
+    if (c->sent_at)
+        c->sent_at[q % (uint64_t)window] = now_us();
+    c->next_sseq++;
+    return wire_send(c->sock, NULL, 0, WIRE_SEND, &snd.base, 0);
 }
 
-static int parse_opts(int argc, char **argv, opts_t *o)
+static void client_open(client_t *c, void *ctx, const char *endpoint, const char *src,
+                        const char *dst, uint32_t credit, int window)
 {
-    *o = (opts_t){4, 64, 512, 10};
-    for (int i = 1; i < argc; i++) {
-        int *dst = NULL;
-        if (!strcmp(argv[i], "--senders"))
-            dst = &o->senders;
-        else if (!strcmp(argv[i], "--window"))
-            dst = &o->window;
-        else if (!strcmp(argv[i], "--payload"))
-            dst = &o->payload;
-        else if (!strcmp(argv[i], "--seconds"))
-            dst = &o->seconds;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: nhub-bench [--senders S] [--window W] [--payload BYTES] [--seconds D]\n");
-            exit(0);
-        }
-        if (!dst || i + 1 >= argc) {
-            fprintf(stderr, "nhub-bench: unknown or incomplete argument \"%s\"\n", argv[i]);
-            return -1;
-        }
-        *dst = atoi(argv[++i]);
+    memset(c, 0, sizeof *c);
+    c->sock = zmq_socket(ctx, ZMQ_DEALER);
+    int z = 0, hwm = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &z, sizeof z);
+    zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_connect(c->sock, endpoint);
+    for (int b = 0; b < 16; b++)
+        c->stream_id[b] = (uint8_t)rand();
+    c->next_sseq = 1;
+    c->src = src;
+    c->dst = dst;
+    c->sent_at = window ? calloc((size_t)window, sizeof(int64_t)) : NULL;
+    wire_hello_t h = NHUB__WIRE__V1__HELLO__INIT;
+    uint32_t v = 1;
+    h.region = (char *)src;
+    h.protocol_versions = &v;
+    h.n_protocol_versions = 1;
+    h.credit = credit;
+    h.stream_id.data = c->stream_id;
+    h.stream_id.len = 16;
+    wire_send(c->sock, NULL, 0, WIRE_HELLO, &h.base, 0);
+}
+
+static void client_close(client_t *c)
+{
+    zmq_close(c->sock);
+    free(c->sent_at);
+    c->sock = NULL;
+    c->sent_at = NULL;
+}
+
+/* Read one message from `c` if waiting; returns its command (0 if none). */
+static int client_read(client_t *c, ProtobufCMessage **m)
+{
+    wire_frames_t f;
+    *m = NULL;
+    if (wire_recv(c->sock, &f, ZMQ_DONTWAIT) != 0)
+        return 0;
+    int cmd = 0;
+    if (f.n_frames != 2 ||
+        wire_header_parse(wire_frame_data(&f, 0), wire_frame_len(&f, 0), &cmd, NULL) != 0 ||
+        wire_decode(wire_body_descriptor(cmd), wire_frame_data(&f, 1), wire_frame_len(&f, 1),
+                    1 << 22, m) != 0)
+        cmd = -1;
+    wire_frames_close(&f);
+    return cmd;
+}
+
+static double mean_batch_from_log(const th_hub_t *hub)
+{
+    FILE *f = fopen(hub->log_path, "r");
+    char line[4096];
+    double batch = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "event=hub.stats ");
+        char *b = p ? strstr(p, "mean_batch=") : NULL;
+        if (b)
+            batch = atof(b + 11);
     }
-    if (o->senders < 1 || o->senders > MAX_SENDERS || o->window < 1 || o->window > 100000 ||
-        o->payload < 1 || o->payload > 3000 || o->seconds < 1 || o->seconds > 600) {
-        fprintf(stderr, "nhub-bench: senders 1..64, window 1..100000, payload 1..3000, seconds 1..600\n");
+    if (f)
+        fclose(f);
+    return batch;
+}
+
+static int start_hub(th_hub_t *hub, const char *limits)
+{
+    if (th_hub_init(hub, limits) || th_hub_start(hub)) {
+        fprintf(stderr, "nhub-bench: cannot start nhubd (is it built? NHUB_BIN=%s)\n",
+                getenv("NHUB_BIN") ? getenv("NHUB_BIN") : "build/bin");
         return -1;
     }
     return 0;
+}
+
+/*
+ * S senders, window W, for `seconds`, against `hub`; `idle` more adapters
+ * connected but silent. Fills *r.
+ */
+static int ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
+                  ingest_result_t *r)
+{
+    void *ctx = zmq_ctx_new();
+    int max_sockets = MAX_CLIENTS + 64;
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, max_sockets);
+    client_t *c = calloc((size_t)(senders + idle), sizeof *c);
+    zmq_pollitem_t *pi = calloc((size_t)senders, sizeof *pi);
+    size_t cap = 1 << 23, n_lat = 0;
+    int64_t *lat = malloc(cap * sizeof *lat);
+    for (int i = 0; i < senders; i++) {
+        client_open(&c[i], ctx, hub->endpoint, th_regions[i % 16], th_regions[16 + i % 16], 0,
+                    window);
+        pi[i] = (zmq_pollitem_t){c[i].sock, 0, ZMQ_POLLIN, 0};
+    }
+    for (int i = 0; i < idle; i++)
+        client_open(&c[senders + i], ctx, hub->endpoint, th_regions[i % 32], NULL, 0, 0);
+    int64_t start = 0, end = 0;
+    unsigned long long total = 0;
+    int running = 1, welcomed = 0;
+    int64_t deadline = th_now_ms() + 60000 + seconds * 1000LL;
+    while (running && th_now_ms() < deadline) {
+        if (zmq_poll(pi, senders, 1000) < 0)
+            break;
+        for (int i = 0; i < senders; i++) {
+            ProtobufCMessage *m;
+            int cmd;
+            while ((cmd = client_read(&c[i], &m)) != 0) {
+                if (cmd == WIRE_WELCOME) {
+                    if (++welcomed == senders)
+                        start = now_us();
+                    for (int w = 0; w < window; w++)
+                        send_one(&c[i], window, PAYLOAD);
+                } else if (cmd == WIRE_ACK) {
+                    wire_ack_t *a = (wire_ack_t *)m;
+                    int64_t t = now_us();
+                    if (start && n_lat < cap)
+                        lat[n_lat++] = t - c[i].sent_at[a->stream_seq % (uint64_t)window];
+                    total += start != 0;
+                    if (start && t - start >= seconds * 1000000LL) {
+                        running = 0;
+                        end = t;
+                    } else {
+                        send_one(&c[i], window, PAYLOAD);
+                    }
+                } else if (cmd == WIRE_NACK) {
+                    fprintf(stderr, "nhub-bench: NACK: %s\n", ((wire_nack_t *)m)->text);
+                    running = 0;
+                }
+                wire_free(&m);
+            }
+        }
+    }
+    for (int i = 0; i < senders + idle; i++)
+        client_close(&c[i]);
+    zmq_ctx_term(ctx);
+    if (!end)
+        end = now_us();
+    double secs = start ? (double)(end - start) / 1e6 : 0;
+    qsort(lat, n_lat, sizeof *lat, cmp_i64);
+    r->acked = total;
+    r->rate = secs > 0 ? (double)total / secs : 0;
+    r->p50 = n_lat ? lat[n_lat / 2] / 1000.0 : 0;
+    r->p99 = n_lat ? lat[n_lat * 99 / 100] / 1000.0 : 0;
+    r->p999 = n_lat ? lat[n_lat * 999 / 1000] / 1000.0 : 0;
+    free(lat);
+    free(pi);
+    free(c);
+    return total > 0 ? 0 : -1;
 }
 
 /* Raw LMDB: `total` appends of `size` bytes, committed every `batch`. */
@@ -121,6 +261,7 @@ static double lmdb_baseline(const char *dir, int size, int batch, int total)
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
+    mkdir(dir, 0700);
     if (mdb_env_create(&env) || mdb_env_set_mapsize(env, (size_t)1 << 30) ||
         mdb_env_open(env, dir, 0, 0600))
         return -1;
@@ -147,137 +288,259 @@ static double lmdb_baseline(const char *dir, int size, int batch, int total)
     return (double)total / secs;
 }
 
-int main(int argc, char **argv)
+/* A journal record of a 512-byte message is about this size. */
+#define RECORD_BYTES (PAYLOAD + 180)
+
+static void section_ingest(int quick, int seconds)
 {
-    opts_t o;
-    if (parse_opts(argc, argv, &o) != 0)
-        return 2;
-    signal(SIGPIPE, SIG_IGN);
-    th_hub_t hub;
-    if (th_hub_init(&hub, "  batch_max: 4096\n  credit_max: 4096\n") || th_hub_start(&hub)) {
-        fprintf(stderr, "nhub-bench: cannot start nhubd (is it built? NHUB_BIN=%s)\n",
-                getenv("NHUB_BIN") ? getenv("NHUB_BIN") : "build/bin");
-        return 1;
-    }
-    printf("nhub-bench: durable ingest, %d senders x window %d, %d-byte payloads, %d s\n",
-           o.senders, o.window, o.payload, o.seconds);
-    printf("  hub: %s, data in %s (default LMDB sync: ACK after fsync)\n", hub.endpoint, hub.dir);
-    void *ctx = zmq_ctx_new();
-    sender_t s[MAX_SENDERS];
-    uint8_t *payload = malloc((size_t)o.payload);
-    memset(payload, 'x', (size_t)o.payload);
-    size_t lat_cap = 1 << 22, n_lat = 0;
-    int64_t *lat = malloc(lat_cap * sizeof *lat);
-    zmq_pollitem_t pi[MAX_SENDERS];
-    for (int i = 0; i < o.senders; i++) {
-        memset(&s[i], 0, sizeof s[i]);
-        s[i].sock = zmq_socket(ctx, ZMQ_DEALER);
-        int z = 0;
-        zmq_setsockopt(s[i].sock, ZMQ_LINGER, &z, sizeof z);
-        zmq_connect(s[i].sock, hub.endpoint);
-        for (int b = 0; b < 16; b++)
-            s[i].stream_id[b] = (uint8_t)(rand() ^ i);
-        s[i].next_sseq = 1;
-        s[i].sent_at = calloc((size_t)o.window, sizeof(int64_t));
-        wire_hello_t h = NHUB__WIRE__V1__HELLO__INIT;
-        uint32_t v = 1;
-        h.region = (char *)th_regions[i % 16];
-        h.protocol_versions = &v;
-        h.n_protocol_versions = 1;
-        h.stream_id.data = s[i].stream_id;
-        h.stream_id.len = 16;
-        wire_send(s[i].sock, NULL, 0, WIRE_HELLO, &h.base, 0);
-        pi[i] = (zmq_pollitem_t){s[i].sock, 0, ZMQ_POLLIN, 0};
-    }
-    int64_t start = 0, end = 0;
-    uint64_t total = 0;
-    int running = 1;
-    int64_t deadline = th_now_ms() + 30000 + o.seconds * 1000LL;
-    while (running && th_now_ms() < deadline) {
-        if (zmq_poll(pi, o.senders, 1000) < 0)
-            break;
-        for (int i = 0; i < o.senders; i++) {
-            if (!(pi[i].revents & ZMQ_POLLIN))
+    static const int senders_set[] = {1, 4, 16}, windows[] = {1, 64};
+    printf("\n== durable ingest: ACKed msgs/s, ACK latency; baseline raw LMDB at the hub's batch\n");
+    printf("%8s %7s %10s %8s %8s %8s %8s %12s %7s\n", "senders", "window", "msgs/s", "p50 ms",
+           "p99 ms", "p999 ms", "batch", "raw LMDB/s", "ratio");
+    for (size_t si = 0; si < 3; si++) {
+        for (size_t wi = 0; wi < 2; wi++) {
+            int s = senders_set[si], w = windows[wi];
+            if (quick && !(s == 4 && w == 64) && !(s == 1 && w == 1))
                 continue;
-            wire_frames_t f;
-            while (wire_recv(s[i].sock, &f, ZMQ_DONTWAIT) == 0) {
-                int cmd = 0;
-                wire_header_parse(wire_frame_data(&f, 0), wire_frame_len(&f, 0), &cmd, NULL);
-                ProtobufCMessage *m = NULL;
-                if (wire_decode(wire_body_descriptor(cmd), wire_frame_data(&f, 1),
-                                wire_frame_len(&f, 1), 1 << 20, &m) == 0) {
-                    if (cmd == WIRE_WELCOME) {
-                        s[i].welcomed = 1;
-                        if (!start)
-                            start = now_us();
-                        for (int w = 0; w < o.window; w++)
-                            send_one(&s[i], th_regions[i % 16], th_regions[16 + i % 16],
-                                     payload, (size_t)o.payload, o.window);
-                    } else if (cmd == WIRE_ACK) {
-                        wire_ack_t *a = (wire_ack_t *)m;
-                        int64_t t = now_us();
-                        if (n_lat < lat_cap)
-                            lat[n_lat++] = t - s[i].sent_at[a->stream_seq % (uint64_t)o.window];
-                        s[i].acked++;
-                        total++;
-                        if (t - start >= o.seconds * 1000000LL) {
-                            running = 0;
-                            end = t;
-                        } else {
-                            send_one(&s[i], th_regions[i % 16], th_regions[16 + i % 16],
-                                     payload, (size_t)o.payload, o.window);
-                        }
-                    } else if (cmd == WIRE_NACK) {
-                        fprintf(stderr, "nhub-bench: NACK: %s\n", ((wire_nack_t *)m)->text);
-                        running = 0;
-                    }
-                }
-                wire_free(&m);
-                wire_frames_close(&f);
+            th_hub_t hub;
+            ingest_result_t r;
+            memset(&r, 0, sizeof r);
+            if (start_hub(&hub, "  batch_max: 4096\n") != 0)
+                return;
+            int ok = ingest(&hub, s, w, seconds, 0, &r);
+            th_hub_stop(&hub);
+            r.batch = mean_batch_from_log(&hub);
+            int b = r.batch >= 1 ? (int)(r.batch + 0.5) : 1;
+            char dir[400];
+            snprintf(dir, sizeof dir, "%s/baseline", hub.dir);
+            int n = b * 200 < 2000 ? 2000 : b * 200 > 100000 ? 100000 : b * 200;
+            double base = lmdb_baseline(dir, RECORD_BYTES, b, n);
+            th_hub_cleanup(&hub);
+            if (ok != 0) {
+                printf("%8d %7d  failed (see above)\n", s, w);
+                continue;
             }
+            printf("%8d %7d %10.0f %8.2f %8.2f %8.2f %8.1f %12.0f %7.2f\n", s, w, r.rate, r.p50,
+                   r.p99, r.p999, r.batch, base, base > 0 ? r.rate / base : 0);
+            fflush(stdout);
         }
     }
-    if (!end)
-        end = now_us();
-    for (int i = 0; i < o.senders; i++) {
-        zmq_close(s[i].sock);
-        free(s[i].sent_at);
+}
+
+static void print_peer(const char *name, const peer_result_t *p, double nhub_rate)
+{
+    if (!p->ran) {
+        printf("  %-22s skipped: %s\n", name, p->skipped);
+        return;
     }
+    printf("  %-22s %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  %s  nhub/peer %.2f\n", name,
+           p->msgs_per_s, p->p50_ms, p->p99_ms, p->p999_ms,
+           p->durable ? "durable" : "NON-DURABLE", p->msgs_per_s > 0 ? nhub_rate / p->msgs_per_s : 0);
+    printf("  %-22s config: %s\n", "", p->config);
+}
+
+static void section_peers(int seconds)
+{
+    printf("\n== peers on the same work (4 publishers x window 64, %d-byte payloads)\n", PAYLOAD);
+    th_hub_t hub;
+    ingest_result_t r;
+    memset(&r, 0, sizeof r);
+    if (start_hub(&hub, "  batch_max: 4096\n") != 0)
+        return;
+    ingest(&hub, 4, 64, seconds, 0, &r);
+    th_hub_stop(&hub);
+    printf("  %-22s %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  durable\n", "nhub", r.rate,
+           r.p50, r.p99, r.p999);
+    peer_params_t pp = {4, 64, PAYLOAD, seconds, hub.dir};
+    peer_result_t rabbit, nats;
+    memset(&rabbit, 0, sizeof rabbit);
+    memset(&nats, 0, sizeof nats);
+    peer_rabbitmq_run(&pp, &rabbit);
+    print_peer("RabbitMQ quorum+confirm", &rabbit, r.rate);
+    peer_nats_run(&pp, &nats);
+    print_peer("NATS JetStream 2.9", &nats, r.rate);
+    th_hub_cleanup(&hub);
+}
+
+static long rss_anon_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "RssAnon:", 8) == 0)
+            kb = atol(line + 8);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* Queue `n` more messages for the offline region 660000 from one sender. */
+static int fill_backlog(client_t *c, int n)
+{
+    const int window = 256;
+    int sent = 0, acked = 0;
+    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
+    while (sent < n && sent < window) {
+        send_one(c, window, PAYLOAD);
+        sent++;
+    }
+    int64_t deadline = th_now_ms() + 600000;
+    while (acked < n && th_now_ms() < deadline) {
+        if (zmq_poll(&pi, 1, 1000) < 0)
+            break;
+        ProtobufCMessage *m;
+        int cmd;
+        while ((cmd = client_read(c, &m)) != 0) {
+            if (cmd == WIRE_ACK) {
+                acked++;
+                if (sent < n) {
+                    send_one(c, window, PAYLOAD);
+                    sent++;
+                }
+            } else if (cmd == WIRE_NACK) {
+                fprintf(stderr, "nhub-bench: NACK: %s\n", ((wire_nack_t *)m)->text);
+                wire_free(&m);
+                return -1;
+            }
+            wire_free(&m);
+        }
+    }
+    return acked == n ? 0 : -1;
+}
+
+/* Connect region 660000 and confirm everything; returns seconds taken. */
+static double drain_backlog(const char *endpoint, void *ctx, int n)
+{
+    client_t rx;
+    client_open(&rx, ctx, endpoint, "660000", NULL, 4096, 0);
+    zmq_pollitem_t pi = {rx.sock, 0, ZMQ_POLLIN, 0};
+    int64_t t0 = now_us(), deadline = th_now_ms() + 600000;
+    int got = 0;
+    while (got < n && th_now_ms() < deadline) {
+        if (zmq_poll(&pi, 1, 1000) < 0)
+            break;
+        ProtobufCMessage *m;
+        int cmd;
+        while ((cmd = client_read(&rx, &m)) != 0) {
+            if (cmd == WIRE_DELIVER) {
+                wire_deliver_t *d = (wire_deliver_t *)m;
+                wire_envelope_t *e = NULL;
+                if (d->attempt == 1 &&
+                    wire_decode(&nhub__wire__v1__envelope__descriptor, d->envelope.data,
+                                d->envelope.len, 1 << 20, (ProtobufCMessage **)&e) == 0) {
+                    wire_delivered_t ok = NHUB__WIRE__V1__DELIVERED__INIT;
+                    ok.msg_id = e->msg_id;
+                    ok.dseq = d->dseq;
+                    wire_send(rx.sock, NULL, 0, WIRE_DELIVERED, &ok.base, 0);
+                    got++;
+                }
+                wire_free((ProtobufCMessage **)&e);
+            }
+            wire_free(&m);
+        }
+    }
+    double secs = (double)(now_us() - t0) / 1e6;
+    client_close(&rx);
+    return got == n ? secs : -1;
+}
+
+static void section_backlog(int quick)
+{
+    const int steps[] = {10, 100000, 1000000};
+    int last = quick ? 2 : 3;
+    printf("\n== backlog for an offline region: hub RssAnon, then drain\n");
+    th_hub_t hub;
+    if (start_hub(&hub, "  batch_max: 4096\n  map_size: 1GiB\n") != 0)
+        return;
+    void *ctx = zmq_ctx_new();
+    client_t tx;
+    client_open(&tx, ctx, hub.endpoint, "110000", "660000", 0, 256);
+    ProtobufCMessage *m = NULL;
+    zmq_pollitem_t pi = {tx.sock, 0, ZMQ_POLLIN, 0};
+    while (zmq_poll(&pi, 1, 10000) > 0 && client_read(&tx, &m) != WIRE_WELCOME)
+        wire_free(&m);
+    wire_free(&m);
+    long base_kb = 0;
+    int queued = 0;
+    for (int i = 0; i < last; i++) {
+        if (fill_backlog(&tx, steps[i] - queued) != 0) {
+            printf("  filling the backlog failed\n");
+            break;
+        }
+        queued = steps[i];
+        long kb = rss_anon_kb(hub.pid);
+        if (i == 0)
+            base_kb = kb;
+        printf("  %9d queued: RssAnon %6ld KiB (%.2fx the 10-message figure)\n", queued, kb,
+               base_kb > 0 ? (double)kb / (double)base_kb : 0);
+        fflush(stdout);
+    }
+    client_close(&tx);
+    double secs = drain_backlog(hub.endpoint, ctx, queued);
+    if (secs > 0)
+        printf("  drained %d in %.1f s (%.0f msgs/s delivered and confirmed)\n", queued, secs,
+               queued / secs);
+    else
+        printf("  drain did not complete\n");
     zmq_ctx_term(ctx);
     th_hub_stop(&hub);
-    double secs = (double)(end - start) / 1e6, rate = secs > 0 ? (double)total / secs : 0;
-    qsort(lat, n_lat, sizeof *lat, cmp_i64);
-    double batch = 0;
-    {
-        FILE *f = fopen(hub.log_path, "r");
-        char line[4096];
-        while (f && fgets(line, sizeof line, f)) {
-            char *p = strstr(line, "event=hub.stats ");
-            char *b = p ? strstr(p, "mean_batch=") : NULL;
-            if (b)
-                batch = atof(b + 11);
-        }
-        if (f)
-            fclose(f);
-    }
-    printf("  acked: %llu msgs in %.2f s = %.0f msgs/s\n", (unsigned long long)total, secs, rate);
-    if (n_lat)
-        printf("  ACK latency: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms\n",
-               lat[n_lat / 2] / 1000.0, lat[n_lat * 99 / 100] / 1000.0,
-               lat[n_lat * 999 / 1000] / 1000.0);
-    printf("  hub mean commit batch: %.1f messages per fsync\n", batch);
-    int b = batch >= 1 ? (int)(batch + 0.5) : 1;
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/baseline", hub.dir);
-    mkdir(dir, 0700);
-    int total_base = b * 400 < 20000 ? b * 400 : 20000;
-    double base = lmdb_baseline(dir, o.payload + 180, b, total_base < 2000 ? 2000 : total_base);
-    printf("  baseline, raw LMDB durable appends of %d B in batches of %d: %.0f msgs/s\n",
-           o.payload + 180, b, base);
-    if (base > 0)
-        printf("  ratio nhub / raw LMDB at the same batch size: %.2f\n", rate / base);
     th_hub_cleanup(&hub);
-    free(lat);
-    free(payload);
-    return total > 0 ? 0 : 1;
+}
+
+static void section_scaling(int seconds)
+{
+    const int idle[] = {32, 1000};
+    printf("\n== scaling: ingest (4 senders x window 64) with adapters connected\n");
+    for (int i = 0; i < 2; i++) {
+        th_hub_t hub;
+        ingest_result_t r;
+        memset(&r, 0, sizeof r);
+        if (start_hub(&hub, "  batch_max: 4096\n") != 0)
+            return;
+        int ok = ingest(&hub, 4, 64, seconds, idle[i], &r);
+        th_hub_stop(&hub);
+        th_hub_cleanup(&hub);
+        if (ok == 0)
+            printf("  %5d connected: %10.0f msgs/s  p50 %.2f  p99 %.2f ms\n", idle[i] + 4, r.rate,
+                   r.p50, r.p99);
+        else
+            printf("  %5d connected: failed\n", idle[i] + 4);
+        fflush(stdout);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, seconds = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            quick = 1;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            seconds = atoi(argv[++i]);
+        } else {
+            printf("usage: nhub-bench [--quick] [--only ingest|peers|backlog|scaling] "
+                   "[--seconds D]\n");
+            return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
+        }
+    }
+    if (seconds <= 0)
+        seconds = quick ? 2 : 5;
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL));
+    printf("nhub-bench: %d-byte payloads, %d s per point, hub with default (fsync) durability\n",
+           PAYLOAD, seconds);
+    if (!only || !strcmp(only, "ingest"))
+        section_ingest(quick, seconds);
+    if (!only || !strcmp(only, "peers"))
+        section_peers(seconds);
+    if (!only || !strcmp(only, "backlog"))
+        section_backlog(quick);
+    if (!only || !strcmp(only, "scaling"))
+        section_scaling(seconds);
+    return 0;
 }
