@@ -41,8 +41,8 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_PEER_HWM 1024
 #define HUB_BLOCKED_RETRY_MS 50
 /* Space kept for confirmations and hub events once new messages are
- * refused, so delivery goes on in a full store: a tenth of the limit, at
- * most 64 MiB. */
+ * refused, so delivery goes on in a full store: a tenth of the map limit
+ * and a twentieth of the disk, each at most 64 MiB. */
 #define HUB_RESERVE_MAX ((uint64_t)64 << 20)
 
 enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD };
@@ -993,16 +993,17 @@ static void log_stats(hub_t *h)
  */
 static void check_space(hub_t *h)
 {
-    uint64_t used, limit, disk_free;
-    if (store_usage(h->store, &used, &limit, &disk_free) != 0)
+    uint64_t used, limit, disk_free, disk_size;
+    if (store_usage(h->store, &used, &limit, &disk_free, &disk_size) != 0)
         return;
     uint64_t reserve = limit / 10 < HUB_RESERVE_MAX ? limit / 10 : HUB_RESERVE_MAX;
+    uint64_t disk_reserve = disk_size / 20 < HUB_RESERVE_MAX ? disk_size / 20 : HUB_RESERVE_MAX;
     if (used + reserve > limit) {
         uint64_t reusable = store_free_bytes(h->store);
         used = reusable < used ? used - reusable : 0;
     }
     int map_full = used + reserve > limit;
-    int disk_full = used < limit && disk_free < reserve;
+    int disk_full = used < limit && disk_free < disk_reserve;
     int full = map_full || disk_full;
     if (full != h->full)
         log_warn(full ? "hub.store_full" : "hub.store_ok",

@@ -276,7 +276,8 @@ static uint64_t free_pages(const store_t *self)
     return pages;
 }
 
-int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_free)
+int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_free,
+                uint64_t *disk_size)
 {
     MDB_envinfo info;
     MDB_stat st;
@@ -285,10 +286,13 @@ int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_f
     *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
     *limit = self->map_max;
     struct statvfs vfs;
-    if (statvfs(self->dir, &vfs) == 0)
+    if (statvfs(self->dir, &vfs) == 0) {
         *disk_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    else
+        *disk_size = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+    } else {
         *disk_free = UINT64_MAX;
+        *disk_size = UINT64_MAX;
+    }
     return 0;
 }
 

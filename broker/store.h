@@ -52,11 +52,12 @@ uint64_t store_map_size(const store_t *self);
 /*
  * How close the store is to full, cheaply: *used = bytes of the map up to
  * the highest page ever used (pages freed below it are reused by later
- * writes: see store_free_bytes), *limit = map_size_max, *disk_free = bytes
- * free on the store's filesystem (UINT64_MAX if unknown). Returns 0 or
- * NHUB_ESTORE.
+ * writes: see store_free_bytes), *limit = map_size_max, *disk_free and
+ * *disk_size = bytes free and in all on the store's filesystem (UINT64_MAX
+ * if unknown). Returns 0 or NHUB_ESTORE.
  */
-int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_free);
+int store_usage(store_t *self, uint64_t *used, uint64_t *limit, uint64_t *disk_free,
+                uint64_t *disk_size);
 
 /* Bytes of freed pages inside the map that later writes will reuse. Walks
  * LMDB's freelist: call it only when the cheap figure says "nearly full". */

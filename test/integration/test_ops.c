@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "raw.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 #include <cmocka.h>
@@ -41,6 +44,8 @@ static int teardown(void **state)
     free(h);
     return rc == 0 ? 0 : -1;
 }
+
+static void confirm_all(raw_t *r, uint64_t stored);
 
 /* Send one 4 KiB message; returns 0 on ACK or the NACK code. */
 static int send_blob(raw_t *r, uint64_t sseq, int n, const char *dst)
@@ -87,6 +92,20 @@ static void test_full_store_refuses_new_keeps_delivering_and_resumes(void **stat
     /* Delivery of what is stored goes on, confirmations included. */
     raw_t *r = raw_new(g_ctx, h->endpoint);
     raw_hello_ok(r, "440000", 32);
+    confirm_all(r, stored);
+    /* The operator raises the limit: ingest resumes without a restart. */
+    assert_int_equal(th_hub_reconfigure(h, BIG_STORE, NULL), 0);
+    assert_int_equal(th_hub_signal(h, SIGHUP), 0);
+    assert_true(th_log_wait(h, "event=hub.reloaded", 1, 10000));
+    assert_int_equal(send_blob(s, sseq, (int)sseq, "440000"), 0);
+    assert_true(th_log_contains(h, "event=hub.store_ok"));
+    raw_free(&s);
+    raw_free(&r);
+}
+
+/* Receive and confirm DELIVERs on `r` until dseq `stored` has been confirmed. */
+static void confirm_all(raw_t *r, uint64_t stored)
+{
     uint64_t next = 1;
     while (next <= stored) {
         wire_deliver_t *d = raw_expect(r, WIRE_DELIVER);
@@ -103,14 +122,54 @@ static void test_full_store_refuses_new_keeps_delivering_and_resumes(void **stat
         }
         wire_free((ProtobufCMessage **)&d);
     }
-    /* The operator raises the limit: ingest resumes without a restart. */
-    assert_int_equal(th_hub_reconfigure(h, BIG_STORE, NULL), 0);
-    assert_int_equal(th_hub_signal(h, SIGHUP), 0);
-    assert_true(th_log_wait(h, "event=hub.reloaded", 1, 10000));
+}
+
+/*
+ * The data directory on a real, small filesystem (tmpfs of 6 MiB, mounted
+ * by the test; skipped where mounting is not allowed): the disk fills, not
+ * the map.
+ */
+static void test_full_disk_refuses_new_keeps_delivering_and_resumes(void **state)
+{
+    (void)state;
+    th_hub_t hub;
+    assert_int_equal(th_hub_init(&hub, "  map_size: 1MiB\n  map_size_max: 1GiB\n"
+                                       "  redeliver_after: 300ms\n"), 0);
+    char mnt[400];
+    snprintf(mnt, sizeof mnt, "%s/hub-data", hub.dir);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=6m,mode=0700") != 0) {
+        fprintf(stderr, "skipped: cannot mount a tmpfs here (%s)\n", strerror(errno));
+        th_hub_cleanup(&hub);
+        skip();
+    }
+    assert_int_equal(th_hub_start(&hub), 0);
+    raw_t *s = raw_new(g_ctx, hub.endpoint);
+    raw_hello_ok(s, "110000", 0);
+    uint64_t sseq = 1;
+    int code = 0;
+    for (; sseq < 5000; sseq++)
+        if ((code = send_blob(s, sseq, (int)sseq, "440000")) != 0)
+            break;
+    assert_int_equal(code, NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL);
+    uint64_t stored = sseq - 1;
+    assert_true(stored >= 10);
+    assert_true(th_log_wait(&hub, "reason=disk", 1, 5000));
+    raw_t *r = raw_new(g_ctx, hub.endpoint);
+    raw_hello_ok(r, "440000", 32);
+    confirm_all(r, stored); /* everything ACKed is delivered from the full disk */
+    /* Space returns: the filesystem grows; ingest resumes by itself. */
+    assert_int_equal(mount("tmpfs", mnt, "tmpfs", MS_REMOUNT, "size=64m,mode=0700"), 0);
+    assert_true(th_log_wait(&hub, "event=hub.store_ok", 1, 10000));
     assert_int_equal(send_blob(s, sseq, (int)sseq, "440000"), 0);
-    assert_true(th_log_contains(h, "event=hub.store_ok"));
     raw_free(&s);
     raw_free(&r);
+    int rc = th_hub_stop(&hub);
+    umount(mnt);
+    if (rc != 0)
+        th_log_dump(&hub, stderr);
+    th_hub_cleanup(&hub);
+    assert_int_equal(rc, 0);
 }
 
 static void test_reload_adds_a_region_and_rejects_a_bad_file(void **state)
@@ -187,6 +246,7 @@ int main(void)
     g_ctx = zmq_ctx_new();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_store_refuses_new_keeps_delivering_and_resumes),
+        cmocka_unit_test(test_full_disk_refuses_new_keeps_delivering_and_resumes),
         cmocka_unit_test(test_reload_adds_a_region_and_rejects_a_bad_file),
         cmocka_unit_test(test_sigterm_answers_the_batch_in_hand_and_exits_cleanly),
     };
