@@ -458,6 +458,59 @@ static void test_delivered_with_wrong_msg_id_does_not_stop_redelivery(void **sta
     raw_free(&b);
 }
 
+/* A receiver that never confirms fills only its own window: another region
+ * is served meanwhile, and the silent one gets no more than its credit. */
+static void test_receiver_that_never_confirms_holds_only_its_window(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint), *slow = raw_new(g_ctx, h->endpoint);
+    raw_t *fast = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "360000", 0);
+    raw_hello_ok(slow, "370000", 3);
+    raw_hello_ok(fast, "410000", 3);
+    uint8_t id[16], buf[512];
+    uint64_t sseq = 1;
+    for (int i = 0; i < 10; i++) {
+        raw_make_id(id, 100 + i);
+        size_t n = envelope(buf, sizeof buf, id, "360000", "370000", "nhub.test.v1.Ping", "s");
+        raw_send_env(a, sseq++, buf, n);
+        ack_ok(a);
+    }
+    for (uint64_t want = 1; want <= 10; want++) { /* fast confirms everything */
+        raw_make_id(id, 200 + (int)want);
+        size_t n = envelope(buf, sizeof buf, id, "360000", "410000", "nhub.test.v1.Ping", "f");
+        raw_send_env(a, sseq++, buf, n);
+        ack_ok(a);
+        wire_deliver_t *d = raw_expect(fast, WIRE_DELIVER);
+        assert_int_equal(d->dseq, want);
+        wire_delivered_t ok = NHUB__WIRE__V1__DELIVERED__INIT;
+        ok.msg_id.data = id;
+        ok.msg_id.len = 16;
+        ok.dseq = d->dseq;
+        raw_send(fast, WIRE_DELIVERED, &ok.base);
+        wire_free((ProtobufCMessage **)&d);
+    }
+    /* The slow region saw only dseq 1..3 (its credit), maybe more than once.
+     * Anything the hub sent it before answering this HEARTBEAT is ahead of
+     * the answer on the same connection. */
+    wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
+    raw_send(slow, WIRE_HEARTBEAT, &hb.base);
+    ProtobufCMessage *m = NULL;
+    int cmd;
+    uint64_t max_dseq = 0;
+    while ((cmd = raw_recv(slow, &m, 10000)) == WIRE_DELIVER) {
+        if (((wire_deliver_t *)m)->dseq > max_dseq)
+            max_dseq = ((wire_deliver_t *)m)->dseq;
+        wire_free(&m);
+    }
+    wire_free(&m);
+    assert_int_equal(cmd, WIRE_HEARTBEAT);
+    assert_int_equal(max_dseq, 3);
+    raw_free(&a);
+    raw_free(&slow);
+    raw_free(&fast);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -477,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_stream_of_another_region_is_refused),
         cmocka_unit_test(test_reused_stream_seq_for_another_message_is_never_acked),
         cmocka_unit_test(test_delivered_with_wrong_msg_id_does_not_stop_redelivery),
+        cmocka_unit_test(test_receiver_that_never_confirms_holds_only_its_window),
         /* Last: it queues a copy for every region. */
         cmocka_unit_test(test_broadcast_reaches_every_other_region),
     };
