@@ -130,7 +130,7 @@ deps:
 	@sh tools/deps.sh
 
 check: deps
-	@$(MAKE) --no-print-directory check-normal check-asan soak-check; \
+	@$(MAKE) --no-print-directory check-normal check-asan soak-check fuzz-check; \
 	rc=$$?; sh test/summary.sh build/test-results; exit $$rc
 
 check-normal:

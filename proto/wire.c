@@ -92,6 +92,62 @@ static void budget_free(void *data, void *ptr)
     free(ptr);
 }
 
+static int varint_next(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t c = *(*p)++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/*
+ * True if a string field of these (already accepted) bytes holds a NUL.
+ * protobuf-c hands strings over as C strings, so every check would see such
+ * a value cut at the NUL while the bytes, stored and forwarded unchanged,
+ * say more to any other decoder. nhub messages are flat, so the top level
+ * is all there is to walk.
+ */
+static int has_nul_string(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len)
+{
+    if (len == 0)
+        return 0;
+    const uint8_t *end = p + len;
+    while (p < end) {
+        uint64_t key, v, n = 0;
+        if (varint_next(&p, end, &key) != 0)
+            return 1;
+        switch (key & 7) {
+        case 0:
+            if (varint_next(&p, end, &v) != 0)
+                return 1;
+            break;
+        case 1: n = 8; break;
+        case 5: n = 4; break;
+        case 2: {
+            if (varint_next(&p, end, &n) != 0 || n > (uint64_t)(end - p))
+                return 1;
+            uint64_t id = key >> 3;
+            const ProtobufCFieldDescriptor *f =
+                id <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)id) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, n))
+                return 1;
+            break;
+        }
+        default: return 1;
+        }
+        if (n > (uint64_t)(end - p))
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
 int wire_decode(const ProtobufCMessageDescriptor *desc, const void *data, size_t len,
                 size_t budget, ProtobufCMessage **out)
 {
@@ -112,6 +168,10 @@ int wire_decode(const ProtobufCMessageDescriptor *desc, const void *data, size_t
             protobuf_c_message_free_unpacked(m, NULL);
             return NHUB_EMALFORMED;
         }
+    }
+    if (has_nul_string(desc, data, len)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return NHUB_EMALFORMED;
     }
     *out = m;
     return 0;

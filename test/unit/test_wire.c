@@ -753,6 +753,25 @@ static void test_router_send_to_unknown_peer_is_not_found(void **state)
     wire_frames_close(&f);
 }
 
+/* A NUL inside a string field would be checked cut short while the full
+ * bytes are stored and forwarded: refused. */
+static void test_string_field_with_nul_is_malformed(void **state)
+{
+    (void)state;
+    /* field 2 (source), length 8: "110000" NUL "x" */
+    const uint8_t bytes[] = {0x12, 0x08, '1', '1', '0', '0', '0', '0', 0x00, 'x'};
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, bytes, sizeof bytes, 1024,
+                                 &m),
+                     NHUB_EMALFORMED);
+    assert_null(m);
+    /* The same bytes in a bytes field (payload, field 10) are fine. */
+    const uint8_t ok[] = {0x52, 0x08, '1', '1', '0', '0', '0', '0', 0x00, 'x'};
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, ok, sizeof ok, 1024, &m),
+                     0);
+    wire_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -768,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_hello_with_100000_patterns_under_small_budget_fails_cleanly),
         cmocka_unit_test(test_decode_with_huge_budget_does_not_wrap),
         cmocka_unit_test(test_three_bytes_82_00_00_are_malformed),
+        cmocka_unit_test(test_string_field_with_nul_is_malformed),
         cmocka_unit_test(test_field_number_zero_after_a_valid_envelope_is_malformed),
         cmocka_unit_test(test_envelope_check_accepts_good_envelopes),
         cmocka_unit_test(test_envelope_check_names_the_bad_field),
