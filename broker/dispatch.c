@@ -56,6 +56,17 @@ void dispatch_set_timeouts(dispatch_t *self, int64_t after_ms, int64_t max_ms)
     self->max_ms = max_ms >= self->after_ms ? max_ms : self->after_ms;
 }
 
+/* Nothing in flight, start from the head of the queue. */
+static void clear(dispatch_t *self)
+{
+    self->head = 0;
+    self->count = 0;
+    self->unconfirmed = 0;
+    self->cursor = 0;
+    self->last_sent = 0;
+    self->next_due = INT64_MAX;
+}
+
 int dispatch_reset(dispatch_t *self, uint32_t credit)
 {
     credit = credit == 0 ? 1 : credit > self->credit_max ? (uint32_t)self->credit_max : credit;
@@ -70,12 +81,7 @@ int dispatch_reset(dispatch_t *self, uint32_t credit)
         self->ring = ring;
         self->cap = credit;
     }
-    self->head = 0;
-    self->count = 0;
-    self->unconfirmed = 0;
-    self->cursor = 0;
-    self->last_sent = 0;
-    self->next_due = INT64_MAX;
+    clear(self);
     self->credit = credit;
     self->active = 1;
     return 0;
@@ -83,12 +89,7 @@ int dispatch_reset(dispatch_t *self, uint32_t credit)
 
 void dispatch_stop(dispatch_t *self)
 {
-    self->head = 0;
-    self->count = 0;
-    self->unconfirmed = 0;
-    self->cursor = 0;
-    self->last_sent = 0;
-    self->next_due = INT64_MAX;
+    clear(self);
     self->active = 0;
 }
 

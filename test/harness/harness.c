@@ -290,3 +290,25 @@ void th_log_dump(const th_hub_t *h, FILE *out)
         fputs(line, out);
     fclose(f);
 }
+
+int th_group_setup(void **state, const char *limits_yaml)
+{
+    th_hub_t *h = calloc(1, sizeof *h);
+    if (!h || th_hub_init(h, limits_yaml) || th_hub_start(h)) {
+        free(h);
+        return -1;
+    }
+    *state = h;
+    return 0;
+}
+
+int th_group_teardown(void **state)
+{
+    th_hub_t *h = *state;
+    int rc = h->pid ? th_hub_stop(h) : 0;
+    if (rc != 0)
+        th_log_dump(h, stderr);
+    th_hub_cleanup(h);
+    free(h);
+    return rc == 0 ? 0 : -1;
+}

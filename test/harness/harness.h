@@ -69,6 +69,19 @@ void th_hub_kill(th_hub_t *h);
 /* Send a signal to the running hub. */
 int th_hub_signal(th_hub_t *h, int sig);
 
+/*
+ * For a cmocka group: a new hub with `limits_yaml`, started, in *state.
+ * Returns 0 or -1.
+ */
+int th_group_setup(void **state, const char *limits_yaml);
+
+/*
+ * For a cmocka group: stop the hub of *state (a clean exit code also means
+ * no sanitizer report in the hub; the log is printed otherwise), remove its
+ * directory, free it. Returns 0 or -1.
+ */
+int th_group_teardown(void **state);
+
 /* Stop the hub if running and remove its directory. */
 void th_hub_cleanup(th_hub_t *h);
 

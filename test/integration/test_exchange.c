@@ -132,22 +132,12 @@ static void drain_all(nhub_t *rx, tally_t *t, nhub_t *also_pump)
 
 static int setup(void **state)
 {
-    th_hub_t *h = calloc(1, sizeof *h);
-    if (!h || th_hub_init(h, "  redeliver_after: 1s\n  redeliver_max: 2s\n") || th_hub_start(h))
-        return -1;
-    *state = h;
-    return 0;
+    return th_group_setup(state, "  redeliver_after: 1s\n  redeliver_max: 2s\n");
 }
 
 static int teardown(void **state)
 {
-    th_hub_t *h = *state;
-    int rc = th_hub_stop(h);
-    if (rc != 0)
-        th_log_dump(h, stderr);
-    th_hub_cleanup(h);
-    free(h);
-    return rc == 0 ? 0 : -1;
+    return th_group_teardown(state);
 }
 
 static void test_two_adapters_exchange_10000_each_way_exactly_once(void **state)

@@ -27,22 +27,12 @@ static void *g_ctx;
 
 static int setup(void **state)
 {
-    th_hub_t *h = calloc(1, sizeof *h);
-    if (!h || th_hub_init(h, SMALL_STORE) || th_hub_start(h))
-        return -1;
-    *state = h;
-    return 0;
+    return th_group_setup(state, SMALL_STORE);
 }
 
 static int teardown(void **state)
 {
-    th_hub_t *h = *state;
-    int rc = h->pid ? th_hub_stop(h) : 0;
-    if (rc != 0)
-        th_log_dump(h, stderr);
-    th_hub_cleanup(h);
-    free(h);
-    return rc == 0 ? 0 : -1;
+    return th_group_teardown(state);
 }
 
 static void confirm_all(raw_t *r, uint64_t stored);

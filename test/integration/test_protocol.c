@@ -36,24 +36,13 @@ static size_t envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const cha
 
 static int setup(void **state)
 {
-    th_hub_t *h = calloc(1, sizeof *h);
-    if (!h || th_hub_init(h, "  redeliver_after: 300ms\n  redeliver_max: 600ms\n  max_frame: 64KiB\n") ||
-        th_hub_start(h))
-        return -1;
-    *state = h;
-    return 0;
+    return th_group_setup(state,
+                          "  redeliver_after: 300ms\n  redeliver_max: 600ms\n  max_frame: 64KiB\n");
 }
 
 static int teardown(void **state)
 {
-    th_hub_t *h = *state;
-    /* A clean exit code also means no sanitizer report in the hub. */
-    int rc = th_hub_stop(h);
-    if (rc != 0)
-        th_log_dump(h, stderr);
-    th_hub_cleanup(h);
-    free(h);
-    return rc == 0 ? 0 : -1;
+    return th_group_teardown(state);
 }
 
 static void test_hello_answered_with_welcome(void **state)
