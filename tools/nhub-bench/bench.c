@@ -15,8 +15,12 @@
  *             1,000,000 messages queued for an offline region, and the time
  *             to drain the 1,000,000 when the region connects.
  *   scaling   ingest (4 x 64) with 32 and with 1,000 adapters connected.
+ *   hostile   ingest (4 x 64) while other peers misbehave: 100 connections
+ *             that never say anything, clients connecting, saying HELLO
+ *             and disconnecting in a loop, and one sending envelopes at the
+ *             size limit; the legitimate ACK latency and the hub's RssAnon.
  *
- *   nhub-bench [--quick] [--only ingest|peers|backlog|scaling] [--seconds D]
+ *   nhub-bench [--quick] [--only ingest|peers|backlog|scaling|hostile] [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
@@ -26,6 +30,7 @@
 #include "wire.h"
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -511,6 +516,123 @@ static void section_scaling(int seconds)
     }
 }
 
+struct churn {
+    void *ctx;
+    const char *endpoint;
+    volatile int stop;
+    unsigned long cycles;
+};
+
+/* Connect, say HELLO, disconnect, again, until told to stop. */
+static void *churn_loop(void *arg)
+{
+    struct churn *c = arg;
+    while (!c->stop) {
+        client_t cl;
+        client_open(&cl, c->ctx, c->endpoint, th_regions[c->cycles % 32], NULL, 8, 0);
+        ProtobufCMessage *m = NULL;
+        zmq_pollitem_t pi = {cl.sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&pi, 1, 1000) > 0)
+            client_read(&cl, &m);
+        wire_free(&m);
+        client_close(&cl);
+        c->cycles++;
+    }
+    return NULL;
+}
+
+struct big_sender {
+    void *ctx;
+    const char *endpoint;
+    volatile int stop;
+    unsigned long acked;
+};
+
+/* One message at a time of 1 MiB minus a margin (the default max_frame). */
+static void *big_loop(void *arg)
+{
+    struct big_sender *b = arg;
+    client_t cl;
+    client_open(&cl, b->ctx, b->endpoint, "650000", "640000", 0, 1);
+    zmq_pollitem_t pi = {cl.sock, 0, ZMQ_POLLIN, 0};
+    while (!b->stop) {
+        if (zmq_poll(&pi, 1, 200) <= 0)
+            continue;
+        ProtobufCMessage *m = NULL;
+        int cmd = client_read(&cl, &m);
+        wire_free(&m);
+        if (cmd == WIRE_WELCOME || cmd == WIRE_ACK) {
+            b->acked += cmd == WIRE_ACK;
+            static uint8_t body[(1 << 20) - 1024];
+            uint8_t id[16], *buf = malloc(sizeof body + 512);
+            make_id(id, &cl, cl.next_sseq);
+            wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
+            e.msg_id.data = id;
+            e.msg_id.len = 16;
+            e.source = "650000";
+            e.destination = "640000";
+            e.item = "BENCH-BIG";
+            e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
+            e.payload_type = "nhub.bench.v1.Big";
+            e.payload.data = body;
+            e.payload.len = sizeof body;
+            wire_send_t snd = NHUB__WIRE__V1__SEND__INIT;
+            snd.stream_seq = cl.next_sseq++;
+            snd.envelope.data = buf;
+            snd.envelope.len = protobuf_c_message_pack(&e.base, buf);
+            wire_send(cl.sock, NULL, 0, WIRE_SEND, &snd.base, 0);
+            free(buf);
+        }
+    }
+    client_close(&cl);
+    return NULL;
+}
+
+static void section_hostile(int seconds)
+{
+    printf("\n== hostile peers: ingest (4 x 64) alone, then with 100 silent connections,\n"
+           "   connect/HELLO/disconnect churn and a sender of 1 MiB envelopes\n");
+    th_hub_t hub;
+    ingest_result_t calm, rough;
+    memset(&calm, 0, sizeof calm);
+    memset(&rough, 0, sizeof rough);
+    if (start_hub(&hub, "  batch_max: 4096\n") != 0)
+        return;
+    ingest(&hub, 4, 64, seconds, 0, &calm);
+    long rss_calm = rss_anon_kb(hub.pid);
+    void *ctx = zmq_ctx_new();
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 512);
+    void *silent[100];
+    for (int i = 0; i < 100; i++) { /* TCP connected, never a byte of nhub */
+        silent[i] = zmq_socket(ctx, ZMQ_DEALER);
+        int z = 0;
+        zmq_setsockopt(silent[i], ZMQ_LINGER, &z, sizeof z);
+        zmq_connect(silent[i], hub.endpoint);
+    }
+    struct churn ch = {ctx, hub.endpoint, 0, 0};
+    struct big_sender big = {ctx, hub.endpoint, 0, 0};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, churn_loop, &ch);
+    pthread_create(&t2, NULL, big_loop, &big);
+    ingest(&hub, 4, 64, seconds, 0, &rough);
+    long rss_rough = rss_anon_kb(hub.pid);
+    ch.stop = 1;
+    big.stop = 1;
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    for (int i = 0; i < 100; i++)
+        zmq_close(silent[i]);
+    zmq_ctx_term(ctx);
+    th_hub_stop(&hub);
+    th_hub_cleanup(&hub);
+    printf("  calm:    %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  hub RssAnon %ld KiB\n",
+           calm.rate, calm.p50, calm.p99, calm.p999, rss_calm);
+    printf("  hostile: %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  hub RssAnon %ld KiB\n",
+           rough.rate, rough.p50, rough.p99, rough.p999, rss_rough);
+    printf("  meanwhile: %lu connect/HELLO/disconnect cycles, %lu envelopes of 1 MiB ACKed\n",
+           ch.cycles, big.acked);
+}
+
 int main(int argc, char **argv)
 {
     int quick = 0, seconds = 0;
@@ -523,7 +645,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atoi(argv[++i]);
         } else {
-            printf("usage: nhub-bench [--quick] [--only ingest|peers|backlog|scaling] "
+            printf("usage: nhub-bench [--quick] [--only ingest|peers|backlog|scaling|hostile] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -542,5 +664,7 @@ int main(int argc, char **argv)
         section_backlog(quick);
     if (!only || !strcmp(only, "scaling"))
         section_scaling(seconds);
+    if (!only || !strcmp(only, "hostile"))
+        section_hostile(seconds);
     return 0;
 }
