@@ -56,14 +56,7 @@ typedef struct rmq_server {
     pid_t pid;
 } rmq_server_t;
 
-typedef struct rmq_pub {
-    int idx;
-    const peer_params_t *p;
-    int port;
-    peer_gate_t *gate;
-    peer_window_t win; /* acked and latencies stay after the thread ends */
-    char err[200];
-} rmq_pub_t;
+typedef peer_pub_t rmq_pub_t;
 
 /* Open a connection and log in as guest; NULL with `err` set on failure. */
 static amqp_connection_state_t rmq_connect(int port, int timeout_ms, char *err, size_t cap)
@@ -402,83 +395,6 @@ static void rmq_config_text(peer_result_t *r, const rmq_server_t *s, const peer_
              version, s->port, p->senders, amqp_version(), p->senders, p->payload, p->window);
 }
 
-/* What the publisher threads share with the runner; on the heap, so that a
- * thread that never returns does not outlive it. */
-typedef struct rmq_crew {
-    peer_gate_t gate;
-    pthread_t *th;
-    int *joined;
-    rmq_pub_t *pubs;
-    int started;
-} rmq_crew_t;
-
-static void rmq_collect(rmq_crew_t *k, peer_result_t *r)
-{
-    peer_lat_t *lats = calloc((size_t)k->started, sizeof *lats);
-    for (int i = 0; i < k->started; i++) {
-        r->acked += k->pubs[i].win.acked;
-        if (lats)
-            lats[i] = k->pubs[i].win.lat;
-        if (k->pubs[i].err[0] && !r->skipped[0])
-            snprintf(r->skipped, sizeof r->skipped, "%s", k->pubs[i].err);
-    }
-    if (lats)
-        peer_lat_summarize(lats, k->started, r);
-    free(lats);
-    for (int i = 0; i < k->started; i++)
-        peer_lat_free(&k->pubs[i].win.lat);
-    double secs = (double)(k->gate.end_us - k->gate.start_us) / 1e6;
-    r->msgs_per_s = secs > 0 ? (double)r->acked / secs : 0;
-    if (!r->skipped[0] && r->acked == 0)
-        snprintf(r->skipped, sizeof r->skipped, "no confirmation within the run");
-    r->ran = !r->skipped[0];
-}
-
-static void rmq_measure(const peer_params_t *p, rmq_server_t *s, peer_result_t *r)
-{
-    int n = p->senders;
-    rmq_crew_t *k = calloc(1, sizeof *k);
-    if (!k || !(k->th = calloc((size_t)n, sizeof *k->th)) ||
-        !(k->joined = calloc((size_t)n, sizeof *k->joined)) ||
-        !(k->pubs = calloc((size_t)n, sizeof *k->pubs))) {
-        snprintf(r->skipped, sizeof r->skipped, "out of memory");
-        goto out;
-    }
-    peer_gate_init(&k->gate);
-    for (; k->started < n; k->started++) {
-        int i = k->started;
-        k->pubs[i] = (rmq_pub_t){.idx = i, .p = p, .port = s->port, .gate = &k->gate};
-        if (pthread_create(&k->th[i], NULL, rmq_pub_main, &k->pubs[i]) != 0)
-            break;
-    }
-    if (!peer_gate_open(&k->gate, n, p->seconds, k->started < n ? 0 : RMQ_CONNECT_MS + 2000))
-        snprintf(r->skipped, sizeof r->skipped, "publishers could not connect or start");
-    int64_t grace = peer_now_us() + (int64_t)p->seconds * 1000000 + RMQ_GRACE_MS * 1000LL;
-    if (peer_join_until(k->th, k->joined, k->started, grace) < k->started) {
-        /* A publisher is stuck (a send blocked by a stalled broker): killing
-         * the server breaks its connection, and then it returns. */
-        peer_stop(s->pid, 0);
-        s->pid = -1;
-        int64_t again = peer_now_us() + 10000000;
-        if (peer_join_until(k->th, k->joined, k->started, again) < k->started) {
-            snprintf(r->skipped, sizeof r->skipped, "publishers hung; results dropped");
-            for (int i = 0; i < k->started; i++)
-                if (!k->joined[i])
-                    pthread_detach(k->th[i]);
-            return; /* k stays allocated: a hung thread still uses it */
-        }
-    }
-    rmq_collect(k, r);
-    peer_gate_destroy(&k->gate);
-out:
-    if (k) {
-        free(k->pubs);
-        free(k->joined);
-        free(k->th);
-    }
-    free(k);
-}
-
 static void rmq_run(const peer_params_t *p, peer_result_t *r)
 {
     rmq_server_t s = {.pid = -1};
@@ -507,7 +423,7 @@ static void rmq_run(const peer_params_t *p, peer_result_t *r)
         goto out;
     }
     rmq_config_text(r, &s, p, version);
-    rmq_measure(p, &s, r);
+    peer_measure(p, &s.pid, s.port, RMQ_CONNECT_MS, RMQ_GRACE_MS, rmq_pub_main, r);
 out:
     rmq_stop(&s);
 }

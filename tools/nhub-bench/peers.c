@@ -371,3 +371,83 @@ int peer_join_until(pthread_t *threads, int *joined, int n, int64_t deadline_us)
     }
     return count;
 }
+
+/* ---- one measured run of S publisher threads ------------------------------ */
+
+/* What the publisher threads share with the runner; on the heap, so that a
+ * thread that never returns does not outlive it. */
+typedef struct peer_crew {
+    peer_gate_t gate;
+    pthread_t *th;
+    int *joined;
+    peer_pub_t *pubs;
+    int started;
+} peer_crew_t;
+
+static void crew_collect(peer_crew_t *k, peer_result_t *r)
+{
+    peer_lat_t *lats = calloc((size_t)k->started, sizeof *lats);
+    for (int i = 0; i < k->started; i++) {
+        r->acked += k->pubs[i].win.acked;
+        if (lats)
+            lats[i] = k->pubs[i].win.lat;
+        if (k->pubs[i].err[0] && !r->skipped[0])
+            snprintf(r->skipped, sizeof r->skipped, "%s", k->pubs[i].err);
+    }
+    if (lats)
+        peer_lat_summarize(lats, k->started, r);
+    free(lats);
+    for (int i = 0; i < k->started; i++)
+        peer_lat_free(&k->pubs[i].win.lat);
+    double secs = (double)(k->gate.end_us - k->gate.start_us) / 1e6;
+    r->msgs_per_s = secs > 0 ? (double)r->acked / secs : 0;
+    if (!r->skipped[0] && r->acked == 0)
+        snprintf(r->skipped, sizeof r->skipped, "no confirmation within the run");
+    r->ran = !r->skipped[0];
+}
+
+void peer_measure(const peer_params_t *p, pid_t *server_pid, int port, int connect_ms,
+                  int grace_ms, void *(*pub_main)(void *), peer_result_t *r)
+{
+    int n = p->senders;
+    peer_crew_t *k = calloc(1, sizeof *k);
+    if (!k || !(k->th = calloc((size_t)n, sizeof *k->th)) ||
+        !(k->joined = calloc((size_t)n, sizeof *k->joined)) ||
+        !(k->pubs = calloc((size_t)n, sizeof *k->pubs))) {
+        snprintf(r->skipped, sizeof r->skipped, "out of memory");
+        goto out;
+    }
+    peer_gate_init(&k->gate);
+    for (; k->started < n; k->started++) {
+        int i = k->started;
+        k->pubs[i] = (peer_pub_t){.idx = i, .p = p, .port = port, .gate = &k->gate};
+        if (pthread_create(&k->th[i], NULL, pub_main, &k->pubs[i]) != 0)
+            break;
+    }
+    if (!peer_gate_open(&k->gate, n, p->seconds, k->started < n ? 0 : connect_ms + 2000))
+        snprintf(r->skipped, sizeof r->skipped, "publishers could not connect or start");
+    int64_t grace = peer_now_us() + (int64_t)p->seconds * 1000000 + grace_ms * 1000LL;
+    if (peer_join_until(k->th, k->joined, k->started, grace) < k->started) {
+        /* A publisher is stuck (a send blocked by a stalled broker): killing
+         * the server breaks its connection, and then it returns. */
+        peer_stop(*server_pid, 0);
+        *server_pid = -1;
+        int64_t again = peer_now_us() + 10000000;
+        if (peer_join_until(k->th, k->joined, k->started, again) < k->started) {
+            snprintf(r->skipped, sizeof r->skipped, "publishers hung; results dropped");
+            for (int i = 0; i < k->started; i++)
+                if (!k->joined[i])
+                    pthread_detach(k->th[i]);
+            return; /* k stays allocated: a hung thread still uses it */
+        }
+    }
+    crew_collect(k, r);
+    peer_gate_destroy(&k->gate);
+out:
+    if (k) {
+        free(k->pubs);
+        free(k->joined);
+        free(k->th);
+    }
+    free(k);
+}

@@ -195,4 +195,26 @@ int peer_gate_open(peer_gate_t *g, int n, int seconds, int timeout_ms);
  */
 int peer_join_until(pthread_t *threads, int *joined, int n, int64_t deadline_us);
 
+/* One publisher thread of a peer run: what the runner gives it and what it
+ * leaves behind (acked count and latencies stay after the thread ends). */
+typedef struct peer_pub {
+    int idx;
+    const peer_params_t *p;
+    int port;
+    peer_gate_t *gate;
+    peer_window_t win;
+    char err[200];
+} peer_pub_t;
+
+/*
+ * Run p->senders threads of `pub_main` (each given its peer_pub_t) against
+ * the server listening on `port`, open the start gate once all are
+ * connected (or after connect_ms), and collect confirmations and latencies
+ * into *r. A publisher still running grace_ms after the run is stuck: the
+ * server (*server_pid, set to -1 then) is stopped to break its connection;
+ * if it still does not return, the result is dropped with a reason.
+ */
+void peer_measure(const peer_params_t *p, pid_t *server_pid, int port, int connect_ms,
+                  int grace_ms, void *(*pub_main)(void *), peer_result_t *r);
+
 #endif
