@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KIB (INT64_C(1) << 10)
 #define MIB (INT64_C(1) << 20)
@@ -66,14 +67,37 @@ static const conf_key_t cfg_log_schema[] = {
     CONF_KEY_END,
 };
 
+static const char *const cfg_mode_names[] = {"curve", "insecure-plaintext", NULL};
+
+static const conf_key_t cfg_security_schema[] = {
+    CONF_KEY_ENUM(cfg_security_t, mode, "mode", 0, cfg_mode_names),
+    CONF_KEY_STRING(cfg_security_t, key_file, "key_file", 0),
+    CONF_KEY_STRING(cfg_security_t, catalog, "catalog", 0),
+    CONF_KEY_END,
+};
+
+static const conf_key_t cfg_key_schema[] = {
+    CONF_KEY_STRING(cfg_key_t, file, "file", 0),
+    CONF_KEY_STRING(cfg_key_t, curve, "curve", 0),
+    CONF_KEY_STRING(cfg_key_t, sign, "sign", 0),
+    CONF_KEY_STRING(cfg_key_t, not_before, "not_before", 0),
+    CONF_KEY_STRING(cfg_key_t, not_after, "not_after", 0),
+    CONF_KEY_END,
+};
+
 static const conf_key_t cfg_region_schema[] = {
     CONF_KEY_STRING(cfg_region_t, code, "code", CONF_REQUIRED),
     CONF_KEY_STRING(cfg_region_t, name, "name", CONF_REQUIRED),
+    CONF_KEY_SEQ_OF_MAPS(cfg_region_t, keys, key_count, "keys", 0, cfg_key_schema, 0, NULL),
+    CONF_KEY_BOOL(cfg_region_t, cities, "cities", 0),
+    CONF_KEY_BOOL(cfg_region_t, suspended, "suspended", 0),
+    CONF_KEY_STRING(cfg_region_t, suspended_reason, "suspended_reason", 0),
     CONF_KEY_END,
 };
 
 static const conf_key_t cfg_schema[] = {
     CONF_KEY_MAP(cfg_t, hub, "hub", CONF_REQUIRED, cfg_hub_schema),
+    CONF_KEY_MAP(cfg_t, security, "security", 0, cfg_security_schema),
     CONF_KEY_MAP(cfg_t, limits, "limits", 0, cfg_limits_schema),
     CONF_KEY_MAP(cfg_t, log, "log", 0, cfg_log_schema),
     CONF_KEY_SEQ_OF_MAPS(cfg_t, regions, region_count, "regions", CONF_REQUIRED, cfg_region_schema,
@@ -199,6 +223,97 @@ static int cfg_check_region(const cfg_t *cfg, size_t i, const conf_marks_t *mark
     return 0;
 }
 
+int cfg_parse_time(const char *text, int64_t *ms)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!text || strlen(text) != 20)
+        return NHUB_EINVAL;
+    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!end || *end != '\0' || tm.tm_year < 70 || tm.tm_year > 1100)
+        return NHUB_EINVAL;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return NHUB_EINVAL;
+    *ms = (int64_t)t * 1000;
+    return 0;
+}
+
+int cfg_source_allowed(const cfg_region_t *province, const char *source)
+{
+    if (strcmp(province->code, source) == 0)
+        return 1;
+    /* A city-level code shares the province's first two digits and is not
+     * itself a province (which end in 0000). */
+    return province->cities && cfg_code_valid(source) && strncmp(province->code, source, 2) == 0 &&
+           strcmp(source + 2, "0000") != 0;
+}
+
+static int cfg_check_key(cfg_t *cfg, size_t i, size_t k, const conf_marks_t *marks, char *err,
+                         size_t errcap)
+{
+    cfg_key_t *key = &cfg->regions[i].keys[k];
+    char path[CFG_KEY_PATH_CAP + 16], why[128];
+    int has_inline = key->curve[0] || key->sign[0];
+
+    snprintf(path, sizeof path, "regions[%zu].keys[%zu]", i, k);
+    if (key->file[0] && has_inline) /* cfg_read_key_files fills both after this check */
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": give either file or curve and sign, not both", path);
+    if (!key->file[0] && (!key->curve[0] || !key->sign[0]))
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": needs curve and sign (or file: a .pub from "
+                                "nhub-keygen)",
+                                path);
+    if (key->curve[0] && !keys_curve_valid(key->curve)) {
+        snprintf(path, sizeof path, "regions[%zu].keys[%zu].curve", i, k);
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": not a CURVE public key (40 Z85 characters)", path);
+    }
+    if (key->sign[0]) {
+        keys_verifier_t *v = NULL;
+        if (keys_verifier_parse(key->sign, &v, why, sizeof why) != 0) {
+            snprintf(path, sizeof path, "regions[%zu].keys[%zu].sign", i, k);
+            return conf_marks_error(marks, path, err, errcap, "\"%s\": %s", path, why);
+        }
+        keys_verifier_free(&v);
+    }
+    const char *names[2] = {"not_before", "not_after"};
+    const char *texts[2] = {key->not_before, key->not_after};
+    int64_t *vals[2] = {&key->not_before_ms, &key->not_after_ms};
+    for (int j = 0; j < 2; j++) {
+        *vals[j] = 0;
+        if (!texts[j][0])
+            continue;
+        if (cfg_parse_time(texts[j], vals[j]) != 0) {
+            snprintf(path, sizeof path, "regions[%zu].keys[%zu].%s", i, k, names[j]);
+            return conf_marks_error(marks, path, err, errcap,
+                                    "\"%s\": expected a UTC time like 2026-12-01T00:00:00Z", path);
+        }
+    }
+    if (key->not_before_ms && key->not_after_ms && key->not_before_ms >= key->not_after_ms) {
+        snprintf(path, sizeof path, "regions[%zu].keys[%zu].not_after", i, k);
+        return conf_marks_error(marks, path, err, errcap, "\"%s\": must be later than not_before",
+                                path);
+    }
+    return 0;
+}
+
+static int cfg_check_security(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    if (cfg->security.mode != CFG_SECURITY_CURVE)
+        return 0;
+    if (!cfg->security.key_file[0])
+        return conf_marks_error(marks, "security", err, errcap,
+                                "\"security.key_file\": required in curve mode (the hub's "
+                                "secret key from nhub-keygen --hub)");
+    if (!cfg->security.catalog[0])
+        return conf_marks_error(marks, "security", err, errcap,
+                                "\"security.catalog\": required in curve mode (e.g. "
+                                "schemas/catalog.yaml)");
+    return 0;
+}
+
 struct cfg_code_ref {
     const char *code;
     size_t index; /* position in the file */
@@ -261,15 +376,51 @@ static int cfg_check_duplicates(const cfg_t *cfg, const conf_marks_t *marks, cha
                             path, cfg->regions[later].code, first, at.line, at.column);
 }
 
-static int cfg_check(const cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+/*
+ * One CURVE key names one region: the ZAP handler maps a key to exactly one
+ * identity. Quadratic in the number of keys, which is small (a few per
+ * region), and only keys given inline are compared here; cfg_read_key_files
+ * repeats the check once files are read.
+ */
+static int cfg_check_curve_unique(const cfg_t *cfg, const conf_marks_t *marks, char *err,
+                                  size_t errcap)
+{
+    for (size_t i = 0; i < cfg->region_count; i++)
+        for (size_t k = 0; k < cfg->regions[i].key_count; k++) {
+            const char *c = cfg->regions[i].keys[k].curve;
+            if (!c[0])
+                continue;
+            for (size_t j = 0; j <= i; j++)
+                for (size_t l = 0; l < (j == i ? k : cfg->regions[j].key_count); l++) {
+                    if (strcmp(cfg->regions[j].keys[l].curve, c) != 0)
+                        continue;
+                    char path[CFG_KEY_PATH_CAP + 16];
+                    snprintf(path, sizeof path, "regions[%zu].keys[%zu]", i, k);
+                    return conf_marks_error(marks, path, err, errcap,
+                                            "\"%s\": CURVE key already listed for region %s "
+                                            "(regions[%zu].keys[%zu]); a key names one region",
+                                            path, cfg->regions[j].code, j, l);
+                }
+        }
+    return 0;
+}
+
+static int cfg_check(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
 {
     int rc = cfg_check_hub(cfg, marks, err, errcap);
     if (rc == 0)
         rc = cfg_check_limits(cfg, marks, err, errcap);
     for (size_t i = 0; rc == 0 && i < cfg->region_count; i++)
         rc = cfg_check_region(cfg, i, marks, err, errcap);
+    for (size_t i = 0; rc == 0 && i < cfg->region_count; i++)
+        for (size_t k = 0; rc == 0 && k < cfg->regions[i].key_count; k++)
+            rc = cfg_check_key(cfg, i, k, marks, err, errcap);
+    if (rc == 0)
+        rc = cfg_check_curve_unique(cfg, marks, err, errcap);
     if (rc == 0)
         rc = cfg_check_duplicates(cfg, marks, err, errcap);
+    if (rc == 0)
+        rc = cfg_check_security(cfg, marks, err, errcap);
     return rc;
 }
 
@@ -281,6 +432,30 @@ static int cfg_region_cmp(const void *a, const void *b)
 }
 
 /* ---- loading ------------------------------------------------------------- */
+
+/* Read each key given by `file` into its curve and sign, then check again. */
+static int cfg_read_key_files(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    for (size_t i = 0; i < cfg->region_count; i++)
+        for (size_t k = 0; k < cfg->regions[i].key_count; k++) {
+            cfg_key_t *key = &cfg->regions[i].keys[k];
+            if (!key->file[0])
+                continue;
+            char why[512], path[CFG_KEY_PATH_CAP + 16];
+            snprintf(path, sizeof path, "regions[%zu].keys[%zu].file", i, k);
+            if (keys_read_public(key->file, key->curve, key->sign, why, sizeof why) != 0)
+                return conf_marks_error(marks, path, err, errcap, "\"%s\": %s", path, why);
+            /* Checked as if given inline; the file name stays for messages. */
+            char file[sizeof key->file];
+            memcpy(file, key->file, sizeof file);
+            key->file[0] = '\0';
+            int rc = cfg_check_key(cfg, i, k, marks, err, errcap);
+            memcpy(key->file, file, sizeof file);
+            if (rc)
+                return rc;
+        }
+    return cfg_check_curve_unique(cfg, marks, err, errcap);
+}
 
 /* Load from `path` if it is set, else from `text`. */
 static int cfg_load_common(const char *path, const char *name, const char *text, size_t len,
@@ -312,6 +487,8 @@ static int cfg_load_common(const char *path, const char *name, const char *text,
     if (rc != 0)
         goto fail;
     rc = cfg_check(cfg, marks, err, errcap);
+    if (rc == 0 && path)
+        rc = cfg_read_key_files(cfg, marks, err, errcap);
     if (rc != 0)
         goto fail;
     qsort(cfg->regions, cfg->region_count, sizeof cfg->regions[0], cfg_region_cmp);

@@ -20,13 +20,24 @@
  *   - every string is NUL-terminated within its array;
  *   - every limit lies within the range documented beside its field.
  *
- * Relative paths (data_dir) are relative to the process's current directory
- * at the time they are used; cfg does not resolve them.
+ * Relative paths (data_dir, key files, the catalogue) are relative to the
+ * process's current directory. cfg_load() reads each region key given by
+ * `file` (a public file from nhub-keygen) into its curve and sign fields, so
+ * after it every key has both; cfg_load_string() reads no other file and
+ * leaves such keys with empty curve/sign (tests and fuzzing only).
+ *
+ * Security rules checked at load: curve mode needs security.key_file and
+ * security.catalog; every key has a valid Z85 curve key and a parseable
+ * signing key; no CURVE key is listed for two regions (or twice);
+ * not_before < not_after when both are set.
  */
 #ifndef NHUB_CFG_H
 #define NHUB_CFG_H
 
+#include "keys.h"
 #include "log.h"
+
+#include <stdbool.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +51,10 @@ extern "C" {
 #define CFG_REGION_CODE_LEN 6  /* GB/T 2260 code: exactly six ASCII digits */
 #define CFG_REGION_NAME_MAX 63 /* bytes of a region name (UTF-8) */
 #define CFG_REGIONS_MAX 4096
+#define CFG_KEYS_MAX 4       /* keys per region: the current one plus rotation overlap */
+#define CFG_KEY_PATH_MAX 255 /* bytes of a key file path */
+#define CFG_TIME_MAX 31      /* bytes of an RFC 3339 UTC time, 2026-12-01T00:00:00Z */
+#define CFG_REASON_MAX 127   /* bytes of an operator's suspension reason */
 
 /* The code of the national hub itself (DOMAIN.md, "Region codes"). */
 #define CFG_HUB_REGION_DEFAULT "000000"
@@ -49,6 +64,19 @@ typedef struct cfg_hub {
     char data_dir[CFG_PATH_MAX + 1];      /* store and journal directory */
     char region[CFG_REGION_CODE_LEN + 1]; /* the hub's own code; default 000000 */
 } cfg_hub_t;
+
+/* security.mode */
+enum cfg_security_mode {
+    CFG_SECURITY_CURVE = 0,              /* CurveZMQ + ZAP + signatures + catalogue (default) */
+    CFG_SECURITY_INSECURE_PLAINTEXT = 1, /* development only: anyone may claim any region */
+};
+
+typedef struct cfg_security {
+    int mode;                            /* enum cfg_security_mode */
+    char key_file[CFG_KEY_PATH_MAX + 1]; /* the hub's secret key file; required for curve */
+    char catalog[CFG_KEY_PATH_MAX + 1];  /* service-item catalogue; required for curve;
+                                            empty in insecure mode = every item allowed */
+} cfg_security_t;
 
 typedef struct cfg_limits {
     uint64_t max_frame;         /* bytes; largest SEND body; 1KiB..64MiB, default 1MiB */
@@ -67,13 +95,36 @@ typedef struct cfg_log {
     enum log_level level; /* LOG_DEBUG..LOG_ERROR (never LOG_OFF); default LOG_INFO */
 } cfg_log_t;
 
+/*
+ * One key of a region: its CURVE public key (authenticates the connection)
+ * and its public signing key (checks its envelopes), given inline or by a
+ * public file from nhub-keygen (`file`, read by cfg_load into curve and
+ * sign). not_before/not_after bound when the key is accepted; during a
+ * rotation the old key gets a not_after and the new one is added beside it.
+ */
+typedef struct cfg_key {
+    char file[CFG_KEY_PATH_MAX + 1];
+    char curve[KEYS_Z85_LEN + 1];
+    char sign[KEYS_PUBLIC_TEXT_MAX + 1];
+    char not_before[CFG_TIME_MAX + 1];
+    char not_after[CFG_TIME_MAX + 1];
+    int64_t not_before_ms; /* ms since the epoch; 0 = no bound */
+    int64_t not_after_ms;  /* ms since the epoch; 0 = no bound */
+} cfg_key_t;
+
 typedef struct cfg_region {
     char code[CFG_REGION_CODE_LEN + 1]; /* six ASCII digits */
     char name[CFG_REGION_NAME_MAX + 1]; /* non-empty UTF-8, no control characters */
+    size_t key_count;
+    cfg_key_t keys[CFG_KEYS_MAX]; /* none: the region cannot connect (curve mode) */
+    bool cities;                  /* may send for city codes under this province */
+    bool suspended;               /* operators suspended it: its messages are refused */
+    char suspended_reason[CFG_REASON_MAX + 1];
 } cfg_region_t;
 
 typedef struct cfg {
     cfg_hub_t hub;
+    cfg_security_t security;
     cfg_limits_t limits;
     cfg_log_t log;
     size_t region_count;
@@ -116,6 +167,18 @@ const cfg_region_t *cfg_region_find(const cfg_t *cfg, const char *code);
  * order and change when regions are added: persist codes, not indexes.
  */
 int cfg_region_index(const cfg_t *cfg, const char *code);
+
+/*
+ * Parse an RFC 3339 UTC time of the form 2026-12-01T00:00:00Z into ms since
+ * the epoch. Returns 0 or NHUB_EINVAL.
+ */
+int cfg_parse_time(const char *text, int64_t *ms);
+
+/*
+ * 1 if `source` is `province` itself, or a city-level code under it that
+ * the configuration lets the province send for (region.cities).
+ */
+int cfg_source_allowed(const cfg_region_t *province, const char *source);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
  */
 #include "hub.h"
 
+#include "auth.h"
+#include "catalog.h"
 #include "dispatch.h"
 #include "log.h"
 #include "nhub_err.h"
@@ -21,11 +23,14 @@
 #include "session.h"
 #include "store.h"
 #include "wire.h"
+#include "workers.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 typedef Nhub__Journal__V1__JournalEvent journal_event_t;
@@ -40,6 +45,17 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
  * the hub's memory for a peer that stops reading. */
 #define HUB_PEER_HWM 1024
 #define HUB_BLOCKED_RETRY_MS 50
+/* Refused handshakes are journaled at most this often (each is counted);
+ * the next record says how many were not journaled in between. */
+#define HUB_AUTH_JOURNAL_MS 1000
+#define HUB_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define HUB_ZAP_DOMAIN "nhub"
+#define HUB_MONITOR_ENDPOINT "inproc://nhub.hub.monitor"
+#define HUB_NACK_CODES 32
+/* Signature checks run on up to this many threads (the loop's included),
+ * in chunks of at least HUB_VERIFY_CHUNK envelopes. */
+#define HUB_VERIFY_THREADS_MAX 8
+#define HUB_VERIFY_CHUNK 8
 /* Space kept for confirmations and hub events once new messages are
  * refused, so delivery goes on in a full store: a tenth of the map limit
  * and a twentieth of the disk, each at most 64 MiB. */
@@ -52,30 +68,33 @@ struct item {
     enum item_type type;
     uint8_t rid[WIRE_ROUTING_ID_MAX];
     size_t rid_len;
-    int region;               /* SEND/HELLO: the sender; CONFIRM/HOLD: the destination */
+    int region; /* SEND/HELLO: the sender; CONFIRM/HOLD: the destination */
     uint8_t stream_id[16];
-    wire_send_t *send;        /* SEND: owned */
-    wire_envelope_t *env;     /* SEND: owned; NULL if it did not decode */
-    int reject;               /* SEND: a NackCode that refuses it for good, or 0 */
+    wire_send_t *send;    /* SEND: owned */
+    wire_envelope_t *env; /* SEND: owned; NULL if it did not decode */
+    int reject;           /* SEND: a NackCode that refuses it for good, or 0 */
     char why[160];
-    uint8_t msg_id[16];       /* CONFIRM/HOLD */
-    uint64_t dseq, seq;       /* CONFIRM/HOLD */
+    int verify;                    /* SEND: the signature is still to be checked */
+    char key_id[KEYS_FPR_LEN + 1]; /* SEND: signing key id as sent (checked form) */
+    char fpr[KEYS_FPR_LEN + 1];    /* SEND: CURVE fingerprint of the connection */
+    uint8_t msg_id[16];            /* CONFIRM/HOLD */
+    uint64_t dseq, seq;            /* CONFIRM/HOLD */
     /* result */
-    int reply;                /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
-    int code;                 /* NACK code */
+    int reply; /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
+    int code;  /* NACK code */
     int retryable;
     int dup;
-    int applied;              /* CONFIRM/HOLD changed the queue */
-    int mismatch;             /* CONFIRM/HOLD named a msg_id not at that dseq */
+    int applied;  /* CONFIRM/HOLD changed the queue */
+    int mismatch; /* CONFIRM/HOLD named a msg_id not at that dseq */
     uint64_t r_seq, r_expected, r_stream_last;
 };
 
 struct hub_region {
     char code[8];
     dispatch_t *window;
-    session_t *delivery;      /* the session receiving this region's messages */
-    int pending;              /* the queue may hold messages beyond the cursor */
-    int64_t blocked_until;    /* its peer's queue was full: wait before sending again */
+    session_t *delivery;   /* the session receiving this region's messages */
+    int pending;           /* the queue may hold messages beyond the cursor */
+    int64_t blocked_until; /* its peer's queue was full: wait before sending again */
 };
 
 struct hub {
@@ -83,6 +102,16 @@ struct hub {
     const nhub_clock_t *clock;
     store_t *store;
     void *zctx, *router;
+    void *zap;          /* REP at inproc://zeromq.zap.01 (curve mode) */
+    void *monitor;      /* PAIR receiving the router's handshake failures */
+    auth_t *auth;       /* keys of the current configuration */
+    catalog_t *catalog; /* NULL: every item allowed (development mode only) */
+    int curve;          /* security.mode is curve */
+    workers_t *workers; /* signature checks */
+    size_t *verify_idx; /* the stage's items to check, cap_items */
+    int64_t verify_now;
+    int64_t auth_journaled_at[2]; /* per kind: ZAP refusal, failed handshake */
+    uint64_t auth_unjournaled[2];
     char endpoint[256];
     session_table_t *sessions;
     struct hub_region *regions;
@@ -95,10 +124,11 @@ struct hub {
     store_queued_t scan[HUB_SCAN_MAX];
     hub_counters_t n;
     int64_t next_housekeeping, next_stats;
-    int64_t last_log[16];     /* per NACK code, to rate-limit warnings */
-    uint64_t suppressed[16];
+    int64_t last_log[HUB_NACK_CODES]; /* per NACK code, to rate-limit warnings */
+    uint64_t suppressed[HUB_NACK_CODES];
     uint64_t stats_commits_seen;
-    int full;                 /* new messages refused: the reserve is reached */
+    uint64_t stats_security_seen;
+    int full; /* new messages refused: the reserve is reached */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -111,13 +141,27 @@ static int64_t now_mono(const hub_t *h)
 static const char *nack_name(int code)
 {
     static const char *const names[] = {
-        "unspecified", "malformed", "too_large",      "version",     "unknown_command",
-        "hello_required", "unknown_region", "source_mismatch", "invalid", "out_of_order",
-        "store_full",  "store_error", "shutting_down",
+        "unspecified",    "malformed",      "too_large",       "version",         "unknown_command",
+        "hello_required", "unknown_region", "source_mismatch", "invalid",         "out_of_order",
+        "store_full",     "store_error",    "shutting_down",   "stream_conflict", "unsigned",
+        "bad_signature",  "forbidden",      "suspended",       "unauthenticated",
     };
     if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
         return "unknown";
     return names[code];
+}
+
+/* Refusals that say someone tried to act beyond their identity or rights. */
+static int is_security(int code)
+{
+    switch (code) {
+    case NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_UNSIGNED:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_BAD_SIGNATURE:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED: return 1;
+    default: return 0;
+    }
 }
 
 static int region_lookup(const hub_t *h, const char *code)
@@ -131,7 +175,7 @@ static void log_refusal(hub_t *h, int code, const char *region, const uint8_t *m
                         const char *why)
 {
     int64_t now = now_mono(h);
-    int c = code & 15;
+    int c = code & (HUB_NACK_CODES - 1);
     if (now - h->last_log[c] < 1000 && h->last_log[c] != 0) {
         h->suppressed[c]++;
         return;
@@ -139,9 +183,10 @@ static void log_refusal(hub_t *h, int code, const char *region, const uint8_t *m
     char hex[33] = "-", q[200];
     if (msg_id)
         log_hex(hex, sizeof hex, msg_id, 16);
-    log_warn("hub.refused", "reason=%s region=%s msg_id=%s detail=%s suppressed=%llu",
-             nack_name(code), region && region[0] ? region : "-", hex,
-             log_quote(q, sizeof q, why), (unsigned long long)h->suppressed[c]);
+    log_warn(is_security(code) ? "hub.security" : "hub.refused",
+             "reason=%s region=%s msg_id=%s detail=%s suppressed=%llu", nack_name(code),
+             region && region[0] ? region : "-", hex, log_quote(q, sizeof q, why),
+             (unsigned long long)h->suppressed[c]);
     h->suppressed[c] = 0;
     h->last_log[c] = now;
 }
@@ -160,7 +205,7 @@ static void send_nack(hub_t *h, const void *rid, size_t rid_len, int code, int r
         nack.msg_id.data = (uint8_t *)msg_id;
         nack.msg_id.len = 16;
     }
-    h->n.nacked[code & 15]++;
+    h->n.nacked[code & (HUB_NACK_CODES - 1)]++;
     wire_send(h->router, rid, rid_len, WIRE_NACK, &nack.base, ZMQ_DONTWAIT);
 }
 
@@ -202,8 +247,7 @@ static void item_clear(struct item *it)
 
 static void region_detach(hub_t *h, session_t *s)
 {
-    if (s->region >= 0 && (size_t)s->region < h->n_regions &&
-        h->regions[s->region].delivery == s) {
+    if (s->region >= 0 && (size_t)s->region < h->n_regions && h->regions[s->region].delivery == s) {
         h->regions[s->region].delivery = NULL;
         dispatch_stop(h->regions[s->region].window);
         log_info("hub.region_offline", "region=%s", h->regions[s->region].code);
@@ -219,7 +263,8 @@ static void session_close(hub_t *h, session_t *s, const char *why)
     h->n.sessions_closed++;
 }
 
-static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len)
+static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len,
+                     int who)
 {
     wire_hello_t *hello = NULL;
     if (wire_decode(wire_body_descriptor(WIRE_HELLO), body, len, h->cfg->limits.max_frame,
@@ -234,9 +279,17 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
     int region = wire_region_valid(hello->region) ? region_lookup(h, hello->region) : -1;
     const char *why = NULL;
     int code = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
+    char mismatch[96];
     if (region < 0) {
         why = "region is not configured at this hub";
         code = NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION;
+    } else if (h->curve && region != who) {
+        snprintf(mismatch, sizeof mismatch,
+                 "HELLO region %s is not the region %s this connection's key belongs to",
+                 hello->region, h->regions[who].code);
+        why = mismatch;
+        code = NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH;
+        h->n.security_events++;
     } else if (!speaks_v1) {
         why = "protocol_versions must include 1";
         code = NHUB__WIRE__V1__NACK_CODE__NACK_VERSION;
@@ -294,6 +347,18 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
     }
 }
 
+/* Empty (unsigned) or KEYS_FPR_LEN lowercase hex digits. */
+static int key_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n != 0 && n != KEYS_FPR_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
 /* Decide, before the store is touched, whether a SEND can ever be stored. */
 static void check_send(hub_t *h, struct item *it, const session_t *s)
 {
@@ -304,9 +369,9 @@ static void check_send(hub_t *h, struct item *it, const session_t *s)
                  it->send->envelope.len, (unsigned long long)h->cfg->limits.max_frame);
         return;
     }
-    if (wire_decode(&nhub__wire__v1__envelope__descriptor,
-                    it->send->envelope.data, it->send->envelope.len,
-                    h->cfg->limits.max_frame, (ProtobufCMessage **)&it->env) != 0) {
+    if (wire_decode(&nhub__wire__v1__envelope__descriptor, it->send->envelope.data,
+                    it->send->envelope.len, h->cfg->limits.max_frame,
+                    (ProtobufCMessage **)&it->env) != 0) {
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED;
         snprintf(it->why, sizeof it->why, "envelope does not decode");
         return;
@@ -315,27 +380,55 @@ static void check_send(hub_t *h, struct item *it, const session_t *s)
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
         return;
     }
-    if (strcmp(it->env->source, src) != 0) {
+    const cfg_region_t *cr = &h->cfg->regions[s->region];
+    if (!cfg_source_allowed(cr, it->env->source)) {
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH;
-        snprintf(it->why, sizeof it->why, "envelope source %s is not this connection's region %s",
-                 it->env->source, src);
+        snprintf(it->why, sizeof it->why, "envelope source %s is not this connection's region %s%s",
+                 it->env->source, src, cr->cities ? " or a city under it" : "");
         return;
     }
-    if (strcmp(it->env->destination, WIRE_BROADCAST) != 0 &&
-        region_lookup(h, it->env->destination) < 0) {
+    if (!key_id_valid(it->send->key_id) || it->send->signature.len > KEYS_SIG_MAX) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_BAD_SIGNATURE;
+        snprintf(it->why, sizeof it->why,
+                 "key_id must be %d hex digits and the signature at "
+                 "most %d bytes",
+                 KEYS_FPR_LEN, KEYS_SIG_MAX);
+        return;
+    }
+    snprintf(it->key_id, sizeof it->key_id, "%s", it->send->key_id);
+    if (cr->suspended) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_SUSPENDED;
+        snprintf(it->why, sizeof it->why, "region %s is suspended by operators", src);
+        return;
+    }
+    int broadcast = strcmp(it->env->destination, WIRE_BROADCAST) == 0;
+    int dst = broadcast ? -1 : region_lookup(h, it->env->destination);
+    if (!broadcast && dst < 0) {
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION;
         snprintf(it->why, sizeof it->why, "destination %s is not configured at this hub",
                  it->env->destination);
+        return;
     }
+    if (dst >= 0 && h->cfg->regions[dst].suspended) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_SUSPENDED;
+        snprintf(it->why, sizeof it->why, "destination %s is suspended by operators",
+                 it->env->destination);
+        return;
+    }
+    if (h->catalog && catalog_check(h->catalog, it->env->item, (int)it->env->kind, src,
+                                    it->env->destination, it->why, sizeof it->why) != 0) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN;
+        return;
+    }
+    it->verify = 1; /* the costly check comes last, for the whole stage at once */
 }
 
 static void on_send(hub_t *h, session_t *s, const void *rid, size_t rid_len, const void *body,
-                    size_t len)
+                    size_t len, const char *fpr)
 {
     wire_send_t *send = NULL;
     if (wire_decode(wire_body_descriptor(WIRE_SEND), body, len,
-                    h->cfg->limits.max_frame + HUB_FRAME_SLACK,
-                    (ProtobufCMessage **)&send) != 0) {
+                    h->cfg->limits.max_frame + HUB_FRAME_SLACK, (ProtobufCMessage **)&send) != 0) {
         refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED, 0,
                h->regions[s->region].code, "SEND body does not decode");
         return;
@@ -348,11 +441,12 @@ static void on_send(hub_t *h, session_t *s, const void *rid, size_t rid_len, con
     it->send = send;
     it->region = s->region;
     memcpy(it->stream_id, s->stream_id, 16);
+    snprintf(it->fpr, sizeof it->fpr, "%s", fpr);
     check_send(h, it, s);
 }
 
-static void on_delivered(hub_t *h, session_t *s, const void *rid, size_t rid_len,
-                         const void *body, size_t len)
+static void on_delivered(hub_t *h, session_t *s, const void *rid, size_t rid_len, const void *body,
+                         size_t len)
 {
     wire_delivered_t *d = NULL;
     if (wire_decode(wire_body_descriptor(WIRE_DELIVERED), body, len, 4096,
@@ -413,11 +507,30 @@ static void on_frames(hub_t *h, const wire_frames_t *f)
                "body exceeds max_frame");
         return;
     }
+    int who = -1; /* the region the connection's CURVE key belongs to */
+    const char *fpr = "";
+    session_t *s = session_find(h->sessions, rid, rid_len);
+    if (h->curve) {
+        const char *why = NULL;
+        who = auth_identity(h->auth, f->user_id, clock_wall_ms(h->clock), &why);
+        if (who >= 0 && s && s->region >= 0 && s->region != who) {
+            who = -1;
+            why = "frame identity differs from its session's";
+        }
+        if (who < 0) {
+            h->n.identity_refused++;
+            h->n.security_events++;
+            if (s)
+                session_close(h, s, "key no longer valid");
+            refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED, 1, NULL, why);
+            return;
+        }
+        fpr = f->user_id + KEYS_REGION_LEN + 1;
+    }
     if (cmd == WIRE_HELLO) {
-        on_hello(h, rid, rid_len, body, len);
+        on_hello(h, rid, rid_len, body, len, who);
         return;
     }
-    session_t *s = session_find(h->sessions, rid, rid_len);
     if (!s && cmd != WIRE_BYE) {
         refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED, 1, NULL,
                "say HELLO first");
@@ -426,7 +539,7 @@ static void on_frames(hub_t *h, const wire_frames_t *f)
     if (s)
         s->last_seen_ms = now_mono(h);
     switch (cmd) {
-    case WIRE_SEND: on_send(h, s, rid, rid_len, body, len); break;
+    case WIRE_SEND: on_send(h, s, rid, rid_len, body, len, fpr); break;
     case WIRE_DELIVERED: on_delivered(h, s, rid, rid_len, body, len); break;
     case WIRE_HEARTBEAT: on_heartbeat(h, rid, rid_len); break;
     case WIRE_BYE:
@@ -476,6 +589,8 @@ static int apply_reject(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     ev.stream_seq = sseq;
     ev.code = (uint32_t)it->reject;
     ev.reason = it->why;
+    ev.key_id = it->key_id;
+    ev.fingerprint = it->fpr;
     if (it->env && it->env->msg_id.len == 16) {
         ev.msg_id = it->env->msg_id;
         ev.item = it->env->item;
@@ -491,11 +606,21 @@ static int apply_reject(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     return rc;
 }
 
+/* Whether region `i` gets a copy: the destination, or for a broadcast every
+ * other region the catalogue lets receive the item. */
+static int recipient(const hub_t *h, const wire_envelope_t *env, const char *src, size_t i)
+{
+    const char *code = h->regions[i].code;
+    if (strcmp(env->destination, WIRE_BROADCAST) != 0)
+        return strcmp(code, env->destination) == 0;
+    return strcmp(code, src) != 0 &&
+           (!h->catalog || catalog_may_receive(h->catalog, env->item, code));
+}
+
 static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq, int64_t now)
 {
     const wire_envelope_t *env = it->env;
     const char *src = h->regions[it->region].code;
-    int broadcast = strcmp(env->destination, WIRE_BROADCAST) == 0;
     journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
     ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED;
     ev.time_ms = now;
@@ -508,15 +633,16 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     ev.stream_id.data = it->stream_id;
     ev.stream_id.len = 16;
     ev.stream_seq = sseq;
-    ev.recipients = broadcast ? (uint32_t)h->n_regions - 1 : 1;
+    ev.signature = it->send->signature;
+    ev.key_id = it->key_id;
+    ev.fingerprint = it->fpr;
+    for (size_t i = 0; i < h->n_regions; i++)
+        ev.recipients += (uint32_t)recipient(h, env, src, i);
     uint64_t seq, dseq;
     int rc = journal_append(h, t, &ev, &seq);
-    for (size_t i = 0; !rc && i < h->n_regions; i++) {
-        const char *code = h->regions[i].code;
-        if (broadcast ? strcmp(code, src) == 0 : strcmp(code, env->destination) != 0)
-            continue;
-        rc = store_queue_put(t, code, seq, env->msg_id.data, &dseq);
-    }
+    for (size_t i = 0; !rc && i < h->n_regions; i++)
+        if (recipient(h, env, src, i))
+            rc = store_queue_put(t, h->regions[i].code, seq, env->msg_id.data, &dseq);
     if (!rc)
         rc = store_dedup_put(t, env->msg_id.data, seq, now);
     if (!rc)
@@ -543,8 +669,8 @@ static int apply_repeat(store_txn_t *t, struct item *it)
 {
     uint64_t seq = 0;
     uint32_t code = 0;
-    int rc = it->env && it->env->msg_id.len == 16
-                 ? store_dedup_get(t, it->env->msg_id.data, &seq) : NHUB_ENOTFOUND;
+    int rc = it->env && it->env->msg_id.len == 16 ? store_dedup_get(t, it->env->msg_id.data, &seq)
+                                                  : NHUB_ENOTFOUND;
     if (rc == 0) {
         it->reply = WIRE_ACK;
         it->dup = 1;
@@ -618,7 +744,7 @@ static int apply_dequeue(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     uint64_t seq;
     int rc = store_queue_remove(t, code, it->dseq, it->msg_id, &seq);
     if (rc == NHUB_ENOTFOUND)
-        return 0; /* already confirmed: a repeat */
+        return 0;            /* already confirmed: a repeat */
     if (rc == NHUB_EINVAL) { /* another message holds that dseq: not this one */
         it->mismatch = 1;
         return 0;
@@ -714,8 +840,7 @@ static void fail_stage(hub_t *h, int rc)
         it->applied = 0;
         it->reply = 0;
         if (it->type == ITEM_SEND || it->type == ITEM_HELLO) {
-            snprintf(it->why, sizeof it->why, "%s; nothing stored, retry later",
-                     nhub_strerror(rc));
+            snprintf(it->why, sizeof it->why, "%s; nothing stored, retry later", nhub_strerror(rc));
             set_nack(it, code, 1);
         }
     }
@@ -742,12 +867,14 @@ static void reply(hub_t *h, struct item *it)
     } else if (it->reply == WIRE_NACK) {
         if (it->code != NHUB__WIRE__V1__NACK_CODE__NACK_OUT_OF_ORDER &&
             it->code != NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL)
-            log_refusal(h, it->code, it->region >= 0 ? h->regions[it->region].code : NULL,
-                        msg_id, it->why);
+            log_refusal(h, it->code, it->region >= 0 ? h->regions[it->region].code : NULL, msg_id,
+                        it->why);
         if (it->type == ITEM_SEND && !it->retryable)
             h->n.rejected++;
-        send_nack(h, it->rid, it->rid_len, it->code, it->retryable, msg_id, sseq,
-                  it->r_expected, it->why);
+        if (is_security(it->code))
+            h->n.security_events++;
+        send_nack(h, it->rid, it->rid_len, it->code, it->retryable, msg_id, sseq, it->r_expected,
+                  it->why);
     } else if (it->reply == WIRE_WELCOME) {
         wire_welcome_t w = NHUB__WIRE__V1__WELCOME__INIT;
         w.protocol_version = WIRE_VERSION;
@@ -760,11 +887,38 @@ static void reply(hub_t *h, struct item *it)
     }
 }
 
+static void verify_chunk(void *arg, size_t begin, size_t end)
+{
+    hub_t *h = arg;
+    for (size_t i = begin; i < end; i++) {
+        struct item *it = &h->items[h->verify_idx[i]];
+        it->reject = auth_verify(h->auth, it->region, it->key_id, it->send->envelope.data,
+                                 it->send->envelope.len, it->send->signature.data,
+                                 it->send->signature.len, h->verify_now, it->why, sizeof it->why);
+    }
+}
+
+/* Check the signatures of the stage's SENDs that passed every other check,
+ * spread over the worker threads; each item is touched by one thread. */
+static void verify_stage(hub_t *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_items; i++) {
+        struct item *it = &h->items[i];
+        if (it->verify && !it->reject)
+            h->verify_idx[n++] = i;
+        it->verify = 0;
+    }
+    h->verify_now = clock_wall_ms(h->clock);
+    workers_run(h->workers, verify_chunk, h, n, HUB_VERIFY_CHUNK);
+}
+
 /* Commit the stage, then answer it and update RAM state. */
 static void flush_stage(hub_t *h)
 {
     if (h->n_items == 0)
         return;
+    verify_stage(h);
     int rc = apply_stage(h);
     if (rc)
         fail_stage(h, rc);
@@ -840,6 +994,8 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     d.envelope = ev->envelope;
     d.attempt = attempt;
     d.prev_dseq = prev_dseq;
+    d.signature = ev->signature;
+    d.key_id = ev->key_id;
     rc = wire_send(h->router, s->rid, s->rid_len, WIRE_DELIVER, &d.base, ZMQ_DONTWAIT);
     wire_free((ProtobufCMessage **)&ev);
     return rc;
@@ -857,8 +1013,8 @@ static int stage_hold(hub_t *h, struct hub_region *r, const store_queued_t *q)
     it->seq = q->seq;
     memcpy(it->msg_id, q->msg_id, 16);
     char hex[33];
-    log_warn("hub.held", "region=%s dseq=%llu msg_id=%s reason=payload_type_not_accepted",
-             r->code, (unsigned long long)q->dseq, log_hex(hex, sizeof hex, q->msg_id, 16));
+    log_warn("hub.held", "region=%s dseq=%llu msg_id=%s reason=payload_type_not_accepted", r->code,
+             (unsigned long long)q->dseq, log_hex(hex, sizeof hex, q->msg_id, 16));
     return 0;
 }
 
@@ -905,8 +1061,8 @@ static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int6
         for (size_t i = 0; i < n; i++) {
             const store_queued_t *q = &h->scan[i];
             int held;
-            int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1,
-                                 &held);
+            int rc =
+                deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1, &held);
             if (held) {
                 if (stage_hold(h, r, q) != 0) {
                     r->pending = 1;
@@ -936,7 +1092,7 @@ static void dispatch_all(hub_t *h)
     store_reader_t *rd = NULL;
     for (size_t i = 0; i < h->n_regions; i++) {
         struct hub_region *r = &h->regions[i];
-        if (!r->delivery || r->blocked_until > now)
+        if (!r->delivery || r->blocked_until > now || h->cfg->regions[i].suspended)
             continue;
         int due = dispatch_next_due(r->window) <= now;
         int fresh = r->pending && dispatch_room(r->window) > 0;
@@ -986,6 +1142,20 @@ static void log_stats(hub_t *h)
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));
 }
 
+/* The security counters, one line; tests and operators read it. */
+static void log_security(const hub_t *h)
+{
+    const hub_counters_t *n = &h->n;
+    const uint64_t *k = n->nacked;
+    log_info("hub.security_stats",
+             "auth_refused=%" PRIu64 " handshake_failed=%" PRIu64 " identity_refused=%" PRIu64
+             " source_mismatch=%" PRIu64 " unsigned=%" PRIu64 " bad_signature=%" PRIu64
+             " forbidden=%" PRIu64 " suspended=%" PRIu64 " unauthenticated=%" PRIu64
+             " security_events=%" PRIu64,
+             n->auth_refused, n->handshake_failed, n->identity_refused, k[7], k[14], k[15], k[16],
+             k[17], k[18], n->security_events);
+}
+
 /*
  * Refuse new messages while the store is within its reserve of the map
  * limit or of the disk's free space, and take them again, by itself, when
@@ -1008,9 +1178,11 @@ static void check_space(hub_t *h)
     if (full != h->full)
         log_warn(full ? "hub.store_full" : "hub.store_ok",
                  "reason=%s used=%llu limit=%llu disk_free=%llu reserve=%llu",
-                 map_full ? "map_size_max" : disk_full ? "disk" : "none",
-                 (unsigned long long)used, (unsigned long long)limit,
-                 (unsigned long long)disk_free, (unsigned long long)reserve);
+                 map_full    ? "map_size_max"
+                 : disk_full ? "disk"
+                             : "none",
+                 (unsigned long long)used, (unsigned long long)limit, (unsigned long long)disk_free,
+                 (unsigned long long)reserve);
     h->full = full;
 }
 
@@ -1024,6 +1196,10 @@ static void housekeeping(hub_t *h)
         h->next_housekeeping = now + HUB_HOUSEKEEPING_MS;
     }
     if (now >= h->next_stats) {
+        if (h->n.security_events != h->stats_security_seen) {
+            h->stats_security_seen = h->n.security_events;
+            log_security(h);
+        }
         log_stats(h);
         h->next_stats = now + HUB_STATS_MS;
     }
@@ -1037,7 +1213,7 @@ static int poll_timeout(const hub_t *h)
     int64_t now = now_mono(h), next = h->next_housekeeping;
     for (size_t i = 0; i < h->n_regions; i++) {
         const struct hub_region *r = &h->regions[i];
-        if (!r->delivery)
+        if (!r->delivery || h->cfg->regions[i].suspended)
             continue;
         if (r->blocked_until > now) {
             if (r->blocked_until < next)
@@ -1056,19 +1232,15 @@ static int poll_timeout(const hub_t *h)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
-/* Journal a hub-level event in its own transaction. */
-static int journal_note(hub_t *h, int type, const char *reason)
+/* Journal one event in its own transaction. */
+static int journal_event(hub_t *h, journal_event_t *ev)
 {
-    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
-    ev.type = (Nhub__Journal__V1__EventType)type;
-    ev.time_ms = clock_wall_ms(h->clock);
-    ev.reason = (char *)reason;
     for (;;) {
         store_txn_t *t = NULL;
         uint64_t seq;
         int rc = store_begin(h->store, &t);
         if (!rc)
-            rc = journal_append(h, t, &ev, &seq);
+            rc = journal_append(h, t, ev, &seq);
         if (!rc)
             rc = store_commit(&t);
         else
@@ -1076,6 +1248,210 @@ static int journal_note(hub_t *h, int type, const char *reason)
         if (rc == NHUB_EFULL && store_grow(h->store) == 0)
             continue;
         return rc;
+    }
+}
+
+/* Journal a hub-level event (start, stop, reload). */
+static int journal_note(hub_t *h, int type, const char *reason)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = (Nhub__Journal__V1__EventType)type;
+    ev.time_ms = clock_wall_ms(h->clock);
+    ev.reason = (char *)reason;
+    return journal_event(h, &ev);
+}
+
+/*
+ * A refused handshake: counted always, logged and journaled at most once
+ * per HUB_AUTH_JOURNAL_MS for each kind (0: refused by the ZAP handler, 1:
+ * failed before it) so a peer retrying in a loop cannot fill the journal;
+ * the record says how many of its kind went unjournaled before it. Only
+ * the key's fingerprint and the peer's address are kept, never a key.
+ */
+static void security_event(hub_t *h, int kind, const char *fpr, const char *address,
+                           const char *reason)
+{
+    int64_t now = now_mono(h);
+    h->n.security_events++;
+    if (h->auth_journaled_at[kind] && now - h->auth_journaled_at[kind] < HUB_AUTH_JOURNAL_MS) {
+        h->auth_unjournaled[kind]++;
+        return;
+    }
+    char text[200], q[240], qa[160];
+    snprintf(text, sizeof text, "%s (%" PRIu64 " earlier refusals not journaled)", reason,
+             h->auth_unjournaled[kind]);
+    log_warn("hub.auth_refused", "fingerprint=%s address=%s reason=%s", fpr && fpr[0] ? fpr : "-",
+             log_quote(qa, sizeof qa, address ? address : "-"), log_quote(q, sizeof q, text));
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_AUTH_REFUSED;
+    ev.time_ms = clock_wall_ms(h->clock);
+    ev.reason = text;
+    ev.fingerprint = (char *)(fpr ? fpr : "");
+    ev.address = (char *)(address ? address : "");
+    if (journal_event(h, &ev) != 0)
+        log_error("hub.journal_failed", "event=auth_refused");
+    h->auth_journaled_at[kind] = now;
+    h->auth_unjournaled[kind] = 0;
+}
+
+/* Read one multipart message (at most `max` frames) without waiting. */
+static int recv_parts(void *sock, zmq_msg_t *parts, size_t max, size_t *n)
+{
+    *n = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, *n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&m);
+            return *n == 0 ? NHUB_EAGAIN : NHUB_EZMQ;
+        }
+        more = zmq_msg_more(&m);
+        if (*n < max)
+            parts[(*n)++] = m;
+        else
+            zmq_msg_close(&m);
+    }
+    return 0;
+}
+
+static void close_parts(zmq_msg_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+/* A frame's bytes as a bounded C string. */
+static void part_str(zmq_msg_t *m, char *out, size_t cap)
+{
+    size_t n = zmq_msg_size(m) < cap - 1 ? zmq_msg_size(m) : cap - 1;
+    memcpy(out, zmq_msg_data(m), n);
+    out[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || (unsigned char)out[i] > 0x7e)
+            out[i] = '?';
+}
+
+/*
+ * The ZAP handler (RFC 27): libzmq asks, for every CURVE handshake, whether
+ * the client key may connect; the answer's user id ("<region>/<fingerprint>")
+ * then travels with every message of that connection. Any request that is
+ * not a well-formed CURVE request is refused.
+ */
+static void serve_zap(hub_t *h)
+{
+    for (int round = 0; round < 64; round++) {
+        zmq_msg_t p[8];
+        size_t n;
+        if (recv_parts(h->zap, p, 8, &n) != 0)
+            return;
+        char request_id[64] = "", address[64] = "-", mechanism[16] = "";
+        char user_id[AUTH_USER_ID_MAX] = "", fpr[KEYS_FPR_LEN + 1] = "";
+        const char *why = "malformed ZAP request";
+        int ok = 0;
+        if (n >= 6) {
+            part_str(&p[3], address, sizeof address);
+            part_str(&p[5], mechanism, sizeof mechanism);
+        }
+        if (n == 7 && strcmp(mechanism, "CURVE") == 0 && zmq_msg_size(&p[6]) == 32)
+            ok = auth_handshake(h->auth, zmq_msg_data(&p[6]), clock_wall_ms(h->clock), user_id, fpr,
+                                &why) == 0;
+        else if (n >= 6)
+            why = "mechanism is not CURVE";
+        size_t rid_len = n >= 2 ? zmq_msg_size(&p[1]) : 0;
+        if (rid_len > sizeof request_id)
+            rid_len = sizeof request_id;
+        if (n >= 2)
+            memcpy(request_id, zmq_msg_data(&p[1]), rid_len);
+        close_parts(p, n);
+        const char *status = ok ? "200" : "400", *text = ok ? "OK" : why;
+        zmq_send(h->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(h->zap, request_id, rid_len, ZMQ_SNDMORE);
+        zmq_send(h->zap, status, 3, ZMQ_SNDMORE);
+        zmq_send(h->zap, text, strlen(text), ZMQ_SNDMORE);
+        zmq_send(h->zap, user_id, strlen(user_id), ZMQ_SNDMORE);
+        zmq_send(h->zap, "", 0, 0);
+        if (ok) {
+            log_debug("hub.authenticated", "user=%s address=%s", user_id, address);
+        } else {
+            h->n.auth_refused++;
+            security_event(h, 0, fpr, address, why);
+        }
+    }
+}
+
+/* Handshakes that failed before ZAP (no CURVE, wrong hub key, garbage). */
+static void serve_monitor(hub_t *h)
+{
+    for (int round = 0; round < 64; round++) {
+        zmq_msg_t p[2];
+        size_t n;
+        if (recv_parts(h->monitor, p, 2, &n) != 0)
+            return;
+        if (n == 2 && zmq_msg_size(&p[0]) == 6) {
+            const uint8_t *d = zmq_msg_data(&p[0]);
+            uint16_t event = (uint16_t)(d[0] | d[1] << 8);
+            uint32_t value =
+                (uint32_t)d[2] | (uint32_t)d[3] << 8 | (uint32_t)d[4] << 16 | (uint32_t)d[5] << 24;
+            char address[96], why[96];
+            part_str(&p[1], address, sizeof address);
+            /* ZAP refusals (HANDSHAKE_FAILED_AUTH) were counted by serve_zap. */
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+                h->n.handshake_failed++;
+                snprintf(
+                    why, sizeof why, "handshake failed (%s 0x%x): no CURVE, or not this hub's key",
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol" : "error", value);
+                security_event(h, 1, "", address, why);
+            }
+        }
+        close_parts(p, n);
+    }
+}
+
+/*
+ * Journal every change of a region's suspension since it was last recorded
+ * (at start: changes made to the file while the hub was down), in one
+ * transaction, and record the new state.
+ */
+static int sync_suspensions(hub_t *h)
+{
+    for (;;) {
+        store_txn_t *t = NULL;
+        int rc = store_begin(h->store, &t);
+        for (size_t i = 0; !rc && i < h->cfg->region_count; i++) {
+            const cfg_region_t *r = &h->cfg->regions[i];
+            int was = 0;
+            rc = store_suspended_get(t, r->code, &was);
+            if (rc || was == (int)r->suspended)
+                continue;
+            journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+            ev.type = r->suspended ? NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REGION_SUSPENDED
+                                   : NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REGION_RESUMED;
+            ev.time_ms = clock_wall_ms(h->clock);
+            ev.region = (char *)r->code;
+            ev.reason = (char *)(r->suspended_reason[0] ? r->suspended_reason : "operator");
+            uint64_t seq;
+            rc = journal_append(h, t, &ev, &seq);
+            if (!rc)
+                rc = store_suspended_put(t, r->code, r->suspended);
+        }
+        if (!rc)
+            rc = store_commit(&t);
+        else
+            store_abort(&t);
+        if (rc == NHUB_EFULL && store_grow(h->store) == 0)
+            continue;
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < h->cfg->region_count; i++) {
+            char q[200];
+            const cfg_region_t *r = &h->cfg->regions[i];
+            if (r->suspended)
+                log_warn("hub.region_suspended", "region=%s reason=%s", r->code,
+                         log_quote(q, sizeof q, r->suspended_reason));
+        }
+        return 0;
     }
 }
 
@@ -1102,8 +1478,8 @@ static int regions_build(hub_t *h, const cfg_t *cfg, struct hub_region **out)
         snprintf(r[i].code, sizeof r[i].code, "%s", cfg->regions[i].code);
         if (old_region(h, r[i].code) >= 0)
             continue;
-        r[i].window = dispatch_new((uint32_t)cfg->limits.credit_max,
-                                   cfg->limits.redeliver_after_ms, cfg->limits.redeliver_max_ms);
+        r[i].window = dispatch_new((uint32_t)cfg->limits.credit_max, cfg->limits.redeliver_after_ms,
+                                   cfg->limits.redeliver_max_ms);
         if (!r[i].window) {
             for (size_t k = 0; k < i; k++)
                 dispatch_destroy(&r[k].window);
@@ -1141,17 +1517,71 @@ static int set_opt_int(void *sock, int opt, int v)
     return zmq_setsockopt(sock, opt, &v, sizeof v);
 }
 
+/*
+ * Curve mode: the ZAP handler is bound before the router exists (a CURVE
+ * server with no ZAP handler would accept any client key), then the router
+ * is made a CURVE server with the hub's secret key, which is wiped from
+ * memory as soon as libzmq has it.
+ */
+static int setup_curve(hub_t *h, char *err, size_t errcap)
+{
+    keys_file_t *k = NULL;
+    char why[512];
+    int rc = keys_load(h->cfg->security.key_file, &k, why, sizeof why);
+    if (rc) {
+        snprintf(err, errcap, "security.key_file: %s", why);
+        return rc;
+    }
+    if (strcmp(k->region, h->cfg->hub.region) != 0) {
+        snprintf(err, errcap, "security.key_file %s is the key of region %s, not of this hub (%s)",
+                 h->cfg->security.key_file, k->region, h->cfg->hub.region);
+        keys_free(&k);
+        return NHUB_ECONFIG;
+    }
+    h->zap = zmq_socket(h->zctx, ZMQ_REP);
+    h->monitor = zmq_socket(h->zctx, ZMQ_PAIR);
+    if (!h->zap || zmq_bind(h->zap, HUB_ZAP_ENDPOINT) != 0 || !h->monitor ||
+        set_opt_int(h->zap, ZMQ_LINGER, 0) || set_opt_int(h->monitor, ZMQ_LINGER, 0)) {
+        snprintf(err, errcap, "cannot bind the ZAP handler: %s", zmq_strerror(zmq_errno()));
+        keys_free(&k);
+        return NHUB_EZMQ;
+    }
+    h->router = zmq_socket(h->zctx, ZMQ_ROUTER);
+    rc = !h->router || set_opt_int(h->router, ZMQ_CURVE_SERVER, 1) ||
+         zmq_setsockopt(h->router, ZMQ_CURVE_SECRETKEY, k->curve_secret, KEYS_Z85_LEN + 1) ||
+         zmq_setsockopt(h->router, ZMQ_ZAP_DOMAIN, HUB_ZAP_DOMAIN, strlen(HUB_ZAP_DOMAIN)) ||
+         zmq_socket_monitor(h->router, HUB_MONITOR_ENDPOINT,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) ||
+         zmq_connect(h->monitor, HUB_MONITOR_ENDPOINT);
+    log_info("hub.security", "mode=curve hub_key=%s", k->curve_fpr);
+    keys_free(&k);
+    if (rc) {
+        snprintf(err, errcap, "cannot make the hub socket a CURVE server: %s",
+                 zmq_strerror(zmq_errno()));
+        return NHUB_EZMQ;
+    }
+    return 0;
+}
+
 static int open_socket(hub_t *h, char *err, size_t errcap)
 {
     int64_t maxmsg = (int64_t)h->cfg->limits.max_frame + HUB_FRAME_SLACK;
     h->zctx = zmq_ctx_new();
-    h->router = h->zctx ? zmq_socket(h->zctx, ZMQ_ROUTER) : NULL;
-    if (!h->router ||
-        set_opt_int(h->router, ZMQ_ROUTER_MANDATORY, 1) ||
+    if (h->zctx && h->curve) {
+        int rc = setup_curve(h, err, errcap);
+        if (rc)
+            return rc;
+    } else if (h->zctx) {
+        h->router = zmq_socket(h->zctx, ZMQ_ROUTER);
+        log_warn("hub.insecure",
+                 "detail=\"security.mode is insecure-plaintext: no encryption, no "
+                 "authentication, any peer may claim any region; for development only\"");
+    }
+    if (!h->router || set_opt_int(h->router, ZMQ_ROUTER_MANDATORY, 1) ||
         zmq_setsockopt(h->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
         set_opt_int(h->router, ZMQ_SNDHWM, HUB_PEER_HWM) ||
-        set_opt_int(h->router, ZMQ_RCVHWM, 200000) ||
-        set_opt_int(h->router, ZMQ_LINGER, 2000)) {
+        set_opt_int(h->router, ZMQ_RCVHWM, 200000) || set_opt_int(h->router, ZMQ_LINGER, 2000)) {
         snprintf(err, errcap, "cannot create the hub socket: %s", zmq_strerror(zmq_errno()));
         return NHUB_EZMQ;
     }
@@ -1166,6 +1596,47 @@ static int open_socket(hub_t *h, char *err, size_t errcap)
     return 0;
 }
 
+/* Build what the security settings of `cfg` need: the key table and the catalogue. */
+static int load_security(const cfg_t *cfg, auth_t **auth, catalog_t **catalog, char *err,
+                         size_t errcap)
+{
+    *auth = NULL;
+    *catalog = NULL;
+    int rc = auth_new(cfg, auth, err, errcap);
+    if (rc == 0 && cfg->security.catalog[0]) {
+        rc = catalog_load(cfg->security.catalog, catalog, err, errcap);
+        if (rc)
+            auth_destroy(auth);
+    }
+    if (rc == 0 && !*catalog)
+        log_warn("hub.no_catalog", "detail=\"no security.catalog: every item is allowed\"");
+    return rc;
+}
+
+int hub_check_config(const cfg_t *cfg, char *err, size_t errcap)
+{
+    auth_t *auth = NULL;
+    catalog_t *catalog = NULL;
+    int rc = load_security(cfg, &auth, &catalog, err, errcap);
+    auth_destroy(&auth);
+    catalog_destroy(&catalog);
+    if (rc || cfg->security.mode != CFG_SECURITY_CURVE)
+        return rc;
+    keys_file_t *k = NULL;
+    char why[512];
+    if ((rc = keys_load(cfg->security.key_file, &k, why, sizeof why)) != 0) {
+        snprintf(err, errcap, "security.key_file: %s", why);
+        return rc;
+    }
+    if (strcmp(k->region, cfg->hub.region) != 0) {
+        snprintf(err, errcap, "security.key_file %s is the key of region %s, not of this hub (%s)",
+                 cfg->security.key_file, k->region, cfg->hub.region);
+        rc = NHUB_ECONFIG;
+    }
+    keys_free(&k);
+    return rc;
+}
+
 int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size_t errcap)
 {
     *out = NULL;
@@ -1177,15 +1648,28 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
     h->cfg = *cfg;
     *cfg = NULL;
     h->clock = clock;
-    int rc = store_open(h->cfg->hub.data_dir, h->cfg->limits.map_size,
-                        h->cfg->limits.map_size_max, &h->store, err, errcap);
+    h->curve = h->cfg->security.mode == CFG_SECURITY_CURVE;
+    int rc = load_security(h->cfg, &h->auth, &h->catalog, err, errcap);
+    if (rc)
+        goto fail;
+    rc = store_open(h->cfg->hub.data_dir, h->cfg->limits.map_size, h->cfg->limits.map_size_max,
+                    &h->store, err, errcap);
     if (rc)
         goto fail;
     rc = NHUB_ENOMEM;
     h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
     h->items = calloc(h->cap_items, sizeof *h->items);
+    h->verify_idx = calloc(h->cap_items, sizeof *h->verify_idx);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t threads = cpus > HUB_VERIFY_THREADS_MAX ? HUB_VERIFY_THREADS_MAX - 1
+                     : cpus > 1                    ? (size_t)cpus - 1
+                                                   : 0;
+    if (h->curve && workers_new(threads, &h->workers) != 0) {
+        snprintf(err, errcap, "cannot start the signature-check threads");
+        goto fail;
+    }
     h->sessions = session_table_new(HUB_SESSIONS_MAX);
-    if (!h->items || !h->sessions || regions_build(h, h->cfg, &h->regions) != 0) {
+    if (!h->items || !h->verify_idx || !h->sessions || regions_build(h, h->cfg, &h->regions) != 0) {
         snprintf(err, errcap, "out of memory");
         goto fail;
     }
@@ -1208,11 +1692,19 @@ void hub_destroy(hub_t **self)
         item_clear(&h->items[i]);
     if (h->router)
         zmq_close(h->router);
+    if (h->monitor)
+        zmq_close(h->monitor);
+    if (h->zap)
+        zmq_close(h->zap);
     if (h->zctx)
         zmq_ctx_term(h->zctx);
     session_table_destroy(&h->sessions);
     regions_free(&h->regions, h->n_regions);
     store_close(&h->store);
+    workers_destroy(&h->workers);
+    auth_destroy(&h->auth);
+    catalog_destroy(&h->catalog);
+    free(h->verify_idx);
     free(h->items);
     free(h->scratch);
     cfg_destroy(&h->cfg);
@@ -1265,17 +1757,38 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
     }
     if (next->limits.batch_max > self->cfg->limits.batch_max ||
         next->limits.max_frame != self->cfg->limits.max_frame) {
-        log_warn("hub.reload_partial", "detail=\"batch_max increase and max_frame need a restart; kept\"");
+        log_warn("hub.reload_partial",
+                 "detail=\"batch_max increase and max_frame need a restart; kept\"");
         if (next->limits.batch_max > self->cfg->limits.batch_max)
             next->limits.batch_max = self->cfg->limits.batch_max;
         next->limits.max_frame = self->cfg->limits.max_frame;
     }
-    struct hub_region *regions = NULL;
-    if ((rc = regions_build(self, next, &regions))) {
-        snprintf(err, errcap, "out of memory");
+    if (next->security.mode != self->cfg->security.mode ||
+        strcmp(next->security.key_file, self->cfg->security.key_file) != 0) {
+        log_warn("hub.reload_partial",
+                 "detail=\"security.mode and key_file need a restart; kept\"");
+        next->security.mode = self->cfg->security.mode;
+        snprintf(next->security.key_file, sizeof next->security.key_file, "%s",
+                 self->cfg->security.key_file);
+    }
+    auth_t *auth = NULL;
+    catalog_t *catalog = NULL;
+    if ((rc = load_security(next, &auth, &catalog, err, errcap))) {
         cfg_destroy(&next);
         return rc;
     }
+    struct hub_region *regions = NULL;
+    if ((rc = regions_build(self, next, &regions))) {
+        snprintf(err, errcap, "out of memory");
+        auth_destroy(&auth);
+        catalog_destroy(&catalog);
+        cfg_destroy(&next);
+        return rc;
+    }
+    auth_destroy(&self->auth);
+    catalog_destroy(&self->catalog);
+    self->auth = auth;
+    self->catalog = catalog;
     struct remap m = {self, self->regions, self->n_regions, next};
     session_foreach(self->sessions, remap_session, &m);
     regions_free(&self->regions, self->n_regions);
@@ -1290,6 +1803,8 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
     cfg_destroy(&self->cfg);
     self->cfg = next;
     journal_note(self, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIG_RELOADED, cfg_path);
+    if (sync_suspensions(self) != 0)
+        log_error("hub.journal_failed", "event=suspensions");
     log_info("hub.reloaded", "regions=%zu", self->n_regions);
     return 0;
 }
@@ -1319,6 +1834,8 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
     char hex[33];
     check_space(h);
     journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STARTED, "start");
+    if (sync_suspensions(h) != 0)
+        log_error("hub.journal_failed", "event=suspensions");
     log_info("hub.ready", "endpoint=%s hub_id=%s regions=%zu", h->endpoint,
              log_hex(hex, sizeof hex, store_hub_id(h->store), STORE_ID_LEN), h->n_regions);
     int rc = 0;
@@ -1330,12 +1847,18 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
             if (hub_reload(h, cfg_path, err, sizeof err) != 0)
                 log_error("hub.reload_failed", "error=%s", log_quote(q, sizeof q, err));
         }
-        zmq_pollitem_t pi = {h->router, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&pi, 1, poll_timeout(h)) < 0) {
+        zmq_pollitem_t pi[3] = {{h->router, 0, ZMQ_POLLIN, 0},
+                                {h->zap, 0, ZMQ_POLLIN, 0},
+                                {h->monitor, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(pi, h->curve ? 3 : 1, poll_timeout(h)) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             rc = NHUB_EZMQ;
             break;
+        }
+        if (h->curve) {
+            serve_zap(h);
+            serve_monitor(h);
         }
         if ((rc = drain(h)))
             break;
@@ -1347,7 +1870,9 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
     journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STOPPED, "stop");
     h->stats_commits_seen = UINT64_MAX;
     log_stats(h);
-    log_info("hub.stopped", "accepted=%llu rejected=%llu dropped=%llu nack_malformed=%llu "
+    log_security(h);
+    log_info("hub.stopped",
+             "accepted=%llu rejected=%llu dropped=%llu nack_malformed=%llu "
              "nack_version=%llu nack_unknown_command=%llu nack_too_large=%llu "
              "nack_hello_required=%llu",
              (unsigned long long)h->n.accepted, (unsigned long long)h->n.rejected,

@@ -31,7 +31,7 @@ typedef struct hub_counters {
     uint64_t accepted;      /* messages stored */
     uint64_t duplicates;    /* repeats ACKed without storing */
     uint64_t rejected;      /* SENDs refused for good (journaled) */
-    uint64_t nacked[16];    /* NACKs sent, by NackCode */
+    uint64_t nacked[32];    /* NACKs sent, by NackCode */
     uint64_t dropped;       /* frames too broken to answer */
     uint64_t delivered;     /* DELIVER frames sent, first attempts */
     uint64_t redelivered;   /* DELIVER frames sent again */
@@ -41,6 +41,11 @@ typedef struct hub_counters {
     uint64_t committed_items; /* staged items in those commits */
     uint64_t store_full;    /* commits that hit a full store */
     uint64_t sessions_opened, sessions_closed;
+    uint64_t auth_refused;      /* CURVE clients refused by the ZAP handler */
+    uint64_t handshake_failed;  /* handshakes that failed otherwise (e.g. no CURVE) */
+    uint64_t identity_refused;  /* frames whose key is no longer valid, or whose
+                                   identity differs from their session's */
+    uint64_t security_events;   /* refusals journaled as security events */
 } hub_counters_t;
 
 /*
@@ -50,6 +55,13 @@ typedef struct hub_counters {
  * message in `err`.
  */
 int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size_t errcap);
+
+/*
+ * Check what a configuration names beyond itself, as hub_new would use it:
+ * the region keys, the catalogue and (curve mode) the hub's key file.
+ * Returns 0 or an error with a message in `err`. For nhubd --check.
+ */
+int hub_check_config(const cfg_t *cfg, char *err, size_t errcap);
 
 /* Close the socket and the store; accepts NULL; sets *self to NULL. */
 void hub_destroy(hub_t **self);

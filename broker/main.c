@@ -39,17 +39,16 @@ static void on_hup(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: nhubd [-c FILE] [--check] [--ready-fd N]\n"
-            "\n"
-            "  -c, --config FILE  configuration (default conf/hub.yaml)\n"
-            "  --check            check the configuration and exit (0 if valid)\n"
-            "  --ready-fd N       write \"ready ENDPOINT\\n\" to file descriptor N once\n"
-            "                     listening, then close it (for supervisors and tests)\n"
-            "  -h, --help         this text\n"
-            "  --version          print the version\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT stop after the commit in hand; SIGHUP reloads FILE.\n");
+    fprintf(out, "usage: nhubd [-c FILE] [--check] [--ready-fd N]\n"
+                 "\n"
+                 "  -c, --config FILE  configuration (default conf/hub.yaml)\n"
+                 "  --check            check the configuration and exit (0 if valid)\n"
+                 "  --ready-fd N       write \"ready ENDPOINT\\n\" to file descriptor N once\n"
+                 "                     listening, then close it (for supervisors and tests)\n"
+                 "  -h, --help         this text\n"
+                 "  --version          print the version\n"
+                 "\n"
+                 "Signals: SIGTERM/SIGINT stop after the commit in hand; SIGHUP reloads FILE.\n");
 }
 
 static int install_signals(void)
@@ -109,7 +108,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check_only) {
-        printf("%s: valid (%zu regions)\n", path, cfg->region_count);
+        if (hub_check_config(cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "nhubd: %s\n", err);
+            cfg_destroy(&cfg);
+            return 2;
+        }
+        printf("%s: valid (%zu regions, security %s)\n", path, cfg->region_count,
+               cfg->security.mode == CFG_SECURITY_CURVE ? "curve" : "INSECURE plaintext");
         cfg_destroy(&cfg);
         return 0;
     }

@@ -101,8 +101,8 @@ static int open_dbs(store_t *s, MDB_txn *txn)
         const char *name;
         MDB_dbi *dbi;
     } dbs[] = {
-        {"meta", &s->meta},       {"journal", &s->journal},     {"queue", &s->queue},
-        {"qtail", &s->qtail},     {"dedup", &s->dedup},         {"dedup_age", &s->dedup_age},
+        {"meta", &s->meta},       {"journal", &s->journal}, {"queue", &s->queue},
+        {"qtail", &s->qtail},     {"dedup", &s->dedup},     {"dedup_age", &s->dedup_age},
         {"streams", &s->streams}, {"rejects", &s->rejects},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
@@ -169,8 +169,8 @@ static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
     return 0;
 }
 
-int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out,
-               char *err, size_t errcap)
+int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out, char *err,
+               size_t errcap)
 {
     *out = NULL;
     int erc = path_mkdir_p(dir);
@@ -213,8 +213,8 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
     return 0;
 fail_rc:
     code = lmdb_err(rc) == NHUB_EFULL ? NHUB_EFULL : NHUB_ESTORE;
-    set_err(err, errcap, code, "store: cannot open %s: %s", dir, rc == ENOMEM ? "out of memory"
-                                                                              : mdb_strerror(rc));
+    set_err(err, errcap, code, "store: cannot open %s: %s", dir,
+            rc == ENOMEM ? "out of memory" : mdb_strerror(rc));
 fail:
     if (txn)
         mdb_txn_abort(txn);
@@ -525,8 +525,7 @@ int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *
     return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
 }
 
-int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last,
-                     char *region)
+int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last, char *region)
 {
     MDB_val k = {16, (void *)stream_id}, v;
     int rc = mdb_get(txn->txn, txn->store->streams, &k, &v);
@@ -589,6 +588,29 @@ int store_stream_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t las
     return lmdb_err(mdb_put(txn->txn, txn->store->streams, &k, &v, 0));
 }
 
+/* Operator state of a region, in meta under "suspended/<code>". */
+int store_suspended_get(store_txn_t *txn, const char *region, int *suspended)
+{
+    char key[32];
+    uint8_t v = 0;
+    snprintf(key, sizeof key, "suspended/%.6s", region);
+    int rc = meta_get(txn->store, txn->txn, key, &v, 1);
+    if (rc == MDB_NOTFOUND) {
+        rc = 0;
+        v = 0;
+    }
+    *suspended = v != 0;
+    return lmdb_err(rc);
+}
+
+int store_suspended_put(store_txn_t *txn, const char *region, int suspended)
+{
+    char key[32];
+    uint8_t v = suspended ? 1 : 0;
+    snprintf(key, sizeof key, "suspended/%.6s", region);
+    return lmdb_err(meta_put(txn->store, txn->txn, key, &v, 1));
+}
+
 int store_reader_open(store_t *self, store_reader_t **out)
 {
     *out = NULL;
@@ -615,8 +637,8 @@ void store_reader_close(store_reader_t **r)
     *r = NULL;
 }
 
-int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq,
-                     store_queued_t *out, size_t max, size_t *n)
+int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_queued_t *out,
+                     size_t max, size_t *n)
 {
     MDB_cursor *c;
     *n = 0;

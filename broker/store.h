@@ -37,8 +37,8 @@ typedef struct store_txn store_txn_t;
  * Clears reader slots left by crashed processes. Returns 0 and *out, or an
  * error with a message in `err`.
  */
-int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out,
-               char *err, size_t errcap);
+int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out, char *err,
+               size_t errcap);
 
 /* Close; accepts NULL; sets *self to NULL. No transaction may be open. */
 void store_close(store_t **self);
@@ -122,8 +122,7 @@ int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *
 /* The last accepted stream_seq of a stream (0 if the stream is new) and the
  * region that owns it (empty string if new; `region` has room for 7 bytes,
  * may be NULL). */
-int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last,
-                     char *region);
+int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last, char *region);
 
 /* Remember that (stream, stream_seq) was refused for good with `code`. */
 int store_reject_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
@@ -138,6 +137,11 @@ int store_stream_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t las
                      const char *region);
 
 /* ---- reading (any thread, own read transaction) ---------------------------- */
+
+/* Whether operators suspended `region` (six digits), as last recorded; a
+ * region never recorded reads as not suspended. */
+int store_suspended_get(store_txn_t *txn, const char *region, int *suspended);
+int store_suspended_put(store_txn_t *txn, const char *region, int suspended);
 
 typedef struct store_reader store_reader_t;
 
@@ -156,8 +160,8 @@ typedef struct store_queued {
  * Read up to `max` queue entries of `region` with dseq >= from_dseq, in
  * order, into out[]; *n = how many. Returns 0 or NHUB_ESTORE.
  */
-int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq,
-                     store_queued_t *out, size_t max, size_t *n);
+int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_queued_t *out,
+                     size_t max, size_t *n);
 
 /* Count of queued messages for `region` (walks the queue; for stats/tests). */
 int store_queue_count(store_reader_t *r, const char *region, uint64_t *n);

@@ -18,6 +18,19 @@ stop() {
 }
 trap stop INT TERM
 
+# Development keys (git-ignored): the hub's and the two demo regions'.
+# conf/hub.yaml and the adapter configurations name these files.
+KEYS=conf/dev-keys
+for who in hub 110000 440000; do
+    [ -f "$KEYS/$who.key" ] && continue
+    if [ "$who" = hub ]; then
+        "$BIN/nhub-keygen" --hub --out "$KEYS" >/dev/null || exit 1
+    else
+        "$BIN/nhub-keygen" --region "$who" --out "$KEYS" >/dev/null || exit 1
+    fi
+    echo "run: made development keys $KEYS/$who.key (secret) and $KEYS/$who.pub"
+done
+
 if ! "$BIN/nhubd" -c conf/hub.yaml --check >/dev/null; then
     "$BIN/nhubd" -c conf/hub.yaml --check
     exit 1

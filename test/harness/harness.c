@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 const char *const th_regions[] = {
-    "110000", "120000", "130000", "140000", "150000", "210000", "220000", "230000",
-    "310000", "320000", "330000", "340000", "350000", "360000", "370000", "410000",
-    "420000", "430000", "440000", "450000", "460000", "500000", "510000", "520000",
-    "530000", "540000", "610000", "620000", "630000", "640000", "650000", "660000", NULL,
+    "110000", "120000", "130000", "140000", "150000", "210000", "220000", "230000", "310000",
+    "320000", "330000", "340000", "350000", "360000", "370000", "410000", "420000", "430000",
+    "440000", "450000", "460000", "500000", "510000", "520000", "530000", "540000", "610000",
+    "620000", "630000", "640000", "650000", "660000", NULL,
 };
 
 int64_t th_now_ms(void)
@@ -65,12 +65,16 @@ static int write_config(th_hub_t *h, const char *listen)
         return -1;
     fprintf(f, "hub:\n  listen: \"%s\"\n  data_dir: \"%s/hub-data\"\n", listen, h->dir);
     fprintf(f, "limits:\n  heartbeat: 1s\n%s", h->limits);
-    fprintf(f, "log:\n  level: info\nregions:\n");
-    for (int i = 0; th_regions[i]; i++)
+    fprintf(f, "log:\n  level: info\n");
+    fputs(h->security[0] ? h->security : "security:\n  mode: insecure-plaintext\n", f);
+    fprintf(f, "regions:\n");
+    for (int i = 0; th_regions[i]; i++) {
         fprintf(f, "  - code: \"%s\"\n    name: \"Region %s\"\n", th_regions[i], th_regions[i]);
+        if (h->region_yaml[i])
+            fputs(h->region_yaml[i], f);
+    }
     if (h->extra_region[0])
-        fprintf(f, "  - code: \"%s\"\n    name: \"City %s\"\n", h->extra_region,
-                h->extra_region);
+        fprintf(f, "  - code: \"%s\"\n    name: \"City %s\"\n", h->extra_region, h->extra_region);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -79,6 +83,11 @@ int th_hub_reconfigure(th_hub_t *h, const char *limits_yaml, const char *extra_r
     snprintf(h->limits, sizeof h->limits, "%s", limits_yaml ? limits_yaml : "");
     snprintf(h->extra_region, sizeof h->extra_region, "%s", extra_region ? extra_region : "");
     return write_config(h, h->endpoint);
+}
+
+int th_hub_write_config(th_hub_t *h)
+{
+    return write_config(h, h->endpoint[0] ? h->endpoint : "tcp://127.0.0.1:*");
 }
 
 int th_hub_write_raw_config(th_hub_t *h, const char *text)

@@ -17,12 +17,18 @@
 #include <sys/types.h>
 
 typedef struct th_hub {
-    char dir[256];       /* the temporary directory */
+    char dir[256]; /* the temporary directory */
     char cfg_path[320];
     char log_path[320];
-    char endpoint[128];  /* tcp://127.0.0.1:PORT once started */
-    char limits[1024];   /* extra YAML lines under "limits:" */
+    char endpoint[128]; /* tcp://127.0.0.1:PORT once started */
+    char limits[1024];  /* extra YAML lines under "limits:" */
     char extra_region[8];
+    /* The "security:" section, written as it is; empty = the development
+     * mode (insecure-plaintext) the protocol and durability tests run in. */
+    char security[1024];
+    /* Extra YAML lines for region i of th_regions (indented 4 spaces),
+     * e.g. its keys; NULL = none. Borrowed: keep them alive. */
+    const char *region_yaml[40];
     pid_t pid;
 } th_hub_t;
 
@@ -52,6 +58,9 @@ int th_hub_start(th_hub_t *h);
  * code; the hub sees it on SIGHUP. Returns 0 or -1.
  */
 int th_hub_reconfigure(th_hub_t *h, const char *limits_yaml, const char *extra_region);
+
+/* Write the configuration from the fields of `h` (security, region_yaml). */
+int th_hub_write_config(th_hub_t *h);
 
 /* Write `text` as the configuration file as it is (to test bad files). */
 int th_hub_write_raw_config(th_hub_t *h, const char *text);

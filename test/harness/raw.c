@@ -25,6 +25,24 @@ raw_t *raw_new(void *ctx, const char *endpoint)
     return r;
 }
 
+raw_t *raw_new_curve(void *ctx, const char *endpoint, const char *pub, const char *sec,
+                     const char *server)
+{
+    raw_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->sock = zmq_socket(ctx, ZMQ_DEALER);
+    assert_non_null(r->sock);
+    int linger = 0;
+    zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_setsockopt(r->sock, ZMQ_CURVE_SERVERKEY, server, 41), 0);
+    assert_int_equal(zmq_setsockopt(r->sock, ZMQ_CURVE_PUBLICKEY, pub, 41), 0);
+    assert_int_equal(zmq_setsockopt(r->sock, ZMQ_CURVE_SECRETKEY, sec, 41), 0);
+    assert_int_equal(zmq_connect(r->sock, endpoint), 0);
+    for (int i = 0; i < 16; i++)
+        r->stream_id[i] = (uint8_t)rand();
+    return r;
+}
+
 void raw_free(raw_t **r)
 {
     if (!*r)
@@ -109,13 +127,21 @@ void raw_hello_ok(raw_t *r, const char *region, uint32_t credit)
 size_t raw_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                     const char *dst, const char *type, const void *payload, size_t plen)
 {
+    return raw_envelope_item(buf, cap, id, src, dst, "SI-VERIFY-001",
+                             NHUB__WIRE__V1__KIND__KIND_REQUEST, type, payload, plen);
+}
+
+size_t raw_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                         const char *dst, const char *item, int kind, const char *type,
+                         const void *payload, size_t plen)
+{
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
     e.msg_id.data = (uint8_t *)id;
     e.msg_id.len = 16;
     e.source = (char *)src;
     e.destination = (char *)dst;
-    e.item = "SI-VERIFY-001";
-    e.kind = NHUB__WIRE__V1__KIND__KIND_REQUEST;
+    e.item = (char *)item;
+    e.kind = (Nhub__Wire__V1__Kind)kind;
     e.created_ms = 1764000000000;
     e.payload_type = (char *)type;
     e.payload.data = (uint8_t *)payload;
@@ -127,10 +153,19 @@ size_t raw_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *
 
 void raw_send_env(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len)
 {
+    raw_send_signed(r, sseq, env, len, NULL, 0, NULL);
+}
+
+void raw_send_signed(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len, const uint8_t *sig,
+                     size_t siglen, const char *key_id)
+{
     wire_send_t s = NHUB__WIRE__V1__SEND__INIT;
     s.stream_seq = sseq;
     s.envelope.data = (uint8_t *)env;
     s.envelope.len = len;
+    s.signature.data = (uint8_t *)sig;
+    s.signature.len = sig ? siglen : 0;
+    s.key_id = (char *)(key_id ? key_id : "");
     raw_send(r, WIRE_SEND, &s.base);
 }
 

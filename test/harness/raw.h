@@ -21,6 +21,11 @@ typedef struct raw {
 raw_t *raw_new(void *ctx, const char *endpoint);
 void raw_free(raw_t **r);
 
+/* As raw_new, as a CURVE client with Z85 keys `pub`/`sec`, to a hub whose
+ * CURVE public key is `server`. */
+raw_t *raw_new_curve(void *ctx, const char *endpoint, const char *pub, const char *sec,
+                     const char *server);
+
 /* Send one nhub message / raw frames (b may be NULL for a single frame). */
 void raw_send(raw_t *r, wire_cmd_t cmd, const ProtobufCMessage *body);
 void raw_frames(raw_t *r, const void *a, size_t alen, const void *b, size_t blen);
@@ -43,6 +48,15 @@ void raw_hello_ok(raw_t *r, const char *region, uint32_t credit);
 /* Encode an envelope into buf; returns its length. */
 size_t raw_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                     const char *dst, const char *type, const void *payload, size_t plen);
+
+/* As raw_envelope, with a service item and kind of its own. */
+size_t raw_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                         const char *dst, const char *item, int kind, const char *type,
+                         const void *payload, size_t plen);
+
+/* SEND with a signature and its key id (sig NULL: unsigned). */
+void raw_send_signed(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len, const uint8_t *sig,
+                     size_t siglen, const char *key_id);
 
 /* SEND an encoded envelope as stream message `sseq`. */
 void raw_send_env(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len);
