@@ -16,6 +16,10 @@
  *    restart (the hub still holds it).
  *  - nhub_confirm() tells the hub the application has taken the message
  *    (DELIVERED); the hub then removes it from the region's queue.
+ *  - With a key file (nhub_options_t.key_file), the connection is CurveZMQ
+ *    (encrypted, and authenticated to the hub by this region's CURVE key)
+ *    and every envelope is signed with the region's signing key before it
+ *    is stored, so what reaches the hub is what the application sent.
  *
  * Threading: an nhub_t is used by one thread at a time. There is no
  * background thread: the network is served inside nhub_send, nhub_recv,
@@ -38,6 +42,7 @@ extern "C" {
 #endif
 
 #define NHUB_MSG_ID_LEN 16
+#define NHUB_LINK_ERROR_MAX 192 /* bytes of a link_error text, NUL included */
 
 typedef struct nhub nhub_t;
 
@@ -57,7 +62,11 @@ const char *nhub_kind_name(int kind);
 
 /*
  * Called when the hub refuses a message for good (NACK that is not
- * retryable: invalid, unknown region, ...). The message has left the outbox.
+ * retryable: invalid, unknown region, ...; and always for the identity and
+ * access refusals UNSIGNED 14, BAD_SIGNATURE 15, FORBIDDEN 16, SUSPENDED 17
+ * and UNAUTHENTICATED 18, whatever their retryable flag says, since sending
+ * the same bytes again cannot change the answer). The message has left the
+ * outbox and is not sent again.
  * `text` is the hub's explanation; both pointers are valid during the call.
  * Also called with NACK_TOO_LARGE (2) for a message in the outbox larger
  * than the max_frame the hub announced (or this adapter's own): the library
@@ -108,13 +117,35 @@ typedef struct nhub_options {
                                  default dedup_window of 7 days plus a margin);
                                  keep it longer than the longest time the hub may
                                  hold a message this adapter confirmed */
+    /*
+     * Security: give key_file and hub_key, or insecure_plaintext, never both.
+     * nhub_open refuses with NHUB_ECONFIG otherwise (an offline handle may
+     * give neither: it never connects, and what it stores unsigned is signed
+     * by the handle that sends it).
+     */
+    const char *key_file;   /* this region's secret key file (nhub-keygen, YAML, mode 0600;
+                               see proto/keys.h). Its region must be `region`. Enables
+                               CURVE on the connection (its CURVE keypair, set before
+                               connecting) and the signing of every envelope (its
+                               signing key). Read once, in nhub_open */
+    const char *hub_key;    /* the hub's CURVE public key, 40 Z85 characters (the
+                               `curve:` of the hub's hub.pub); required with key_file */
+    int insecure_plaintext; /* 1 = development only: no CURVE, no signatures. A hub
+                               that requires either refuses such an adapter. nhub_open
+                               logs a warning (event=nhub.insecure) */
 } nhub_options_t;
 
 /*
- * Open the adapter: open (or create) its store in opt->data_dir, and connect
- * to the hub (the connection completes in the background; nothing waits for
- * it). Returns 0 and sets *out, or an error with a message in `err` (may be
- * NULL). Release with nhub_close.
+ * Open the adapter: load its keys (opt->key_file), open (or create) its
+ * store in opt->data_dir, and connect to the hub (the connection completes
+ * in the background; nothing waits for it). Returns 0 and sets *out, or an
+ * error with a message in `err` (may be NULL): NHUB_EINVAL (an option is
+ * out of range), NHUB_ECONFIG (the security options are missing,
+ * contradictory or wrong: neither key_file + hub_key nor
+ * insecure_plaintext, both, a key file of another region, a hub_key that is
+ * not a CURVE key, a key file that does not load), NHUB_EIO (the key file
+ * or data_dir cannot be read), NHUB_ESTORE / NHUB_EVERSION (the store),
+ * NHUB_EZMQ, NHUB_ENOMEM. Release with nhub_close.
  *
  * Several processes may open the same data_dir at once (typically one
  * receiving adapter and short-lived send_only senders); they share the
@@ -142,11 +173,13 @@ typedef struct nhub_message {
 } nhub_message_t;
 
 /*
- * Put a message in the outbox (durably) and start sending it. On return 0
- * the message will reach the hub; msg_id_out (may be NULL) receives its
- * msg_id. Errors: NHUB_EINVAL (a field is wrong; nhub_last_error says which),
- * NHUB_ETOOBIG (larger than max_frame), NHUB_EFULL (the outbox store is at
- * map_size_max), NHUB_ESTORE.
+ * Put a message in the outbox (durably) and start sending it. With a key
+ * file the encoded envelope is signed first and the signature is committed
+ * with it. On return 0 the message will reach the hub; msg_id_out (may be
+ * NULL) receives its msg_id. Errors: NHUB_EINVAL (a field is wrong;
+ * nhub_last_error says which), NHUB_ETOOBIG (larger than max_frame),
+ * NHUB_EFULL (the outbox store is at map_size_max), NHUB_ECRYPTO (signing
+ * failed), NHUB_ESTORE.
  */
 int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_MSG_ID_LEN]);
 
@@ -167,6 +200,16 @@ typedef struct nhub_delivery {
     size_t payload_len;
     uint64_t seq;            /* the hub's journal sequence */
     uint64_t dseq;           /* position in this region's queue */
+    /* The sender's signature as the hub verified it, so the application can
+     * check it itself with the sender's public key (proto/keys.h,
+     * keys_verify over `envelope`). Borrowed like `payload`. */
+    const uint8_t *signature; /* NULL if the message came unsigned */
+    size_t signature_len;
+    char key_id[33];      /* key id of the sender's signing key (32 hex digits);
+                             "" if unsigned or if the hub sent something longer */
+    const void *envelope; /* the encoded Envelope exactly as signed (payload lies
+                             inside it); borrowed like `payload` */
+    size_t envelope_len;
 } nhub_delivery_t;
 
 /*
@@ -196,6 +239,21 @@ int nhub_pump(nhub_t *self, int timeout_ms);
  * if interrupted by a signal (or opened offline with messages waiting). */
 int nhub_flush(nhub_t *self, int timeout_ms);
 
+/* The state of the connection to the hub, as far as this adapter can tell. */
+enum nhub_link {
+    NHUB_LINK_DOWN = 0,             /* not connected (yet, or any more) */
+    NHUB_LINK_UP = 1,               /* a WELCOME came: the hub takes messages */
+    NHUB_LINK_REFUSED = 2,          /* the hub refused this adapter: its CURVE key
+                                       (not configured for the region, or expired),
+                                       or its HELLO (NACK); retried with back-off */
+    NHUB_LINK_HANDSHAKE_FAILED = 3, /* the security handshake failed: the hub and
+                                       the adapter probably use different modes
+                                       (CURVE / plaintext) or a wrong hub_key */
+};
+
+/* "down", "up", "refused", "handshake_failed"; "unknown" otherwise. */
+const char *nhub_link_name(int link);
+
 typedef struct nhub_stats {
     uint64_t outbox;          /* messages waiting for an ACK */
     uint64_t sent;            /* SEND frames written, resends included */
@@ -208,6 +266,14 @@ typedef struct nhub_stats {
     int connected;            /* 1 after WELCOME until the session is lost */
     uint64_t streams_rotated; /* new streams started (conflict, copied store, too large) */
     uint64_t confirmed_expired; /* confirmed msg_ids forgotten after confirmed_retention_ms */
+    uint64_t auth_failures;     /* handshakes the hub refused (ZAP: key not accepted) */
+    uint64_t handshake_failures; /* other failed security handshakes */
+    uint64_t resigned;           /* SENDs signed again at transmit: stored unsigned or with a
+                                    key id other than the current key's (the key was
+                                    rotated, or the store predates signing) */
+    int link;                    /* enum nhub_link */
+    char link_error[NHUB_LINK_ERROR_MAX]; /* what went wrong with the connection last;
+                                            "" once up */
 } nhub_stats_t;
 
 /* Fill *out with counters of this adapter (counters are per nhub_open;
@@ -232,6 +298,15 @@ typedef struct nhub_store_info {
     uint64_t confirmed_ids;    /* msg_ids recorded as confirmed by the application */
     uint64_t map_size;         /* current LMDB map size, bytes */
     uint64_t map_size_max;     /* limit (nhub_options_t.map_size_max) */
+    /* The connection state last recorded in the store by a running adapter
+     * (any process sharing the data_dir), for status tools that do not
+     * connect. It is recorded on each failed handshake or refusal and when
+     * a session starts after one, not on every disconnect. */
+    int link;                             /* enum nhub_link; NHUB_LINK_DOWN if never recorded */
+    int64_t link_changed_ms;              /* wall clock of that record; 0 = never */
+    char link_error[NHUB_LINK_ERROR_MAX]; /* what went wrong; "" when up */
+    uint64_t auth_failures;               /* over all processes since the store was made */
+    uint64_t handshake_failures;
 } nhub_store_info_t;
 
 /* Fill *out from the store. Returns 0 or NHUB_ESTORE. */

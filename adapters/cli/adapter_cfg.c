@@ -26,8 +26,12 @@ static const conf_key_t adapter_keys[] = {
     CONF_KEY_DURATION_MS(adapter_section_t, resend_after_ms, "resend_after", 0, 100, 3600000),
     CONF_KEY_DURATION_MS(adapter_section_t, heartbeat_ms, "heartbeat", 0, 100, 600000),
     CONF_KEY_SIZE(adapter_section_t, map_size_max, "map_size_max", 0, 1ll << 20, 1ll << 40),
-    CONF_KEY_DURATION_MS(adapter_section_t, confirmed_retention_ms, "confirmed_retention", 0,
-                         60000, 3650ll * 24 * 3600 * 1000),
+    CONF_KEY_DURATION_MS(adapter_section_t, confirmed_retention_ms, "confirmed_retention", 0, 60000,
+                         3650ll * 24 * 3600 * 1000),
+    CONF_KEY_STRING(adapter_section_t, key_file, "key_file", 0),
+    CONF_KEY_STRING(adapter_section_t, hub_key, "hub_key", 0),
+    CONF_KEY_STRING(adapter_section_t, hub_key_file, "hub_key_file", 0),
+    CONF_KEY_BOOL(adapter_section_t, insecure_plaintext, "insecure_plaintext", 0),
     CONF_KEY_END,
 };
 
@@ -55,8 +59,50 @@ static void set_defaults(adapter_cfg_t *cfg)
     cfg->log.level = LOG_INFO;
 }
 
+/*
+ * key_file with hub_key or hub_key_file, or insecure_plaintext: exactly one
+ * way. Fills cfg->hub_key. Says what is missing, since a refused or
+ * mis-secured adapter is hard to diagnose from the network side.
+ */
+static int check_security(adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    const adapter_section_t *a = &cfg->adapter;
+    char kerr[256] = "";
+    int key = a->key_file[0] != '\0', hk = a->hub_key[0] != '\0', hkf = a->hub_key_file[0] != '\0';
+    if (a->insecure_plaintext && (key || hk || hkf))
+        return conf_marks_error(marks, "adapter.insecure_plaintext", err, errcap,
+                                "adapter.insecure_plaintext: true cannot be combined with "
+                                "key_file, hub_key or hub_key_file: choose one");
+    if (a->insecure_plaintext)
+        return 0;
+    if (!key)
+        return conf_marks_error(marks, hk || hkf ? "adapter.key_file" : "adapter", err, errcap,
+                                "adapter.key_file is missing: give this region's key file (made "
+                                "by nhub-keygen) with hub_key_file or hub_key, or "
+                                "insecure_plaintext: true for development");
+    if (hk && hkf)
+        return conf_marks_error(marks, "adapter.hub_key_file", err, errcap,
+                                "give adapter.hub_key or adapter.hub_key_file, not both");
+    if (!hk && !hkf)
+        return conf_marks_error(marks, "adapter.key_file", err, errcap,
+                                "adapter.key_file needs the hub's CURVE public key: give "
+                                "adapter.hub_key_file (the hub's .pub file) or adapter.hub_key");
+    if (hk) {
+        if (strlen(a->hub_key) != KEYS_Z85_LEN || !keys_curve_valid(a->hub_key))
+            return conf_marks_error(marks, "adapter.hub_key", err, errcap,
+                                    "adapter.hub_key must be a CURVE public key: 40 Z85 "
+                                    "characters");
+        snprintf(cfg->hub_key, sizeof cfg->hub_key, "%s", a->hub_key);
+        return 0;
+    }
+    if (keys_read_public(a->hub_key_file, cfg->hub_key, NULL, kerr, sizeof kerr) != 0)
+        return conf_marks_error(marks, "adapter.hub_key_file", err, errcap,
+                                "adapter.hub_key_file: %s", kerr);
+    return 0;
+}
+
 /* Checks across or inside values that the schema cannot state. */
-static int check(const adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+static int check(adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
 {
     if (!wire_region_valid(cfg->adapter.region))
         return conf_marks_error(marks, "adapter.region", err, errcap,
@@ -82,7 +128,7 @@ static int check(const adapter_cfg_t *cfg, const conf_marks_t *marks, char *err,
                                     "%s must be a payload type or \"package.v1.*\"", path);
         }
     }
-    return 0;
+    return check_security(cfg, marks, err, errcap);
 }
 
 int adapter_cfg_load(const char *path, adapter_cfg_t *cfg, char *err, size_t errcap)
@@ -113,4 +159,7 @@ void adapter_cfg_options(adapter_cfg_t *cfg, nhub_options_t *opt)
     opt->heartbeat_ms = cfg->adapter.heartbeat_ms;
     opt->map_size_max = cfg->adapter.map_size_max;
     opt->confirmed_retention_ms = cfg->adapter.confirmed_retention_ms;
+    opt->key_file = cfg->adapter.key_file[0] ? cfg->adapter.key_file : NULL;
+    opt->hub_key = cfg->hub_key[0] ? cfg->hub_key : NULL;
+    opt->insecure_plaintext = cfg->adapter.insecure_plaintext;
 }

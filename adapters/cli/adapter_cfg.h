@@ -14,17 +14,26 @@
  *     heartbeat: 2s
  *     map_size_max: 4GiB                     # limit of the adapter's LMDB store
  *     confirmed_retention: 8d                # how long confirmed msg_ids are remembered
+ *     key_file: "conf/dev-keys/440000.key"   # this region's secret keys (nhub-keygen)
+ *     hub_key_file: "conf/dev-keys/hub.pub"  # the hub's public keys; or
+ *     hub_key: "<40 Z85 characters>"         # the hub's CURVE public key inline
+ *     insecure_plaintext: false              # true: no CURVE, no signatures (development)
  *   log:
  *     level: info                            # debug, info, warn, error, off
  *
- * Unknown keys, wrong types and out-of-range values are errors that name
- * FILE:LINE:COLUMN and the key.
+ * Exactly one of key_file (with hub_key or hub_key_file) and
+ * `insecure_plaintext: true` must be given. Paths are relative to the
+ * working directory. Unknown keys, wrong types, out-of-range values and a
+ * wrong security combination are errors that name FILE:LINE:COLUMN and the
+ * key.
  */
 #ifndef NHUB_ADAPTER_CFG_H
 #define NHUB_ADAPTER_CFG_H
 
+#include "keys.h"
 #include "nhub.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +53,10 @@ typedef struct adapter_section {
     int64_t heartbeat_ms;
     uint64_t map_size_max;
     int64_t confirmed_retention_ms;
+    char key_file[1024];
+    char hub_key[64];
+    char hub_key_file[1024];
+    bool insecure_plaintext;
 } adapter_section_t;
 
 /* The `log:` section. */
@@ -56,11 +69,15 @@ typedef struct adapter_cfg {
     log_section_t log;
     /* Pointers into `adapter.accepted`, filled by adapter_cfg_options. */
     const char *accepted_ptrs[ADAPTER_CFG_ACCEPTED_MAX];
+    /* The hub's CURVE key: adapter.hub_key, or read from adapter.hub_key_file
+     * by adapter_cfg_load; "" in insecure_plaintext mode. */
+    char hub_key[KEYS_Z85_LEN + 1];
 } adapter_cfg_t;
 
 /*
  * Fill `*cfg` with defaults, then load the YAML file at `path` over them and
- * check what the schema cannot (region digits, non-empty hub and data_dir).
+ * check what the schema cannot (region digits, non-empty hub and data_dir,
+ * the security keys), reading the hub's key from hub_key_file if given.
  * Returns 0, or NHUB_EIO / NHUB_ECONFIG / NHUB_ENOMEM with a one-line
  * message in `err` ("FILE:LINE:COLUMN: ...").
  */

@@ -14,6 +14,7 @@
  * only global.
  */
 #include "adapter_cfg.h"
+#include "keys.h"
 #include "log.h"
 #include "nhub.h"
 #include "print.h"
@@ -545,10 +546,12 @@ static void recv_usage(FILE *out)
           "printed again, also after a restart.\n"
           "\n"
           "Text lines: seq=N dseq=N msg_id=HEX source=CODE destination=CODE item=ITEM\n"
-          "            kind=KIND type=TYPE bytes=N   (the payload is not printed)\n"
+          "            kind=KIND type=TYPE bytes=N key_id=HEX|-   (the payload is not printed)\n"
           "JSON lines: {\"msg_id\",\"seq\",\"dseq\",\"source\",\"destination\",\"item\",\"kind\",\n"
           "             \"payload_type\",\"created_ms\",\"deadline_ms\",\"correlation_id\",\n"
-          "             \"payload_b64\"}\n"
+          "             \"key_id\",\"signature_b64\",\"payload_b64\"}\n"
+          "key_id and the signature are the sender's, as the hub verified them (null if the\n"
+          "message came unsigned).\n"
           "\n"
           "  -c, --config FILE     adapter YAML (required)\n"
           "  -n, --count N         stop after N messages (default: no limit)\n"
@@ -685,11 +688,53 @@ static void status_usage(FILE *out)
           "Show what the adapter's store holds, one key=value per line, without\n"
           "connecting to the hub (it may run while send or recv runs):\n"
           "region, hub, data_dir, stream_id, next_stream_seq, outbox (messages waiting\n"
-          "for an acknowledgement), confirmed_ids, map_size, map_size_max.\n"
+          "for an acknowledgement), confirmed_ids, map_size, map_size_max;\n"
+          "security (curve or plaintext), key_file, curve_fpr (the fingerprint the hub\n"
+          "must know for this region), sign_key_id, sign_alg; and the connection state a running\n"
+          "adapter last recorded: link (down, up, refused, handshake_failed),\n"
+          "link_changed_ms, link_error, auth_failures, handshake_failures.\n"
           "\n"
           "  -c, --config FILE  adapter YAML (required)\n"
           "  -h, --help         this text\n",
           out);
+}
+
+/*
+ * The identity status shows: the mode, and for CURVE the fingerprint and
+ * key id the hub must have configured for this region. The key file is
+ * loaded as nhub_open loads it (mode, form, region), so a key the adapter
+ * would refuse is reported here too; the secrets are wiped at once.
+ * Returns 0, or 1 if the key file is not usable (printed after the rest).
+ */
+static int print_identity(const adapter_cfg_t *cfg)
+{
+    char err[256] = "";
+    keys_file_t *k = NULL;
+    if (cfg->adapter.insecure_plaintext) {
+        printf("security=plaintext\n");
+        return 0;
+    }
+    printf("security=curve\nkey_file=%s\n", cfg->adapter.key_file);
+    if (keys_load(cfg->adapter.key_file, &k, err, sizeof err) != 0)
+        return fail("%s", err);
+    printf("curve_fpr=%s\nsign_key_id=%s\nsign_alg=%s\n", k->curve_fpr, k->sign_id,
+           keys_alg_name(k->alg));
+    int ret = 0;
+    if (strcmp(k->region, cfg->adapter.region) != 0)
+        ret = fail("key file %s is for region %s, but this adapter is region %s",
+                   cfg->adapter.key_file, k->region, cfg->adapter.region);
+    keys_free(&k);
+    return ret;
+}
+
+/* The connection state a running adapter last recorded in the store. */
+static void print_link(const nhub_store_info_t *info)
+{
+    printf("link=%s\nlink_changed_ms=%lld\nlink_error=", nhub_link_name(info->link),
+           (long long)info->link_changed_ms);
+    print_json_string(stdout, info->link_error);
+    printf("\nauth_failures=%llu\nhandshake_failures=%llu\n",
+           (unsigned long long)info->auth_failures, (unsigned long long)info->handshake_failures);
 }
 
 static int cmd_status(int argc, char **argv)
@@ -715,7 +760,11 @@ static int cmd_status(int argc, char **argv)
     int ret = load_config(&c);
     if (ret != 0)
         return ret;
+    /* Offline needs no keys; print_identity checks the key file itself. */
     c.opt.offline = 1;
+    c.opt.key_file = NULL;
+    c.opt.hub_key = NULL;
+    c.opt.insecure_plaintext = 0;
     ret = open_adapter(&c, &h);
     if (ret != 0)
         return ret;
@@ -730,7 +779,10 @@ static int cmd_status(int argc, char **argv)
                nhub_msg_id_hex(info.stream_id, hex), (unsigned long long)info.next_stream_seq,
                (unsigned long long)info.outbox, (unsigned long long)info.confirmed_ids,
                (unsigned long long)info.map_size, (unsigned long long)info.map_size_max);
+        ret = print_identity(&c.cfg);
+        print_link(&info);
     }
+    fflush(stdout);
     nhub_close(&h);
     return ret;
 }

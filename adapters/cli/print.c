@@ -11,10 +11,11 @@ int print_delivery_text(FILE *out, const nhub_delivery_t *d)
     char hex[33];
     fprintf(out,
             "seq=%llu dseq=%llu msg_id=%s source=%s destination=%s item=%s kind=%s type=%s "
-            "bytes=%zu\n",
+            "bytes=%zu key_id=%s\n",
             (unsigned long long)d->seq, (unsigned long long)d->dseq,
             nhub_msg_id_hex(d->msg_id, hex), d->source, d->destination, d->item,
-            nhub_kind_name(d->kind), d->payload_type, d->payload_len);
+            nhub_kind_name(d->kind), d->payload_type, d->payload_len,
+            d->key_id[0] ? d->key_id : "-");
     return ferror(out) ? -1 : 0;
 }
 
@@ -73,6 +74,19 @@ int print_delivery_json(FILE *out, const nhub_delivery_t *d)
         fprintf(out, "\"%s\"", nhub_msg_id_hex(d->correlation_id, hex));
     else
         fputs("null", out);
+    fputs(",\"key_id\":", out);
+    if (d->key_id[0])
+        print_json_string(out, d->key_id);
+    else
+        fputs("null", out);
+    fputs(",\"signature_b64\":", out);
+    if (d->signature_len) {
+        fputc('"', out);
+        print_base64(out, d->signature, d->signature_len);
+        fputc('"', out);
+    } else {
+        fputs("null", out);
+    }
     fputs(",\"payload_b64\":\"", out);
     print_base64(out, d->payload, d->payload_len);
     fputs("\"}\n", out);

@@ -15,14 +15,15 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* Write `d` as one text line. Returns 0, or -1 if the stream failed. */
+/* Write `d` as one text line (key_id=- if unsigned). Returns 0, or -1 if the stream failed. */
 int print_delivery_text(FILE *out, const nhub_delivery_t *d);
 
 /*
  * Write `d` as one JSON object on one line: msg_id (hex), seq, dseq, source,
  * destination, item, kind (name), payload_type, created_ms, deadline_ms,
- * correlation_id (hex or null), payload_b64. Returns 0, or -1 if the stream
- * failed.
+ * correlation_id (hex or null), key_id (the sender's signing key, or null),
+ * signature_b64 (the sender's signature over the envelope, or null),
+ * payload_b64. Returns 0, or -1 if the stream failed.
  */
 int print_delivery_json(FILE *out, const nhub_delivery_t *d);
 

@@ -10,6 +10,7 @@
  */
 #include "inbox.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,21 +98,68 @@ inbox_verdict_t inbox_classify(inbox_t *self, const uint8_t msg_id[NHUB_MSG_ID_L
     return INBOX_ACCEPT;
 }
 
-int inbox_push(inbox_t *self, const nhub_delivery_t *d, const void *payload, size_t payload_len)
+/* 1 if the payload is the tail of the envelope (both given), so one copy serves both. */
+static int payload_ends_envelope(const nhub_delivery_t *d)
 {
-    if (payload_len > SIZE_MAX - sizeof(inbox_node_t) - 1)
+    if (!d->envelope || !d->payload || d->payload_len > d->envelope_len)
+        return 0;
+    uintptr_t env = (uintptr_t)d->envelope, pay = (uintptr_t)d->payload;
+    return pay >= env && pay - env == d->envelope_len - d->payload_len;
+}
+
+/* Bytes of the node for `d`; 0 if it overflows. */
+static size_t node_size(const nhub_delivery_t *d, int shared)
+{
+    size_t parts[3] = {d->envelope ? d->envelope_len : 0, d->signature ? d->signature_len : 0,
+                       shared ? 0 : d->payload_len};
+    size_t n = sizeof(inbox_node_t) + 2; /* a NUL after the envelope and after the payload */
+    for (int i = 0; i < 3; i++) {
+        if (parts[i] > SIZE_MAX - n)
+            return 0;
+        n += parts[i];
+    }
+    return n;
+}
+
+int inbox_push(inbox_t *self, const nhub_delivery_t *d)
+{
+    int shared = payload_ends_envelope(d);
+    size_t size = node_size(d, shared);
+    if (size == 0)
         return NHUB_ENOMEM;
-    inbox_node_t *n = malloc(sizeof *n + payload_len + 1);
+    inbox_node_t *n = malloc(size);
     if (!n)
         return NHUB_ENOMEM;
     n->d = *d;
     n->next = NULL;
-    unsigned char *copy = (unsigned char *)(n + 1);
-    if (payload_len)
-        memcpy(copy, payload, payload_len);
-    copy[payload_len] = '\0'; /* a courtesy for text payloads; not counted */
-    n->d.payload = copy;
-    n->d.payload_len = payload_len;
+    /* Layout after the node: envelope, NUL, [payload, NUL,] signature. */
+    unsigned char *p = (unsigned char *)(n + 1);
+    n->d.envelope = NULL;
+    n->d.envelope_len = 0;
+    if (d->envelope) {
+        if (d->envelope_len)
+            memcpy(p, d->envelope, d->envelope_len);
+        n->d.envelope = p;
+        n->d.envelope_len = d->envelope_len;
+        p += d->envelope_len;
+        *p++ = '\0';
+    }
+    if (shared) {
+        n->d.payload = p - 1 - d->payload_len;
+    } else {
+        if (d->payload_len)
+            memcpy(p, d->payload, d->payload_len);
+        p[d->payload_len] = '\0'; /* a courtesy for text payloads; not counted */
+        n->d.payload = p;
+        p += d->payload_len + 1;
+    }
+    n->d.signature = NULL;
+    n->d.signature_len = 0;
+    if (d->signature && d->signature_len) {
+        memcpy(p, d->signature, d->signature_len);
+        n->d.signature = p;
+        n->d.signature_len = d->signature_len;
+    }
     if (self->ready_tail)
         self->ready_tail->next = n;
     else

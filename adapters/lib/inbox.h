@@ -66,11 +66,14 @@ inbox_verdict_t inbox_classify(inbox_t *self, const uint8_t msg_id[NHUB_MSG_ID_L
 void inbox_skip(inbox_t *self, uint64_t dseq, uint64_t prev_dseq);
 
 /*
- * Queue a delivery: copies `*d` and `payload_len` bytes of `payload` into
- * one allocation owned by the inbox (d->payload is ignored). Returns 0 or
- * NHUB_ENOMEM.
+ * Queue a delivery: copies `*d` and the bytes its pointers name (envelope,
+ * signature, payload) into one allocation owned by the inbox. A payload
+ * that ends the envelope (protobuf-c writes the payload, field 10, last) is
+ * not copied twice: the copy points into the envelope's copy. The payload
+ * is followed by a NUL in memory (not counted), a courtesy for text.
+ * Returns 0 or NHUB_ENOMEM.
  */
-int inbox_push(inbox_t *self, const nhub_delivery_t *d, const void *payload, size_t payload_len);
+int inbox_push(inbox_t *self, const nhub_delivery_t *d);
 
 /* The oldest queued delivery, moved to the handed list; NULL if none. */
 nhub_delivery_t *inbox_pop(inbox_t *self);

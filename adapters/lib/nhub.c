@@ -36,12 +36,26 @@
  * rejected, and renumbering keeps the stream without a gap). After a HELLO
  * on another stream, replies about SENDs of the old one are ignored until
  * the WELCOME.
+ *
+ * Identity. With a key file the DEALER is a CurveZMQ client (the hub's ZAP
+ * handler decides whether this region's CURVE key may connect) and every
+ * envelope is signed when nhub_send stores it; the signature and key id
+ * live beside the envelope in the outbox record, committed together. A
+ * record whose key id is not the current key's (stored unsigned, or before
+ * the region rotated its key) is signed again as it is sent: a stale
+ * signature would only be refused. A refused handshake is not explained to
+ * the client and libzmq does not retry it, so the socket monitor's
+ * HANDSHAKE_FAILED_* events are the only news: they are counted, logged once
+ * per change of state, recorded in the store for status tools, and the
+ * socket is made anew after a back-off (1 s doubling to 30 s), so the
+ * adapter recovers on its own once the hub accepts its key.
  */
 #include "nhub.h"
 
 #include "clock.h"
 #include "ids.h"
 #include "inbox.h"
+#include "keys.h"
 #include "log.h"
 #include "outbox.h"
 #include "wire.h"
@@ -77,6 +91,12 @@
 /* Expiry of confirmed msg_ids: at most this many per pass, at most one pass a second. */
 #define NHUB_EXPIRE_BATCH 512
 #define NHUB_EXPIRE_EVERY_MS 1000
+/* After a failed security handshake (libzmq does not retry it): a new socket
+ * after this long, doubling up to the maximum; reset when a session starts. */
+#define NHUB_REOPEN_START_MS 1000
+#define NHUB_REOPEN_MAX_MS 30000
+/* Bytes the signature and key_id fields add to a Send body, at most. */
+#define NHUB_SIG_FIELDS_MAX ((1 + 2 + KEYS_SIG_MAX) + (1 + 1 + KEYS_FPR_LEN))
 
 enum session_state {
     SESSION_DOWN,       /* no connection to the hub */
@@ -88,6 +108,14 @@ enum session_state {
 
 static const char *const state_names[] = {"down", "need_hello", "hello_sent", "ready",
                                           "backoff"};
+
+/* Why the link is not up; a change of cause is logged as an error again. */
+enum link_cause {
+    LINK_CAUSE_NONE = 0,
+    LINK_CAUSE_ZAP = 1,       /* the hub's ZAP handler refused the CURVE key */
+    LINK_CAUSE_HANDSHAKE = 2, /* the security handshake failed otherwise */
+    LINK_CAUSE_NACK = 100,    /* + NACK code: the hub refused the HELLO */
+};
 
 /* One SEND written and not yet answered, in stream order. */
 typedef struct inflight {
@@ -125,6 +153,8 @@ struct nhub {
     int send_only;
     uint64_t map_size_max;
     int64_t confirmed_retention_ms;
+    keys_file_t *keys;              /* NULL: insecure_plaintext (or offline without keys) */
+    char hub_key[KEYS_Z85_LEN + 1]; /* the hub's CURVE public key, Z85 */
 
     nhub_clock_t clk;       /* what the code reads; wraps the functions below */
     nhub_clock_fn *wall_fn; /* from nhub_set_clock, NULL = system */
@@ -159,6 +189,14 @@ struct nhub {
     uint64_t oversize_seq; /* set by send_visit: the head message is too large */
     size_t oversize_len;
     int64_t next_expire_ms; /* when the confirmed set is looked at again */
+    int64_t reopen_at;      /* a new socket is due then (failed handshake); 0 = none */
+    int64_t reopen_ms;      /* the next such wait */
+    int link;               /* enum nhub_link, as this process sees it */
+    int link_cause;         /* enum link_cause (+ NACK code) of the last failure */
+    char link_error[NHUB_LINK_ERROR_MAX]; /* why it is not up, for nhub_stats */
+    int link_stored;                      /* the link state the store holds, as far as we know */
+    int sign_failed;                      /* a signature at transmit failed (logged once) */
+    int resign_logged;                    /* re-signing at transmit was logged */
 
     inflight_t *ring; /* `window` slots */
     size_t ring_head;
@@ -261,10 +299,12 @@ static uint32_t frame_limit(const nhub_t *self)
 }
 
 /* Bytes of a Send body around an envelope of `len` bytes, counting the
- * stream_seq at its largest so the answer does not depend on the numbering. */
+ * stream_seq and the signature at their largest, so the answer depends
+ * neither on the numbering nor on the key (nor on the security mode: a
+ * message that fits, fits after a change of mode or key). */
 static size_t send_body_len(size_t len)
 {
-    return len + 1 + 10 + 1 + varint_len(len);
+    return len + 1 + 10 + 1 + varint_len(len) + NHUB_SIG_FIELDS_MAX;
 }
 
 /* Local seq of a stream_seq of the session's stream; 0 if it cannot be one. */
@@ -346,10 +386,17 @@ static int sock_open(nhub_t *self)
     self->sock = zmq_socket(self->zctx, ZMQ_DEALER);
     if (!self->sock)
         goto fail;
+    self->reopen_at = 0;
     if (sockopt_int(self->sock, ZMQ_LINGER, 0) || sockopt_int(self->sock, ZMQ_IMMEDIATE, 1) ||
         sockopt_int(self->sock, ZMQ_RECONNECT_IVL, 100) ||
         sockopt_int(self->sock, ZMQ_RECONNECT_IVL_MAX, 2000) ||
         zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
+        goto fail;
+    /* CURVE keys must be set before connect (they apply to new connections). */
+    if (self->keys &&
+        (zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, self->hub_key, KEYS_Z85_LEN) ||
+         zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, self->keys->curve_public, KEYS_Z85_LEN) ||
+         zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, self->keys->curve_secret, KEYS_Z85_LEN)))
         goto fail;
     snprintf(ep, sizeof ep, "inproc://nhub-monitor-%u", ++self->sock_gen);
     if (zmq_socket_monitor(self->sock, ep,
@@ -391,6 +438,56 @@ static void set_state(nhub_t *self, enum session_state next)
                   state_names[self->state], state_names[next]);
     self->state = next;
     self->st.connected = next == SESSION_READY;
+}
+
+/*
+ * Record the link state in the store for status tools: every failure (the
+ * counters), and the first session after a failure. Not every disconnect:
+ * that would be a synced write per lost connection for nothing.
+ */
+static void link_record(nhub_t *self, uint64_t auth_inc, uint64_t handshake_inc)
+{
+    int rc = outbox_link_put(self->store, self->link, auth_inc, handshake_inc, wall_ms(self),
+                             self->link_error);
+    if (rc != 0) {
+        log_warn("nhub.link_record_failed", "region=%s error=%d", self->region, rc);
+        return;
+    }
+    self->link_stored = self->link;
+}
+
+/*
+ * The connection is refused or failed (`link`), for `cause` (enum
+ * link_cause; plus the NACK code), explained by `why`. Logged as an error
+ * once per change of state or cause (a refused adapter retries every 30 s
+ * and would fill the log), then at debug level.
+ */
+static void link_failed(nhub_t *self, int link, int cause, const char *event, const char *why,
+                        uint64_t auth_inc, uint64_t handshake_inc)
+{
+    char quoted[NHUB_LINK_ERROR_MAX + 16];
+    int changed = self->link != link || self->link_cause != cause;
+    self->link = link;
+    self->link_cause = cause;
+    snprintf(self->link_error, sizeof self->link_error, "%s", why);
+    log_emit(changed ? LOG_ERROR : LOG_DEBUG, event, "region=%s hub=%s curve_fpr=%s why=%s",
+             self->region, self->endpoint, self->keys ? self->keys->curve_fpr : "none",
+             log_quote(quoted, sizeof quoted, why));
+    if (changed || auth_inc || handshake_inc)
+        link_record(self, auth_inc, handshake_inc);
+}
+
+static void link_up(nhub_t *self)
+{
+    if (self->link != NHUB_LINK_UP && self->link != NHUB_LINK_DOWN)
+        log_info("nhub.link_recovered", "region=%s hub=%s previous=%s", self->region,
+                 self->endpoint, nhub_link_name(self->link));
+    self->link = NHUB_LINK_UP;
+    self->link_cause = 0;
+    self->link_error[0] = '\0';
+    self->reopen_ms = NHUB_REOPEN_START_MS;
+    if (self->link_stored != NHUB_LINK_UP)
+        link_record(self, 0, 0);
 }
 
 static void backoff(nhub_t *self, const char *why);
@@ -476,22 +573,85 @@ static void session_lost(nhub_t *self, const char *why)
     set_state(self, SESSION_DOWN);
 }
 
+/* A new socket after the back-off, for a connection libzmq gave up on. */
+static void schedule_reopen(nhub_t *self)
+{
+    if (self->reopen_at)
+        return;
+    self->reopen_at = now_ms(self) + self->reopen_ms;
+    log_debug("nhub.reopen_scheduled", "region=%s wait_ms=%lld", self->region,
+              (long long)self->reopen_ms);
+    self->reopen_ms *= 2;
+    if (self->reopen_ms > NHUB_REOPEN_MAX_MS)
+        self->reopen_ms = NHUB_REOPEN_MAX_MS;
+}
+
+/* Close the socket and make a new one; if that fails, try again later. */
+static void sock_renew(nhub_t *self)
+{
+    sock_close(self);
+    if (sock_open(self) != 0) {
+        log_error("nhub.socket_failed", "region=%s error=%s", self->region, self->last_error);
+        schedule_reopen(self);
+    }
+}
+
 /* The hub went silent: drop the connection and make a fresh one. */
 static void reconnect(nhub_t *self)
 {
     log_warn("nhub.silent", "region=%s state=%s silent_ms=%lld", self->region,
              state_names[self->state], (long long)(now_ms(self) - self->last_rx_ms));
     session_lost(self, "hub silent");
-    sock_close(self);
-    if (sock_open(self) != 0)
-        log_error("nhub.socket_failed", "region=%s", self->region);
+    sock_renew(self);
 }
 
 /* ---- sending -------------------------------------------------------------- */
 
-static int send_visit(void *arg, uint64_t seq, const void *data, size_t len)
+/*
+ * Put the signature into `s`: the stored one if the current key made it,
+ * otherwise a new one (the record is unsigned, or the region has rotated
+ * its key since: the hub would refuse the stale key id). Returns 0, or
+ * NHUB_ECRYPTO if signing failed. Insecure mode sends no signature.
+ */
+static int sign_for_send(nhub_t *self, const outbox_record_t *rec, wire_send_t *s,
+                         uint8_t sig[KEYS_SIG_MAX])
+{
+    if (!self->keys)
+        return 0;
+    s->key_id = self->keys->sign_id;
+    if (rec->sig_len && rec->key_id_len == KEYS_FPR_LEN &&
+        memcmp(rec->key_id, self->keys->sign_id, KEYS_FPR_LEN) == 0) {
+        s->signature.data = (uint8_t *)rec->sig;
+        s->signature.len = rec->sig_len;
+        return 0;
+    }
+    size_t siglen = 0;
+    int rc = keys_sign(self->keys->signer, rec->envelope, rec->envelope_len, sig, &siglen);
+    if (rc != 0) {
+        if (!self->sign_failed)
+            log_error("nhub.sign_failed", "region=%s key_id=%s error=%d", self->region,
+                      self->keys->sign_id, rc);
+        self->sign_failed = 1;
+        return rc;
+    }
+    if (!self->resign_logged) {
+        char old[KEYS_FPR_LEN + 1];
+        snprintf(old, sizeof old, "%.*s", (int)rec->key_id_len, rec->key_id ? rec->key_id : "");
+        log_info("nhub.resign", "region=%s stored_key_id=%s key_id=%s", self->region,
+                 old[0] ? old : "none", self->keys->sign_id);
+        self->resign_logged = 1;
+    }
+    self->st.resigned++;
+    s->signature.data = sig;
+    s->signature.len = siglen;
+    return 0;
+}
+
+static int send_visit(void *arg, uint64_t seq, const outbox_record_t *rec)
 {
     nhub_t *self = arg;
+    uint8_t sig[KEYS_SIG_MAX];
+    size_t len = rec->envelope_len;
     if (self->ring_count >= self->window)
         return 1;
     if (send_body_len(len) > frame_limit(self)) {
@@ -506,7 +666,9 @@ static int send_visit(void *arg, uint64_t seq, const void *data, size_t len)
     wire_send_t s = NHUB__WIRE__V1__SEND__INIT;
     s.stream_seq = seq - self->stream_base;
     s.envelope.len = len;
-    s.envelope.data = (uint8_t *)data;
+    s.envelope.data = (uint8_t *)rec->envelope;
+    if (sign_for_send(self, rec, &s, sig) != 0)
+        return 1; /* tried again on the next pass; nothing unsigned goes out */
     if (session_write(self, WIRE_SEND, &s.base) != 0)
         return 1;
     ring_push(self, seq, now_ms(self));
@@ -542,7 +704,7 @@ static int envelope_msg_id(const nhub_t *self, const void *data, size_t len,
  * recorded for on_ack, unless the ACK names another msg_id (a reply that
  * belongs to other numbering); then it stays and is sent again.
  */
-static int ack_visit(void *arg, uint64_t seq, const void *data, size_t len)
+static int ack_visit(void *arg, uint64_t seq, const outbox_record_t *rec)
 {
     nhub_t *self = arg;
     for (size_t i = 0; i < self->n_acks; i++) {
@@ -550,7 +712,7 @@ static int ack_visit(void *arg, uint64_t seq, const void *data, size_t len)
         if (p->seq != seq)
             continue;
         uint8_t id[NHUB_MSG_ID_LEN];
-        int have = envelope_msg_id(self, data, len, id) == 0;
+        int have = envelope_msg_id(self, rec->envelope, rec->envelope_len, id) == 0;
         p->mismatch = have && p->ack_has_id && memcmp(id, p->ack_id, sizeof id) != 0;
         if (p->mismatch)
             return 1;
@@ -659,7 +821,7 @@ struct collect_ids {
 };
 
 /* Record the msg_ids of the messages outbox_remove_upto removes. */
-static int collect_visit(void *arg, uint64_t seq, const void *data, size_t len)
+static int collect_visit(void *arg, uint64_t seq, const outbox_record_t *rec)
 {
     struct collect_ids *c = arg;
     if (c->n && seq <= c->prev)
@@ -677,7 +839,7 @@ static int collect_visit(void *arg, uint64_t seq, const void *data, size_t len)
         c->ids = p;
         c->cap = cap;
     }
-    if (envelope_msg_id(c->self, data, len, c->ids[c->n]) == 0)
+    if (envelope_msg_id(c->self, rec->envelope, rec->envelope_len, c->ids[c->n]) == 0)
         c->n++;
     return 0;
 }
@@ -737,6 +899,7 @@ static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
         self->hb_ms = w->heartbeat_ms;
     inbox_session_reset(self->inbox);
     set_state(self, SESSION_READY);
+    link_up(self);
     log_info("nhub.welcome", "region=%s stream_last=%llu dropped=%llu hub_max_frame=%u",
              self->region, (unsigned long long)w->stream_last, (unsigned long long)removed,
              w->max_frame);
@@ -766,11 +929,11 @@ static void on_ack(nhub_t *self, const ProtobufCMessage *m)
 }
 
 /* Learns the msg_id of a message as it leaves; keeps it if it is not `expect`. */
-static int found_visit(void *arg, uint64_t seq, const void *data, size_t len)
+static int found_visit(void *arg, uint64_t seq, const outbox_record_t *rec)
 {
     struct found_id *f = arg;
     (void)seq;
-    f->found = envelope_msg_id(f->self, data, len, f->msg_id) == 0;
+    f->found = envelope_msg_id(f->self, rec->envelope, rec->envelope_len, f->msg_id) == 0;
     f->mismatch = f->found && f->expect && memcmp(f->msg_id, f->expect, NHUB_MSG_ID_LEN) != 0;
     return f->mismatch;
 }
@@ -824,6 +987,42 @@ static void on_conflict(nhub_t *self, const wire_nack_t *n)
     rotate_stream(self, n->stream_seq ? "send_conflict" : "hello_conflict", 0, NULL);
 }
 
+/*
+ * Refusals about identity and access. They are final whatever the NACK's
+ * `retryable` says: resending the same bytes under the same key cannot
+ * change the answer, and a hub that marked them retryable would have the
+ * adapter resend them for ever.
+ */
+static int nack_is_access(int code)
+{
+    switch (code) {
+    case NHUB__WIRE__V1__NACK_CODE__NACK_UNSIGNED:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_BAD_SIGNATURE:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_SUSPENDED:
+    case NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED: return 1;
+    default: return 0;
+    }
+}
+
+/*
+ * The hub refused the session for good: its answer to the HELLO, or an
+ * identity refusal about no message in particular (the key was revoked
+ * during the session). Back off and say HELLO again later: the operators
+ * may fix it meanwhile.
+ */
+static void session_refused(nhub_t *self, const wire_nack_t *n)
+{
+    char why[NHUB_LINK_ERROR_MAX];
+    set_err(self, NHUB_EREFUSED, "hub refused the session: code %d: %s", (int)n->code,
+            n->text ? n->text : "");
+    snprintf(why, sizeof why, "the hub refused the session: code %d: %s", (int)n->code,
+             n->text ? n->text : "");
+    link_failed(self, NHUB_LINK_REFUSED, LINK_CAUSE_NACK + (int)n->code, "nhub.hello_refused", why,
+                0, 0);
+    backoff(self, "hello_refused");
+}
+
 static void on_nack(nhub_t *self, const ProtobufCMessage *m)
 {
     const wire_nack_t *n = (const wire_nack_t *)m;
@@ -856,7 +1055,7 @@ static void on_nack(nhub_t *self, const ProtobufCMessage *m)
     default:
         break;
     }
-    if (n->retryable) {
+    if (n->retryable && !nack_is_access((int)n->code)) {
         /* While waiting for WELCOME, NACKs of SENDs from before the HELLO are stale. */
         if (self->state == SESSION_HELLO_SENT && n->stream_seq != 0)
             return;
@@ -867,12 +1066,8 @@ static void on_nack(nhub_t *self, const ProtobufCMessage *m)
         reject_message(self, n);
         return;
     }
-    if (self->state == SESSION_HELLO_SENT) {
-        set_err(self, NHUB_EREFUSED, "hub refused HELLO: code %d: %s", (int)n->code,
-                n->text ? n->text : "");
-        log_error("nhub.hello_refused", "region=%s code=%d text=%s", self->region, (int)n->code,
-                  log_quote(text, sizeof text, n->text));
-        backoff(self, "hello_refused");
+    if (self->state == SESSION_HELLO_SENT || nack_is_access((int)n->code)) {
+        session_refused(self, n);
         return;
     }
     log_warn("nhub.nack", "region=%s code=%d text=%s", self->region, (int)n->code,
@@ -962,10 +1157,68 @@ static void copy_str(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* Read a varint at p[*i] (bounded by len). Returns 0, or -1 if it is cut or too long. */
+static int read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/*
+ * Where the payload (Envelope field 10, length-delimited) lies in the
+ * encoded envelope: the last occurrence, as the decoder takes it. Lets a
+ * delivery keep one copy of the bytes (inbox_push). Returns 0, or -1 if
+ * the walk fails or there is no payload field.
+ */
+static int envelope_payload_at(const uint8_t *p, size_t len, size_t *off, size_t *plen)
+{
+    size_t i = 0;
+    int found = 0;
+    while (i < len) {
+        uint64_t tag = 0, n = 0;
+        if (read_varint(p, len, &i, &tag) != 0)
+            return -1;
+        switch (tag & 7) {
+        case 0:
+            if (read_varint(p, len, &i, &n) != 0)
+                return -1;
+            break;
+        case 1:
+        case 5:
+            n = (tag & 7) == 1 ? 8 : 4;
+            if (n > len - i)
+                return -1;
+            i += n;
+            break;
+        case 2:
+            if (read_varint(p, len, &i, &n) != 0 || n > len - i)
+                return -1;
+            if (tag >> 3 == 10) {
+                *off = i;
+                *plen = (size_t)n;
+                found = 1;
+            }
+            i += n;
+            break;
+        default: return -1;
+        }
+    }
+    return found ? 0 : -1;
+}
+
 /* Queue a checked envelope for nhub_recv. */
 static void queue_delivery(nhub_t *self, const wire_deliver_t *dl, const wire_envelope_t *e)
 {
     nhub_delivery_t d;
+    size_t off = 0, plen = 0;
     memset(&d, 0, sizeof d);
     memcpy(d.msg_id, e->msg_id.data, NHUB_MSG_ID_LEN);
     copy_str(d.source, sizeof d.source, e->source);
@@ -981,7 +1234,20 @@ static void queue_delivery(nhub_t *self, const wire_deliver_t *dl, const wire_en
     d.deadline_ms = e->deadline_ms;
     d.seq = dl->seq;
     d.dseq = dl->dseq;
-    if (inbox_push(self->inbox, &d, e->payload.data, e->payload.len) != 0)
+    d.envelope = dl->envelope.data;
+    d.envelope_len = dl->envelope.len;
+    d.payload = e->payload.data;
+    d.payload_len = e->payload.len;
+    if (envelope_payload_at(dl->envelope.data, dl->envelope.len, &off, &plen) == 0 &&
+        plen == e->payload.len)
+        d.payload = dl->envelope.data + off;
+    if (dl->signature.len) {
+        d.signature = dl->signature.data;
+        d.signature_len = dl->signature.len;
+    }
+    if (dl->key_id && strlen(dl->key_id) < sizeof d.key_id)
+        copy_str(d.key_id, sizeof d.key_id, dl->key_id);
+    if (inbox_push(self->inbox, &d) != 0)
         log_error("nhub.deliver_nomem", "region=%s dseq=%llu", self->region,
                   (unsigned long long)dl->dseq);
 }
@@ -1102,6 +1368,66 @@ static void read_frames(nhub_t *self)
     }
 }
 
+/*
+ * The security handshake failed. libzmq does not say more to a client than
+ * the event, and after a protocol error (a ZAP refusal is one) it does not
+ * try again: a new socket after a back-off does, so adding the key at the
+ * hub is enough for the adapter to come back. NO_DETAIL (the connection
+ * closed mid-handshake, as a hub that cannot decrypt our HELLO does) is a
+ * connection error that libzmq would retry every 100 ms to 2 s; the
+ * disconnect stops that, so every failure waits for the same back-off.
+ */
+static void handshake_failed(nhub_t *self, unsigned event, unsigned value)
+{
+    char why[NHUB_LINK_ERROR_MAX];
+    session_lost(self, "handshake_failed");
+    zmq_disconnect(self->sock, self->endpoint); /* may be gone already: ENOENT is fine */
+    schedule_reopen(self);
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        self->st.auth_failures++;
+        if (self->keys)
+            snprintf(why, sizeof why,
+                     "the hub does not accept CURVE key %s (ZAP status %u): not configured for "
+                     "region %s at the hub, or expired",
+                     self->keys->curve_fpr, value, self->region);
+        else
+            snprintf(why, sizeof why,
+                     "the hub refused this plaintext connection (ZAP status %u): it probably "
+                     "requires CURVE (key_file, hub_key)",
+                     value);
+        link_failed(self, NHUB_LINK_REFUSED, LINK_CAUSE_ZAP, "nhub.key_refused", why, 1, 0);
+        return;
+    }
+    self->st.handshake_failures++;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        if (self->keys)
+            snprintf(why, sizeof why,
+                     "security handshake failed (protocol error 0x%x): the security mode "
+                     "probably differs (this adapter uses CURVE: is the hub plaintext?) or "
+                     "hub_key is not the hub's key",
+                     value);
+        else
+            snprintf(why, sizeof why,
+                     "security handshake failed (protocol error 0x%x): the security mode "
+                     "probably differs (this adapter is plaintext: the hub probably requires "
+                     "CURVE)",
+                     value);
+        link_failed(self, NHUB_LINK_HANDSHAKE_FAILED, LINK_CAUSE_HANDSHAKE, "nhub.handshake_failed",
+                    why, 0, 1);
+        return;
+    }
+    /* Keep a protocol error's explanation: it says more than this one. */
+    if (self->link == NHUB_LINK_HANDSHAKE_FAILED && self->link_error[0])
+        snprintf(why, sizeof why, "%s", self->link_error);
+    else
+        snprintf(why, sizeof why,
+                 "connection closed during the security handshake (errno %u): if it repeats, "
+                 "the security mode probably differs or hub_key is not the hub's key",
+                 value);
+    link_failed(self, NHUB_LINK_HANDSHAKE_FAILED, LINK_CAUSE_HANDSHAKE, "nhub.handshake_failed",
+                why, 0, 1);
+}
+
 static void monitor_event(nhub_t *self, unsigned event, unsigned value)
 {
     switch (event) {
@@ -1117,9 +1443,11 @@ static void monitor_event(nhub_t *self, unsigned event, unsigned value)
     case ZMQ_EVENT_DISCONNECTED:
         session_lost(self, "disconnected");
         return;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: handshake_failed(self, event, value); return;
     default:
-        log_warn("nhub.handshake_failed", "region=%s event=%u value=%u", self->region, event,
-                 value);
+        log_debug("nhub.monitor_event", "region=%s event=%u value=%u", self->region, event, value);
         return;
     }
 }
@@ -1177,6 +1505,13 @@ static void send_heartbeat(nhub_t *self, int64_t now)
 
 static void run_timers(nhub_t *self, int64_t now)
 {
+    if (self->reopen_at && now >= self->reopen_at) {
+        log_info("nhub.reconnect", "region=%s hub=%s link=%s", self->region, self->endpoint,
+                 nhub_link_name(self->link));
+        session_lost(self, "reconnect");
+        sock_renew(self);
+        return;
+    }
     if (expects_traffic(self) && now - self->last_rx_ms > NHUB_SILENT_BEATS * self->hb_ms) {
         reconnect(self);
         return;
@@ -1202,6 +1537,8 @@ static int64_t next_timer_in(const nhub_t *self, int64_t now)
         due = self->last_rx_ms + NHUB_SILENT_BEATS * self->hb_ms + 1;
     if (self->state == SESSION_BACKOFF && self->backoff_until < due)
         due = self->backoff_until;
+    if (self->reopen_at && self->reopen_at < due)
+        due = self->reopen_at;
     if (self->state == SESSION_READY) {
         if (self->last_hb_ms + self->hb_ms < due)
             due = self->last_hb_ms + self->hb_ms;
@@ -1274,7 +1611,8 @@ static int serve(nhub_t *self, int timeout_ms, done_fn *done)
             {self->sock, 0, (short)(ZMQ_POLLIN | (self->want_write ? ZMQ_POLLOUT : 0)), 0},
             {self->mon, 0, ZMQ_POLLIN, 0},
         };
-        if (zmq_poll(items, 2, (long)wait) < 0) {
+        /* No socket (making one failed): wait for the timer that retries it. */
+        if (zmq_poll(items, self->sock ? 2 : 0, (long)wait) < 0) {
             if (zmq_errno() == EINTR || zmq_errno() == ETERM)
                 return set_err(self, NHUB_ECLOSED, "interrupted");
             return set_err(self, NHUB_EZMQ, "zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -1304,6 +1642,64 @@ static int outbox_empty(nhub_t *self)
 
 /* ---- public API ----------------------------------------------------------- */
 
+/*
+ * The security options: key_file + hub_key (CURVE and signatures) or
+ * insecure_plaintext, exactly one. An offline handle may give neither.
+ * Each message says what is missing or contradictory, since this is what
+ * an operator sees when the configuration is wrong.
+ */
+static int check_security(nhub_t *self, const nhub_options_t *opt)
+{
+    int has_key = opt->key_file && opt->key_file[0];
+    int has_hub = opt->hub_key && opt->hub_key[0];
+    if (opt->insecure_plaintext && (has_key || has_hub))
+        return set_err(self, NHUB_ECONFIG,
+                       "insecure_plaintext cannot be combined with key_file or hub_key: give "
+                       "key_file and hub_key (CURVE, signed envelopes) or insecure_plaintext, "
+                       "not both");
+    if (opt->insecure_plaintext)
+        return 0;
+    if (!has_key && !has_hub) {
+        if (opt->offline)
+            return 0;
+        return set_err(self, NHUB_ECONFIG,
+                       "no security configured: give key_file (this region's secret key file) "
+                       "and hub_key (the hub's CURVE public key), or insecure_plaintext for "
+                       "development");
+    }
+    if (!has_key)
+        return set_err(self, NHUB_ECONFIG,
+                       "key_file is missing: hub_key is given, but CURVE needs this region's "
+                       "secret key file too");
+    if (!has_hub)
+        return set_err(self, NHUB_ECONFIG,
+                       "hub_key is missing: key_file %s needs the hub's CURVE public key "
+                       "(40 Z85 characters, the curve: of hub.pub)",
+                       opt->key_file);
+    if (strlen(opt->hub_key) != KEYS_Z85_LEN || !keys_curve_valid(opt->hub_key))
+        return set_err(self, NHUB_ECONFIG,
+                       "hub_key is not a CURVE public key (40 Z85 characters, the curve: of "
+                       "hub.pub)");
+    copy_str(self->hub_key, sizeof self->hub_key, opt->hub_key);
+    return 0;
+}
+
+/* Load the key file and check it belongs to this region. */
+static int load_keys(nhub_t *self, const char *path)
+{
+    char err[256] = "";
+    int rc = keys_load(path, &self->keys, err, sizeof err);
+    if (rc != 0)
+        return set_err(self, rc, "%s", err[0] ? err : nhub_strerror(rc));
+    if (strcmp(self->keys->region, self->region) != 0)
+        return set_err(self, NHUB_ECONFIG,
+                       "key file %s is for region %s, but this adapter is region %s", path,
+                       self->keys->region, self->region);
+    if (!self->keys->signer)
+        return set_err(self, NHUB_ECONFIG, "key file %s has no signing key", path);
+    return 0;
+}
+
 static int copy_options(nhub_t *self, const nhub_options_t *opt)
 {
     if (!opt->region || !wire_region_valid(opt->region))
@@ -1319,6 +1715,9 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
         return set_err(self, NHUB_EINVAL, "resend_after_ms and heartbeat_ms must be >= 0");
     if (opt->confirmed_retention_ms < 0)
         return set_err(self, NHUB_EINVAL, "confirmed_retention_ms must be >= 0");
+    int rc = check_security(self, opt);
+    if (rc != 0)
+        return rc;
     copy_str(self->region, sizeof self->region, opt->region);
     self->endpoint = strdup(opt->hub_endpoint ? opt->hub_endpoint : "");
     self->credit = opt->credit ? opt->credit : NHUB_DEFAULT_CREDIT;
@@ -1358,6 +1757,7 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
 static void nhub_free(nhub_t *self)
 {
     sock_close(self);
+    keys_free(&self->keys);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     inbox_destroy(&self->inbox);
@@ -1390,13 +1790,21 @@ int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap)
     self->backoff_ms = NHUB_BACKOFF_START_MS;
     self->send_cursor = 1;
     self->next_expire_ms = INT64_MIN;
+    self->reopen_ms = NHUB_REOPEN_START_MS;
     rc = copy_options(self, opt);
+    if (rc == 0 && opt->key_file && opt->key_file[0])
+        rc = load_keys(self, opt->key_file);
+    if (rc == 0 && self->keys && !self->offline && !zmq_has("curve"))
+        rc = set_err(self, NHUB_ECONFIG, "this libzmq is built without CURVE");
     if (rc != 0)
         goto fail;
     rc = outbox_open(opt->data_dir, opt->map_size_max, &self->store,
                      self->last_error, sizeof self->last_error);
     if (rc != 0)
         goto fail;
+    outbox_link_t stored;
+    if (outbox_link_get(self->store, &stored) == 0)
+        self->link_stored = stored.state;
     self->inbox = inbox_new((size_t)self->credit * 2 + 16);
     if (!self->inbox) {
         rc = set_err(self, NHUB_ENOMEM, "out of memory");
@@ -1412,8 +1820,18 @@ int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap)
         if (rc != 0)
             goto fail;
     }
-    log_info("nhub.open", "region=%s hub=%s offline=%d", self->region, self->endpoint,
-             self->offline);
+    if (self->keys)
+        log_info("nhub.open", "region=%s hub=%s offline=%d security=curve curve_fpr=%s key_id=%s",
+                 self->region, self->endpoint, self->offline, self->keys->curve_fpr,
+                 self->keys->sign_id);
+    else
+        log_info("nhub.open", "region=%s hub=%s offline=%d security=%s", self->region,
+                 self->endpoint, self->offline, opt->insecure_plaintext ? "plaintext" : "none");
+    if (opt->insecure_plaintext && !self->offline)
+        log_warn("nhub.insecure",
+                 "region=%s hub=%s note=\"INSECURE: plaintext connection and unsigned envelopes; "
+                 "development only, never in production\"",
+                 self->region, self->endpoint);
     *out = self;
     return 0;
 fail:
@@ -1517,8 +1935,23 @@ int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_M
     if (!buf)
         return set_err(self, NHUB_ENOMEM, "out of memory");
     protobuf_c_message_pack(&e.base, buf);
+    /* Signed before it is stored: the signature is committed with the
+     * envelope, and covers exactly the bytes that will go into Send. */
+    uint8_t sig[KEYS_SIG_MAX];
+    outbox_record_t rec = {.envelope = buf, .envelope_len = len};
+    if (self->keys) {
+        rc = keys_sign(self->keys->signer, buf, len, sig, &rec.sig_len);
+        if (rc != 0) {
+            free(buf);
+            return set_err(self, NHUB_ECRYPTO, "signing the envelope failed (key_id %s)",
+                           self->keys->sign_id);
+        }
+        rec.sig = sig;
+        rec.key_id = self->keys->sign_id;
+        rec.key_id_len = KEYS_FPR_LEN;
+    }
     uint64_t seq = 0;
-    rc = outbox_append(self->store, buf, len, &seq);
+    rc = outbox_append(self->store, &rec, &seq);
     free(buf);
     if (rc != 0)
         return set_err(self, rc, "%s", outbox_error(self->store));
@@ -1588,6 +2021,8 @@ void nhub_stats(const nhub_t *self, nhub_stats_t *out)
 {
     *out = self->st;
     out->connected = self->state == SESSION_READY;
+    out->link = self->link == NHUB_LINK_UP && !out->connected ? NHUB_LINK_DOWN : self->link;
+    copy_str(out->link_error, sizeof out->link_error, self->link_error);
     uint64_t n = 0;
     if (outbox_count(self->store, &n) == 0)
         out->outbox = n;
@@ -1599,12 +2034,12 @@ struct each_arg {
     void *arg;
 };
 
-static int each_visit(void *arg, uint64_t seq, const void *data, size_t len)
+static int each_visit(void *arg, uint64_t seq, const outbox_record_t *rec)
 {
     struct each_arg *a = arg;
     uint8_t id[NHUB_MSG_ID_LEN];
     (void)seq;
-    if (envelope_msg_id(a->self, data, len, id) != 0)
+    if (envelope_msg_id(a->self, rec->envelope, rec->envelope_len, id) != 0)
         return 0;
     return a->fn(a->arg, id) ? 1 : 0;
 }
@@ -1634,7 +2069,24 @@ int nhub_store_info(nhub_t *self, nhub_store_info_t *out)
         return set_err(self, rc, "%s", outbox_error(self->store));
     out->map_size = outbox_map_size(self->store);
     out->map_size_max = self->map_size_max ? self->map_size_max : 4ull << 30;
+    outbox_link_t link;
+    rc = outbox_link_get(self->store, &link);
+    if (rc != 0)
+        return set_err(self, rc, "%s", outbox_error(self->store));
+    out->link = link.state;
+    out->link_changed_ms = link.changed_ms;
+    copy_str(out->link_error, sizeof out->link_error, link.error);
+    out->auth_failures = link.auth_failures;
+    out->handshake_failures = link.handshake_failures;
     return 0;
+}
+
+const char *nhub_link_name(int link)
+{
+    static const char *const names[] = {"down", "up", "refused", "handshake_failed"};
+    if (link < 0 || link >= (int)(sizeof names / sizeof *names))
+        return "unknown";
+    return names[link];
 }
 
 /* Calls the caller's clock, or the system's where the caller gave none. */

@@ -11,6 +11,8 @@
  * open, as LMDB requires) up to the configured limit; and the stream, whose
  * identity (stream_id, stream_base) lives in meta and changes only together,
  * in one transaction, so every reader sees a numbering that matches its id.
+ * Each outbox value carries the envelope's signature beside it (outbox.h
+ * gives the layout), so nhub_send's one commit covers both.
  */
 #include "outbox.h"
 
@@ -27,7 +29,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define OUTBOX_FORMAT 2
+#define OUTBOX_FORMAT 3
+/* First byte of a record with a header; a bare envelope never starts with it. */
+#define OUTBOX_RECORD_MARK 0x00
+#define OUTBOX_RECORD_VERSION 0x01
+/* meta "link": version, state, auth and handshake failures, time, then the text. */
+#define OUTBOX_LINK_VERSION 1
+#define OUTBOX_LINK_FIXED (2 + 8 + 8 + 8)
 /* Key of a confirmed_age entry: time ms (BE) then msg_id. */
 #define OUTBOX_AGE_KEY_LEN (8 + OUTBOX_ID_LEN)
 #define OUTBOX_MAP_DEFAULT_MAX (4ull * 1024 * 1024 * 1024)
@@ -193,7 +201,15 @@ static int upgrade_from_1(outbox_t *self, MDB_txn *txn)
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
         return rc;
-    return put_u64(txn, self->meta, "format", OUTBOX_FORMAT);
+    return put_u64(txn, self->meta, "format", 2);
+}
+
+/* Format 2 -> 3: the bare envelopes of format 2 read as unsigned records
+ * (outbox_record_parse), which are signed when sent, so only the number
+ * changes. Rewriting every record would need the space twice over. */
+static int upgrade_from_2(outbox_t *self, MDB_txn *txn)
+{
+    return put_u64(txn, self->meta, "format", 3);
 }
 
 /* Open the named databases, create the meta records of a new store, upgrade an old one. */
@@ -214,11 +230,17 @@ static int init_op(outbox_t *self, MDB_txn *txn, void *argp)
     if (rc == 0) {
         uint8_t id[OUTBOX_ID_LEN];
         uint64_t base;
-        arg->format_seen = (int)format;
+        arg->format_seen = format > INT32_MAX ? INT32_MAX : (int)format;
         if (format == 1) {
             rc = upgrade_from_1(self, txn);
-            arg->format_seen = OUTBOX_FORMAT;
+            format = 2;
         }
+        if (rc == 0 && format == 2) {
+            rc = upgrade_from_2(self, txn);
+            format = 3;
+        }
+        if (rc == 0 && format == OUTBOX_FORMAT)
+            arg->format_seen = OUTBOX_FORMAT;
         if (rc == 0 && arg->format_seen == OUTBOX_FORMAT)
             rc = get_stream(self, txn, id, &base); /* a store without one is corrupt */
         return rc;
@@ -294,8 +316,12 @@ int outbox_open(const char *dir, uint64_t map_size_max, outbox_t **out, char *er
     if (ret != 0)
         goto fail;
     if (arg.format_seen != OUTBOX_FORMAT) {
-        set_error(self, NHUB_EVERSION, "store in %s has format %d, this library reads %d", dir,
-                  arg.format_seen, OUTBOX_FORMAT);
+        set_error(self, NHUB_EVERSION,
+                  "store in %s has format %d%s; this library reads formats 1 to %d and has "
+                  "left the store untouched",
+                  dir, arg.format_seen,
+                  arg.format_seen > OUTBOX_FORMAT ? ", written by a newer libnhub" : "",
+                  OUTBOX_FORMAT);
         ret = NHUB_EVERSION;
         goto fail;
     }
@@ -360,11 +386,48 @@ uint64_t outbox_map_size(const outbox_t *self)
     return self->map_size;
 }
 
+void outbox_record_parse(const void *data, size_t len, outbox_record_t *out)
+{
+    const uint8_t *p = data;
+    memset(out, 0, sizeof *out);
+    out->envelope = p;
+    out->envelope_len = len;
+    if (len < OUTBOX_RECORD_HEADER || p[0] != OUTBOX_RECORD_MARK || p[1] != OUTBOX_RECORD_VERSION)
+        return;
+    size_t s = p[2], k = p[3];
+    if (k > OUTBOX_KEY_ID_MAX || s + k > len - OUTBOX_RECORD_HEADER)
+        return;
+    out->sig = s ? p + OUTBOX_RECORD_HEADER : NULL;
+    out->sig_len = s;
+    out->key_id = k ? (const char *)p + OUTBOX_RECORD_HEADER + s : NULL;
+    out->key_id_len = k;
+    out->envelope = p + OUTBOX_RECORD_HEADER + s + k;
+    out->envelope_len = len - OUTBOX_RECORD_HEADER - s - k;
+}
+
 struct append_arg {
-    const void *data;
+    const outbox_record_t *rec;
     size_t len;
     uint64_t seq;
 };
+
+/* Write the record into `out` (arg->len bytes): header, signature, key id, envelope. */
+static void record_write(const outbox_record_t *rec, uint8_t *out)
+{
+    out[0] = OUTBOX_RECORD_MARK;
+    out[1] = OUTBOX_RECORD_VERSION;
+    out[2] = (uint8_t)rec->sig_len;
+    out[3] = (uint8_t)rec->key_id_len;
+    out += OUTBOX_RECORD_HEADER;
+    if (rec->sig_len)
+        memcpy(out, rec->sig, rec->sig_len);
+    out += rec->sig_len;
+    if (rec->key_id_len)
+        memcpy(out, rec->key_id, rec->key_id_len);
+    out += rec->key_id_len;
+    if (rec->envelope_len)
+        memcpy(out, rec->envelope, rec->envelope_len);
+}
 
 static int append_op(outbox_t *self, MDB_txn *txn, void *argp)
 {
@@ -374,20 +437,36 @@ static int append_op(outbox_t *self, MDB_txn *txn, void *argp)
         return rc;
     uint8_t key[8];
     be64_put(key, arg->seq);
-    MDB_val k = {sizeof key, key}, v = {arg->len, (void *)arg->data};
-    rc = mdb_put(txn, self->outbox, &k, &v, MDB_NOOVERWRITE);
-    if (rc == 0)
-        rc = put_u64(txn, self->meta, "next_seq", arg->seq + 1);
-    return rc;
+    /* MDB_RESERVE: the record is written once, into the page that keeps it. */
+    MDB_val k = {sizeof key, key}, v = {arg->len, NULL};
+    rc = mdb_put(txn, self->outbox, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    record_write(arg->rec, v.mv_data);
+    return put_u64(txn, self->meta, "next_seq", arg->seq + 1);
 }
 
-int outbox_append(outbox_t *self, const void *data, size_t len, uint64_t *seq_out)
+int outbox_append(outbox_t *self, const outbox_record_t *rec, uint64_t *seq_out)
 {
-    struct append_arg arg = {data, len, 0};
+    if (rec->sig_len > OUTBOX_SIG_MAX || rec->key_id_len > OUTBOX_KEY_ID_MAX ||
+        (rec->sig_len && !rec->sig) || (rec->key_id_len && !rec->key_id))
+        return set_error(self, NHUB_EINVAL, "append: signature or key id too long or missing");
+    if (rec->envelope_len > SIZE_MAX - OUTBOX_RECORD_HEADER - OUTBOX_SIG_MAX - OUTBOX_KEY_ID_MAX)
+        return set_error(self, NHUB_EINVAL, "append: envelope of %zu bytes", rec->envelope_len);
+    struct append_arg arg = {
+        rec, OUTBOX_RECORD_HEADER + rec->sig_len + rec->key_id_len + rec->envelope_len, 0};
     int rc = run_write(self, "append", append_op, &arg);
     if (rc == 0 && seq_out)
         *seq_out = arg.seq;
     return rc;
+}
+
+/* Call a visit function with the parsed record of an LMDB value. */
+static int visit(outbox_visit_fn *fn, void *arg, uint64_t seq, const MDB_val *v)
+{
+    outbox_record_t rec;
+    outbox_record_parse(v->mv_data, v->mv_size, &rec);
+    return fn(arg, seq, &rec);
 }
 
 int outbox_scan(outbox_t *self, uint64_t from, outbox_visit_fn *fn, void *arg)
@@ -411,7 +490,7 @@ int outbox_scan(outbox_t *self, uint64_t from, outbox_visit_fn *fn, void *arg)
             ret = set_error(self, NHUB_ESTORE, "scan: outbox key of %zu bytes", k.mv_size);
             goto done;
         }
-        int frc = fn(arg, be64_get(k.mv_data), v.mv_data, v.mv_size);
+        int frc = visit(fn, arg, be64_get(k.mv_data), &v);
         if (frc != 0) {
             ret = frc < 0 ? frc : 0;
             goto done;
@@ -448,7 +527,7 @@ static int remove_upto_op(outbox_t *self, MDB_txn *txn, void *argp)
         if (k.mv_size != 8 || be64_get(k.mv_data) > arg->last)
             break;
         if (arg->fn)
-            arg->fn(arg->fn_arg, be64_get(k.mv_data), v.mv_data, v.mv_size);
+            visit(arg->fn, arg->fn_arg, be64_get(k.mv_data), &v);
         rc = mdb_cursor_del(cur, 0);
         if (rc != 0)
             break;
@@ -487,7 +566,7 @@ static int remove_op(outbox_t *self, MDB_txn *txn, void *argp)
         int rc = mdb_get(txn, self->outbox, &k, &v);
         if (rc == MDB_NOTFOUND)
             continue;
-        if (rc == 0 && arg->fn && arg->fn(arg->fn_arg, arg->seqs[i], v.mv_data, v.mv_size) != 0)
+        if (rc == 0 && arg->fn && visit(arg->fn, arg->fn_arg, arg->seqs[i], &v) != 0)
             continue; /* not the message meant: it stays */
         if (rc == 0)
             rc = mdb_del(txn, self->outbox, &k, NULL);
@@ -565,7 +644,7 @@ static int drop_op(outbox_t *self, MDB_txn *txn, outbox_rotation_t *r)
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc == 0 && r->fn)
-        r->fn(r->arg, r->drop, v.mv_data, v.mv_size);
+        visit(r->fn, r->arg, r->drop, &v);
     if (rc == 0)
         rc = mdb_del(txn, self->outbox, &k, NULL);
     if (rc == 0)
@@ -754,4 +833,84 @@ int outbox_confirmed_expire(outbox_t *self, int64_t before_ms, size_t max, uint6
     if (rc == 0 && expired)
         *expired = arg.expired;
     return rc;
+}
+
+/* ---- link state ----------------------------------------------------------- */
+
+static void link_decode(const MDB_val *v, outbox_link_t *out)
+{
+    const uint8_t *p = v->mv_data;
+    memset(out, 0, sizeof *out);
+    if (v->mv_size < OUTBOX_LINK_FIXED || p[0] != OUTBOX_LINK_VERSION)
+        return; /* not ours to judge: reads as never recorded */
+    out->state = p[1];
+    out->auth_failures = be64_get(p + 2);
+    out->handshake_failures = be64_get(p + 10);
+    out->changed_ms = (int64_t)be64_get(p + 18);
+    size_t n = v->mv_size - OUTBOX_LINK_FIXED;
+    if (n >= sizeof out->error)
+        n = sizeof out->error - 1;
+    memcpy(out->error, p + OUTBOX_LINK_FIXED, n);
+    out->error[n] = '\0';
+}
+
+int outbox_link_get(outbox_t *self, outbox_link_t *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {4, "link"}, v;
+    memset(out, 0, sizeof *out);
+    int rc = txn_begin(self, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_get(txn, self->meta, &k, &v);
+    if (rc == 0)
+        link_decode(&v, out);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return set_error(self, NHUB_ESTORE, "read link state: %s", mdb_strerror(rc));
+    return 0;
+}
+
+struct link_arg {
+    int state;
+    uint64_t auth_inc;
+    uint64_t handshake_inc;
+    int64_t time_ms;
+    const char *error;
+};
+
+static int link_op(outbox_t *self, MDB_txn *txn, void *argp)
+{
+    struct link_arg *arg = argp;
+    outbox_link_t old;
+    uint8_t buf[OUTBOX_LINK_FIXED + OUTBOX_LINK_ERROR_MAX];
+    MDB_val k = {4, "link"}, v;
+    int rc = mdb_get(txn, self->meta, &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (rc == 0)
+        link_decode(&v, &old);
+    else
+        memset(&old, 0, sizeof old);
+    size_t n = arg->error ? strlen(arg->error) : 0;
+    if (n > OUTBOX_LINK_ERROR_MAX - 1)
+        n = OUTBOX_LINK_ERROR_MAX - 1;
+    buf[0] = OUTBOX_LINK_VERSION;
+    buf[1] = (uint8_t)arg->state;
+    be64_put(buf + 2, old.auth_failures + arg->auth_inc);
+    be64_put(buf + 10, old.handshake_failures + arg->handshake_inc);
+    be64_put(buf + 18, (uint64_t)arg->time_ms);
+    if (n)
+        memcpy(buf + OUTBOX_LINK_FIXED, arg->error, n);
+    v = (MDB_val){OUTBOX_LINK_FIXED + n, buf};
+    return mdb_put(txn, self->meta, &k, &v, 0);
+}
+
+int outbox_link_put(outbox_t *self, int state, uint64_t auth_inc, uint64_t handshake_inc,
+                    int64_t time_ms, const char *error)
+{
+    struct link_arg arg = {state, auth_inc, handshake_inc, time_ms, error};
+    if (state < 0 || state > 255)
+        return set_error(self, NHUB_EINVAL, "link state %d", state);
+    return run_write(self, "record link state", link_op, &arg);
 }

@@ -4,12 +4,14 @@
  * One LMDB environment in the adapter's data directory holds four named
  * databases:
  *
- *   meta       "format" -> 2 (8 bytes BE); "stream_id" -> the 16 random bytes
+ *   meta       "format" -> 3 (8 bytes BE); "stream_id" -> the 16 random bytes
  *              naming the current stream; "stream_base" -> 8 bytes BE;
  *              "next_seq" -> the local sequence the next appended message
- *              gets (8 bytes BE, starts at 1).
- *   outbox     local seq (8 bytes BE, so keys sort in append order) -> the
- *              encoded Envelope, exactly the bytes that go into Send.envelope.
+ *              gets (8 bytes BE, starts at 1); "link" -> the connection
+ *              state last recorded (see outbox_link_t), absent until then.
+ *   outbox     local seq (8 bytes BE, so keys sort in append order) -> a
+ *              record (below): the encoded Envelope, exactly the bytes that
+ *              go into Send.envelope, with its signature and key id.
  *   confirmed  msg_id (16 bytes) -> dseq (8 bytes BE) + time ms (8 bytes BE):
  *              messages the application has confirmed, so a redelivery is
  *              answered and dropped, also after a restart.
@@ -34,8 +36,29 @@
  * from the store (outbox_stream), never cached, because another process may
  * start a new stream.
  *
- * Format 1 stores (no stream_base, no confirmed_age) are upgraded to format
- * 2 when opened; a library that reads only format 1 then refuses the store.
+ * Outbox records (format 3):
+ *
+ *   0      0x00   marker: never the first byte of a protobuf message (field
+ *                 number 0 is invalid), so a record without it is a bare
+ *                 Envelope as formats 1 and 2 stored it
+ *   1      0x01   record version
+ *   2      s      signature length, 0..OUTBOX_SIG_MAX (0 = unsigned)
+ *   3      k      key id length, 0..OUTBOX_KEY_ID_MAX
+ *   4      s bytes of signature, k bytes of key id (ASCII hex), then the
+ *          encoded Envelope to the end of the value
+ *
+ * A bare Envelope (first byte not 0x00) reads as an unsigned record; so does
+ * a record whose header does not fit (the whole value is then passed on as
+ * the envelope and the hub refuses it as malformed, rather than the outbox
+ * stalling behind it).
+ *
+ * Upgrades happen when a store is opened, in the opening transaction:
+ * format 1 (no stream_base, no confirmed_age) to 2, format 2 (bare
+ * envelopes) to 3, which only changes the number: the old records read as
+ * unsigned ones and are signed when they are sent. A library that reads an
+ * older format then refuses the store (NHUB_EVERSION), and this one refuses
+ * a newer format. Every process sharing a data_dir must be upgraded
+ * together.
  */
 #ifndef NHUB_OUTBOX_H
 #define NHUB_OUTBOX_H
@@ -44,6 +67,10 @@
 #include <stdint.h>
 
 #define OUTBOX_ID_LEN 16
+#define OUTBOX_SIG_MAX 255   /* bytes of a signature in a record */
+#define OUTBOX_KEY_ID_MAX 64 /* characters of a key id in a record */
+#define OUTBOX_RECORD_HEADER 4
+#define OUTBOX_LINK_ERROR_MAX 192 /* bytes of outbox_link_t.error, NUL included */
 /* Initial map size; grown on demand up to the limit given to outbox_open. */
 #define OUTBOX_MAP_START (16u * 1024u * 1024u)
 
@@ -75,19 +102,37 @@ const char *outbox_error(const outbox_t *self);
  */
 int outbox_stream(outbox_t *self, uint8_t id[OUTBOX_ID_LEN], uint64_t *base);
 
-/*
- * Append `len` bytes as the next message in one committed transaction. Sets
- * *seq_out (may be NULL) to its local seq. Returns 0, NHUB_EFULL (the map is
- * at its limit), NHUB_ESTORE.
- */
-int outbox_append(outbox_t *self, const void *data, size_t len, uint64_t *seq_out);
+/* One outbox message: its envelope and the signature made over it. */
+typedef struct outbox_record {
+    const uint8_t *envelope; /* the encoded Envelope, exactly as sent */
+    size_t envelope_len;
+    const uint8_t *sig; /* signature over the envelope; NULL if unsigned */
+    size_t sig_len;     /* 0..OUTBOX_SIG_MAX */
+    const char *key_id; /* key id of the signing key, not NUL-terminated */
+    size_t key_id_len;  /* 0..OUTBOX_KEY_ID_MAX */
+} outbox_record_t;
 
 /*
- * Visit function: `seq` is the local seq, `data` is borrowed from LMDB and
- * valid only during the call. What the return value means depends on the
- * function it is given to.
+ * Read a stored value as a record (see the layout above). Never fails: a
+ * value that is not a well-formed record is an unsigned one whose envelope
+ * is the whole value. The pointers borrow from `data`.
  */
-typedef int(outbox_visit_fn)(void *arg, uint64_t seq, const void *data, size_t len);
+void outbox_record_parse(const void *data, size_t len, outbox_record_t *out);
+
+/*
+ * Append `rec` as the next message in one committed transaction, written
+ * straight into the store's page (no extra copy). Sets *seq_out (may be
+ * NULL) to its local seq. Returns 0, NHUB_EINVAL (signature or key id too
+ * long), NHUB_EFULL (the map is at its limit), NHUB_ESTORE.
+ */
+int outbox_append(outbox_t *self, const outbox_record_t *rec, uint64_t *seq_out);
+
+/*
+ * Visit function: `seq` is the local seq, `rec` (parsed with
+ * outbox_record_parse) borrows from LMDB and is valid only during the call.
+ * What the return value means depends on the function it is given to.
+ */
+typedef int(outbox_visit_fn)(void *arg, uint64_t seq, const outbox_record_t *rec);
 
 /*
  * Call `fn` for each message with local seq >= `from`, in order, inside one
@@ -112,7 +157,7 @@ int outbox_remove_upto(outbox_t *self, uint64_t last, outbox_visit_fn *fn, void 
 /*
  * Remove the messages with local seqs `seqs[0..n)` in one committed
  * transaction. Missing ones are skipped. `fn` (may be NULL) is called for
- * each message found, with its bytes, before it is deleted: it returns 0 to
+ * each message found, with its record, before it is deleted: it returns 0 to
  * delete it or non-zero to keep it (it is not the message meant). If the
  * transaction has to be retried (map growth) `fn` is called again for the
  * same messages, so it must only record and decide the same way. *removed
@@ -134,7 +179,7 @@ typedef struct outbox_rotation {
      * stream already; then nothing changes and the caller adopts it. */
     const uint8_t *expect_id;
     uint64_t drop;        /* in: local seq of a message to remove first (0 = none) */
-    outbox_visit_fn *fn;  /* in: called with the dropped message's bytes (may be NULL;
+    outbox_visit_fn *fn;  /* in: called with the dropped message's record (may be NULL;
                              called again if the transaction is retried) */
     void *arg;
     int rotated;          /* out: 1 if a new stream was started */
@@ -178,5 +223,29 @@ int outbox_confirmed_expire(outbox_t *self, int64_t before_ms, size_t max, uint6
 
 /* Current map size in bytes. */
 uint64_t outbox_map_size(const outbox_t *self);
+
+/*
+ * The connection state a running adapter last recorded, so a status tool
+ * that opens the store without connecting can show it. The counters add up
+ * over every process that used the store.
+ */
+typedef struct outbox_link {
+    int state;                         /* enum nhub_link; 0 (down) if never recorded */
+    uint64_t auth_failures;            /* handshakes the hub refused (ZAP) */
+    uint64_t handshake_failures;       /* other failed security handshakes */
+    int64_t changed_ms;                /* wall clock of the last record, 0 = never */
+    char error[OUTBOX_LINK_ERROR_MAX]; /* what went wrong last, "" once up */
+} outbox_link_t;
+
+/* Read the recorded state into *out (zeroed if none). Returns 0 or NHUB_ESTORE. */
+int outbox_link_get(outbox_t *self, outbox_link_t *out);
+
+/*
+ * Record `state` and `error` (may be NULL) at `time_ms`, adding `auth_inc`
+ * and `handshake_inc` to the counters, in one committed transaction.
+ * Returns 0, NHUB_EFULL, NHUB_ESTORE.
+ */
+int outbox_link_put(outbox_t *self, int state, uint64_t auth_inc, uint64_t handshake_inc,
+                    int64_t time_ms, const char *error);
 
 #endif

@@ -82,6 +82,7 @@ static nhub_t *open_adapter(const char *dir, const char *name, const char *regio
     o.window = 512;
     o.resend_after_ms = 2000;
     o.heartbeat_ms = 500;
+    o.insecure_plaintext = 1; /* the hub runs in its insecure development mode */
     nhub_t *a = NULL;
     int rc = nhub_open(&o, &a, err, sizeof err);
     if (rc)

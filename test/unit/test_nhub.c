@@ -5,13 +5,17 @@
  * runs against an endpoint where nothing listens. Protocol behaviour runs
  * against a fake hub: a ROUTER socket in this process that the test drives
  * frame by frame, pumping the adapter in between (libnhub has no thread).
- * Time for the adapter's timers comes from a fake clock; nothing sleeps.
+ * Identity runs against a fake CURVE hub whose ZAP handler (a REP socket at
+ * inproc://zeromq.zap.01 in the hub's context) the test answers between
+ * pumps. Time for the adapter's timers comes from a fake clock; nothing
+ * sleeps.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "keys.h"
 #include "lib/inbox.h"
 #include "lib/outbox.h"
 #include "log.h"
@@ -101,6 +105,8 @@ static int setup(void **state)
     fx->opt.on_ack_arg = &fx->calls;
     fx->opt.on_reject = count_reject;
     fx->opt.on_reject_arg = &fx->calls;
+    fx->opt.insecure_plaintext =
+        1; /* the fake hubs are plain ROUTERs; identity tests say otherwise */
     fx->clock.mono = 1000000;
     fx->clock.wall = 1764000000000;
     *state = fx;
@@ -310,13 +316,14 @@ typedef struct first_env {
     ProtobufCMessage *env;
 } first_env_t;
 
-static int grab_first(void *arg, uint64_t seq, const void *data, size_t len)
+static int grab_first(void *arg, uint64_t seq, const outbox_record_t *rec)
 {
     first_env_t *f = arg;
     (void)seq;
-    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, data, len, 1 << 20,
-                                 &f->env),
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, rec->envelope,
+                                 rec->envelope_len, 1 << 20, &f->env),
                      0);
+    assert_int_equal(rec->sig_len, 0); /* insecure_plaintext: stored unsigned */
     return 1;
 }
 
@@ -533,7 +540,9 @@ static void push(inbox_t *ib, int n, uint64_t dseq)
     memset(&d, 0, sizeof d);
     id_of(d.msg_id, n);
     d.dseq = dseq;
-    assert_int_equal(inbox_push(ib, &d, "x", 1), 0);
+    d.payload = "x";
+    d.payload_len = 1;
+    assert_int_equal(inbox_push(ib, &d), 0);
 }
 
 static void test_inbox_orders_by_dseq_and_drops_gaps_and_repeats(void **state)
@@ -611,6 +620,11 @@ typedef struct fake_hub {
     char endpoint[128];
     uint8_t rid[256];
     size_t rid_len;
+    /* CURVE hubs only (hub_start_curve): the ZAP handler's socket and answers */
+    void *zap;
+    int zap_accept; /* 1: answer 200 for client_key, else 400 */
+    int zap_calls;
+    char client_key[KEYS_Z85_LEN + 1];
 } fake_hub_t;
 
 static void hub_start(fake_hub_t *fh)
@@ -628,7 +642,74 @@ static void hub_start(fake_hub_t *fh)
 static void hub_stop(fake_hub_t *fh)
 {
     zmq_close(fh->router);
+    if (fh->zap)
+        zmq_close(fh->zap);
     zmq_ctx_term(fh->ctx);
+}
+
+/*
+ * A CURVE hub: the ZAP handler is bound first (a CURVE server without one
+ * accepts every key), then the ROUTER with the hub's secret key. It accepts
+ * `client_key` (Z85) once zap_accept is set.
+ */
+static void hub_start_curve(fake_hub_t *fh, const keys_file_t *hub, const char *client_key)
+{
+    int zero = 0, one = 1;
+    memset(fh, 0, sizeof *fh);
+    fh->ctx = zmq_ctx_new();
+    fh->zap = zmq_socket(fh->ctx, ZMQ_REP);
+    zmq_setsockopt(fh->zap, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_bind(fh->zap, "inproc://zeromq.zap.01"), 0);
+    fh->router = zmq_socket(fh->ctx, ZMQ_ROUTER);
+    zmq_setsockopt(fh->router, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_setsockopt(fh->router, ZMQ_CURVE_SERVER, &one, sizeof one), 0);
+    assert_int_equal(
+        zmq_setsockopt(fh->router, ZMQ_CURVE_SECRETKEY, hub->curve_secret, KEYS_Z85_LEN), 0);
+    assert_int_equal(zmq_bind(fh->router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof fh->endpoint;
+    assert_int_equal(zmq_getsockopt(fh->router, ZMQ_LAST_ENDPOINT, fh->endpoint, &len), 0);
+    snprintf(fh->client_key, sizeof fh->client_key, "%s", client_key);
+}
+
+/*
+ * Answer the ZAP requests waiting (RFC 27): frames version, request_id,
+ * domain, address, routing id, mechanism, credentials (the client's raw
+ * 32-byte CURVE key); reply version, request_id, status, text, user id,
+ * metadata.
+ */
+static void hub_serve_zap(fake_hub_t *fh)
+{
+    for (;;) {
+        zmq_pollitem_t it = {fh->zap, 0, ZMQ_POLLIN, 0};
+        if (!fh->zap || zmq_poll(&it, 1, 0) != 1)
+            return;
+        zmq_msg_t part[8];
+        int n = 0, more = 1;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            assert_true(zmq_msg_recv(&m, fh->zap, 0) >= 0);
+            more = zmq_msg_more(&m);
+            if (n < 8)
+                part[n++] = m;
+            else
+                zmq_msg_close(&m);
+        }
+        char z85[KEYS_Z85_LEN + 1] = "";
+        if (n >= 7 && zmq_msg_size(&part[6]) == 32)
+            zmq_z85_encode(z85, zmq_msg_data(&part[6]), 32);
+        int ok = fh->zap_accept && strcmp(z85, fh->client_key) == 0;
+        fh->zap_calls++;
+        assert_true(n >= 2);
+        zmq_send(fh->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(fh->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);
+        zmq_send(fh->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+        zmq_send(fh->zap, ok ? "OK" : "unknown key", ok ? 2 : 11, ZMQ_SNDMORE);
+        zmq_send(fh->zap, "region-110000", 13, ZMQ_SNDMORE);
+        zmq_send(fh->zap, "", 0, 0);
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&part[i]);
+    }
 }
 
 /*
@@ -656,6 +737,7 @@ static int hub_recv(fake_hub_t *fh, nhub_t *h, ProtobufCMessage **body)
             wire_frames_close(&f);
             return cmd;
         }
+        hub_serve_zap(fh);
         assert_int_equal(nhub_pump(h, 10), 0);
     }
     fail_msg("the adapter sent nothing");
@@ -1545,8 +1627,9 @@ static void test_outbox_rotate_renumbers_and_expire_follows_reconfirm(void **sta
     uint64_t base = 99, seq = 0, next = 0, n = 0;
     assert_int_equal(outbox_stream(ob, s0, &base), 0);
     assert_int_equal(base, 0);
+    outbox_record_t m = {.envelope = (const uint8_t *)"m", .envelope_len = 1};
     for (int i = 0; i < 4; i++)
-        assert_int_equal(outbox_append(ob, "m", 1, &seq), 0);
+        assert_int_equal(outbox_append(ob, &m, &seq), 0);
     uint64_t one = 1;
     assert_int_equal(outbox_remove(ob, &one, 1, NULL, NULL, &n), 0);
     assert_int_equal(n, 1);
@@ -1595,9 +1678,10 @@ static void test_outbox_rotate_renumbers_and_expire_follows_reconfirm(void **sta
     outbox_close(&ob);
 }
 
-/* Write a store as libnhub 0.1 did (format 1): no stream_base, no confirmed_age. */
-static void make_format1_store(const char *dir, const uint8_t stream_id[16],
-                               const uint8_t confirmed_id[16], int64_t confirmed_ms)
+/* Write a store as libnhub 0.1 did (format 1): no stream_base, no confirmed_age;
+ * `format` other than 1 is written in its place, with a stream_base from 2 on. */
+static void make_old_store(const char *dir, int format, const uint8_t stream_id[16],
+                           const uint8_t confirmed_id[16], int64_t confirmed_ms)
 {
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
@@ -1609,12 +1693,17 @@ static void make_format1_store(const char *dir, const uint8_t stream_id[16],
     assert_int_equal(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
     assert_int_equal(mdb_dbi_open(txn, "outbox", MDB_CREATE, &outbox), 0);
     assert_int_equal(mdb_dbi_open(txn, "confirmed", MDB_CREATE, &confirmed), 0);
-    uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1}, three[8] = {0, 0, 0, 0, 0, 0, 0, 3};
-    uint8_t two[8] = {0, 0, 0, 0, 0, 0, 0, 2}, val[16] = {0};
+    uint8_t fmt[8] = {0, 0, 0, 0, 0, 0, 0, (uint8_t)format}, three[8] = {0, 0, 0, 0, 0, 0, 0, 3};
+    uint8_t two[8] = {0, 0, 0, 0, 0, 0, 0, 2}, zero[8] = {0}, val[16] = {0};
     for (int i = 0; i < 8; i++)
         val[8 + i] = (uint8_t)((uint64_t)confirmed_ms >> (56 - 8 * i));
-    MDB_val k = {6, "format"}, v = {8, one};
+    MDB_val k = {6, "format"}, v = {8, fmt};
     assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    if (format >= 2) {
+        k = (MDB_val){11, "stream_base"};
+        v = (MDB_val){8, zero};
+        assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    }
     k = (MDB_val){8, "next_seq"};
     v = (MDB_val){8, three};
     assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
@@ -1637,7 +1726,7 @@ static void test_format1_store_is_upgraded_in_place(void **state)
     uint8_t sid[16], cid[16];
     memset(sid, 0x11, sizeof sid);
     memset(cid, 0x22, sizeof cid);
-    make_format1_store(fx->dir, sid, cid, 1000);
+    make_old_store(fx->dir, 1, sid, cid, 1000);
     fx->opt.offline = 1;
     nhub_t *h = open_ok(&fx->opt);
     nhub_store_info_t info;
@@ -1655,6 +1744,539 @@ static void test_format1_store_is_upgraded_in_place(void **state)
     outbox_close(&ob);
 }
 
+static void test_format2_store_upgraded_and_newer_format_refused(void **state)
+{
+    fx_t *fx = *state;
+    uint8_t sid[16], cid[16];
+    memset(sid, 0x33, sizeof sid);
+    memset(cid, 0x44, sizeof cid);
+    make_old_store(fx->dir, 2, sid, cid, 1000);
+    outbox_t *ob = NULL;
+    char err[256] = "";
+    assert_int_equal(outbox_open(fx->dir, 0, &ob, err, sizeof err), 0);
+    uint64_t n = 0;
+    assert_int_equal(outbox_count(ob, &n), 0);
+    assert_int_equal(n, 1);
+    outbox_close(&ob);
+    /* The bare envelope of format 2 reads as an unsigned record. */
+    nhub_t *h = NULL;
+    fx->opt.offline = 1;
+    h = open_ok(&fx->opt);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_memory_equal(info.stream_id, sid, 16);
+    assert_int_equal(info.outbox, 1);
+    nhub_close(&h);
+
+    make_old_store(fx->dir2, 4, sid, cid, 1000);
+    assert_int_equal(outbox_open(fx->dir2, 0, &ob, err, sizeof err), NHUB_EVERSION);
+    assert_null(ob);
+    assert_non_null(strstr(err, "format 4"));
+    assert_non_null(strstr(err, "newer"));
+}
+
+static void test_outbox_record_layout_and_bad_headers(void **state)
+{
+    (void)state;
+    outbox_record_t r;
+    outbox_record_parse("\x0a\x10xyz", 5, &r); /* a bare envelope (formats 1 and 2) */
+    assert_int_equal(r.envelope_len, 5);
+    assert_int_equal(r.sig_len, 0);
+    assert_null(r.sig);
+    assert_int_equal(r.key_id_len, 0);
+    static const uint8_t ok[] = {0, 1, 2, 3, 's', 'g', 'k', 'i', 'd', 'E', 'N', 'V'};
+    outbox_record_parse(ok, sizeof ok, &r);
+    assert_int_equal(r.sig_len, 2);
+    assert_memory_equal(r.sig, "sg", 2);
+    assert_int_equal(r.key_id_len, 3);
+    assert_memory_equal(r.key_id, "kid", 3);
+    assert_int_equal(r.envelope_len, 3);
+    assert_memory_equal(r.envelope, "ENV", 3);
+    /* A header whose lengths run past the value: the whole value is the envelope
+     * (the hub refuses it as malformed, rather than the outbox stalling). */
+    static const uint8_t bad[] = {0, 1, 200, 3, 'x'};
+    outbox_record_parse(bad, sizeof bad, &r);
+    assert_int_equal(r.sig_len, 0);
+    assert_int_equal(r.envelope_len, sizeof bad);
+    assert_ptr_equal(r.envelope, bad);
+}
+
+/* ---- identity: keys, CURVE, signatures ------------------------------------ */
+
+/* Key files made for a test in their own temporary directory. */
+typedef struct test_keys {
+    char dir[64];
+    char key[128]; /* secret file */
+    char pub[128];
+    keys_file_t *k;
+} test_keys_t;
+
+static void keys_make(test_keys_t *tk, const char *region, const char *name)
+{
+    char err[256] = "";
+    memset(tk, 0, sizeof *tk);
+    snprintf(tk->dir, sizeof tk->dir, "/tmp/test_nhub_keys.XXXXXX");
+    assert_non_null(mkdtemp(tk->dir));
+    snprintf(tk->key, sizeof tk->key, "%s/%s.key", tk->dir, name);
+    snprintf(tk->pub, sizeof tk->pub, "%s/%s.pub", tk->dir, name);
+    assert_int_equal(keys_generate(region, KEYS_ED25519, 1764000000000, &tk->k), 0);
+    int rc = keys_write(tk->k, tk->key, tk->pub, 0, err, sizeof err);
+    if (rc != 0)
+        print_error("keys_write: %s\n", err);
+    assert_int_equal(rc, 0);
+}
+
+static void keys_drop(test_keys_t *tk)
+{
+    keys_free(&tk->k);
+    nftw(tk->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* fx->opt with this region's key file and the hub's key. */
+static void use_keys(fx_t *fx, const test_keys_t *mine, const keys_file_t *hub)
+{
+    fx->opt.insecure_plaintext = 0;
+    fx->opt.key_file = mine->key;
+    fx->opt.hub_key = hub->curve_public;
+}
+
+/* Check that a SEND's signature verifies with `k`'s public key under its key id. */
+static void expect_signed_by(const wire_send_t *s, const keys_file_t *k)
+{
+    char err[256] = "";
+    keys_verifier_t *v = NULL;
+    assert_int_equal(keys_verifier_parse(k->sign_public, &v, err, sizeof err), 0);
+    assert_string_equal(s->key_id, k->sign_id);
+    assert_true(s->signature.len > 0);
+    assert_int_equal(
+        keys_verify(v, s->envelope.data, s->envelope.len, s->signature.data, s->signature.len), 0);
+    uint8_t *copy = malloc(s->envelope.len);
+    assert_non_null(copy);
+    memcpy(copy, s->envelope.data, s->envelope.len);
+    copy[s->envelope.len - 1] ^= 1; /* one bit of the payload */
+    assert_int_equal(keys_verify(v, copy, s->envelope.len, s->signature.data, s->signature.len),
+                     NHUB_EREFUSED);
+    free(copy);
+    keys_verifier_free(&v);
+}
+
+static void test_open_refuses_missing_or_contradictory_security(void **state)
+{
+    fx_t *fx = *state;
+    test_keys_t mine, other, hub;
+    keys_make(&mine, "110000", "110000");
+    keys_make(&other, "440000", "440000");
+    keys_make(&hub, "100000", "hub");
+    nhub_t *h = NULL;
+    char err[256];
+    nhub_options_t o = fx->opt;
+    o.insecure_plaintext = 0;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_ECONFIG);
+    assert_null(h);
+    assert_non_null(strstr(err, "key_file"));
+    assert_non_null(strstr(err, "hub_key"));
+    assert_non_null(strstr(err, "insecure_plaintext"));
+
+    o.insecure_plaintext = 1; /* both */
+    o.key_file = mine.key;
+    o.hub_key = hub.k->curve_public;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "not both"));
+
+    o.insecure_plaintext = 0;
+    o.hub_key = NULL;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "hub_key is missing"));
+
+    o.key_file = NULL;
+    o.hub_key = hub.k->curve_public;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "key_file is missing"));
+
+    o.key_file = mine.key;
+    o.hub_key = "not-a-curve-key";
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "hub_key is not a CURVE public key"));
+
+    o.key_file = other.key; /* another region's key */
+    o.hub_key = hub.k->curve_public;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "region 440000"));
+    assert_non_null(strstr(err, "region 110000"));
+
+    o.key_file = "/nonexistent/110000.key";
+    assert_true(nhub_open(&o, &h, err, sizeof err) < 0);
+    assert_true(err[0] != '\0');
+    assert_null(h);
+
+    /* Offline handles never connect: neither mode is needed. */
+    o = fx->opt;
+    o.insecure_plaintext = 0;
+    o.offline = 1;
+    h = open_ok(&o);
+    nhub_close(&h);
+    keys_drop(&mine);
+    keys_drop(&other);
+    keys_drop(&hub);
+}
+
+static void test_curve_hub_receives_sends_signed_by_the_region_key(void **state)
+{
+    fx_t *fx = *state;
+    test_keys_t mine, hub;
+    keys_make(&mine, "110000", "110000");
+    keys_make(&hub, "100000", "hub");
+    fake_hub_t fh;
+    hub_start_curve(&fh, hub.k, mine.k->curve_public);
+    fh.zap_accept = 1;
+    use_keys(fx, &mine, hub.k);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    assert_int_equal(nhub_send(h, &msg, NULL), 0);
+    hub_session(&fh, h, 0);
+    assert_int_equal(fh.zap_calls, 1);
+    ProtobufCMessage *m = hub_expect(&fh, h, WIRE_SEND);
+    const wire_send_t *s = (const wire_send_t *)m;
+    assert_int_equal(s->stream_seq, 1);
+    expect_signed_by(s, mine.k);
+    wire_free(&m);
+    hub_ack(&fh, 1);
+    pump_until_outbox(h, 0);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.link, NHUB_LINK_UP);
+    assert_int_equal(st.auth_failures, 0);
+    assert_int_equal(st.resigned, 0); /* signed once, in nhub_send */
+    nhub_close(&h);
+    hub_stop(&fh);
+    keys_drop(&mine);
+    keys_drop(&hub);
+}
+
+static void test_refused_key_is_reported_message_kept_and_reconnect_recovers(void **state)
+{
+    fx_t *fx = *state;
+    test_keys_t mine, hub;
+    keys_make(&mine, "110000", "110000");
+    keys_make(&hub, "100000", "hub");
+    fake_hub_t fh;
+    hub_start_curve(&fh, hub.k, mine.k->curve_public); /* zap_accept = 0: refused */
+    use_keys(fx, &mine, hub.k);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_message_t msg = sample();
+    uint8_t id[16], got[16];
+    assert_int_equal(nhub_send(h, &msg, id), 0);
+    assert_int_equal(outbox_of(h), 1);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    for (int i = 0; i < 300 && st.auth_failures == 0; i++) {
+        hub_serve_zap(&fh);
+        assert_int_equal(nhub_pump(h, 10), 0);
+        nhub_stats(h, &st);
+    }
+    assert_int_equal(st.auth_failures, 1);
+    assert_int_equal(st.link, NHUB_LINK_REFUSED);
+    assert_int_equal(st.connected, 0);
+    assert_non_null(strstr(st.link_error, mine.k->curve_fpr));
+    assert_non_null(strstr(st.link_error, "does not accept"));
+    assert_int_equal(fh.zap_calls, 1);
+    /* Recorded for status tools, which do not connect. */
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.link, NHUB_LINK_REFUSED);
+    assert_int_equal(info.auth_failures, 1);
+    assert_non_null(strstr(info.link_error, mine.k->curve_fpr));
+    /* No spinning: nothing is tried again before the back-off. */
+    for (int i = 0; i < 10; i++) {
+        hub_serve_zap(&fh);
+        assert_int_equal(nhub_pump(h, 5), 0);
+    }
+    assert_int_equal(fh.zap_calls, 1);
+    assert_int_equal(outbox_of(h), 1); /* the message waits on disk */
+
+    /* The operator adds the key; after the back-off a new socket gets in. */
+    fh.zap_accept = 1;
+    fx->clock.mono += 1001;
+    hub_session(&fh, h, 0);
+    assert_int_equal(fh.zap_calls, 2);
+    assert_int_equal(expect_send_id(&fh, h, got), 1);
+    assert_memory_equal(got, id, 16);
+    hub_ack_id(&fh, 1, id);
+    pump_until_outbox(h, 0);
+    nhub_stats(h, &st);
+    assert_int_equal(st.link, NHUB_LINK_UP);
+    assert_string_equal(st.link_error, "");
+    assert_int_equal(fx->calls.acks, 1);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.link, NHUB_LINK_UP);
+    assert_int_equal(info.auth_failures, 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+    keys_drop(&mine);
+    keys_drop(&hub);
+}
+
+static void test_plaintext_adapter_at_curve_hub_reports_handshake_failure(void **state)
+{
+    fx_t *fx = *state;
+    test_keys_t mine, hub;
+    keys_make(&mine, "110000", "110000");
+    keys_make(&hub, "100000", "hub");
+    fake_hub_t fh;
+    hub_start_curve(&fh, hub.k, mine.k->curve_public);
+    fh.zap_accept = 1;
+    nhub_t *h = open_to(fx, &fh); /* insecure_plaintext from setup */
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    for (int i = 0; i < 300 && st.handshake_failures == 0; i++) {
+        hub_serve_zap(&fh);
+        assert_int_equal(nhub_pump(h, 10), 0);
+        nhub_stats(h, &st);
+    }
+    assert_true(st.handshake_failures >= 1);
+    assert_int_equal(st.auth_failures, 0);
+    assert_int_equal(st.link, NHUB_LINK_HANDSHAKE_FAILED);
+    assert_non_null(strstr(st.link_error, "security mode"));
+    assert_int_equal(fh.zap_calls, 0);
+    /* It tries again after the back-off, and fails the same way. */
+    uint64_t before = st.handshake_failures;
+    fx->clock.mono += 1001;
+    for (int i = 0; i < 300 && st.handshake_failures == before; i++) {
+        assert_int_equal(nhub_pump(h, 10), 0);
+        nhub_stats(h, &st);
+    }
+    assert_true(st.handshake_failures > before);
+    nhub_close(&h);
+    hub_stop(&fh);
+    keys_drop(&mine);
+    keys_drop(&hub);
+}
+
+static void test_wrong_hub_key_reports_handshake_failure_without_spinning(void **state)
+{
+    fx_t *fx = *state;
+    test_keys_t mine, hub, impostor;
+    keys_make(&mine, "110000", "110000");
+    keys_make(&hub, "100000", "hub");
+    keys_make(&impostor, "100000", "other-hub");
+    fake_hub_t fh;
+    hub_start_curve(&fh, hub.k, mine.k->curve_public);
+    fh.zap_accept = 1;
+    use_keys(fx, &mine, impostor.k); /* the hub's key is another one */
+    nhub_t *h = open_to(fx, &fh);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    for (int i = 0; i < 300 && st.handshake_failures == 0; i++) {
+        hub_serve_zap(&fh);
+        assert_int_equal(nhub_pump(h, 10), 0);
+        nhub_stats(h, &st);
+    }
+    assert_int_equal(st.handshake_failures, 1);
+    assert_int_equal(st.link, NHUB_LINK_HANDSHAKE_FAILED);
+    assert_non_null(strstr(st.link_error, "hub_key"));
+    assert_int_equal(fh.zap_calls, 0); /* the hub could not read our HELLO */
+    for (int i = 0; i < 30; i++) {     /* libzmq's own retry (100 ms) is stopped */
+        hub_serve_zap(&fh);
+        assert_int_equal(nhub_pump(h, 10), 0);
+    }
+    nhub_stats(h, &st);
+    assert_int_equal(st.handshake_failures, 1);
+    nhub_close(&h);
+    hub_stop(&fh);
+    keys_drop(&mine);
+    keys_drop(&hub);
+    keys_drop(&impostor);
+}
+
+static void test_messages_stored_unsigned_or_under_old_key_are_signed_again(void **state)
+{
+    fx_t *fx = *state;
+    test_keys_t old_key, new_key, hub;
+    keys_make(&old_key, "110000", "110000-old");
+    keys_make(&new_key, "110000", "110000-new");
+    keys_make(&hub, "100000", "hub");
+    nhub_message_t msg = sample();
+    uint8_t ids[2][16], got[16];
+
+    /* One stored under the old key, one stored unsigned (an offline handle without keys). */
+    nhub_options_t o = fx->opt;
+    o.offline = 1;
+    o.insecure_plaintext = 0;
+    o.key_file = old_key.key;
+    o.hub_key = hub.k->curve_public;
+    nhub_t *h = open_ok(&o);
+    assert_int_equal(nhub_send(h, &msg, ids[0]), 0);
+    nhub_close(&h);
+    o.key_file = NULL;
+    o.hub_key = NULL;
+    h = open_ok(&o);
+    assert_int_equal(nhub_send(h, &msg, ids[1]), 0);
+    nhub_close(&h);
+
+    /* The region rotated its key: both go out signed with the new one. */
+    fake_hub_t fh;
+    hub_start_curve(&fh, hub.k, new_key.k->curve_public);
+    fh.zap_accept = 1;
+    use_keys(fx, &new_key, hub.k);
+    h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    for (int i = 0; i < 2; i++) {
+        ProtobufCMessage *m = hub_expect(&fh, h, WIRE_SEND);
+        const wire_send_t *s = (const wire_send_t *)m;
+        assert_int_equal(s->stream_seq, (uint64_t)i + 1);
+        expect_signed_by(s, new_key.k);
+        ProtobufCMessage *env = NULL;
+        assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, s->envelope.data,
+                                     s->envelope.len, 1 << 22, &env),
+                         0);
+        memcpy(got, ((const wire_envelope_t *)env)->msg_id.data, 16);
+        assert_memory_equal(got, ids[i], 16);
+        wire_free(&env);
+        wire_free(&m);
+    }
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.resigned, 2);
+    nhub_close(&h);
+    hub_stop(&fh);
+    keys_drop(&old_key);
+    keys_drop(&new_key);
+    keys_drop(&hub);
+}
+
+static void test_access_nacks_reject_for_good_even_if_marked_retryable(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    uint8_t ids[2][16];
+    send_n(h, 2, ids);
+    hub_session(&fh, h, 0);
+    assert_int_equal(expect_send(&fh, h), 1);
+    assert_int_equal(expect_send(&fh, h), 2);
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_BAD_SIGNATURE;
+    n.stream_seq = 1;
+    n.retryable = 1; /* wrong, but must not make the adapter resend it for ever */
+    n.text = "signature does not verify";
+    hub_send(&fh, WIRE_NACK, &n.base);
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN;
+    n.stream_seq = 2;
+    n.retryable = 0;
+    n.text = "item not allowed";
+    hub_send(&fh, WIRE_NACK, &n.base);
+    pump_until_outbox(h, 0);
+    assert_int_equal(fx->calls.rejects, 2);
+    assert_int_equal(fx->calls.last_code, NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.rejected, 2);
+    assert_int_equal(st.connected, 1); /* no back-off, no resync */
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_hello_refused_unauthenticated_shows_refused_link(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    ProtobufCMessage *m = hub_expect(&fh, h, WIRE_HELLO);
+    wire_free(&m);
+    wire_nack_t n = NHUB__WIRE__V1__NACK__INIT;
+    n.code = NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED;
+    n.text = "key expired for region 110000";
+    hub_send(&fh, WIRE_NACK, &n.base);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    for (int i = 0; i < 300 && st.link != NHUB_LINK_REFUSED; i++) {
+        assert_int_equal(nhub_pump(h, 10), 0);
+        nhub_stats(h, &st);
+    }
+    assert_int_equal(st.link, NHUB_LINK_REFUSED);
+    assert_non_null(strstr(st.link_error, "key expired"));
+    assert_string_equal(nhub_link_name(st.link), "refused");
+    /* Backing off: the HELLO comes again only once the clock moves. */
+    fx->clock.mono += 250;
+    hub_session(&fh, h, 0);
+    nhub_stats(h, &st);
+    assert_int_equal(st.link, NHUB_LINK_UP);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+/* A DELIVER carrying a signature and key id. */
+static void hub_deliver_signed(fake_hub_t *fh, int n, uint64_t dseq, const char *key_id)
+{
+    uint8_t id[16], sig[64];
+    id_of(id, n);
+    memset(sig, 0xab, sizeof sig);
+    wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
+    e.msg_id.len = 16;
+    e.msg_id.data = id;
+    e.source = "440000";
+    e.destination = "110000";
+    e.item = "item-1";
+    e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
+    e.payload_type = "nhub.push.v1.Notice";
+    e.payload.len = 4;
+    e.payload.data = (uint8_t *)"data";
+    uint8_t buf[512];
+    size_t len = protobuf_c_message_pack(&e.base, buf);
+    wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
+    d.seq = 1000 + dseq;
+    d.dseq = dseq;
+    d.prev_dseq = dseq - 1;
+    d.envelope.len = len;
+    d.envelope.data = buf;
+    d.attempt = 1;
+    if (key_id) {
+        d.signature.len = sizeof sig;
+        d.signature.data = sig;
+        d.key_id = (char *)key_id;
+    }
+    hub_send(fh, WIRE_DELIVER, &d.base);
+}
+
+static void test_delivery_exposes_signature_key_id_and_envelope(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    hub_deliver_signed(&fh, 1, 1, "0123456789abcdef0123456789abcdef");
+    hub_deliver_signed(&fh, 2, 2, NULL);
+    nhub_delivery_t *d = recv_one(h);
+    assert_string_equal(d->key_id, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(d->signature_len, 64);
+    assert_int_equal(d->signature[0], 0xab);
+    assert_int_equal(d->signature[63], 0xab);
+    assert_non_null(d->envelope);
+    ProtobufCMessage *env = NULL;
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, d->envelope,
+                                 d->envelope_len, 1 << 20, &env),
+                     0);
+    assert_memory_equal(((const wire_envelope_t *)env)->msg_id.data, d->msg_id, 16);
+    wire_free(&env);
+    /* One copy: the payload is the envelope's tail, still NUL-terminated for text. */
+    const uint8_t *e0 = d->envelope, *p = d->payload;
+    assert_ptr_equal(p, e0 + d->envelope_len - d->payload_len);
+    assert_memory_equal(d->payload, "data", 4);
+    assert_int_equal(p[4], '\0');
+    assert_int_equal(nhub_confirm(h, &d), 0);
+    d = recv_one(h);
+    assert_string_equal(d->key_id, "");
+    assert_null(d->signature);
+    assert_int_equal(d->signature_len, 0);
+    assert_memory_equal(d->payload, "data", 4);
+    nhub_delivery_release(h, &d);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
 int main(void)
 {
     log_setup(LOG_OFF, NULL);
@@ -1662,12 +2284,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_persists_across_close_and_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_seq_continues_after_reopen, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_stores_have_different_stream_ids, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_two_stores_have_different_stream_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_destination_refused_naming_it, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_item_kind_and_type_refused_naming_them,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_item_kind_and_type_refused_naming_them, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_oversize_refused_with_etoobig, setup, teardown),
         cmocka_unit_test_setup_teardown(test_given_msg_id_is_kept_and_envelope_filled, setup,
                                         teardown),
@@ -1690,8 +2311,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_welcome_drops_what_hub_holds_and_resends_the_rest,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order_resyncs_with_hello, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_non_retryable_nack_rejects_message, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_non_retryable_nack_rejects_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retryable_nack_backs_off_then_says_hello, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unacked_send_is_resent_after_resend_after, setup,
@@ -1700,28 +2320,46 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_confirmed_set_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames_are_dropped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_silent_hub_gets_a_fresh_connection, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_send_conflict_starts_new_stream_renumbering_the_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_hub_gets_a_fresh_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_conflict_starts_new_stream_renumbering_the_outbox,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_conflict_starts_new_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_welcome_beyond_own_numbering_starts_new_stream_keeping_all, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_conflict_during_resync_waits_for_welcome,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_conflict_during_resync_waits_for_welcome, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_ack_naming_another_message_keeps_it_and_starts_new_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_message_over_hub_max_frame_rejected_here_and_stream_renumbered, setup,
-            teardown),
+            test_message_over_hub_max_frame_rejected_here_and_stream_renumbered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_ack_fires_once_per_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirmed_ids_expire_after_retention_in_batches,
+        cmocka_unit_test_setup_teardown(test_confirmed_ids_expire_after_retention_in_batches, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_confirmed_retention_option_is_used_and_checked, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_rotate_renumbers_and_expire_follows_reconfirm,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirmed_retention_option_is_used_and_checked,
+        cmocka_unit_test_setup_teardown(test_format1_store_is_upgraded_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_format2_store_upgraded_and_newer_format_refused, setup,
+                                        teardown),
+        cmocka_unit_test(test_outbox_record_layout_and_bad_headers),
+        cmocka_unit_test_setup_teardown(test_open_refuses_missing_or_contradictory_security, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_curve_hub_receives_sends_signed_by_the_region_key,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_outbox_rotate_renumbers_and_expire_follows_reconfirm, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_format1_store_is_upgraded_in_place, setup,
+            test_refused_key_is_reported_message_kept_and_reconnect_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_plaintext_adapter_at_curve_hub_reports_handshake_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_wrong_hub_key_reports_handshake_failure_without_spinning, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_messages_stored_unsigned_or_under_old_key_are_signed_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_access_nacks_reject_for_good_even_if_marked_retryable,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_refused_unauthenticated_shows_refused_link,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_exposes_signature_key_id_and_envelope, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
