@@ -214,6 +214,13 @@ static int cfg_check_region(const cfg_t *cfg, size_t i, const conf_marks_t *mark
                                 "\"%s\": %s is the hub's own region (hub.region) and must not "
                                 "be listed",
                                 path, r->code);
+    if (r->cities && strcmp(r->code + 2, "0000") != 0) {
+        snprintf(path, sizeof path, "regions[%zu].cities", i);
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": only a province-level region (code ending in 0000) may "
+                                "send for its cities",
+                                path);
+    }
     snprintf(path, sizeof path, "regions[%zu].name", i);
     if (!cfg_name_valid(r->name))
         return conf_marks_error(marks, path, err, errcap,
@@ -223,15 +230,41 @@ static int cfg_check_region(const cfg_t *cfg, size_t i, const conf_marks_t *mark
     return 0;
 }
 
+/* Exactly `n` ASCII digits at `p`, as a number; -1 otherwise. */
+static int cfg_digits(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
 int cfg_parse_time(const char *text, int64_t *ms)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (!text || strlen(text) != 20)
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    /* 2026-12-01T00:00:00Z: every field checked, nothing normalised, so a
+     * typo in an expiry date is an error rather than another day. */
+    if (!text || strlen(text) != 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
+        text[13] != ':' || text[16] != ':' || text[19] != 'Z')
         return NHUB_EINVAL;
-    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (!end || *end != '\0' || tm.tm_year < 70 || tm.tm_year > 1100)
+    int y = cfg_digits(text, 4), mo = cfg_digits(text + 5, 2), d = cfg_digits(text + 8, 2);
+    int h = cfg_digits(text + 11, 2), mi = cfg_digits(text + 14, 2), sec = cfg_digits(text + 17, 2);
+    /* From 2000: 0 means "no bound" to the callers, so the epoch must not parse. */
+    if (y < 2000 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
+        sec > 59)
         return NHUB_EINVAL;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > days[mo - 1] + (mo == 2 && leap))
+        return NHUB_EINVAL;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     if (t == (time_t)-1)
         return NHUB_EINVAL;
@@ -243,10 +276,12 @@ int cfg_source_allowed(const cfg_region_t *province, const char *source)
 {
     if (strcmp(province->code, source) == 0)
         return 1;
-    /* A city-level code shares the province's first two digits and is not
-     * itself a province (which end in 0000). */
-    return province->cities && cfg_code_valid(source) && strncmp(province->code, source, 2) == 0 &&
-           strcmp(source + 2, "0000") != 0;
+    /* A prefecture-level (city) code: the province's first two digits, its
+     * own two, then 00 (GB/T 2260: PPCC00); only a province-level region
+     * (PP0000) may send for its cities. */
+    return province->cities && cfg_code_valid(source) && strcmp(province->code + 2, "0000") == 0 &&
+           strncmp(province->code, source, 2) == 0 && strncmp(source + 2, "00", 2) != 0 &&
+           strcmp(source + 4, "00") == 0;
 }
 
 static int cfg_check_key(cfg_t *cfg, size_t i, size_t k, const conf_marks_t *marks, char *err,

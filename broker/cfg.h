@@ -169,14 +169,16 @@ const cfg_region_t *cfg_region_find(const cfg_t *cfg, const char *code);
 int cfg_region_index(const cfg_t *cfg, const char *code);
 
 /*
- * Parse an RFC 3339 UTC time of the form 2026-12-01T00:00:00Z into ms since
- * the epoch. Returns 0 or NHUB_EINVAL.
+ * Parse an RFC 3339 UTC time of exactly the form 2026-12-01T00:00:00Z, year
+ * 2000 or later, into ms since the epoch. Impossible dates (02-30, 24:00,
+ * :60) are refused, not normalised. Returns 0 or NHUB_EINVAL.
  */
 int cfg_parse_time(const char *text, int64_t *ms);
 
 /*
- * 1 if `source` is `province` itself, or a city-level code under it that
- * the configuration lets the province send for (region.cities).
+ * 1 if `source` is `province` itself, or a prefecture-level (city) code
+ * under it, PPCC00, that the configuration lets the province send for
+ * (region.cities; only province-level codes PP0000 may have it).
  */
 int cfg_source_allowed(const cfg_region_t *province, const char *source);
 

@@ -1196,6 +1196,13 @@ int keys_read_public(const char *path, char curve[KEYS_Z85_LEN + 1],
         snprintf(err, errcap, "%s: %s", path, ferror(f) ? strerror(errno) : "too large");
         goto done;
     }
+    text[sizeof prefix - 1 + n] = '\0';
+    if (strstr(text, "curve_secret:") || strstr(text, "sign_secret:")) {
+        snprintf(err, errcap, "%s: is a secret key file; give its public file (.pub) instead",
+                 path);
+        rc = NHUB_ECONFIG;
+        goto done;
+    }
     rc = conf_load_string_marked(path, text, sizeof prefix - 1 + n, keys_pub_doc_schema, doc,
                                  &marks, err, errcap);
     if (rc == 0 && !keys_curve_valid(doc->keys[0].curve))

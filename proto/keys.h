@@ -118,8 +118,9 @@ int keys_load(const char *path, keys_file_t **out, char *err, size_t errcap);
 
 /*
  * Read the public parts from a public file (.pub, as keys_write makes it:
- * the first `- curve: / sign:` entry) or from a secret key file (.key; its
- * mode is not checked and its secrets are not kept). `curve` receives the
+ * its first `- curve: / sign:` entry). A secret key file is refused with a
+ * message saying to give its .pub instead (the hub and the adapters of
+ * other regions have no business holding it). `curve` receives the
  * Z85 CURVE public key, `sign` the public signing key text (either may be
  * NULL). Returns 0, or NHUB_EIO / NHUB_ECONFIG with a message in `err`.
  */

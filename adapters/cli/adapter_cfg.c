@@ -92,7 +92,7 @@ static int check_security(adapter_cfg_t *cfg, const conf_marks_t *marks, char *e
             return conf_marks_error(marks, "adapter.hub_key", err, errcap,
                                     "adapter.hub_key must be a CURVE public key: 40 Z85 "
                                     "characters");
-        snprintf(cfg->hub_key, sizeof cfg->hub_key, "%s", a->hub_key);
+        memcpy(cfg->hub_key, a->hub_key, KEYS_Z85_LEN + 1); /* length checked above */
         return 0;
     }
     if (keys_read_public(a->hub_key_file, cfg->hub_key, NULL, kerr, sizeof kerr) != 0)

@@ -432,6 +432,551 @@ static void test_null_arguments_are_refused_and_destroy_accepts_null(void **stat
     assert_null(cfg);
 }
 
+/* ---- security and region keys --------------------------------------------- */
+
+#define REGIONS_BEIJING "regions: [{code: \"110000\", name: Beijing}]\n"
+
+static keys_file_t *gen(const char *region, keys_alg_t alg)
+{
+    keys_file_t *k = NULL;
+    assert_int_equal(keys_generate(region, alg, INT64_C(1795597200000), &k), 0);
+    assert_non_null(k);
+    return k;
+}
+
+/* expect_error() over a text made by printf. */
+static void expect_errorf(const char *want, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void expect_errorf(const char *want, const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    expect_error(text, want);
+}
+
+static void test_curve_mode_requires_key_file_and_catalog(void **state)
+{
+    (void)state;
+    /* curve is the default mode; the check runs after every other one. */
+    expect_error(HUB_SECTION REGIONS_BEIJING,
+                 "h.yaml:1:1: \"security.key_file\": required in curve mode (the hub's secret key "
+                 "from nhub-keygen --hub)");
+    expect_error(HUB_SECTION "security:\n"
+                             "  mode: curve\n"
+                             "  catalog: schemas/catalog.yaml\n" REGIONS_BEIJING,
+                 "h.yaml:5:3: \"security.key_file\": required in curve mode (the hub's secret key "
+                 "from nhub-keygen --hub)");
+    expect_error(HUB_SECTION "security: {key_file: conf/hub.key}\n" REGIONS_BEIJING,
+                 "h.yaml:4:11: \"security.catalog\": required in curve mode (e.g. "
+                 "schemas/catalog.yaml)");
+    /* Another error is reported first. */
+    expect_error(HUB_SECTION "regions: [{code: \"11000\", name: Beijing}]\n",
+                 "h.yaml:4:18: \"regions[0].code\": a region code is exactly 6 ASCII digits "
+                 "(GB/T 2260)");
+
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load(HUB_SECTION "security:\n"
+                                      "  key_file: conf/hub.key\n"
+                                      "  catalog: schemas/catalog.yaml\n" REGIONS_BEIJING,
+                          &cfg, err),
+                     0);
+    assert_int_equal(cfg->security.mode, CFG_SECURITY_CURVE);
+    assert_string_equal(cfg->security.key_file, "conf/hub.key");
+    assert_string_equal(cfg->security.catalog, "schemas/catalog.yaml");
+    cfg_destroy(&cfg);
+}
+
+static void test_insecure_mode_needs_no_key_file_or_catalog(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(HUB_SECTION REGIONS_BEIJING, &cfg, err), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(cfg->security.mode, CFG_SECURITY_INSECURE_PLAINTEXT);
+    assert_string_equal(cfg->security.key_file, "");
+    assert_string_equal(cfg->security.catalog, "");
+    assert_int_equal(cfg->regions[0].key_count, 0);
+    assert_false(cfg->regions[0].cities);
+    assert_false(cfg->regions[0].suspended);
+    cfg_destroy(&cfg);
+}
+
+static void test_unknown_security_mode_lists_choices(void **state)
+{
+    (void)state;
+    expect_error(HUB_SECTION "security: {mode: tls}\n" REGIONS_BEIJING,
+                 "h.yaml:4:18: \"security.mode\": expected one of: curve, insecure-plaintext, got "
+                 "\"tls\"");
+    expect_error(HUB_SECTION "security: {mode: insecure}\n" REGIONS_BEIJING,
+                 "h.yaml:4:18: \"security.mode\": expected one of: curve, insecure-plaintext, got "
+                 "\"insecure\"");
+    expect_error(HUB_SECTION "security: {mode: curve, keyfile: k}\n" REGIONS_BEIJING,
+                 "h.yaml:4:25: unknown key \"keyfile\" in \"security\" (expected one of: mode, "
+                 "key_file, catalog)");
+}
+
+/* Lines 5-8 of the key error texts below: region 110000 and its first key. */
+#define KEY_REGION "regions:\n  - code: \"110000\"\n    name: Beijing\n    keys:\n"
+
+static void test_key_entry_errors_name_the_key(void **state)
+{
+    (void)state;
+    keys_file_t *ed = gen("110000", KEYS_ED25519);
+    keys_file_t *sm = gen("110000", KEYS_SM2);
+
+    expect_errorf("h.yaml:8:9: \"regions[0].keys[0]\": give either file or curve and sign, not "
+                  "both",
+                  HUB_SECTION KEY_REGION "      - file: keys/110000.pub\n"
+                                         "        curve: \"%s\"\n",
+                  ed->curve_public);
+    expect_errorf("h.yaml:8:9: \"regions[0].keys[0]\": needs curve and sign (or file: a .pub from "
+                  "nhub-keygen)",
+                  HUB_SECTION KEY_REGION "      - curve: \"%s\"\n", ed->curve_public);
+    expect_errorf("h.yaml:9:9: \"regions[0].keys[1]\": needs curve and sign (or file: a .pub from "
+                  "nhub-keygen)",
+                  HUB_SECTION KEY_REGION "      - {curve: \"%s\", sign: \"%s\"}\n"
+                                         "      - sign: \"%s\"\n",
+                  ed->curve_public, ed->sign_public, sm->sign_public);
+    expect_error(HUB_SECTION KEY_REGION "      - {}\n",
+                 "h.yaml:8:9: \"regions[0].keys[0]\": needs curve and sign (or file: a .pub from "
+                 "nhub-keygen)");
+
+    /* Bad Z85: too short, a character outside the alphabet, a value over 2^32. */
+    const char *bad_curve[] = {"0123456789", "0123456789012345678901234567890123456,78",
+                               "########################################"};
+    for (size_t i = 0; i < sizeof bad_curve / sizeof bad_curve[0]; i++)
+        expect_errorf("h.yaml:8:16: \"regions[0].keys[0].curve\": not a CURVE public key (40 Z85 "
+                      "characters)",
+                      HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                             "        sign: \"%s\"\n",
+                      bad_curve[i], ed->sign_public);
+    expect_errorf("h.yaml:8:16: \"regions[0].keys[0].curve\": string is too long (41 bytes, at "
+                  "most 40)",
+                  HUB_SECTION KEY_REGION "      - curve: \"%s0\"\n"
+                                         "        sign: \"%s\"\n",
+                  ed->curve_public, ed->sign_public);
+
+    /* Bad signing key text. */
+    expect_errorf("h.yaml:9:15: \"regions[0].keys[0].sign\": unknown algorithm 'rsa' (expected "
+                  "ed25519 or sm2)",
+                  HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                         "        sign: \"rsa:%s\"\n",
+                  ed->curve_public, strchr(ed->sign_public, ':') + 1);
+    expect_errorf("h.yaml:9:15: \"regions[0].keys[0].sign\": expected \"ed25519:BASE64\" or "
+                  "\"sm2:BASE64\"",
+                  HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                         "        sign: \"%s\"\n",
+                  ed->curve_public, strchr(ed->sign_public, ':') + 1);
+    expect_errorf("h.yaml:9:15: \"regions[0].keys[0].sign\": not base64",
+                  HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                         "        sign: \"ed25519:not*base64\"\n",
+                  ed->curve_public);
+    /* An Ed25519 key labelled sm2. */
+    expect_errorf("h.yaml:9:15: \"regions[0].keys[0].sign\": not an SM2 key",
+                  HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                         "        sign: \"sm2:%s\"\n",
+                  ed->curve_public, strchr(ed->sign_public, ':') + 1);
+
+    keys_free(&ed);
+    keys_free(&sm);
+}
+
+static void test_key_validity_times_are_checked(void **state)
+{
+    (void)state;
+    keys_file_t *k = gen("110000", KEYS_ED25519);
+    const char *bad_time[] = {
+        "2026-12-01",           "2026-12-01T00:00:00",       "2026-12-01 00:00:00Z",
+        "2026-13-01T00:00:00Z", "2026-12-01T00:00:00+08:00", "tomorrow"};
+    for (size_t i = 0; i < sizeof bad_time / sizeof bad_time[0]; i++) {
+        expect_errorf("h.yaml:10:21: \"regions[0].keys[0].not_before\": expected a UTC time like "
+                      "2026-12-01T00:00:00Z",
+                      HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                             "        sign: \"%s\"\n"
+                                             "        not_before: \"%s\"\n",
+                      k->curve_public, k->sign_public, bad_time[i]);
+        expect_errorf("h.yaml:10:20: \"regions[0].keys[0].not_after\": expected a UTC time like "
+                      "2026-12-01T00:00:00Z",
+                      HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                             "        sign: \"%s\"\n"
+                                             "        not_after: \"%s\"\n",
+                      k->curve_public, k->sign_public, bad_time[i]);
+    }
+    /* not_after must be strictly later: equal or earlier is refused, at not_after. */
+    const char *after[] = {"2026-12-01T00:00:00Z", "2026-11-30T23:59:59Z"};
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++)
+        expect_errorf("h.yaml:11:20: \"regions[0].keys[0].not_after\": must be later than "
+                      "not_before",
+                      HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                             "        sign: \"%s\"\n"
+                                             "        not_before: 2026-12-01T00:00:00Z\n"
+                                             "        not_after: %s\n",
+                      k->curve_public, k->sign_public, after[i]);
+
+    /* One second apart is enough; the values are kept as text and as ms. */
+    char text[2048];
+    snprintf(text, sizeof text,
+             HUB_SECTION KEY_REGION "      - curve: \"%s\"\n"
+                                    "        sign: \"%s\"\n"
+                                    "        not_before: 2026-12-01T00:00:00Z\n"
+                                    "        not_after: 2026-12-01T00:00:01Z\n",
+             k->curve_public, k->sign_public);
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(text, &cfg, err), 0);
+    const cfg_key_t *key = &cfg->regions[0].keys[0];
+    assert_int_equal(cfg->regions[0].key_count, 1);
+    assert_string_equal(key->curve, k->curve_public);
+    assert_string_equal(key->sign, k->sign_public);
+    assert_string_equal(key->file, "");
+    assert_string_equal(key->not_before, "2026-12-01T00:00:00Z");
+    assert_string_equal(key->not_after, "2026-12-01T00:00:01Z");
+    assert_int_equal(key->not_before_ms, INT64_C(1796083200000));
+    assert_int_equal(key->not_after_ms, INT64_C(1796083201000));
+    cfg_destroy(&cfg);
+    keys_free(&k);
+}
+
+static void test_curve_key_names_one_region(void **state)
+{
+    (void)state;
+    keys_file_t *a = gen("440000", KEYS_ED25519);
+    keys_file_t *b = gen("110000", KEYS_SM2);
+
+    /* Listed under 440000 first (file order, not code order), then 110000. */
+    expect_errorf("h.yaml:12:9: \"regions[1].keys[0]\": CURVE key already listed for region "
+                  "440000 (regions[0].keys[0]); a key names one region",
+                  HUB_SECTION "regions:\n"
+                              "  - code: \"440000\"\n"
+                              "    name: Guangdong\n"
+                              "    keys:\n"
+                              "      - {curve: \"%s\", sign: \"%s\"}\n"
+                              "  - code: \"110000\"\n"
+                              "    name: Beijing\n"
+                              "    keys:\n"
+                              "      - {curve: \"%s\", sign: \"%s\"}\n",
+                  a->curve_public, a->sign_public, a->curve_public, b->sign_public);
+    /* Twice in one region. */
+    expect_errorf("h.yaml:10:9: \"regions[0].keys[2]\": CURVE key already listed for region "
+                  "110000 (regions[0].keys[0]); a key names one region",
+                  HUB_SECTION KEY_REGION "      - {curve: \"%s\", sign: \"%s\"}\n"
+                                         "      - {curve: \"%s\", sign: \"%s\"}\n"
+                                         "      - {curve: \"%s\", sign: \"%s\"}\n",
+                  b->curve_public, b->sign_public, a->curve_public, a->sign_public, b->curve_public,
+                  a->sign_public);
+    keys_free(&a);
+    keys_free(&b);
+}
+
+static void test_region_keys_are_capped_at_4(void **state)
+{
+    (void)state;
+    keys_file_t *k[CFG_KEYS_MAX + 1];
+    char text[4096];
+    size_t o = (size_t)snprintf(text, sizeof text, HUB_SECTION KEY_REGION);
+    for (size_t i = 0; i < CFG_KEYS_MAX + 1; i++)
+        k[i] = gen("110000", i % 2 ? KEYS_SM2 : KEYS_ED25519);
+    for (size_t i = 0; i < CFG_KEYS_MAX; i++)
+        o += (size_t)snprintf(text + o, sizeof text - o, "      - {curve: \"%s\", sign: \"%s\"}\n",
+                              k[i]->curve_public, k[i]->sign_public);
+    assert_true(o < sizeof text);
+
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(text, &cfg, err), 0);
+    assert_int_equal(cfg->regions[0].key_count, CFG_KEYS_MAX);
+    for (size_t i = 0; i < CFG_KEYS_MAX; i++)
+        assert_string_equal(cfg->regions[0].keys[i].curve, k[i]->curve_public);
+    cfg_destroy(&cfg);
+
+    snprintf(text + o, sizeof text - o, "      - {curve: \"%s\", sign: \"%s\"}\n",
+             k[CFG_KEYS_MAX]->curve_public, k[CFG_KEYS_MAX]->sign_public);
+    expect_error(text, "h.yaml:12:9: \"regions[0].keys\": too many entries (at most 4)");
+    for (size_t i = 0; i < CFG_KEYS_MAX + 1; i++)
+        keys_free(&k[i]);
+}
+
+static void test_cities_let_a_province_send_for_its_cities_only(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(HUB_SECTION "regions:\n"
+                                          "  - {code: \"440000\", name: Guangdong, cities: true}\n"
+                                          "  - {code: \"450000\", name: Guangxi, cities: false}\n"
+                                          "  - {code: \"110000\", name: Beijing}\n",
+                              &cfg, err),
+                     0);
+    const cfg_region_t *gd = cfg_region_find(cfg, "440000");
+    const cfg_region_t *gx = cfg_region_find(cfg, "450000");
+    const cfg_region_t *bj = cfg_region_find(cfg, "110000");
+    assert_true(gd->cities);
+    assert_false(gx->cities);
+    assert_false(bj->cities); /* the default */
+
+    /* The province itself, with or without cities. */
+    assert_true(cfg_source_allowed(gd, "440000"));
+    assert_true(cfg_source_allowed(gx, "450000"));
+    assert_true(cfg_source_allowed(bj, "110000"));
+    /* Its cities only with cities: true. */
+    assert_true(cfg_source_allowed(gd, "440100"));
+    assert_true(cfg_source_allowed(gd, "440300"));
+    assert_false(cfg_source_allowed(gx, "450100"));
+    assert_false(cfg_source_allowed(bj, "110100"));
+    /* Never another province's city, nor another province. */
+    assert_false(cfg_source_allowed(gd, "450100"));
+    assert_false(cfg_source_allowed(gd, "450000"));
+    assert_false(cfg_source_allowed(gd, "110000"));
+    assert_false(cfg_source_allowed(gx, "440100"));
+    /* Nor something that is not a region code, nor the hub. */
+    assert_false(cfg_source_allowed(gd, "4401"));
+    assert_false(cfg_source_allowed(gd, "44010a"));
+    assert_false(cfg_source_allowed(gd, "4401000"));
+    assert_false(cfg_source_allowed(gd, ""));
+    assert_false(cfg_source_allowed(gd, "000000"));
+    /* Prefecture level only: not a county under a city. */
+    assert_false(cfg_source_allowed(gd, "440103"));
+    cfg_destroy(&cfg);
+    /* Only a province-level region may send for cities. */
+    assert_int_not_equal(load_dev(HUB_SECTION
+                                  "regions:\n"
+                                  "  - {code: \"440300\", name: Shenzhen, cities: true}\n",
+                                  &cfg, err),
+                         0);
+    assert_non_null(strstr(err, "only a province-level region"));
+
+    expect_error(HUB_SECTION "regions: [{code: \"440000\", name: Guangdong, cities: maybe}]\n",
+                 "h.yaml:4:53: \"regions[0].cities\": expected true or false, got \"maybe\"");
+}
+
+static void test_suspension_and_its_reason_are_read(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(HUB_SECTION "regions:\n"
+                                          "  - code: \"120000\"\n"
+                                          "    name: Tianjin\n"
+                                          "    suspended: true\n"
+                                          "    suspended_reason: \"key compromise, ticket 4711\"\n"
+                                          "  - {code: \"110000\", name: Beijing}\n"
+                                          "  - {code: \"130000\", name: Hebei, suspended: no}\n",
+                              &cfg, err),
+                     0);
+    const cfg_region_t *tj = cfg_region_find(cfg, "120000");
+    assert_true(tj->suspended);
+    assert_string_equal(tj->suspended_reason, "key compromise, ticket 4711");
+    assert_false(cfg_region_find(cfg, "110000")->suspended);
+    assert_string_equal(cfg_region_find(cfg, "110000")->suspended_reason, "");
+    assert_false(cfg_region_find(cfg, "130000")->suspended);
+    cfg_destroy(&cfg);
+
+    char reason[200];
+    memset(reason, 'r', 128);
+    reason[128] = '\0';
+    expect_errorf(
+        "h.yaml:4:61: \"regions[0].suspended_reason\": string is too long (128 bytes, "
+        "at most 127)",
+        HUB_SECTION "regions: [{code: \"110000\", name: Beijing, suspended_reason: %s}]\n", reason);
+}
+
+static void test_parse_time_reads_utc_rfc3339_only(void **state)
+{
+    (void)state;
+    int64_t ms = -1;
+    assert_int_equal(cfg_parse_time("2026-12-01T00:00:00Z", &ms), 0);
+    assert_int_equal(ms, INT64_C(1796083200000));
+    assert_int_equal(cfg_parse_time("2000-01-01T00:00:00Z", &ms), 0);
+    assert_int_equal(ms, INT64_C(946684800000));
+    /* Before 2000 (the epoch would read as "no bound"), impossible dates. */
+    assert_int_equal(cfg_parse_time("1970-01-01T00:00:00Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("1999-12-31T23:59:59Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2026-02-30T00:00:00Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2026-06-31T00:00:00Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2026-12-01T00:00:60Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2026-12-01T24:00:00Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2026-12-01T 0:00:00Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2027-02-29T00:00:00Z", &ms), NHUB_EINVAL);
+    assert_int_equal(cfg_parse_time("2028-02-29T23:59:59Z", &ms), 0);
+    assert_int_equal(ms, INT64_C(1835481599000));
+
+    const char *bad[] = {
+        "",
+        "2026-12-01T00:00:00",   /* no Z */
+        "2026-12-01T00:00:00z",  /* lowercase */
+        "2026-13-01T00:00:00Z",  /* month 13 */
+        "2026-12-00T00:00:00Z",  /* day 0 */
+        "2026-12-01T24:00:00Z",  /* hour 24 */
+        "2026-12-01T00:00:00Zx", /* trailing garbage */
+        "2026-12-01T00:00:00ZZ",
+        "2026-12-01T00:00:00.5Z", /* fractions */
+        "2026-12-01T00:00:00+00:00",
+        "2026-12-01 00:00:00Z",
+        "2026-12-01",
+        "1969-12-31T23:59:59Z", /* before the epoch */
+        " 2026-12-01T00:00:00Z",
+        "2026-12-1T00:00:00Z",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ms = -1;
+        if (cfg_parse_time(bad[i], &ms) != NHUB_EINVAL) {
+            print_error("accepted \"%s\"\n", bad[i]);
+            fail();
+        }
+        assert_int_equal(ms, -1); /* untouched on failure */
+    }
+    assert_int_equal(cfg_parse_time(NULL, &ms), NHUB_EINVAL);
+}
+
+/* A fresh directory under /tmp, removed by rm_dir(). */
+static void make_dir(char dir[32])
+{
+    strcpy(dir, "/tmp/test_cfg.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+}
+
+static void rm_dir(const char *dir, const char *const *names, size_t n)
+{
+    char path[256];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_load_reads_key_files_into_curve_and_sign(void **state)
+{
+    (void)state;
+    char dir[32], path[128], pub[128], sec[128], text[2048], err[ERRCAP];
+    make_dir(dir);
+    keys_file_t *gd = gen("440000", KEYS_SM2);
+    keys_file_t *bj = gen("110000", KEYS_ED25519);
+    snprintf(sec, sizeof sec, "%s/440000.key", dir);
+    snprintf(pub, sizeof pub, "%s/440000.pub", dir);
+    assert_int_equal(keys_write(gd, sec, pub, 0, err, sizeof err), 0);
+
+    /* curve mode: cfg names the hub's key file and the catalogue but does
+     * not read them; it reads the region key files. */
+    snprintf(path, sizeof path, "%s/hub.yaml", dir);
+    snprintf(text, sizeof text,
+             HUB_SECTION "security:\n"
+                         "  key_file: %s/hub.key\n"
+                         "  catalog: %s/catalog.yaml\n"
+                         "regions:\n"
+                         "  - code: \"440000\"\n"
+                         "    name: Guangdong\n"
+                         "    keys:\n"
+                         "      - file: %s\n"
+                         "        not_after: 2027-01-01T00:00:00Z\n"
+                         "  - code: \"110000\"\n"
+                         "    name: Beijing\n"
+                         "    keys: [{curve: \"%s\", sign: \"%s\"}]\n",
+             dir, dir, pub, bj->curve_public, bj->sign_public);
+    write_file(path, text);
+
+    cfg_t *cfg = NULL;
+    int rc = cfg_load(path, &cfg, err, sizeof err);
+    if (rc != 0)
+        print_error("%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(cfg->security.mode, CFG_SECURITY_CURVE);
+    const cfg_region_t *r = cfg_region_find(cfg, "440000");
+    assert_int_equal(r->key_count, 1);
+    assert_string_equal(r->keys[0].file, pub);
+    assert_string_equal(r->keys[0].curve, gd->curve_public);
+    assert_string_equal(r->keys[0].sign, gd->sign_public);
+    assert_int_equal(r->keys[0].not_before_ms, 0);
+    assert_int_equal(r->keys[0].not_after_ms, INT64_C(1798761600000));
+    r = cfg_region_find(cfg, "110000");
+    assert_string_equal(r->keys[0].file, "");
+    assert_string_equal(r->keys[0].curve, bj->curve_public);
+    cfg_destroy(&cfg);
+
+    const char *names[] = {"hub.yaml", "440000.key", "440000.pub"};
+    rm_dir(dir, names, 3);
+    keys_free(&gd);
+    keys_free(&bj);
+}
+
+static void test_load_refuses_missing_or_duplicate_key_files(void **state)
+{
+    (void)state;
+    char dir[32], path[128], pub[128], sec[128], text[2048], err[ERRCAP], want[ERRCAP];
+    make_dir(dir);
+    snprintf(path, sizeof path, "%s/hub.yaml", dir);
+
+    /* A missing file: named, with the line and column of its `file:`. */
+    snprintf(text, sizeof text,
+             HUB_SECTION "security: {mode: insecure-plaintext}\n"
+                         "regions:\n"
+                         "  - code: \"110000\"\n"
+                         "    name: Beijing\n"
+                         "    keys:\n"
+                         "      - file: %s/missing.pub\n",
+             dir);
+    write_file(path, text);
+    cfg_t *cfg = (cfg_t *)&cfg;
+    assert_int_equal(cfg_load(path, &cfg, err, sizeof err), NHUB_ECONFIG);
+    assert_null(cfg);
+    snprintf(want, sizeof want,
+             "%s:9:15: \"regions[0].keys[0].file\": %s/missing.pub: cannot open: No such file "
+             "or directory",
+             path, dir);
+    assert_string_equal(err, want);
+
+    /* A file holding a key another region lists inline: checked once read. */
+    keys_file_t *k = gen("110000", KEYS_ED25519);
+    snprintf(sec, sizeof sec, "%s/110000.key", dir);
+    snprintf(pub, sizeof pub, "%s/110000.pub", dir);
+    assert_int_equal(keys_write(k, sec, pub, 0, err, sizeof err), 0);
+    snprintf(text, sizeof text,
+             HUB_SECTION "security: {mode: insecure-plaintext}\n"
+                         "regions:\n"
+                         "  - code: \"120000\"\n"
+                         "    name: Tianjin\n"
+                         "    keys: [{curve: \"%s\", sign: \"%s\"}]\n"
+                         "  - code: \"110000\"\n"
+                         "    name: Beijing\n"
+                         "    keys:\n"
+                         "      - file: %s\n",
+             k->curve_public, k->sign_public, pub);
+    write_file(path, text);
+    assert_int_equal(cfg_load(path, &cfg, err, sizeof err), NHUB_ECONFIG);
+    assert_null(cfg);
+    snprintf(want, sizeof want,
+             "%s:12:9: \"regions[1].keys[0]\": CURVE key already listed for region 120000 "
+             "(regions[0].keys[0]); a key names one region",
+             path);
+    assert_string_equal(err, want);
+
+    /* cfg_load_string reads no key file: the same text loads, key unresolved. */
+    assert_int_equal(cfg_load_string("h.yaml", text, strlen(text), &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg_region_find(cfg, "110000")->keys[0].file, pub);
+    assert_string_equal(cfg_region_find(cfg, "110000")->keys[0].curve, "");
+    assert_string_equal(cfg_region_find(cfg, "110000")->keys[0].sign, "");
+    cfg_destroy(&cfg);
+
+    const char *names[] = {"hub.yaml", "110000.key", "110000.pub"};
+    rm_dir(dir, names, 3);
+    keys_free(&k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +997,18 @@ int main(void)
         cmocka_unit_test(test_region_count_is_capped_at_4096),
         cmocka_unit_test(test_file_errors_name_the_file),
         cmocka_unit_test(test_null_arguments_are_refused_and_destroy_accepts_null),
+        cmocka_unit_test(test_curve_mode_requires_key_file_and_catalog),
+        cmocka_unit_test(test_insecure_mode_needs_no_key_file_or_catalog),
+        cmocka_unit_test(test_unknown_security_mode_lists_choices),
+        cmocka_unit_test(test_key_entry_errors_name_the_key),
+        cmocka_unit_test(test_key_validity_times_are_checked),
+        cmocka_unit_test(test_curve_key_names_one_region),
+        cmocka_unit_test(test_region_keys_are_capped_at_4),
+        cmocka_unit_test(test_cities_let_a_province_send_for_its_cities_only),
+        cmocka_unit_test(test_suspension_and_its_reason_are_read),
+        cmocka_unit_test(test_parse_time_reads_utc_rfc3339_only),
+        cmocka_unit_test(test_load_reads_key_files_into_curve_and_sign),
+        cmocka_unit_test(test_load_refuses_missing_or_duplicate_key_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

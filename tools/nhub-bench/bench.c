@@ -20,13 +20,19 @@
  *             and disconnecting in a loop, and one sending envelopes at the
  *             size limit; the legitimate ACK latency and the hub's RssAnon.
  *
- *   nhub-bench [--quick] [--only ingest|peers|backlog|scaling|hostile] [--seconds D]
+ *   signatures  Ed25519 and SM2 signs and verifies per second, on one thread
+ *             and on the hub's signature-check threads: the ceiling of
+ *             signed ingest here, as a ratio to the unsigned 4 x 64 figure.
+ *
+ *   nhub-bench [--quick] [--only ingest|peers|backlog|scaling|hostile|signatures]
+ *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
  */
 #include "harness.h"
 #include "peers.h"
+#include "signatures.h"
 #include "wire.h"
 
 #include <lmdb.h>
@@ -296,6 +302,9 @@ static double lmdb_baseline(const char *dir, int size, int batch, int total)
 /* A journal record of a 512-byte message is about this size. */
 #define RECORD_BYTES (PAYLOAD + 180)
 
+/* The 4 x 64 figure of the last section_ingest run, for later ratios. */
+static double g_ingest_4x64;
+
 static void section_ingest(int quick, int seconds)
 {
     static const int senders_set[] = {1, 4, 16}, windows[] = {1, 64};
@@ -325,6 +334,8 @@ static void section_ingest(int quick, int seconds)
                 printf("%8d %7d  failed (see above)\n", s, w);
                 continue;
             }
+            if (s == 4 && w == 64)
+                g_ingest_4x64 = r.rate;
             printf("%8d %7d %10.0f %8.2f %8.2f %8.2f %8.1f %12.0f %7.2f\n", s, w, r.rate, r.p50,
                    r.p99, r.p999, r.batch, base, base > 0 ? r.rate / base : 0);
             fflush(stdout);
@@ -645,8 +656,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atoi(argv[++i]);
         } else {
-            printf("usage: nhub-bench [--quick] [--only ingest|peers|backlog|scaling|hostile] "
-                   "[--seconds D]\n");
+            printf("usage: nhub-bench [--quick] "
+                   "[--only ingest|peers|backlog|scaling|hostile|signatures] [--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
     }
@@ -666,5 +677,7 @@ int main(int argc, char **argv)
         section_scaling(seconds);
     if (!only || !strcmp(only, "hostile"))
         section_hostile(seconds);
+    if (!only || !strcmp(only, "signatures"))
+        section_signatures(seconds, g_ingest_4x64);
     return 0;
 }
