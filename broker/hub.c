@@ -110,8 +110,8 @@ struct hub {
     workers_t *workers; /* signature checks */
     size_t *verify_idx; /* the stage's items to check, cap_items */
     int64_t verify_now;
-    int64_t auth_journaled_at[2]; /* per kind: ZAP refusal, failed handshake */
-    uint64_t auth_unjournaled[2];
+    int64_t auth_journaled_at[3]; /* per kind: ZAP refusal, failed handshake, identity */
+    uint64_t auth_unjournaled[3];
     char endpoint[256];
     session_table_t *sessions;
     struct hub_region *regions;
@@ -130,6 +130,9 @@ struct hub {
     uint64_t stats_security_seen;
     int full; /* new messages refused: the reserve is reached */
 };
+
+static void security_event(hub_t *h, int kind, const char *fpr, const char *address,
+                           const char *reason);
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -264,7 +267,7 @@ static void session_close(hub_t *h, session_t *s, const char *why)
 }
 
 static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len,
-                     int who)
+                     int who, const char *fpr)
 {
     wire_hello_t *hello = NULL;
     if (wire_decode(wire_body_descriptor(WIRE_HELLO), body, len, h->cfg->limits.max_frame,
@@ -289,7 +292,7 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
                  hello->region, h->regions[who].code);
         why = mismatch;
         code = NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH;
-        h->n.security_events++;
+        security_event(h, 2, fpr, NULL, mismatch);
     } else if (!speaks_v1) {
         why = "protocol_versions must include 1";
         code = NHUB__WIRE__V1__NACK_CODE__NACK_VERSION;
@@ -519,7 +522,10 @@ static void on_frames(hub_t *h, const wire_frames_t *f)
         }
         if (who < 0) {
             h->n.identity_refused++;
-            h->n.security_events++;
+            security_event(
+                h, 2,
+                strlen(f->user_id) > KEYS_REGION_LEN + 1 ? f->user_id + KEYS_REGION_LEN + 1 : "",
+                NULL, why);
             if (s)
                 session_close(h, s, "key no longer valid");
             refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED, 1, NULL, why);
@@ -528,7 +534,7 @@ static void on_frames(hub_t *h, const wire_frames_t *f)
         fpr = f->user_id + KEYS_REGION_LEN + 1;
     }
     if (cmd == WIRE_HELLO) {
-        on_hello(h, rid, rid_len, body, len, who);
+        on_hello(h, rid, rid_len, body, len, who, fpr);
         return;
     }
     if (!s && cmd != WIRE_BYE) {
@@ -1264,7 +1270,8 @@ static int journal_note(hub_t *h, int type, const char *reason)
 /*
  * A refused handshake: counted always, logged and journaled at most once
  * per HUB_AUTH_JOURNAL_MS for each kind (0: refused by the ZAP handler, 1:
- * failed before it) so a peer retrying in a loop cannot fill the journal;
+ * failed before it, 2: an authenticated connection acting beyond its
+ * identity or key) so a peer retrying in a loop cannot fill the journal;
  * the record says how many of its kind went unjournaled before it. Only
  * the key's fingerprint and the peer's address are kept, never a key.
  */
