@@ -23,16 +23,24 @@
  *   signatures  Ed25519 and SM2 signs and verifies per second, on one thread
  *             and on the hub's signature-check threads: the ceiling of
  *             signed ingest here, as a ratio to the unsigned 4 x 64 figure.
+ *   signed    ingest (4 x 64) with the hub in its production security mode
+ *             (curve: CURVE clients, the test catalogue, every envelope
+ *             signed, Ed25519 then SM2) next to the same ingest in the
+ *             development mode (insecure-plaintext, unsigned) of the same run.
  *
- *   nhub-bench [--quick] [--only ingest|peers|backlog|scaling|hostile|signatures]
+ *   nhub-bench [--quick]
+ *              [--only ingest|peers|backlog|scaling|hostile|signatures|signed]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
  */
+#include "bench.h"
 #include "harness.h"
+#include "keys.h"
 #include "peers.h"
 #include "signatures.h"
+#include "signed.h"
 #include "wire.h"
 
 #include <lmdb.h>
@@ -46,7 +54,6 @@
 #include <zmq.h>
 
 #define MAX_CLIENTS 1100
-#define PAYLOAD 512
 
 typedef struct client {
     void *sock;
@@ -54,12 +61,10 @@ typedef struct client {
     uint64_t next_sseq;
     int64_t *sent_at; /* by stream_seq % window */
     const char *src, *dst;
+    const bench_feed_t *feed; /* NULL: unsigned envelopes made by send_one */
+    int index;                /* the sender's number in its feed */
+    int nacked;               /* stopped sending at a NACK */
 } client_t;
-
-typedef struct ingest_result {
-    double rate, p50, p99, p999, batch;
-    unsigned long long acked;
-} ingest_result_t;
 
 static int64_t now_us(void)
 {
@@ -75,54 +80,79 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /* Time-ordered msg_ids, as libnhub makes them. */
-static void make_id(uint8_t id[16], const client_t *c, uint64_t q)
+void bench_make_id(uint8_t id[16], const uint8_t tag[2], uint64_t q)
 {
     uint64_t ms = (uint64_t)(now_us() / 1000);
     for (int b = 0; b < 6; b++)
         id[b] = (uint8_t)(ms >> (40 - 8 * b));
-    memcpy(id + 6, c->stream_id, 2);
+    memcpy(id + 6, tag, 2);
     for (int b = 0; b < 8; b++)
         id[8 + b] = (uint8_t)(q >> (56 - 8 * b));
 }
 
-static int send_one(client_t *c, int window, int payload)
+size_t bench_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                      const char *dst, size_t payload)
 {
-    static uint8_t body[4096];
-    uint8_t id[16], buf[5000];
-    uint64_t q = c->next_sseq;
-    memset(body, 'x', (size_t)payload);
-    make_id(id, c, q);
+    uint8_t body[4096];
+    if (payload > sizeof body)
+        return 0;
+    memset(body, 'x', payload);
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
-    e.msg_id.data = id;
+    e.msg_id.data = (uint8_t *)id;
     e.msg_id.len = 16;
-    e.source = (char *)c->src;
-    e.destination = (char *)c->dst;
+    e.source = (char *)src;
+    e.destination = (char *)dst;
     e.item = "BENCH-ITEM";
     e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
     e.created_ms = 1;
     e.payload_type = "nhub.bench.v1.Blob";
     e.payload.data = body;
-    e.payload.len = (size_t)payload;
-    size_t n = protobuf_c_message_pack(&e.base, buf);
+    e.payload.len = payload;
+    if (protobuf_c_message_get_packed_size(&e.base) > cap)
+        return 0;
+    return protobuf_c_message_pack(&e.base, buf);
+}
+
+/* Send c's next message: 0 (or -1 from wire_send), 1 if its feed has run out. */
+static int send_one(client_t *c, int window, int payload)
+{
+    uint8_t id[16], buf[5000];
+    uint64_t q = c->next_sseq;
     wire_send_t snd = NHUB__WIRE__V1__SEND__INIT;
     snd.stream_seq = q;
-    snd.envelope.data = buf;
-    snd.envelope.len = n;
+    if (c->feed) {
+        if (c->feed->next(c->feed->arg, c->index, q, &snd) != 0)
+            return 1;
+    } else {
+        bench_make_id(id, c->stream_id, q);
+        snd.envelope.data = buf;
+        snd.envelope.len = bench_envelope(buf, sizeof buf, id, c->src, c->dst, (size_t)payload);
+    }
     if (c->sent_at)
         c->sent_at[q % (uint64_t)window] = now_us();
     c->next_sseq++;
     return wire_send(c->sock, NULL, 0, WIRE_SEND, &snd.base, 0);
 }
 
+/* `feed` (may be NULL) is where sender `index` gets its SENDs, and with
+ * the feed's hub_key the client speaks CURVE with its client_keys[index]. */
 static void client_open(client_t *c, void *ctx, const char *endpoint, const char *src,
-                        const char *dst, uint32_t credit, int window)
+                        const char *dst, uint32_t credit, int window, const bench_feed_t *feed,
+                        int index)
 {
     memset(c, 0, sizeof *c);
     c->sock = zmq_socket(ctx, ZMQ_DEALER);
     int z = 0, hwm = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &z, sizeof z);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (feed && feed->hub_key) {
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, feed->hub_key, KEYS_Z85_LEN + 1);
+        zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, feed->client_keys[index][0], KEYS_Z85_LEN + 1);
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, feed->client_keys[index][1], KEYS_Z85_LEN + 1);
+    }
     zmq_connect(c->sock, endpoint);
+    c->feed = feed;
+    c->index = index;
     for (int b = 0; b < 16; b++)
         c->stream_id[b] = (uint8_t)rand();
     c->next_sseq = 1;
@@ -165,7 +195,7 @@ static int client_read(client_t *c, ProtobufCMessage **m)
     return cmd;
 }
 
-static double mean_batch_from_log(const th_hub_t *hub)
+double bench_mean_batch(const th_hub_t *hub)
 {
     FILE *f = fopen(hub->log_path, "r");
     char line[4096];
@@ -181,23 +211,56 @@ static double mean_batch_from_log(const th_hub_t *hub)
     return batch;
 }
 
-static int start_hub(th_hub_t *hub, const char *limits)
+int bench_start_hub(th_hub_t *hub)
 {
-    if (th_hub_init(hub, limits) || th_hub_start(hub)) {
-        fprintf(stderr, "nhub-bench: cannot start nhubd (is it built? NHUB_BIN=%s)\n",
+    if (th_hub_start(hub) != 0) {
+        fprintf(stderr, "nhub-bench: cannot start nhubd (is it built? NHUB_BIN=%s); its log:\n",
                 getenv("NHUB_BIN") ? getenv("NHUB_BIN") : "build/bin");
+        th_log_dump(hub, stderr);
         return -1;
     }
     return 0;
 }
 
-/*
- * S senders, window W, for `seconds`, against `hub`; `idle` more adapters
- * connected but silent. Fills *r.
- */
-static int ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
-                  ingest_result_t *r)
+static int start_hub(th_hub_t *hub, const char *limits)
 {
+    if (th_hub_init(hub, limits) != 0) {
+        fprintf(stderr, "nhub-bench: cannot make a temporary directory\n");
+        return -1;
+    }
+    return bench_start_hub(hub);
+}
+
+/* Count a NACK in r (the first is kept and printed); c sends no more. */
+static void note_nack(bench_result_t *r, client_t *c, const wire_nack_t *n)
+{
+    if (r->nacks++ == 0) {
+        const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+            &nhub__wire__v1__nack_code__descriptor, (int)n->code);
+        r->nack_code = (int)n->code;
+        r->nack_name = v ? v->name : "?";
+        snprintf(r->nack_text, sizeof r->nack_text, "%s", n->text);
+        fprintf(stderr, "nhub-bench: NACK %s (%d) to sender %s: %s\n", r->nack_name, r->nack_code,
+                c->src, n->text);
+    }
+    c->nacked = 1;
+}
+
+/* send_one, unless c stopped at a NACK. Returns 0 if c's feed has run out
+ * (noted in r, *end set: the run stops there), else 1. */
+static int send_next(client_t *c, int window, bench_result_t *r, int64_t *end)
+{
+    if (c->nacked || send_one(c, window, BENCH_PAYLOAD) != 1)
+        return 1;
+    r->ran_out = 1;
+    *end = now_us();
+    return 0;
+}
+
+int bench_ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
+                 const bench_feed_t *feed, bench_result_t *r)
+{
+    memset(r, 0, sizeof *r);
     void *ctx = zmq_ctx_new();
     int max_sockets = MAX_CLIENTS + 64;
     zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, max_sockets);
@@ -206,15 +269,15 @@ static int ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
     size_t cap = 1 << 23, n_lat = 0;
     int64_t *lat = malloc(cap * sizeof *lat);
     for (int i = 0; i < senders; i++) {
-        client_open(&c[i], ctx, hub->endpoint, th_regions[i % 16], th_regions[16 + i % 16], 0,
-                    window);
+        client_open(&c[i], ctx, hub->endpoint, th_regions[BENCH_SOURCE(i)],
+                    th_regions[BENCH_DESTINATION(i)], 0, window, feed, i);
         pi[i] = (zmq_pollitem_t){c[i].sock, 0, ZMQ_POLLIN, 0};
     }
     for (int i = 0; i < idle; i++)
-        client_open(&c[senders + i], ctx, hub->endpoint, th_regions[i % 32], NULL, 0, 0);
+        client_open(&c[senders + i], ctx, hub->endpoint, th_regions[i % 32], NULL, 0, 0, NULL, 0);
     int64_t start = 0, end = 0;
     unsigned long long total = 0;
-    int running = 1, welcomed = 0;
+    int running = 1, welcomed = 0, active = senders;
     int64_t deadline = th_now_ms() + 60000 + seconds * 1000LL;
     while (running && th_now_ms() < deadline) {
         if (zmq_poll(pi, senders, 1000) < 0)
@@ -226,8 +289,8 @@ static int ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
                 if (cmd == WIRE_WELCOME) {
                     if (++welcomed == senders)
                         start = now_us();
-                    for (int w = 0; w < window; w++)
-                        send_one(&c[i], window, PAYLOAD);
+                    for (int w = 0; w < window && running; w++)
+                        running = send_next(&c[i], window, r, &end);
                 } else if (cmd == WIRE_ACK) {
                     wire_ack_t *a = (wire_ack_t *)m;
                     int64_t t = now_us();
@@ -237,12 +300,14 @@ static int ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
                     if (start && t - start >= seconds * 1000000LL) {
                         running = 0;
                         end = t;
-                    } else {
-                        send_one(&c[i], window, PAYLOAD);
+                    } else if (!send_next(&c[i], window, r, &end)) {
+                        running = 0;
                     }
                 } else if (cmd == WIRE_NACK) {
-                    fprintf(stderr, "nhub-bench: NACK: %s\n", ((wire_nack_t *)m)->text);
-                    running = 0;
+                    active -= !c[i].nacked;
+                    note_nack(r, &c[i], (wire_nack_t *)m);
+                    if (active == 0)
+                        running = 0;
                 }
                 wire_free(&m);
             }
@@ -263,7 +328,7 @@ static int ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
     free(lat);
     free(pi);
     free(c);
-    return total > 0 ? 0 : -1;
+    return total > 0 && r->nacks == 0 ? 0 : -1;
 }
 
 /* Raw LMDB: `total` appends of `size` bytes, committed every `batch`. */
@@ -300,7 +365,7 @@ static double lmdb_baseline(const char *dir, int size, int batch, int total)
 }
 
 /* A journal record of a 512-byte message is about this size. */
-#define RECORD_BYTES (PAYLOAD + 180)
+#define RECORD_BYTES (BENCH_PAYLOAD + 180)
 
 /* The 4 x 64 figure of the last section_ingest run, for later ratios. */
 static double g_ingest_4x64;
@@ -317,13 +382,13 @@ static void section_ingest(int quick, int seconds)
             if (quick && !(s == 4 && w == 64) && !(s == 1 && w == 1))
                 continue;
             th_hub_t hub;
-            ingest_result_t r;
+            bench_result_t r;
             memset(&r, 0, sizeof r);
             if (start_hub(&hub, "  batch_max: 4096\n") != 0)
                 return;
-            int ok = ingest(&hub, s, w, seconds, 0, &r);
+            int ok = bench_ingest(&hub, s, w, seconds, 0, NULL, &r);
             th_hub_stop(&hub);
-            r.batch = mean_batch_from_log(&hub);
+            r.batch = bench_mean_batch(&hub);
             int b = r.batch >= 1 ? (int)(r.batch + 0.5) : 1;
             char dir[400];
             snprintf(dir, sizeof dir, "%s/baseline", hub.dir);
@@ -357,17 +422,18 @@ static void print_peer(const char *name, const peer_result_t *p, double nhub_rat
 
 static void section_peers(int seconds)
 {
-    printf("\n== peers on the same work (4 publishers x window 64, %d-byte payloads)\n", PAYLOAD);
+    printf("\n== peers on the same work (4 publishers x window 64, %d-byte payloads)\n",
+           BENCH_PAYLOAD);
     th_hub_t hub;
-    ingest_result_t r;
+    bench_result_t r;
     memset(&r, 0, sizeof r);
     if (start_hub(&hub, "  batch_max: 4096\n") != 0)
         return;
-    ingest(&hub, 4, 64, seconds, 0, &r);
+    bench_ingest(&hub, 4, 64, seconds, 0, NULL, &r);
     th_hub_stop(&hub);
     printf("  %-22s %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  durable\n", "nhub", r.rate,
            r.p50, r.p99, r.p999);
-    peer_params_t pp = {4, 64, PAYLOAD, seconds, hub.dir};
+    peer_params_t pp = {4, 64, BENCH_PAYLOAD, seconds, hub.dir};
     peer_result_t rabbit, nats;
     memset(&rabbit, 0, sizeof rabbit);
     memset(&nats, 0, sizeof nats);
@@ -399,7 +465,7 @@ static int fill_backlog(client_t *c, int n)
     int sent = 0, acked = 0;
     zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
     while (sent < n && sent < window) {
-        send_one(c, window, PAYLOAD);
+        send_one(c, window, BENCH_PAYLOAD);
         sent++;
     }
     int64_t deadline = th_now_ms() + 600000;
@@ -412,7 +478,7 @@ static int fill_backlog(client_t *c, int n)
             if (cmd == WIRE_ACK) {
                 acked++;
                 if (sent < n) {
-                    send_one(c, window, PAYLOAD);
+                    send_one(c, window, BENCH_PAYLOAD);
                     sent++;
                 }
             } else if (cmd == WIRE_NACK) {
@@ -430,7 +496,7 @@ static int fill_backlog(client_t *c, int n)
 static double drain_backlog(const char *endpoint, void *ctx, int n)
 {
     client_t rx;
-    client_open(&rx, ctx, endpoint, "660000", NULL, 4096, 0);
+    client_open(&rx, ctx, endpoint, "660000", NULL, 4096, 0, NULL, 0);
     zmq_pollitem_t pi = {rx.sock, 0, ZMQ_POLLIN, 0};
     int64_t t0 = now_us(), deadline = th_now_ms() + 600000;
     int got = 0;
@@ -472,7 +538,7 @@ static void section_backlog(int quick)
         return;
     void *ctx = zmq_ctx_new();
     client_t tx;
-    client_open(&tx, ctx, hub.endpoint, "110000", "660000", 0, 256);
+    client_open(&tx, ctx, hub.endpoint, "110000", "660000", 0, 256, NULL, 0);
     ProtobufCMessage *m = NULL;
     zmq_pollitem_t pi = {tx.sock, 0, ZMQ_POLLIN, 0};
     while (zmq_poll(&pi, 1, 10000) > 0 && client_read(&tx, &m) != WIRE_WELCOME)
@@ -511,11 +577,11 @@ static void section_scaling(int seconds)
     printf("\n== scaling: ingest (4 senders x window 64) with adapters connected\n");
     for (int i = 0; i < 2; i++) {
         th_hub_t hub;
-        ingest_result_t r;
+        bench_result_t r;
         memset(&r, 0, sizeof r);
         if (start_hub(&hub, "  batch_max: 4096\n") != 0)
             return;
-        int ok = ingest(&hub, 4, 64, seconds, idle[i], &r);
+        int ok = bench_ingest(&hub, 4, 64, seconds, idle[i], NULL, &r);
         th_hub_stop(&hub);
         th_hub_cleanup(&hub);
         if (ok == 0)
@@ -540,7 +606,7 @@ static void *churn_loop(void *arg)
     struct churn *c = arg;
     while (!c->stop) {
         client_t cl;
-        client_open(&cl, c->ctx, c->endpoint, th_regions[c->cycles % 32], NULL, 8, 0);
+        client_open(&cl, c->ctx, c->endpoint, th_regions[c->cycles % 32], NULL, 8, 0, NULL, 0);
         ProtobufCMessage *m = NULL;
         zmq_pollitem_t pi = {cl.sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&pi, 1, 1000) > 0)
@@ -564,7 +630,7 @@ static void *big_loop(void *arg)
 {
     struct big_sender *b = arg;
     client_t cl;
-    client_open(&cl, b->ctx, b->endpoint, "650000", "640000", 0, 1);
+    client_open(&cl, b->ctx, b->endpoint, "650000", "640000", 0, 1, NULL, 0);
     zmq_pollitem_t pi = {cl.sock, 0, ZMQ_POLLIN, 0};
     while (!b->stop) {
         if (zmq_poll(&pi, 1, 200) <= 0)
@@ -576,7 +642,7 @@ static void *big_loop(void *arg)
             b->acked += cmd == WIRE_ACK;
             static uint8_t body[(1 << 20) - 1024];
             uint8_t id[16], *buf = malloc(sizeof body + 512);
-            make_id(id, &cl, cl.next_sseq);
+            bench_make_id(id, cl.stream_id, cl.next_sseq);
             wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
             e.msg_id.data = id;
             e.msg_id.len = 16;
@@ -604,12 +670,12 @@ static void section_hostile(int seconds)
     printf("\n== hostile peers: ingest (4 x 64) alone, then with 100 silent connections,\n"
            "   connect/HELLO/disconnect churn and a sender of 1 MiB envelopes\n");
     th_hub_t hub;
-    ingest_result_t calm, rough;
+    bench_result_t calm, rough;
     memset(&calm, 0, sizeof calm);
     memset(&rough, 0, sizeof rough);
     if (start_hub(&hub, "  batch_max: 4096\n") != 0)
         return;
-    ingest(&hub, 4, 64, seconds, 0, &calm);
+    bench_ingest(&hub, 4, 64, seconds, 0, NULL, &calm);
     long rss_calm = rss_anon_kb(hub.pid);
     void *ctx = zmq_ctx_new();
     zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 512);
@@ -625,7 +691,7 @@ static void section_hostile(int seconds)
     pthread_t t1, t2;
     pthread_create(&t1, NULL, churn_loop, &ch);
     pthread_create(&t2, NULL, big_loop, &big);
-    ingest(&hub, 4, 64, seconds, 0, &rough);
+    bench_ingest(&hub, 4, 64, seconds, 0, NULL, &rough);
     long rss_rough = rss_anon_kb(hub.pid);
     ch.stop = 1;
     big.stop = 1;
@@ -657,7 +723,8 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|signatures] [--seconds D]\n");
+                   "[--only ingest|peers|backlog|scaling|hostile|signatures|signed] "
+                   "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
     }
@@ -666,7 +733,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL));
     printf("nhub-bench: %d-byte payloads, %d s per point, hub with default (fsync) durability\n",
-           PAYLOAD, seconds);
+           BENCH_PAYLOAD, seconds);
     if (!only || !strcmp(only, "ingest"))
         section_ingest(quick, seconds);
     if (!only || !strcmp(only, "peers"))
@@ -679,5 +746,7 @@ int main(int argc, char **argv)
         section_hostile(seconds);
     if (!only || !strcmp(only, "signatures"))
         section_signatures(seconds, g_ingest_4x64);
+    if (!only || !strcmp(only, "signed"))
+        section_signed(seconds);
     return 0;
 }

@@ -90,10 +90,26 @@ static int measure(keys_alg_t alg, workers_t *w, double seconds, double out[3])
     return job.failures ? -1 : 0;
 }
 
-void section_signatures(int seconds, double unsigned_ingest)
+size_t signatures_hub_threads(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t threads = cpus > 8 ? 7 : cpus > 1 ? (size_t)cpus - 1 : 0;
+    return cpus > 8 ? 8 : cpus > 1 ? (size_t)cpus : 1;
+}
+
+int signatures_rates(keys_alg_t alg, double seconds, double *sign_1th, double *verify_hub)
+{
+    workers_t *w = NULL;
+    double r[3] = {0, 0, 0};
+    int rc = workers_new(signatures_hub_threads() - 1, &w) == 0 ? measure(alg, w, seconds, r) : -1;
+    workers_destroy(&w);
+    *sign_1th = r[0];
+    *verify_hub = r[2];
+    return rc;
+}
+
+void section_signatures(int seconds, double unsigned_ingest)
+{
+    size_t threads = signatures_hub_threads() - 1;
     workers_t *w = NULL;
     if (workers_new(threads, &w) != 0) {
         printf("\n== signatures: cannot start worker threads\n");

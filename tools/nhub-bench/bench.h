@@ -1,0 +1,87 @@
+/*
+ * bench.h: the pieces of nhub-bench's ingest (bench.c) that other sections
+ * reuse: start a hub, drive S senders x window W against it, read its mean
+ * commit batch.
+ *
+ * Sender i is region th_regions[BENCH_SOURCE(i)] sending to
+ * th_regions[BENCH_DESTINATION(i)]. By default its envelopes are made as
+ * they are sent (unsigned, item BENCH-ITEM, kind push, BENCH_PAYLOAD bytes);
+ * a section that wants other ones (signed, say) hands bench_ingest a feed.
+ */
+#ifndef NHUB_BENCH_BENCH_H
+#define NHUB_BENCH_BENCH_H
+
+#include "harness.h"
+#include "wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_PAYLOAD 512 /* bytes of every ingest payload */
+#define BENCH_SOURCE(i) ((i) % 16)
+#define BENCH_DESTINATION(i) (16 + (i) % 16)
+
+typedef struct bench_result {
+    double rate, p50, p99, p999, batch; /* msgs/s; ACK latency in ms; mean commit batch */
+    unsigned long long acked;
+    unsigned long long nacks; /* NACKs received; the first: */
+    int nack_code;
+    const char *nack_name; /* e.g. "NACK_BAD_SIGNATURE"; static */
+    char nack_text[160];
+    int ran_out; /* the feed of some sender ran out: the run ended early */
+} bench_result_t;
+
+/*
+ * Where bench_ingest's senders get their SENDs, instead of unsigned
+ * envelopes made on the fly.
+ *
+ * next: fill snd->envelope, and snd->signature and snd->key_id if wanted,
+ * for message `stream_seq` (1, 2, ...) of sender `sender`; the data is
+ * borrowed and must stay valid until the next call. Return 0, or 1 when the
+ * sender has no more (the timed part ends there, r->ran_out is set).
+ *
+ * hub_key: the hub's CURVE public key (Z85); NULL for a plaintext hub. Then
+ * client_keys[i] is sender i's CURVE {public, secret} pair (Z85).
+ */
+typedef struct bench_feed {
+    int (*next)(void *arg, int sender, uint64_t stream_seq, wire_send_t *snd);
+    void *arg;
+    const char *hub_key;
+    const char *(*client_keys)[2];
+} bench_feed_t;
+
+/*
+ * A message id as libnhub makes them (time-ordered): the wall-clock ms, two
+ * bytes of `tag` (normally the stream id), the stream_seq `q`.
+ */
+void bench_make_id(uint8_t id[16], const uint8_t tag[2], uint64_t q);
+
+/*
+ * Pack the envelope ingest sends: msg_id `id`, `src` to `dst`, item
+ * BENCH-ITEM, kind push, `payload` bytes of 'x' (at most 4096). Returns its
+ * length, or 0 if it does not fit in `cap`.
+ */
+size_t bench_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                      const char *dst, size_t payload);
+
+/*
+ * Start a hub made ready by th_hub_init (and its fields set as wanted).
+ * On failure prints why, with the hub's log, and returns -1.
+ */
+int bench_start_hub(th_hub_t *hub);
+
+/*
+ * `senders` senders, each keeping `window` SENDs unacknowledged, for
+ * `seconds` after the last of them is welcomed, against `hub`; `idle` more
+ * adapters connected but silent. `feed` may be NULL (unsigned envelopes,
+ * plaintext). A sender stops at its first NACK (printed to stderr with its
+ * code); the run ends when none is left. Fills *r (not r->batch). Returns 0,
+ * or -1 if nothing was ACKed or anything was NACKed.
+ */
+int bench_ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
+                 const bench_feed_t *feed, bench_result_t *r);
+
+/* The last mean_batch the stopped hub logged (event=hub.stats); 0 if none. */
+double bench_mean_batch(const th_hub_t *hub);
+
+#endif
