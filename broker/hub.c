@@ -108,7 +108,8 @@ struct hub {
     catalog_t *catalog; /* NULL: every item allowed (development mode only) */
     int curve;          /* security.mode is curve */
     workers_t *workers; /* signature checks */
-    size_t *verify_idx; /* the stage's items to check, cap_items */
+    size_t *verify_idx; /* the ready stage's items to check, cap_items */
+    struct item *verify_items;
     int64_t verify_now;
     int64_t auth_journaled_at[3]; /* per kind: ZAP refusal, failed handshake, identity */
     uint64_t auth_unjournaled[3];
@@ -116,8 +117,10 @@ struct hub {
     session_table_t *sessions;
     struct hub_region *regions;
     size_t n_regions;
-    struct item *items;
+    struct item *items; /* the stage being filled */
     size_t n_items, cap_items;
+    struct item *ready; /* the stage before it: signatures being checked, commits next */
+    size_t n_ready;
     uint8_t *scratch;
     size_t scratch_cap;
     dispatch_entry_t due[HUB_SCAN_MAX];
@@ -330,6 +333,7 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
         credit = (uint32_t)h->cfg->limits.credit_max;
     s->credit = credit;
     s->last_seen_ms = now_mono(h);
+    s->welcomed = 0; /* no DELIVER before the WELCOME, which waits for the commit */
     /* Credit 0 is a send-only session: the region's deliveries stay with
      * the session that asked for them. */
     if (credit > 0) {
@@ -801,15 +805,15 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
  * at the limit, replay without storing new messages (they get NACK
  * STORE_FULL) so confirmations still go through.
  */
-static int apply_stage(hub_t *h)
+static int apply_stage(hub_t *h, struct item *items, size_t n)
 {
     int no_writes = h->full;
     int64_t now = clock_wall_ms(h->clock);
     for (;;) {
         store_txn_t *t = NULL;
         int rc = store_begin(h->store, &t);
-        for (size_t i = 0; !rc && i < h->n_items; i++)
-            rc = apply_item(h, t, &h->items[i], no_writes, now);
+        for (size_t i = 0; !rc && i < n; i++)
+            rc = apply_item(h, t, &items[i], no_writes, now);
         size_t expired = 0;
         if (!rc)
             rc = store_dedup_expire(t, now - h->cfg->limits.dedup_window_ms,
@@ -820,7 +824,7 @@ static int apply_stage(hub_t *h)
             store_abort(&t);
         if (rc == 0) {
             h->n.commits++;
-            h->n.committed_items += h->n_items;
+            h->n.committed_items += n;
             return 0;
         }
         if (rc == NHUB_EFULL && store_grow(h->store) == 0)
@@ -836,13 +840,13 @@ static int apply_stage(hub_t *h)
 }
 
 /* The stage could not be committed at all: nothing was stored. */
-static void fail_stage(hub_t *h, int rc)
+static void fail_stage(struct item *items, size_t n, int rc)
 {
     int code = rc == NHUB_EFULL ? NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL
                                 : NHUB__WIRE__V1__NACK_CODE__NACK_STORE_ERROR;
-    log_error("hub.commit_failed", "error=\"%s\" items=%zu", nhub_strerror(rc), h->n_items);
-    for (size_t i = 0; i < h->n_items; i++) {
-        struct item *it = &h->items[i];
+    log_error("hub.commit_failed", "error=\"%s\" items=%zu", nhub_strerror(rc), n);
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
         it->applied = 0;
         it->reply = 0;
         if (it->type == ITEM_SEND || it->type == ITEM_HELLO) {
@@ -897,40 +901,36 @@ static void verify_chunk(void *arg, size_t begin, size_t end)
 {
     hub_t *h = arg;
     for (size_t i = begin; i < end; i++) {
-        struct item *it = &h->items[h->verify_idx[i]];
+        struct item *it = &h->verify_items[h->verify_idx[i]];
         it->reject = auth_verify(h->auth, it->region, it->key_id, it->send->envelope.data,
                                  it->send->envelope.len, it->send->signature.data,
                                  it->send->signature.len, h->verify_now, it->why, sizeof it->why);
     }
 }
 
-/* Check the signatures of the stage's SENDs that passed every other check,
- * spread over the worker threads; each item is touched by one thread. */
-static void verify_stage(hub_t *h)
+/* Start checking the signatures of the SENDs of `items` that passed every
+ * other check, on the worker threads; each item is touched by one thread,
+ * and nothing else touches these items until workers_wait(). */
+static void verify_start(hub_t *h, struct item *items, size_t n_items)
 {
     size_t n = 0;
-    for (size_t i = 0; i < h->n_items; i++) {
-        struct item *it = &h->items[i];
+    for (size_t i = 0; i < n_items; i++) {
+        struct item *it = &items[i];
         if (it->verify && !it->reject)
             h->verify_idx[n++] = i;
         it->verify = 0;
     }
+    h->verify_items = items;
     h->verify_now = clock_wall_ms(h->clock);
-    workers_run(h->workers, verify_chunk, h, n, HUB_VERIFY_CHUNK);
+    workers_start(h->workers, verify_chunk, h, n, HUB_VERIFY_CHUNK);
 }
 
-/* Commit the stage, then answer it and update RAM state. */
-static void flush_stage(hub_t *h)
+/* Answer committed (or failed) items and update RAM state. */
+static void finish_items(hub_t *h, struct item *items, size_t n, int rc)
 {
-    if (h->n_items == 0)
-        return;
-    verify_stage(h);
-    int rc = apply_stage(h);
-    if (rc)
-        fail_stage(h, rc);
     int stored = 0;
-    for (size_t i = 0; i < h->n_items; i++) {
-        struct item *it = &h->items[i];
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
         reply(h, it);
         if (it->type == ITEM_SEND && it->reply == WIRE_ACK && !it->dup) {
             stored = 1;
@@ -954,11 +954,49 @@ static void flush_stage(hub_t *h)
                         it->msg_id, "DELIVERED names a msg_id that is not at that dseq");
         if (it->type == ITEM_HOLD && it->applied)
             h->n.held++;
+        if (it->type == ITEM_HELLO && it->reply == WIRE_WELCOME) {
+            session_t *s = session_find(h->sessions, it->rid, it->rid_len);
+            if (s && s->region == it->region)
+                s->welcomed = 1;
+        }
         item_clear(it);
     }
-    h->n_items = 0;
     if (stored)
         check_space(h);
+}
+
+/*
+ * One step of the two-stage pipeline: the ready stage (its signatures
+ * checked meanwhile) is committed and answered, and the stage just filled
+ * becomes ready, its signatures checked on the worker threads while the
+ * ready one waits for its fsync. Signature checks thus overlap the commit
+ * instead of adding to it. Answers keep the order of the frames.
+ */
+static void flush_stage(hub_t *h)
+{
+    struct item *prev = h->ready, *cur = h->items;
+    size_t n_prev = h->n_ready, n_cur = h->n_items;
+    if (n_prev == 0 && n_cur == 0)
+        return;
+    workers_wait(h->workers); /* the ready stage's checks are done */
+    verify_start(h, cur, n_cur);
+    if (n_prev) {
+        int rc = apply_stage(h, prev, n_prev);
+        if (rc)
+            fail_stage(prev, n_prev, rc);
+        finish_items(h, prev, n_prev, rc);
+    }
+    h->ready = cur;
+    h->n_ready = n_cur;
+    h->items = prev;
+    h->n_items = 0;
+}
+
+/* Commit and answer everything staged (before a reload, at the stop). */
+static void flush_all(hub_t *h)
+{
+    while (h->n_items || h->n_ready)
+        flush_stage(h);
 }
 
 /* ---- delivery ---------------------------------------------------------------- */
@@ -1098,7 +1136,8 @@ static void dispatch_all(hub_t *h)
     store_reader_t *rd = NULL;
     for (size_t i = 0; i < h->n_regions; i++) {
         struct hub_region *r = &h->regions[i];
-        if (!r->delivery || r->blocked_until > now || h->cfg->regions[i].suspended)
+        if (!r->delivery || !r->delivery->welcomed || r->blocked_until > now ||
+            h->cfg->regions[i].suspended)
             continue;
         int due = dispatch_next_due(r->window) <= now;
         int fresh = r->pending && dispatch_room(r->window) > 0;
@@ -1214,12 +1253,12 @@ static void housekeeping(hub_t *h)
 /* How long the loop may wait for frames before a timer needs it. */
 static int poll_timeout(const hub_t *h)
 {
-    if (h->n_items)
+    if (h->n_items || h->n_ready)
         return 0;
     int64_t now = now_mono(h), next = h->next_housekeeping;
     for (size_t i = 0; i < h->n_regions; i++) {
         const struct hub_region *r = &h->regions[i];
-        if (!r->delivery || h->cfg->regions[i].suspended)
+        if (!r->delivery || !r->delivery->welcomed || h->cfg->regions[i].suspended)
             continue;
         if (r->blocked_until > now) {
             if (r->blocked_until < next)
@@ -1666,6 +1705,7 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
     rc = NHUB_ENOMEM;
     h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
     h->items = calloc(h->cap_items, sizeof *h->items);
+    h->ready = calloc(h->cap_items, sizeof *h->ready);
     h->verify_idx = calloc(h->cap_items, sizeof *h->verify_idx);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     size_t threads = cpus > HUB_VERIFY_THREADS_MAX ? HUB_VERIFY_THREADS_MAX - 1
@@ -1676,7 +1716,8 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
         goto fail;
     }
     h->sessions = session_table_new(HUB_SESSIONS_MAX);
-    if (!h->items || !h->verify_idx || !h->sessions || regions_build(h, h->cfg, &h->regions) != 0) {
+    if (!h->items || !h->ready || !h->verify_idx || !h->sessions ||
+        regions_build(h, h->cfg, &h->regions) != 0) {
         snprintf(err, errcap, "out of memory");
         goto fail;
     }
@@ -1695,8 +1736,11 @@ void hub_destroy(hub_t **self)
     if (!self || !*self)
         return;
     hub_t *h = *self;
+    workers_wait(h->workers);
     for (size_t i = 0; i < h->n_items; i++)
         item_clear(&h->items[i]);
+    for (size_t i = 0; i < h->n_ready; i++)
+        item_clear(&h->ready[i]);
     if (h->router)
         zmq_close(h->router);
     if (h->monitor)
@@ -1713,6 +1757,7 @@ void hub_destroy(hub_t **self)
     catalog_destroy(&h->catalog);
     free(h->verify_idx);
     free(h->items);
+    free(h->ready);
     free(h->scratch);
     cfg_destroy(&h->cfg);
     free(h);
@@ -1849,7 +1894,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
     while (!*stop) {
         if (reload && *reload) {
             *reload = 0;
-            flush_stage(h); /* staged items hold region indexes of this config */
+            flush_all(h); /* staged items hold region indexes of this config */
             char err[512], q[600];
             if (hub_reload(h, cfg_path, err, sizeof err) != 0)
                 log_error("hub.reload_failed", "error=%s", log_quote(q, sizeof q, err));
@@ -1873,7 +1918,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
         dispatch_all(h);
         housekeeping(h);
     }
-    flush_stage(h); /* what was staged before the stop is answered */
+    flush_all(h); /* what was staged before the stop is answered */
     journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STOPPED, "stop");
     h->stats_commits_seen = UINT64_MAX;
     log_stats(h);

@@ -20,13 +20,14 @@
 typedef struct session {
     uint8_t rid[SESSION_RID_MAX];
     size_t rid_len;
-    int region;                /* index into the hub's region table */
+    int region; /* index into the hub's region table */
     uint8_t stream_id[16];
     uint32_t credit;
-    int64_t last_seen_ms;      /* monotonic */
+    int64_t last_seen_ms; /* monotonic */
+    int welcomed;         /* the WELCOME to its last HELLO was sent: deliveries may follow */
     char *accepted[SESSION_ACCEPT_MAX]; /* owned strings */
     size_t n_accepted;
-    struct session *next;      /* hash chain, private to session.c */
+    struct session *next; /* hash chain, private to session.c */
 } session_t;
 
 typedef struct session_table session_table_t;

@@ -2,7 +2,8 @@
  * workers.c: the parallel loop of workers.h, with one mutex and two
  * condition variables. Each run has a generation number; a worker wakes
  * when the generation changes, takes chunk indexes until none are left, and
- * the last one to finish signals the caller.
+ * the last one to finish signals the caller, who meanwhile takes chunks
+ * too once it waits.
  */
 #include "workers.h"
 
@@ -97,19 +98,19 @@ void workers_destroy(workers_t **self)
     *self = NULL;
 }
 
-void workers_run(workers_t *w, workers_fn *fn, void *arg, size_t n, size_t min_chunk)
+void workers_start(workers_t *w, workers_fn *fn, void *arg, size_t n, size_t min_chunk)
 {
     if (n == 0)
         return;
-    size_t parts = w ? w->n_threads + 1 : 1;
-    if (min_chunk == 0)
-        min_chunk = 1;
-    if (parts > 1 && n / parts < min_chunk)
-        parts = n / min_chunk ? n / min_chunk : 1;
-    if (parts <= 1) {
+    if (!w) {
         fn(arg, 0, n);
         return;
     }
+    size_t parts = w->n_threads + 1;
+    if (min_chunk == 0)
+        min_chunk = 1;
+    if (n / parts < min_chunk)
+        parts = n / min_chunk ? n / min_chunk : 1;
     pthread_mutex_lock(&w->mu);
     w->fn = fn;
     w->arg = arg;
@@ -120,10 +121,26 @@ void workers_run(workers_t *w, workers_fn *fn, void *arg, size_t n, size_t min_c
     w->running = 0;
     w->generation++;
     pthread_cond_broadcast(&w->start);
-    run_chunks(w);
-    while (w->running > 0 || w->next_chunk < w->n_chunks)
-        pthread_cond_wait(&w->done, &w->mu);
     pthread_mutex_unlock(&w->mu);
+}
+
+void workers_wait(workers_t *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (w->fn) {
+        run_chunks(w);
+        while (w->running > 0 || w->next_chunk < w->n_chunks)
+            pthread_cond_wait(&w->done, &w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+void workers_run(workers_t *w, workers_fn *fn, void *arg, size_t n, size_t min_chunk)
+{
+    workers_start(w, fn, arg, n, min_chunk);
+    workers_wait(w);
 }
 
 size_t workers_count(const workers_t *w)

@@ -31,9 +31,19 @@ void workers_destroy(workers_t **self);
 /*
  * Run fn over [0, n) in up to threads + 1 chunks of at least `min_chunk`
  * items and wait for all of them. Not reentrant: one loop at a time, from
- * one thread.
+ * one thread. `w` may be NULL: then fn runs on the caller.
  */
 void workers_run(workers_t *w, workers_fn *fn, void *arg, size_t n, size_t min_chunk);
+
+/*
+ * As workers_run, without waiting: the workers start on it and the caller
+ * goes on with other work. workers_wait() then runs what no worker has
+ * taken yet on the caller and returns when all of it is done; it must be
+ * called before the next start or run, and before anything fn reads is
+ * changed. With `w` NULL, workers_start runs fn on the caller at once.
+ */
+void workers_start(workers_t *w, workers_fn *fn, void *arg, size_t n, size_t min_chunk);
+void workers_wait(workers_t *w);
 
 /* Number of worker threads (not counting the caller). */
 size_t workers_count(const workers_t *w);
