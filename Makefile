@@ -110,7 +110,7 @@ BENCH_PEER_PKGS := $(shell for p in librabbitmq libnats; do pkg-config --exists 
 BENCH_PEER_LIBS := $(if $(BENCH_PEER_PKGS),$(shell pkg-config --libs $(BENCH_PEER_PKGS)))
 BENCH_SRC := $(wildcard tools/nhub-bench/*.c)
 
-$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c) $(LIB_BROKER) $(LIB_COMMON)
+$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c) $(LIB_BROKER) $(LIB_NHUB) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(BENCH_PEER_LIBS)
 

@@ -4,7 +4,8 @@
  *
  * What it promises:
  *  - nhub_send() returns only after the message is committed to the
- *    adapter's own LMDB outbox (fsync). From then on it is resent until the
+ *    adapter's own LMDB outbox (fsync); nhub_send_batch() commits many
+ *    messages with one fsync, all or none. From then on it is resent until the
  *    hub ACKs it (the hub ACKs only what is durable in its store), across
  *    lost connections, hub restarts and restarts of this process.
  *  - Messages from one adapter reach the hub in the order they were sent, so
@@ -16,6 +17,7 @@
  *    restart (the hub still holds it).
  *  - nhub_confirm() tells the hub the application has taken the message
  *    (DELIVERED); the hub then removes it from the region's queue.
+ *    nhub_confirm_batch() does it for many with one fsync.
  *  - With a key file (nhub_options_t.key_file), the connection is CurveZMQ
  *    (encrypted, and authenticated to the hub by this region's CURVE key)
  *    and every envelope is signed with the region's signing key before it
@@ -183,6 +185,24 @@ typedef struct nhub_message {
  */
 int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_MSG_ID_LEN]);
 
+/*
+ * nhub_send for `n` messages at once: each is checked, given its msg_id
+ * and signed as nhub_send does, then all are committed to the outbox in ONE
+ * transaction (one fsync for the batch), in the order given, and what the
+ * window allows is sent. All or nothing: on return 0 every message will
+ * reach the hub, in order after what was stored before; on an error none
+ * was stored. msg_ids (may be NULL) receives the n msg_ids, msg_ids[i] for
+ * msgs[i]. n = 0 stores nothing and returns 0.
+ *
+ * Errors as nhub_send's; for a batch of two or more, nhub_last_error
+ * starts with "[i of n]: " naming the first message refused. A batch
+ * larger than the store takes in one transaction fails with NHUB_EFULL or
+ * NHUB_ESTORE (send it in smaller batches); NHUB_ENOMEM. Batches of tens to
+ * a few hundred messages take most of the gain.
+ */
+int nhub_send_batch(nhub_t *self, const nhub_message_t *msgs, size_t n,
+                    uint8_t (*msg_ids)[NHUB_MSG_ID_LEN]);
+
 /* A message handed to the application. Read-only; owned by the library until
  * nhub_confirm or nhub_delivery_release. */
 typedef struct nhub_delivery {
@@ -222,9 +242,25 @@ int nhub_recv(nhub_t *self, nhub_delivery_t **out, int timeout_ms);
 /*
  * The application has taken `*d`: record it durably (so a redelivery is
  * dropped even after a restart), tell the hub (DELIVERED), free the delivery
- * and set *d to NULL.
+ * and set *d to NULL. The same as nhub_confirm_batch(self, d, 1).
+ * Errors: NHUB_EINVAL (d is NULL or not a delivery this adapter holds),
+ * NHUB_EFULL, NHUB_ESTORE (nothing recorded: *d is still the caller's, to
+ * confirm again or release).
  */
 int nhub_confirm(nhub_t *self, nhub_delivery_t **d);
+
+/*
+ * nhub_confirm for the `n` deliveries ds[0..n): all are recorded as
+ * confirmed in ONE transaction (one fsync), and only once that is durable
+ * are the DELIVERED frames sent, so a redelivery of any of them is dropped
+ * even after a restart. Then each is freed and ds[i] set to NULL.
+ * All or nothing: on an error nothing is recorded, nothing is sent and
+ * every ds[i] still belongs to the caller. n = 0 does nothing.
+ * Errors: NHUB_EINVAL (ds is NULL, or an element is NULL, not held by this
+ * adapter, or given twice; nhub_last_error names it as "[i of n]: ..."),
+ * NHUB_ENOMEM, NHUB_EFULL, NHUB_ESTORE.
+ */
+int nhub_confirm_batch(nhub_t *self, nhub_delivery_t **ds, size_t n);
 
 /* Give up a delivery without confirming: the hub will redeliver it later.
  * Frees it and sets *d to NULL. Accepts NULL. */

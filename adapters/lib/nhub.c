@@ -1885,24 +1885,62 @@ static int check_message(nhub_t *self, const nhub_message_t *msg)
     return 0;
 }
 
-int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_MSG_ID_LEN])
+/*
+ * An error about element `i` of a batch of `n`: the detail gets the index in
+ * front, so the caller knows which one (a batch of one reads as before).
+ * Returns `rc`.
+ */
+static int batch_err(nhub_t *self, int rc, size_t n, size_t i)
 {
-    uint8_t id[NHUB_MSG_ID_LEN];
-    char why[160] = "";
-    uint8_t *buf = NULL;
+    char why[sizeof self->last_error];
+    if (n < 2)
+        return rc;
+    snprintf(why, sizeof why, "%s", self->last_error);
+    return set_err(self, rc, "[%zu of %zu]: %s", i, n, why);
+}
+
+/*
+ * The checks a batch call starts with: `items` (named `what`) may be NULL
+ * only when n is 0. Returns 1 for an empty batch (nothing to do), 0 to go
+ * on, or NHUB_EINVAL.
+ */
+static int batch_start(nhub_t *self, const void *items, size_t n, const char *what)
+{
     if (!self)
         return NHUB_EINVAL;
+    if (n == 0)
+        return 1;
+    if (!items)
+        return set_err(self, NHUB_EINVAL, "%s is NULL", what);
+    return 0;
+}
+
+/* One message of a batch on its way into the outbox. */
+typedef struct staged {
+    uint8_t id[NHUB_MSG_ID_LEN];
+    uint8_t *buf; /* the encoded envelope; owned */
+    uint8_t sig[KEYS_SIG_MAX];
+} staged_t;
+
+/*
+ * Check `msg`, give it its msg_id and creation time, encode its envelope
+ * into s->buf (freed by the caller, also on failure) and sign it: `rec`
+ * then describes the outbox record. Returns 0 or nhub_send's errors.
+ */
+static int stage_message(nhub_t *self, const nhub_message_t *msg, staged_t *s, outbox_record_t *rec)
+{
+    char why[160] = "";
     int rc = check_message(self, msg);
     if (rc != 0)
         return rc;
     if (msg->msg_id)
-        memcpy(id, msg->msg_id, sizeof id);
-    else if (ids_msg_id(id, wall_ms(self)) != 0)
+        memcpy(s->id, msg->msg_id, sizeof s->id);
+    else if (ids_msg_id(s->id, wall_ms(self)) != 0)
         return set_err(self, NHUB_EIO, "getrandom failed: %s", strerror(errno));
 
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
-    e.msg_id.len = sizeof id;
-    e.msg_id.data = id;
+    e.msg_id.len = sizeof s->id;
+    e.msg_id.data = s->id;
     e.source = self->region;
     e.destination = (char *)msg->destination;
     e.item = (char *)msg->item;
@@ -1931,35 +1969,73 @@ int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_M
     if (body > limit)
         return set_err(self, NHUB_ETOOBIG, "message of %zu bytes exceeds max_frame %u%s", body,
                        limit, whose);
-    buf = malloc(len ? len : 1);
-    if (!buf)
+    s->buf = malloc(len ? len : 1);
+    if (!s->buf)
         return set_err(self, NHUB_ENOMEM, "out of memory");
-    protobuf_c_message_pack(&e.base, buf);
+    protobuf_c_message_pack(&e.base, s->buf);
     /* Signed before it is stored: the signature is committed with the
      * envelope, and covers exactly the bytes that will go into Send. */
-    uint8_t sig[KEYS_SIG_MAX];
-    outbox_record_t rec = {.envelope = buf, .envelope_len = len};
-    if (self->keys) {
-        rc = keys_sign(self->keys->signer, buf, len, sig, &rec.sig_len);
-        if (rc != 0) {
-            free(buf);
-            return set_err(self, NHUB_ECRYPTO, "signing the envelope failed (key_id %s)",
-                           self->keys->sign_id);
-        }
-        rec.sig = sig;
-        rec.key_id = self->keys->sign_id;
-        rec.key_id_len = KEYS_FPR_LEN;
-    }
-    uint64_t seq = 0;
-    rc = outbox_append(self->store, &rec, &seq);
-    free(buf);
-    if (rc != 0)
-        return set_err(self, rc, "%s", outbox_error(self->store));
-    if (msg_id_out)
-        memcpy(msg_id_out, id, sizeof id);
-    if (!self->offline)
-        serve(self, 0, NULL);
+    *rec = (outbox_record_t){.envelope = s->buf, .envelope_len = len};
+    if (!self->keys)
+        return 0;
+    if (keys_sign(self->keys->signer, s->buf, len, s->sig, &rec->sig_len) != 0)
+        return set_err(self, NHUB_ECRYPTO, "signing the envelope failed (key_id %s)",
+                       self->keys->sign_id);
+    rec->sig = s->sig;
+    rec->key_id = self->keys->sign_id;
+    rec->key_id_len = KEYS_FPR_LEN;
     return 0;
+}
+
+/*
+ * Every message is checked, encoded and signed before the one transaction
+ * that stores them all, so a bad message anywhere stores nothing and the
+ * batch costs one fsync however long it is.
+ */
+int nhub_send_batch(nhub_t *self, const nhub_message_t *msgs, size_t n,
+                    uint8_t (*msg_ids)[NHUB_MSG_ID_LEN])
+{
+    int rc = batch_start(self, msgs, n, "msgs");
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    staged_t *staged = calloc(n, sizeof *staged);
+    outbox_record_t *recs = calloc(n, sizeof *recs);
+    if (!staged || !recs) {
+        rc = set_err(self, NHUB_ENOMEM, "out of memory for a batch of %zu", n);
+        goto done;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = stage_message(self, &msgs[i], &staged[i], &recs[i]);
+        if (rc != 0)
+            batch_err(self, rc, n, i);
+    }
+    if (rc == 0) {
+        rc = outbox_append_batch(self->store, recs, n, NULL);
+        if (rc != 0)
+            set_err(self, rc, "%s", outbox_error(self->store));
+    }
+done:
+    for (size_t i = 0; staged && i < n; i++)
+        free(staged[i].buf);
+    if (rc == 0 && msg_ids)
+        for (size_t i = 0; i < n; i++)
+            memcpy(msg_ids[i], staged[i].id, NHUB_MSG_ID_LEN);
+    free(staged);
+    free(recs);
+    if (rc == 0 && !self->offline)
+        serve(self, 0, NULL);
+    return rc;
+}
+
+int nhub_send(nhub_t *self, const nhub_message_t *msg, uint8_t msg_id_out[NHUB_MSG_ID_LEN])
+{
+    uint8_t id[1][NHUB_MSG_ID_LEN];
+    if (self && !msg)
+        return set_err(self, NHUB_EINVAL, "message is NULL");
+    int rc = nhub_send_batch(self, msg, 1, id);
+    if (rc == 0 && msg_id_out)
+        memcpy(msg_id_out, id[0], NHUB_MSG_ID_LEN);
+    return rc;
 }
 
 int nhub_recv(nhub_t *self, nhub_delivery_t **out, int timeout_ms)
@@ -1977,23 +2053,64 @@ int nhub_recv(nhub_t *self, nhub_delivery_t **out, int timeout_ms)
     return 0;
 }
 
-int nhub_confirm(nhub_t *self, nhub_delivery_t **dp)
+/* Check that ds[i] is a delivery this adapter handed out, once in ds[0..n). */
+static int check_delivery(nhub_t *self, nhub_delivery_t *const *ds, size_t n, size_t i)
 {
-    if (!self)
-        return NHUB_EINVAL;
-    if (!dp || !*dp)
-        return set_err(self, NHUB_EINVAL, "delivery is NULL");
-    nhub_delivery_t *d = *dp;
-    if (!inbox_holds(self->inbox, d))
-        return set_err(self, NHUB_EINVAL, "delivery is not held by this adapter");
-    int rc = outbox_confirmed_put(self->store, d->msg_id, d->dseq, wall_ms(self));
+    if (!ds[i])
+        return batch_err(self, set_err(self, NHUB_EINVAL, "delivery is NULL"), n, i);
+    if (!inbox_holds(self->inbox, ds[i]))
+        return batch_err(self, set_err(self, NHUB_EINVAL, "delivery is not held by this adapter"),
+                         n, i);
+    for (size_t j = 0; j < i; j++)
+        if (ds[j] == ds[i])
+            return batch_err(self, set_err(self, NHUB_EINVAL, "delivery is given twice"), n, i);
+    return 0;
+}
+
+/*
+ * Exactly once rests on the order here: the whole set is recorded as
+ * confirmed, in one transaction, before any DELIVERED goes out. A DELIVERED
+ * lets the hub forget the message, so once one is sent the record must
+ * already be durable: otherwise a failed commit (the call returns an error
+ * and the application keeps or releases the delivery) or a crash before
+ * it would leave neither side holding the message as confirmed, and the
+ * application could not tell. The other way round costs nothing: a
+ * DELIVERED lost after the commit is answered again from the confirmed set
+ * when the hub redelivers.
+ */
+int nhub_confirm_batch(nhub_t *self, nhub_delivery_t **ds, size_t n)
+{
+    int rc = batch_start(self, ds, n, "deliveries");
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    for (size_t i = 0; i < n; i++) {
+        rc = check_delivery(self, ds, n, i);
+        if (rc != 0)
+            return rc;
+    }
+    outbox_confirmation_t *c = calloc(n, sizeof *c);
+    if (!c)
+        return set_err(self, NHUB_ENOMEM, "out of memory for a batch of %zu", n);
+    for (size_t i = 0; i < n; i++)
+        c[i] = (outbox_confirmation_t){ds[i]->msg_id, ds[i]->dseq};
+    rc = outbox_confirmed_put_batch(self->store, c, n, wall_ms(self));
+    free(c);
     if (rc != 0)
         return set_err(self, rc, "%s", outbox_error(self->store));
-    send_delivered(self, d->msg_id, d->dseq);
-    self->st.confirmed++;
-    inbox_release(self->inbox, d);
-    *dp = NULL;
+    for (size_t i = 0; i < n; i++) {
+        send_delivered(self, ds[i]->msg_id, ds[i]->dseq);
+        self->st.confirmed++;
+        inbox_release(self->inbox, ds[i]);
+        ds[i] = NULL;
+    }
     return 0;
+}
+
+int nhub_confirm(nhub_t *self, nhub_delivery_t **dp)
+{
+    if (self && !dp)
+        return set_err(self, NHUB_EINVAL, "delivery is NULL");
+    return nhub_confirm_batch(self, dp, 1);
 }
 
 void nhub_delivery_release(nhub_t *self, nhub_delivery_t **dp)

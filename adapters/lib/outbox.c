@@ -406,12 +406,18 @@ void outbox_record_parse(const void *data, size_t len, outbox_record_t *out)
 }
 
 struct append_arg {
-    const outbox_record_t *rec;
-    size_t len;
-    uint64_t seq;
+    const outbox_record_t *recs;
+    size_t n;
+    uint64_t first;
 };
 
-/* Write the record into `out` (arg->len bytes): header, signature, key id, envelope. */
+/* Bytes of the stored value of `rec` (checked by record_check first). */
+static size_t record_len(const outbox_record_t *rec)
+{
+    return OUTBOX_RECORD_HEADER + rec->sig_len + rec->key_id_len + rec->envelope_len;
+}
+
+/* Write the record into `out` (record_len bytes): header, signature, key id, envelope. */
 static void record_write(const outbox_record_t *rec, uint8_t *out)
 {
     out[0] = OUTBOX_RECORD_MARK;
@@ -429,36 +435,60 @@ static void record_write(const outbox_record_t *rec, uint8_t *out)
         memcpy(out, rec->envelope, rec->envelope_len);
 }
 
+/* The records take the local seqs next_seq, next_seq + 1, ... in this
+ * transaction, so a batch is contiguous in the outbox even when other
+ * processes append to the same store. */
 static int append_op(outbox_t *self, MDB_txn *txn, void *argp)
 {
     struct append_arg *arg = argp;
-    int rc = get_u64(txn, self->meta, "next_seq", &arg->seq);
+    int rc = get_u64(txn, self->meta, "next_seq", &arg->first);
     if (rc != 0)
         return rc;
-    uint8_t key[8];
-    be64_put(key, arg->seq);
-    /* MDB_RESERVE: the record is written once, into the page that keeps it. */
-    MDB_val k = {sizeof key, key}, v = {arg->len, NULL};
-    rc = mdb_put(txn, self->outbox, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
-    if (rc != 0)
-        return rc;
-    record_write(arg->rec, v.mv_data);
-    return put_u64(txn, self->meta, "next_seq", arg->seq + 1);
+    for (size_t i = 0; i < arg->n; i++) {
+        uint8_t key[8];
+        be64_put(key, arg->first + i);
+        /* MDB_RESERVE: the record is written once, into the page that keeps it. */
+        MDB_val k = {sizeof key, key}, v = {record_len(&arg->recs[i]), NULL};
+        rc = mdb_put(txn, self->outbox, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+        if (rc != 0)
+            return rc;
+        record_write(&arg->recs[i], v.mv_data);
+    }
+    return put_u64(txn, self->meta, "next_seq", arg->first + arg->n);
+}
+
+/* Refuse a record the layout cannot hold. */
+static int record_check(outbox_t *self, const outbox_record_t *rec, size_t i)
+{
+    if (rec->sig_len > OUTBOX_SIG_MAX || rec->key_id_len > OUTBOX_KEY_ID_MAX ||
+        (rec->sig_len && !rec->sig) || (rec->key_id_len && !rec->key_id))
+        return set_error(self, NHUB_EINVAL,
+                         "append: record %zu: signature or key id too long or missing", i);
+    if (rec->envelope_len > SIZE_MAX - OUTBOX_RECORD_HEADER - OUTBOX_SIG_MAX - OUTBOX_KEY_ID_MAX)
+        return set_error(self, NHUB_EINVAL, "append: record %zu: envelope of %zu bytes", i,
+                         rec->envelope_len);
+    return 0;
+}
+
+int outbox_append_batch(outbox_t *self, const outbox_record_t *recs, size_t n, uint64_t *first_seq)
+{
+    if (n == 0)
+        return set_error(self, NHUB_EINVAL, "append: no records");
+    for (size_t i = 0; i < n; i++) {
+        int rc = record_check(self, &recs[i], i);
+        if (rc != 0)
+            return rc;
+    }
+    struct append_arg arg = {recs, n, 0};
+    int rc = run_write(self, "append", append_op, &arg);
+    if (rc == 0 && first_seq)
+        *first_seq = arg.first;
+    return rc;
 }
 
 int outbox_append(outbox_t *self, const outbox_record_t *rec, uint64_t *seq_out)
 {
-    if (rec->sig_len > OUTBOX_SIG_MAX || rec->key_id_len > OUTBOX_KEY_ID_MAX ||
-        (rec->sig_len && !rec->sig) || (rec->key_id_len && !rec->key_id))
-        return set_error(self, NHUB_EINVAL, "append: signature or key id too long or missing");
-    if (rec->envelope_len > SIZE_MAX - OUTBOX_RECORD_HEADER - OUTBOX_SIG_MAX - OUTBOX_KEY_ID_MAX)
-        return set_error(self, NHUB_EINVAL, "append: envelope of %zu bytes", rec->envelope_len);
-    struct append_arg arg = {
-        rec, OUTBOX_RECORD_HEADER + rec->sig_len + rec->key_id_len + rec->envelope_len, 0};
-    int rc = run_write(self, "append", append_op, &arg);
-    if (rc == 0 && seq_out)
-        *seq_out = arg.seq;
-    return rc;
+    return outbox_append_batch(self, rec, 1, seq_out);
 }
 
 /* Call a visit function with the parsed record of an LMDB value. */
@@ -713,39 +743,57 @@ int outbox_rotate(outbox_t *self, outbox_rotation_t *r)
 }
 
 struct confirm_arg {
-    const uint8_t *id;
-    uint64_t dseq;
+    const outbox_confirmation_t *c;
+    size_t n;
     int64_t time_ms;
 };
 
-static int confirm_op(outbox_t *self, MDB_txn *txn, void *argp)
+/* Record one confirmation inside `txn`; a repeat moves the entry to the new time. */
+static int confirm_one(outbox_t *self, MDB_txn *txn, const outbox_confirmation_t *c,
+                       int64_t time_ms)
 {
-    struct confirm_arg *arg = argp;
     uint8_t val[16], key[OUTBOX_AGE_KEY_LEN];
-    MDB_val k = {OUTBOX_ID_LEN, (void *)arg->id}, v, ak = {sizeof key, key}, av = {0, ""};
+    MDB_val k = {OUTBOX_ID_LEN, (void *)c->id}, v, ak = {sizeof key, key}, av = {0, ""};
     int rc = mdb_get(txn, self->confirmed, &k, &v);
     if (rc == 0 && v.mv_size == 16) {
-        /* A repeat: the entry moves to its new time. */
-        age_key(key, (int64_t)be64_get((const uint8_t *)v.mv_data + 8), arg->id);
+        age_key(key, (int64_t)be64_get((const uint8_t *)v.mv_data + 8), c->id);
         rc = mdb_del(txn, self->confirmed_age, &ak, NULL);
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    be64_put(val, arg->dseq);
-    be64_put(val + 8, (uint64_t)arg->time_ms);
+    be64_put(val, c->dseq);
+    be64_put(val + 8, (uint64_t)time_ms);
     v = (MDB_val){sizeof val, val};
     rc = mdb_put(txn, self->confirmed, &k, &v, 0);
-    age_key(key, arg->time_ms, arg->id);
+    age_key(key, time_ms, c->id);
     if (rc == 0)
         rc = mdb_put(txn, self->confirmed_age, &ak, &av, 0);
     return rc;
 }
 
+static int confirm_op(outbox_t *self, MDB_txn *txn, void *argp)
+{
+    struct confirm_arg *arg = argp;
+    int rc = 0;
+    for (size_t i = 0; i < arg->n && rc == 0; i++)
+        rc = confirm_one(self, txn, &arg->c[i], arg->time_ms);
+    return rc;
+}
+
+int outbox_confirmed_put_batch(outbox_t *self, const outbox_confirmation_t *c, size_t n,
+                               int64_t time_ms)
+{
+    struct confirm_arg arg = {c, n, time_ms};
+    if (n == 0)
+        return 0;
+    return run_write(self, "record confirmation", confirm_op, &arg);
+}
+
 int outbox_confirmed_put(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], uint64_t dseq,
                          int64_t time_ms)
 {
-    struct confirm_arg arg = {id, dseq, time_ms};
-    return run_write(self, "record confirmation", confirm_op, &arg);
+    outbox_confirmation_t c = {id, dseq};
+    return outbox_confirmed_put_batch(self, &c, 1, time_ms);
 }
 
 int outbox_confirmed_has(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], int *found)

@@ -26,15 +26,17 @@
  * 1, 2, 3, ... again on the new stream, in order, without rewriting it.
  *
  * Invariants: every write is one transaction committed with LMDB's default
- * (full) sync before the function returns; a failed put aborts the whole
- * transaction. Outbox keys are < next_seq, and stream_base < every key and
- * < next_seq. The map starts small and doubles on MDB_MAP_FULL (no
- * transaction active) up to the limit given at open, beyond which writes
- * fail with NHUB_EFULL. Single-threaded use; several processes may share the
- * store (e.g. a receiving adapter and short-lived senders): the local seq is
- * allocated inside the write transaction, and the stream identity is read
- * from the store (outbox_stream), never cached, because another process may
- * start a new stream.
+ * (full) sync before the function returns (the batch forms put many
+ * messages or confirmations in that one transaction, so one fsync covers
+ * them all); a failed put aborts the whole transaction. Outbox keys are
+ * < next_seq, and stream_base < every key and < next_seq. The map starts
+ * small and doubles on MDB_MAP_FULL (no transaction active) up to the limit
+ * given at open, beyond which writes fail with NHUB_EFULL. Single-threaded
+ * use; several processes may share the store (e.g. a receiving adapter and
+ * short-lived senders): the local seq is allocated inside the write
+ * transaction, and the stream identity is read from the store
+ * (outbox_stream), never cached, because another process may start a new
+ * stream.
  *
  * Outbox records (format 3):
  *
@@ -128,6 +130,16 @@ void outbox_record_parse(const void *data, size_t len, outbox_record_t *out);
 int outbox_append(outbox_t *self, const outbox_record_t *rec, uint64_t *seq_out);
 
 /*
+ * Append `recs[0..n)` (n >= 1) in one committed transaction, as outbox_append
+ * does one: all or none of them are stored. They take consecutive local
+ * seqs in their order; *first_seq (may be NULL) is the first. Returns 0,
+ * NHUB_EINVAL (n is 0, or a signature or key id too long; nothing is
+ * written then), NHUB_EFULL, NHUB_ESTORE (also when the batch is too large
+ * for one LMDB transaction).
+ */
+int outbox_append_batch(outbox_t *self, const outbox_record_t *recs, size_t n, uint64_t *first_seq);
+
+/*
  * Visit function: `seq` is the local seq, `rec` (parsed with
  * outbox_record_parse) borrows from LMDB and is valid only during the call.
  * What the return value means depends on the function it is given to.
@@ -206,6 +218,20 @@ int outbox_rotate(outbox_t *self, outbox_rotation_t *r);
  */
 int outbox_confirmed_put(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], uint64_t dseq,
                          int64_t time_ms);
+
+/* One confirmation for outbox_confirmed_put_batch; `id` is borrowed. */
+typedef struct outbox_confirmation {
+    const uint8_t *id; /* OUTBOX_ID_LEN bytes */
+    uint64_t dseq;
+} outbox_confirmation_t;
+
+/*
+ * Record the confirmations `c[0..n)` at `time_ms` as outbox_confirmed_put
+ * does, all in one committed transaction (all or none). n == 0 writes
+ * nothing and returns 0. Returns 0, NHUB_EFULL, NHUB_ESTORE.
+ */
+int outbox_confirmed_put_batch(outbox_t *self, const outbox_confirmation_t *c, size_t n,
+                               int64_t time_ms);
 
 /* Set *found to 1 if `id` was confirmed, else 0. Returns 0 or NHUB_ESTORE. */
 int outbox_confirmed_has(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], int *found);

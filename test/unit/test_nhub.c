@@ -1064,6 +1064,16 @@ static void expect_delivered(fake_hub_t *fh, nhub_t *h, int n, uint64_t dseq)
     wire_free(&m);
 }
 
+/* A redelivery of the confirmed message n at dseq is answered and not handed out. */
+static void expect_answered_not_handed(fake_hub_t *fh, nhub_t *h, int n, uint64_t dseq)
+{
+    nhub_delivery_t *none = NULL;
+    hub_deliver(fh, n, dseq);
+    expect_delivered(fh, h, n, dseq);
+    assert_int_equal(nhub_recv(h, &none, 50), NHUB_ETIMEOUT);
+    assert_null(none);
+}
+
 static void test_deliveries_in_order_once_and_confirmed(void **state)
 {
     fx_t *fx = *state;
@@ -1131,9 +1141,7 @@ static void test_confirmed_set_survives_restart(void **state)
 
     h = open_to(fx, &fh);
     hub_session(&fh, h, 0);
-    hub_deliver(&fh, 9, 1);
-    expect_delivered(&fh, h, 9, 1);
-    assert_int_equal(nhub_recv(h, &d, 0), NHUB_ETIMEOUT);
+    expect_answered_not_handed(&fh, h, 9, 1);
     nhub_stats_t st;
     nhub_stats(h, &st);
     assert_int_equal(st.duplicates, 1);
@@ -2277,6 +2285,143 @@ static void test_delivery_exposes_signature_key_id_and_envelope(void **state)
     hub_stop(&fh);
 }
 
+/* ---- batches -------------------------------------------------------------- */
+
+#define BATCH_N 100
+
+/* nhub_outbox_each: copy the msg_ids in the order the outbox holds them. */
+typedef struct id_list {
+    uint8_t ids[BATCH_N][NHUB_MSG_ID_LEN];
+    size_t n;
+} id_list_t;
+
+static int collect_id(void *arg, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    id_list_t *l = arg;
+    if (l->n < BATCH_N)
+        memcpy(l->ids[l->n], id, NHUB_MSG_ID_LEN);
+    l->n++;
+    return 0;
+}
+
+static void test_send_batch_is_durable_acked_and_kept_in_order(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt); /* not connected: only the store is looked at */
+    nhub_message_t msgs[BATCH_N];
+    uint8_t ids[BATCH_N][NHUB_MSG_ID_LEN];
+    for (int i = 0; i < BATCH_N; i++)
+        msgs[i] = sample();
+    assert_int_equal(nhub_send_batch(h, msgs, BATCH_N, ids), 0);
+    assert_int_equal(nhub_send_batch(h, msgs, 0, NULL), 0); /* nothing to do */
+    nhub_close(&h);
+
+    /* On disk: an offline handle sees all of them, in batch order. */
+    nhub_options_t off = fx->opt;
+    off.offline = 1;
+    h = open_ok(&off);
+    id_list_t seen = {.n = 0};
+    assert_int_equal(nhub_outbox_each(h, collect_id, &seen), 0);
+    assert_int_equal(seen.n, BATCH_N);
+    assert_memory_equal(seen.ids, ids, sizeof ids);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.next_stream_seq, BATCH_N + 1);
+    nhub_close(&h);
+
+    /* Sent in batch order and emptied by the hub's ACKs. */
+    fake_hub_t fh;
+    hub_start(&fh);
+    h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    for (uint64_t s = 1; s <= BATCH_N; s++) {
+        uint8_t id[16];
+        assert_int_equal(expect_send_id(&fh, h, id), s);
+        assert_memory_equal(id, ids[s - 1], 16);
+    }
+    for (uint64_t s = 1; s <= BATCH_N; s++)
+        hub_ack_id(&fh, s, ids[s - 1]);
+    pump_until_outbox(h, 0);
+    assert_int_equal(fx->calls.acks, BATCH_N);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_send_batch_with_one_bad_message_stores_nothing(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    nhub_message_t msgs[10];
+    for (int i = 0; i < 10; i++)
+        msgs[i] = sample();
+    msgs[5].destination = "12";
+    assert_int_equal(nhub_send_batch(h, msgs, 10, NULL), NHUB_EINVAL);
+    assert_non_null(strstr(nhub_last_error(h), "[5 of 10]"));
+    assert_non_null(strstr(nhub_last_error(h), "destination"));
+    msgs[5] = sample();
+    static uint8_t big[(1 << 20) + 1];
+    msgs[7].payload = big;
+    msgs[7].payload_len = sizeof big;
+    assert_int_equal(nhub_send_batch(h, msgs, 10, NULL), NHUB_ETOOBIG);
+    assert_non_null(strstr(nhub_last_error(h), "[7 of 10]"));
+    assert_int_equal(nhub_send_batch(h, NULL, 1, NULL), NHUB_EINVAL);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.outbox, 0);
+    assert_int_equal(info.next_stream_seq, 1); /* no local seq was taken */
+    /* A single bad message still reads as before, without an index. */
+    assert_int_equal(nhub_send(h, &msgs[7], NULL), NHUB_ETOOBIG);
+    assert_int_not_equal(nhub_last_error(h)[0], '[');
+    nhub_close(&h);
+}
+
+static void test_confirm_batch_records_all_and_drops_their_redeliveries(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    nhub_delivery_t *ds[5];
+    for (int i = 0; i < 5; i++)
+        hub_deliver(&fh, i + 1, (uint64_t)i + 1);
+    for (int i = 0; i < 5; i++)
+        ds[i] = recv_one(h);
+
+    /* Refused as a whole: nothing recorded, every delivery still the caller's. */
+    nhub_delivery_t foreign;
+    nhub_delivery_t *bad[3] = {ds[0], &foreign, ds[1]};
+    assert_int_equal(nhub_confirm_batch(h, bad, 3), NHUB_EINVAL);
+    assert_non_null(strstr(nhub_last_error(h), "[1 of 3]"));
+    nhub_delivery_t *twice[2] = {ds[0], ds[0]};
+    assert_int_equal(nhub_confirm_batch(h, twice, 2), NHUB_EINVAL);
+    assert_non_null(twice[0]);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 0);
+
+    assert_int_equal(nhub_confirm_batch(h, ds, 5), 0);
+    for (int i = 0; i < 5; i++)
+        assert_null(ds[i]);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 5);
+    for (int i = 0; i < 5; i++)
+        expect_delivered(&fh, h, i + 1, (uint64_t)i + 1);
+    expect_answered_not_handed(&fh, h, 3, 3);
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    assert_int_equal(st.confirmed, 5);
+    assert_int_equal(st.duplicates, 1);
+    nhub_close(&h);
+
+    /* Also after a restart. */
+    h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    expect_answered_not_handed(&fh, h, 4, 4);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
 int main(void)
 {
     log_setup(LOG_OFF, NULL);
@@ -2319,6 +2464,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deliveries_in_order_once_and_confirmed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_confirmed_set_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch_is_durable_acked_and_kept_in_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch_with_one_bad_message_stores_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_confirm_batch_records_all_and_drops_their_redeliveries,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames_are_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_hub_gets_a_fresh_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_conflict_starts_new_stream_renumbering_the_outbox,
