@@ -16,9 +16,10 @@
  *             to drain the 1,000,000 when the region connects.
  *   scaling   ingest (4 x 64) with 32 and with 1,000 adapters connected.
  *   hostile   ingest (4 x 64) while other peers misbehave: 100 connections
- *             that never say anything, clients connecting, saying HELLO
- *             and disconnecting in a loop, and one sending envelopes at the
- *             size limit; the legitimate ACK latency and the hub's RssAnon.
+ *             that never say anything, 1,000 clients connecting, saying
+ *             HELLO and disconnecting in a loop, and one sending envelopes
+ *             at the size limit; the legitimate ACK latency and the hub's
+ *             RssAnon.
  *
  *   signatures  Ed25519 and SM2 signs and verifies per second, on one thread
  *             and on the hub's signature-check threads: the ceiling of
@@ -380,7 +381,8 @@ static double g_ingest_4x64;
 static void section_ingest(int quick, int seconds)
 {
     static const int senders_set[] = {1, 4, 16}, windows[] = {1, 64};
-    printf("\n== durable ingest: ACKed msgs/s, ACK latency; baseline raw LMDB at the hub's batch\n");
+    printf(
+        "\n== durable ingest: ACKed msgs/s, ACK latency; baseline raw LMDB at the hub's batch\n");
     printf("%8s %7s %10s %8s %8s %8s %8s %12s %7s\n", "senders", "window", "msgs/s", "p50 ms",
            "p99 ms", "p999 ms", "batch", "raw LMDB/s", "ratio");
     for (size_t si = 0; si < 3; si++) {
@@ -422,8 +424,8 @@ static void print_peer(const char *name, const peer_result_t *p, double nhub_rat
         return;
     }
     printf("  %-22s %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  %s  nhub/peer %.2f\n", name,
-           p->msgs_per_s, p->p50_ms, p->p99_ms, p->p999_ms,
-           p->durable ? "durable" : "NON-DURABLE", p->msgs_per_s > 0 ? nhub_rate / p->msgs_per_s : 0);
+           p->msgs_per_s, p->p50_ms, p->p99_ms, p->p999_ms, p->durable ? "durable" : "NON-DURABLE",
+           p->msgs_per_s > 0 ? nhub_rate / p->msgs_per_s : 0);
     printf("  %-22s config: %s\n", "", p->config);
 }
 
@@ -607,21 +609,55 @@ struct churn {
     unsigned long cycles;
 };
 
-/* Connect, say HELLO, disconnect, again, until told to stop. */
+/* Clients of the churn: each connects, says HELLO and disconnects in turn. */
+#define CHURN_CLIENTS 1000
+
+/*
+ * 1,000 distinct clients connecting and disconnecting in a loop: each one
+ * connects and says HELLO, and once the hub has answered (or after 2 s
+ * without an answer) disconnects, then connects again on the next pass.
+ * Passes over the pool never wait on one client.
+ */
 static void *churn_loop(void *arg)
 {
     struct churn *c = arg;
-    while (!c->stop) {
-        client_t cl;
-        client_open(&cl, c->ctx, c->endpoint, th_regions[c->cycles % 32], NULL, 8, 0, NULL, 0);
-        ProtobufCMessage *m = NULL;
-        zmq_pollitem_t pi = {cl.sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&pi, 1, 1000) > 0)
-            client_read(&cl, &m);
-        wire_free(&m);
-        client_close(&cl);
-        c->cycles++;
+    client_t *pool = calloc(CHURN_CLIENTS, sizeof *pool);
+    int64_t *opened = calloc(CHURN_CLIENTS, sizeof *opened);
+    if (!pool || !opened) {
+        free(pool);
+        free(opened);
+        return NULL;
     }
+    for (unsigned long pass = 0; !c->stop; pass++) {
+        int64_t now = now_us();
+        for (int i = 0; i < CHURN_CLIENTS && !c->stop; i++) {
+            client_t *cl = &pool[i];
+            if (!cl->sock) {
+                client_open(cl, c->ctx, c->endpoint, th_regions[(pass + (unsigned long)i) % 32],
+                            NULL, 8, 0, NULL, 0);
+                opened[i] = now;
+                continue;
+            }
+            ProtobufCMessage *m = NULL;
+            int answered = 0;
+            int cmd;
+            while ((cmd = client_read(cl, &m)) != 0) {
+                answered |= cmd == WIRE_WELCOME || cmd == WIRE_NACK;
+                wire_free(&m);
+            }
+            if (answered || now - opened[i] > 2000000) {
+                client_close(cl);
+                c->cycles += answered;
+            }
+        }
+        struct timespec pause = {0, 1000000}; /* a pass is ~1,000 non-blocking reads: pace it */
+        nanosleep(&pause, NULL);
+    }
+    for (int i = 0; i < CHURN_CLIENTS; i++)
+        if (pool[i].sock)
+            client_close(&pool[i]);
+    free(pool);
+    free(opened);
     return NULL;
 }
 
@@ -685,7 +721,7 @@ static void section_hostile(int seconds)
     bench_ingest(&hub, 4, 64, seconds, 0, NULL, &calm);
     long rss_calm = rss_anon_kb(hub.pid);
     void *ctx = zmq_ctx_new();
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 512);
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, CHURN_CLIENTS + 512);
     void *silent[100];
     for (int i = 0; i < 100; i++) { /* TCP connected, never a byte of nhub */
         silent[i] = zmq_socket(ctx, ZMQ_DEALER);
@@ -713,8 +749,9 @@ static void section_hostile(int seconds)
            calm.rate, calm.p50, calm.p99, calm.p999, rss_calm);
     printf("  hostile: %10.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  hub RssAnon %ld KiB\n",
            rough.rate, rough.p50, rough.p99, rough.p999, rss_rough);
-    printf("  meanwhile: %lu connect/HELLO/disconnect cycles, %lu envelopes of 1 MiB ACKed\n",
-           ch.cycles, big.acked);
+    printf("  meanwhile: %d churning clients made %lu connect/HELLO/WELCOME/disconnect cycles, "
+           "%lu envelopes of 1 MiB ACKed\n",
+           CHURN_CLIENTS, ch.cycles, big.acked);
 }
 
 int main(int argc, char **argv)
