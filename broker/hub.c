@@ -41,9 +41,17 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_STATS_MS 10000
 #define HUB_DEDUP_EXPIRE_PER_TXN 512
 #define HUB_SCAN_MAX 256
-/* Messages queued towards one peer before sends to it wait (EAGAIN): bounds
- * the hub's memory for a peer that stops reading. */
-#define HUB_PEER_HWM 1024
+/*
+ * Messages queued towards one peer before sends to it wait (EAGAIN): bounds
+ * the hub's memory for a peer that stops reading (a few MiB of small
+ * answers). It must stay well above what a reading peer can have in
+ * flight: its DELIVER credit (capped below at a quarter of this) plus one
+ * ACK per unacknowledged SEND of its window, as libzmq's accounting lets a
+ * pipe fill at about half its nominal size. An answer that still meets a
+ * full queue is counted and logged, and the adapter's resend gets it again.
+ */
+#define HUB_PEER_HWM 32768
+#define HUB_CREDIT_CAP (HUB_PEER_HWM / 4)
 #define HUB_BLOCKED_RETRY_MS 50
 /* Refused handshakes are journaled at most this often (each is counted);
  * the next record says how many were not journaled in between. */
@@ -130,6 +138,7 @@ struct hub {
     int64_t last_log[HUB_NACK_CODES]; /* per NACK code, to rate-limit warnings */
     uint64_t suppressed[HUB_NACK_CODES];
     uint64_t stats_commits_seen;
+    int64_t reply_drop_logged;
     uint64_t stats_security_seen;
     int full; /* new messages refused: the reserve is reached */
 };
@@ -197,6 +206,27 @@ static void log_refusal(hub_t *h, int code, const char *region, const uint8_t *m
     h->last_log[c] = now;
 }
 
+/*
+ * An answer met a full queue (the peer stopped reading) and is lost: count
+ * it and say so, at most once a second. The peer gets it again when it
+ * resends (the hub answers repeats as before). A peer that is gone
+ * (EHOSTUNREACH) is not worth a word.
+ */
+static void reply_sent(hub_t *h, int rc)
+{
+    if (rc != NHUB_EAGAIN)
+        return;
+    h->n.replies_dropped++;
+    int64_t now = now_mono(h);
+    if (now - h->reply_drop_logged < 1000 && h->reply_drop_logged != 0)
+        return;
+    h->reply_drop_logged = now;
+    log_warn("hub.reply_dropped",
+             "detail=\"a peer's queue is full; it gets the answer when it "
+             "resends\" total=%llu",
+             (unsigned long long)h->n.replies_dropped);
+}
+
 static void send_nack(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
                       const uint8_t *msg_id, uint64_t stream_seq, uint64_t expected,
                       const char *text)
@@ -212,7 +242,7 @@ static void send_nack(hub_t *h, const void *rid, size_t rid_len, int code, int r
         nack.msg_id.len = 16;
     }
     h->n.nacked[code & (HUB_NACK_CODES - 1)]++;
-    wire_send(h->router, rid, rid_len, WIRE_NACK, &nack.base, ZMQ_DONTWAIT);
+    reply_sent(h, wire_send(h->router, rid, rid_len, WIRE_NACK, &nack.base, ZMQ_DONTWAIT));
 }
 
 /* Refuse a frame on the spot (nothing staged, nothing stored). */
@@ -331,6 +361,8 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
     uint32_t credit = hello->credit;
     if (credit > (uint64_t)h->cfg->limits.credit_max)
         credit = (uint32_t)h->cfg->limits.credit_max;
+    if (credit > HUB_CREDIT_CAP)
+        credit = HUB_CREDIT_CAP;
     s->credit = credit;
     s->last_seen_ms = now_mono(h);
     s->welcomed = 0; /* no DELIVER before the WELCOME, which waits for the commit */
@@ -873,7 +905,8 @@ static void reply(hub_t *h, struct item *it)
             h->n.duplicates++;
         else
             h->n.accepted++;
-        wire_send(h->router, it->rid, it->rid_len, WIRE_ACK, &ack.base, ZMQ_DONTWAIT);
+        reply_sent(h,
+                   wire_send(h->router, it->rid, it->rid_len, WIRE_ACK, &ack.base, ZMQ_DONTWAIT));
     } else if (it->reply == WIRE_NACK) {
         if (it->code != NHUB__WIRE__V1__NACK_CODE__NACK_OUT_OF_ORDER &&
             it->code != NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL)
@@ -893,7 +926,8 @@ static void reply(hub_t *h, struct item *it)
         w.stream_last = it->r_stream_last;
         w.max_frame = (uint32_t)h->cfg->limits.max_frame;
         w.heartbeat_ms = (uint32_t)h->cfg->limits.heartbeat_ms;
-        wire_send(h->router, it->rid, it->rid_len, WIRE_WELCOME, &w.base, ZMQ_DONTWAIT);
+        reply_sent(h,
+                   wire_send(h->router, it->rid, it->rid_len, WIRE_WELCOME, &w.base, ZMQ_DONTWAIT));
     }
 }
 
@@ -1175,14 +1209,15 @@ static void log_stats(hub_t *h)
         return;
     h->stats_commits_seen = n->commits;
     log_info("hub.stats",
-             "accepted=%llu duplicates=%llu rejected=%llu dropped=%llu delivered=%llu "
+             "accepted=%llu duplicates=%llu rejected=%llu dropped=%llu replies_dropped=%llu "
+             "delivered=%llu "
              "redelivered=%llu confirmed=%llu held=%llu commits=%llu mean_batch=%.1f "
              "sessions=%zu map_size=%llu",
              (unsigned long long)n->accepted, (unsigned long long)n->duplicates,
              (unsigned long long)n->rejected, (unsigned long long)n->dropped,
-             (unsigned long long)n->delivered, (unsigned long long)n->redelivered,
-             (unsigned long long)n->confirmed, (unsigned long long)n->held,
-             (unsigned long long)n->commits,
+             (unsigned long long)n->replies_dropped, (unsigned long long)n->delivered,
+             (unsigned long long)n->redelivered, (unsigned long long)n->confirmed,
+             (unsigned long long)n->held, (unsigned long long)n->commits,
              n->commits ? (double)n->committed_items / (double)n->commits : 0.0,
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));
 }

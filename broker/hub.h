@@ -33,6 +33,7 @@ typedef struct hub_counters {
     uint64_t rejected;      /* SENDs refused for good (journaled) */
     uint64_t nacked[32];    /* NACKs sent, by NackCode */
     uint64_t dropped;       /* frames too broken to answer */
+    uint64_t replies_dropped; /* answers lost to a peer's full queue (it resends) */
     uint64_t delivered;     /* DELIVER frames sent, first attempts */
     uint64_t redelivered;   /* DELIVER frames sent again */
     uint64_t confirmed;     /* DELIVERED applied */

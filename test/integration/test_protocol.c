@@ -500,6 +500,32 @@ static void test_receiver_that_never_confirms_holds_only_its_window(void **state
     raw_free(&fast);
 }
 
+/*
+ * A sender that writes far more than libzmq's default queue size before it
+ * reads anything still gets every ACK: the hub's queue towards a peer
+ * holds what a reading peer can have in flight, so no answer is lost and
+ * nothing waits for a resend.
+ */
+static void test_acks_of_a_wide_window_are_all_delivered(void **state)
+{
+    th_hub_t *h = *state;
+    enum { N = 3000 };
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "640000", 0);
+    for (int i = 0; i < N; i++) {
+        uint8_t id[16], buf[256];
+        raw_make_id(id, 40000 + i);
+        size_t n = envelope(buf, sizeof buf, id, "640000", "650000", "nhub.test.v1.Ping", "p");
+        raw_send_env(a, (uint64_t)i + 1, buf, n);
+    }
+    for (int i = 0; i < N; i++) {
+        wire_ack_t *ack = raw_expect(a, WIRE_ACK);
+        assert_int_equal(ack->stream_seq, (uint64_t)i + 1);
+        wire_free((ProtobufCMessage **)&ack);
+    }
+    raw_free(&a);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -521,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_delivered_with_wrong_msg_id_does_not_stop_redelivery),
         cmocka_unit_test(test_receiver_that_never_confirms_holds_only_its_window),
         /* Last: it queues a copy for every region. */
+        cmocka_unit_test(test_acks_of_a_wide_window_are_all_delivered),
         cmocka_unit_test(test_broadcast_reaches_every_other_region),
     };
     int rc = cmocka_run_group_tests_name("protocol", tests, setup, teardown);

@@ -42,7 +42,8 @@
 #include <time.h>
 #include <zmq.h>
 
-#define RELAY_BATCH 64
+#define RELAY_BATCH 128
+#define RELAY_CONFIRM_MAX RELAY_CREDIT /* B confirms what it has, up to its credit */
 #define RELAY_WINDOW 1024
 #define RELAY_CREDIT 1024
 #define RELAY_LIMITS "  batch_max: 4096\n" /* as the ingest section */
@@ -207,11 +208,11 @@ static void *nhub_sender(void *arg)
     return NULL;
 }
 
-/* Take what nhub_recv has, up to RELAY_BATCH, waiting only for the first. */
+/* Take what nhub_recv has, up to RELAY_CONFIRM_MAX, waiting only for the first. */
 static size_t take_batch(nhub_t *h, nhub_delivery_t **ds, int64_t *t_us)
 {
     size_t n = 0;
-    while (n < RELAY_BATCH && nhub_recv(h, &ds[n], n ? 0 : RELAY_POLL_MS) == 0)
+    while (n < RELAY_CONFIRM_MAX && nhub_recv(h, &ds[n], n ? 0 : RELAY_POLL_MS) == 0)
         t_us[n++] = wall_us();
     return n;
 }
@@ -221,8 +222,8 @@ static void *nhub_receiver(void *arg)
     relay_run_t *run = arg;
     nhub_options_t o = {.region = th_regions[1], .data_dir = run->dir_b, .credit = RELAY_CREDIT};
     nhub_t *h = relay_open(run, &o, "B");
-    nhub_delivery_t *ds[RELAY_BATCH];
-    int64_t t_us[RELAY_BATCH], stamp[RELAY_BATCH];
+    static nhub_delivery_t *ds[RELAY_CONFIRM_MAX];
+    static int64_t t_us[RELAY_CONFIRM_MAX], stamp[RELAY_CONFIRM_MAX];
     while (h && !stopped(run)) {
         size_t n = take_batch(h, ds, t_us);
         if (n == 0 && relay_starved(run))
