@@ -112,6 +112,11 @@ static int count_in_log(const th_hub_t *h, const char *needle)
     return n;
 }
 
+int th_log_count(const th_hub_t *h, const char *needle)
+{
+    return count_in_log(h, needle);
+}
+
 int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms)
 {
     int64_t deadline = th_now_ms() + timeout_ms;

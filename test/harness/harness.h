@@ -69,6 +69,9 @@ int th_hub_write_raw_config(th_hub_t *h, const char *text);
  * times or more. Returns 1 if it did. */
 int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms);
 
+/* How many lines of the hub's log contain `needle` now (to wait for one more). */
+int th_log_count(const th_hub_t *h, const char *needle);
+
 /* SIGTERM and wait up to 20 s; returns the exit status, or -1. */
 int th_hub_stop(th_hub_t *h);
 
