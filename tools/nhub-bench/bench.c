@@ -19,7 +19,11 @@
  *             that never say anything, 1,000 clients connecting, saying
  *             HELLO and disconnecting in a loop, and one sending envelopes
  *             at the size limit; the legitimate ACK latency and the hub's
- *             RssAnon.
+ *             RssAnon. Then the hub in curve mode (signed Ed25519 ingest as
+ *             the signed section's): ingest alone, and while the 1,000
+ *             clients, each with a random CURVE key the hub does not know,
+ *             connect and close 200 ms later; the same figures and the
+ *             handshakes the hub refused (event=hub.security_stats).
  *
  *   signatures  Ed25519 and SM2 signs and verifies per second, on one thread
  *             and on the hub's signature-check threads: the ceiling of
@@ -453,7 +457,7 @@ static void section_peers(int seconds)
     th_hub_cleanup(&hub);
 }
 
-static long rss_anon_kb(pid_t pid)
+long bench_rss_anon_kb(pid_t pid)
 {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -561,7 +565,7 @@ static void section_backlog(int quick)
             break;
         }
         queued = steps[i];
-        long kb = rss_anon_kb(hub.pid);
+        long kb = bench_rss_anon_kb(hub.pid);
         if (i == 0)
             base_kb = kb;
         printf("  %9d queued: RssAnon %6ld KiB (%.2fx the 10-message figure)\n", queued, kb,
@@ -602,40 +606,53 @@ static void section_scaling(int seconds)
     }
 }
 
-struct churn {
-    void *ctx;
-    const char *endpoint;
-    volatile int stop;
-    unsigned long cycles;
-};
+/* A churning client with no answer from the hub closes after this (us). */
+#define CHURN_WAIT_PLAIN 2000000
+#define CHURN_WAIT_CURVE 200000
 
-/* Clients of the churn: each connects, says HELLO and disconnects in turn. */
-#define CHURN_CLIENTS 1000
-
-/*
- * 1,000 distinct clients connecting and disconnecting in a loop: each one
- * connects and says HELLO, and once the hub has answered (or after 2 s
- * without an answer) disconnects, then connects again on the next pass.
- * Passes over the pool never wait on one client.
- */
-static void *churn_loop(void *arg)
+/* For a curve hub: a random CURVE keypair for each churning client. */
+static int churn_keys(const char *hub_key, bench_feed_t *feed, char (**z85)[2][KEYS_Z85_LEN + 1])
 {
-    struct churn *c = arg;
-    client_t *pool = calloc(CHURN_CLIENTS, sizeof *pool);
-    int64_t *opened = calloc(CHURN_CLIENTS, sizeof *opened);
-    if (!pool || !opened) {
-        free(pool);
-        free(opened);
-        return NULL;
+    const char *(*keys)[2] = calloc(BENCH_CHURN_CLIENTS, sizeof *keys);
+    *z85 = calloc(BENCH_CHURN_CLIENTS, sizeof **z85);
+    if (!keys || !*z85) {
+        free(keys);
+        return -1;
+    }
+    for (int i = 0; i < BENCH_CHURN_CLIENTS; i++) {
+        if (zmq_curve_keypair((*z85)[i][0], (*z85)[i][1]) != 0) {
+            free(keys);
+            return -1;
+        }
+        keys[i][0] = (*z85)[i][0];
+        keys[i][1] = (*z85)[i][1];
+    }
+    *feed = (bench_feed_t){.hub_key = hub_key, .client_keys = keys};
+    return 0;
+}
+
+/* Passes over the pool never wait on one client (see bench.h). */
+void *bench_churn_loop(void *arg)
+{
+    bench_churn_t *c = arg;
+    client_t *pool = calloc(BENCH_CHURN_CLIENTS, sizeof *pool);
+    int64_t *opened = calloc(BENCH_CHURN_CLIENTS, sizeof *opened);
+    char(*z85)[2][KEYS_Z85_LEN + 1] = NULL;
+    bench_feed_t feed = {0};
+    int64_t wait = c->hub_key ? CHURN_WAIT_CURVE : CHURN_WAIT_PLAIN;
+    if (!pool || !opened || (c->hub_key && churn_keys(c->hub_key, &feed, &z85) != 0)) {
+        fprintf(stderr, "nhub-bench: cannot set up the churning clients\n");
+        goto done;
     }
     for (unsigned long pass = 0; !c->stop; pass++) {
         int64_t now = now_us();
-        for (int i = 0; i < CHURN_CLIENTS && !c->stop; i++) {
+        for (int i = 0; i < BENCH_CHURN_CLIENTS && !c->stop; i++) {
             client_t *cl = &pool[i];
             if (!cl->sock) {
                 client_open(cl, c->ctx, c->endpoint, th_regions[(pass + (unsigned long)i) % 32],
-                            NULL, 8, 0, NULL, 0);
+                            NULL, 8, 0, c->hub_key ? &feed : NULL, i);
                 opened[i] = now;
+                c->attempts += cl->sock != NULL; /* none while closed ones are not yet reaped */
                 continue;
             }
             ProtobufCMessage *m = NULL;
@@ -645,7 +662,7 @@ static void *churn_loop(void *arg)
                 answered |= cmd == WIRE_WELCOME || cmd == WIRE_NACK;
                 wire_free(&m);
             }
-            if (answered || now - opened[i] > 2000000) {
+            if (answered || now - opened[i] > wait) {
                 client_close(cl);
                 c->cycles += answered;
             }
@@ -653,9 +670,12 @@ static void *churn_loop(void *arg)
         struct timespec pause = {0, 1000000}; /* a pass is ~1,000 non-blocking reads: pace it */
         nanosleep(&pause, NULL);
     }
-    for (int i = 0; i < CHURN_CLIENTS; i++)
+    for (int i = 0; i < BENCH_CHURN_CLIENTS; i++)
         if (pool[i].sock)
             client_close(&pool[i]);
+done:
+    free((void *)feed.client_keys);
+    free(z85);
     free(pool);
     free(opened);
     return NULL;
@@ -708,6 +728,81 @@ static void *big_loop(void *arg)
     return NULL;
 }
 
+/* One point of hostile_curve: with or without the churn, what it saw. */
+typedef struct curve_side {
+    int churn;
+    void *ctx;
+    pthread_t thread;
+    bench_churn_t ch;
+    long rss;
+    long long refused, failed;
+} curve_side_t;
+
+static void curve_started(th_hub_t *hub, const char *hub_key, void *arg)
+{
+    curve_side_t *s = arg;
+    if (!s->churn)
+        return;
+    s->ctx = zmq_ctx_new();
+    zmq_ctx_set(s->ctx, ZMQ_MAX_SOCKETS, 2 * BENCH_CHURN_CLIENTS);
+    s->ch = (bench_churn_t){.ctx = s->ctx, .endpoint = hub->endpoint, .hub_key = hub_key};
+    if (pthread_create(&s->thread, NULL, bench_churn_loop, &s->ch) != 0)
+        s->churn = 0;
+}
+
+static void curve_ingested(th_hub_t *hub, void *arg)
+{
+    curve_side_t *s = arg;
+    s->rss = bench_rss_anon_kb(hub->pid);
+    if (s->churn) {
+        s->ch.stop = 1;
+        pthread_join(s->thread, NULL);
+    }
+    if (s->ctx)
+        zmq_ctx_term(s->ctx);
+}
+
+static void curve_stopped(th_hub_t *hub, void *arg)
+{
+    curve_side_t *s = arg;
+    s->refused = th_log_value(hub, "hub.security_stats", "auth_refused");
+    s->failed = th_log_value(hub, "hub.security_stats", "handshake_failed");
+}
+
+/*
+ * The hostile section's churn against the hub in its production mode
+ * (curve, signed ingest as the signed section's Ed25519 point): ingest
+ * alone, then with BENCH_CHURN_CLIENTS clients of keys the hub does not
+ * know. `rate`: the plaintext ingest rate, to size the signed envelopes.
+ */
+static void hostile_curve(int seconds, double rate)
+{
+    static const char *name[2] = {"curve:", "curve+churn:"};
+    curve_side_t side[2] = {{.churn = 0}, {.churn = 1}};
+    printf(
+        "  the same churn against the hub in curve mode (signed Ed25519 ingest as in the signed\n"
+        "  section), %d clients each with a random CURVE key the hub does not know, each\n"
+        "  connection closed %d ms after it was opened:\n",
+        BENCH_CHURN_CLIENTS, CHURN_WAIT_CURVE / 1000);
+    for (int i = 0; i < 2; i++) {
+        bench_result_t r;
+        char why[200];
+        signed_hooks_t hooks = {curve_started, curve_ingested, curve_stopped, &side[i]};
+        int ok = signed_curve_point(seconds, rate, &hooks, &r, why, sizeof why) == 0;
+        if (!ok) {
+            printf("  %-13s ERROR: %s\n", name[i], why);
+            continue;
+        }
+        printf("  %-13s %8.0f msgs/s  p50 %.2f  p99 %.2f  p999 %.2f ms  hub RssAnon %ld KiB  "
+               "auth_refused %lld  handshake_failed %lld%s\n",
+               name[i], r.rate, r.p50, r.p99, r.p999, side[i].rss, side[i].refused, side[i].failed,
+               r.ran_out ? "  (ran out of signed envelopes: ended early)" : "");
+        fflush(stdout);
+    }
+    printf("  meanwhile: %lu connections opened by the churning clients, %lu answered by the hub\n",
+           side[1].ch.attempts, side[1].ch.cycles);
+}
+
 static void section_hostile(int seconds)
 {
     printf("\n== hostile peers: ingest (4 x 64) alone, then with 100 silent connections,\n"
@@ -719,9 +814,9 @@ static void section_hostile(int seconds)
     if (start_hub(&hub, "  batch_max: 4096\n") != 0)
         return;
     bench_ingest(&hub, 4, 64, seconds, 0, NULL, &calm);
-    long rss_calm = rss_anon_kb(hub.pid);
+    long rss_calm = bench_rss_anon_kb(hub.pid);
     void *ctx = zmq_ctx_new();
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, CHURN_CLIENTS + 512);
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, BENCH_CHURN_CLIENTS + 512);
     void *silent[100];
     for (int i = 0; i < 100; i++) { /* TCP connected, never a byte of nhub */
         silent[i] = zmq_socket(ctx, ZMQ_DEALER);
@@ -729,13 +824,13 @@ static void section_hostile(int seconds)
         zmq_setsockopt(silent[i], ZMQ_LINGER, &z, sizeof z);
         zmq_connect(silent[i], hub.endpoint);
     }
-    struct churn ch = {ctx, hub.endpoint, 0, 0};
+    bench_churn_t ch = {.ctx = ctx, .endpoint = hub.endpoint};
     struct big_sender big = {ctx, hub.endpoint, 0, 0};
     pthread_t t1, t2;
-    pthread_create(&t1, NULL, churn_loop, &ch);
+    pthread_create(&t1, NULL, bench_churn_loop, &ch);
     pthread_create(&t2, NULL, big_loop, &big);
     bench_ingest(&hub, 4, 64, seconds, 0, NULL, &rough);
-    long rss_rough = rss_anon_kb(hub.pid);
+    long rss_rough = bench_rss_anon_kb(hub.pid);
     ch.stop = 1;
     big.stop = 1;
     pthread_join(t1, NULL);
@@ -751,7 +846,9 @@ static void section_hostile(int seconds)
            rough.rate, rough.p50, rough.p99, rough.p999, rss_rough);
     printf("  meanwhile: %d churning clients made %lu connect/HELLO/WELCOME/disconnect cycles, "
            "%lu envelopes of 1 MiB ACKed\n",
-           CHURN_CLIENTS, ch.cycles, big.acked);
+           BENCH_CHURN_CLIENTS, ch.cycles, big.acked);
+    fflush(stdout);
+    hostile_curve(seconds, calm.rate);
 }
 
 int main(int argc, char **argv)

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define BENCH_PAYLOAD 512 /* bytes of every ingest payload */
 #define BENCH_SOURCE(i) ((i) % 16)
@@ -83,5 +84,29 @@ int bench_ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
 
 /* The last mean_batch the stopped hub logged (event=hub.stats); 0 if none. */
 double bench_mean_batch(const th_hub_t *hub);
+
+/* The RssAnon of process `pid` in KiB; -1 if unknown. */
+long bench_rss_anon_kb(pid_t pid);
+
+#define BENCH_CHURN_CLIENTS 1000
+
+/*
+ * BENCH_CHURN_CLIENTS distinct clients connecting and disconnecting in a
+ * loop on `ctx` (bench_churn_loop, run on its own thread until `stop`).
+ * With hub_key NULL (a plaintext hub) each connects, says HELLO and closes
+ * once the hub answers (or after 2 s); with the hub's CURVE public key each
+ * has a CURVE keypair of its own, made at random (a key the hub does not
+ * know), and closes 200 ms after it connected. attempts counts the
+ * connections opened, cycles those the hub answered.
+ */
+typedef struct bench_churn {
+    void *ctx;
+    const char *endpoint;
+    const char *hub_key;
+    volatile int stop;
+    unsigned long cycles, attempts;
+} bench_churn_t;
+
+void *bench_churn_loop(void *arg);
 
 #endif

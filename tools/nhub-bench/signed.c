@@ -189,7 +189,7 @@ static void run_plain(int seconds, signed_row_t *row)
 
 /* A curve row of `per_sender` envelopes a sender, signed on `w`. */
 static void run_curve(keys_alg_t alg, const char *catalog, size_t per_sender, int seconds,
-                      workers_t *w, signed_row_t *row)
+                      workers_t *w, const signed_hooks_t *hooks, signed_row_t *row)
 {
     signed_run_t run;
     th_hub_t hub;
@@ -208,9 +208,15 @@ static void run_curve(keys_alg_t alg, const char *catalog, size_t per_sender, in
     }
     feed.hub_key = run.hub_keys->curve_public;
     row->ran = 1;
+    if (hooks)
+        hooks->started(&hub, feed.hub_key, hooks->arg);
     row->ok = bench_ingest(&hub, SIGNED_SENDERS, SIGNED_WINDOW, seconds, 0, &feed, &row->r) == 0;
+    if (hooks)
+        hooks->ingested(&hub, hooks->arg);
     th_hub_stop(&hub);
     row->r.batch = bench_mean_batch(&hub);
+    if (hooks)
+        hooks->stopped(&hub, hooks->arg);
 done:
     th_hub_cleanup(&hub);
     free(run.msgs);
@@ -233,7 +239,8 @@ static size_t per_sender_for(double rate, int seconds)
  * section past `budget_left` seconds.
  */
 static void signed_point(keys_alg_t alg, const char *catalog, double rate_a, int seconds,
-                         double budget_left, workers_t *w, signed_row_t *row)
+                         double budget_left, workers_t *w, const signed_hooks_t *hooks,
+                         signed_row_t *row)
 {
     if (signatures_rates(alg, SIGNED_PROBE_SECONDS, &row->sign_1th, &row->ceiling) != 0) {
         snprintf(row->note, sizeof row->note, "the sign/verify probe failed");
@@ -250,7 +257,7 @@ static void signed_point(keys_alg_t alg, const char *catalog, double rate_a, int
                  est, per_sender * SIGNED_SENDERS, row->sign_1th, threads, budget_left);
         return;
     }
-    run_curve(alg, catalog, per_sender, seconds, w, row);
+    run_curve(alg, catalog, per_sender, seconds, w, hooks, row);
 }
 
 static void print_config(const char *catalog, size_t threads)
@@ -305,9 +312,43 @@ static void print_notes(const signed_row_t *row)
                row->r.nack_name, row->r.nack_code, row->r.nack_text);
 }
 
-void section_signed(int seconds)
+/* The catalogue's full path and the signing threads, or -1 with why. */
+static int signing_setup(char catalog[4096], size_t threads, workers_t **w, char *why, size_t cap)
+{
+    if (!realpath(SIGNED_CATALOG, catalog)) {
+        snprintf(why, cap, "cannot find %s: run nhub-bench from the repository root",
+                 SIGNED_CATALOG);
+        return -1;
+    }
+    if (workers_new(threads - 1, w) != 0) {
+        snprintf(why, cap, "cannot start signing threads");
+        return -1;
+    }
+    return 0;
+}
+
+int signed_curve_point(int seconds, double rate, const signed_hooks_t *hooks, bench_result_t *r,
+                       char *why, size_t cap)
 {
     char catalog[4096];
+    workers_t *w = NULL;
+    signed_row_t row = {.mode = "curve, ed25519"};
+    if (signing_setup(catalog, signatures_hub_threads(), &w, row.note, sizeof row.note) == 0)
+        signed_point(KEYS_ED25519, catalog, rate, seconds, 1e9, w, hooks, &row);
+    workers_destroy(&w);
+    *r = row.r;
+    if (row.ran && !row.ok && !row.r.nacks)
+        snprintf(row.note, sizeof row.note, "nothing ACKed");
+    else if (row.r.nacks)
+        snprintf(row.note, sizeof row.note, "%llu NACKs; the first: %s (%d) \"%.80s\"", row.r.nacks,
+                 row.r.nack_name, row.r.nack_code, row.r.nack_text);
+    snprintf(why, cap, "%s", row.note);
+    return row.ran && row.ok ? 0 : -1;
+}
+
+void section_signed(int seconds)
+{
+    char catalog[4096], why[200];
     size_t threads = signatures_hub_threads();
     workers_t *w = NULL;
     int64_t t0 = th_now_ms();
@@ -315,12 +356,8 @@ void section_signed(int seconds)
     printf("\n== signed: durable ingest (%d senders x window %d, %d-byte payloads), the hub in "
            "its production\n   security mode next to the development mode\n",
            SIGNED_SENDERS, SIGNED_WINDOW, BENCH_PAYLOAD);
-    if (!realpath(SIGNED_CATALOG, catalog)) {
-        printf("  cannot find %s: run nhub-bench from the repository root\n", SIGNED_CATALOG);
-        return;
-    }
-    if (workers_new(threads - 1, &w) != 0) {
-        printf("  cannot start signing threads\n");
+    if (signing_setup(catalog, threads, &w, why, sizeof why) != 0) {
+        printf("  %s\n", why);
         return;
     }
     print_config(catalog, threads);
@@ -333,7 +370,7 @@ void section_signed(int seconds)
     double rate_a = rows[0].ok ? rows[0].r.rate : 0;
     for (int i = 0; i < 2; i++) { /* the budget only decides whether SM2 runs */
         double left = i == 0 ? budget * 10 : budget - (double)(th_now_ms() - t0) / 1000.0;
-        signed_point(algs[i], catalog, rate_a, seconds, left, w, &rows[1 + i]);
+        signed_point(algs[i], catalog, rate_a, seconds, left, w, NULL, &rows[1 + i]);
     }
     workers_destroy(&w);
     printf("%-26s %9s %8s %8s %8s %7s %8s %14s\n", "mode", "msgs/s", "p50 ms", "p99 ms", "p999 ms",
