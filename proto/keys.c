@@ -324,6 +324,25 @@ static const char *keys_not_alg_msg(keys_alg_t alg)
     return alg == KEYS_SM2 ? "not an SM2 key" : "not an Ed25519 key";
 }
 
+/*
+ * A key just decoded from DER: made an SM2 key if it is an EC key on the SM2
+ * curve (keys_pkey_as_sm2), then checked to be of algorithm `want`.
+ * Returns 0, NHUB_ECRYPTO (conversion failed) or NHUB_EINVAL (another
+ * algorithm), with the reason in `err`.
+ */
+static int keys_pkey_settle(EVP_PKEY **pk, keys_alg_t want, char *err, size_t errcap)
+{
+    if (keys_pkey_as_sm2(pk) != 0) {
+        keys_errf(err, errcap, "cannot convert an EC key on the SM2 curve");
+        return NHUB_ECRYPTO;
+    }
+    if (!keys_pkey_is(*pk, want)) {
+        keys_errf(err, errcap, "%s", keys_not_alg_msg(want));
+        return NHUB_EINVAL;
+    }
+    return 0;
+}
+
 /* "alg:BASE64(SPKI DER)" and the key id of `pk`. */
 static int keys_public_text(const EVP_PKEY *pk, keys_alg_t alg, char text[KEYS_PUBLIC_TEXT_MAX + 1],
                             char id[KEYS_FPR_LEN + 1])
@@ -403,15 +422,8 @@ static int keys_secret_parse(const char *text, keys_alg_t want, EVP_PKEY **out, 
         keys_errf(err, errcap, "not a DER private key");
         goto fail;
     }
-    if (keys_pkey_as_sm2(&pk) != 0) {
-        rc = NHUB_ECRYPTO;
-        keys_errf(err, errcap, "cannot convert an EC key on the SM2 curve");
+    if ((rc = keys_pkey_settle(&pk, want, err, errcap)) != 0)
         goto fail;
-    }
-    if (!keys_pkey_is(pk, want)) {
-        keys_errf(err, errcap, "%s", keys_not_alg_msg(want));
-        goto fail;
-    }
     *out = pk;
     pk = NULL;
     rc = 0;
@@ -534,15 +546,8 @@ int keys_verifier_parse(const char *text, keys_verifier_t **out, char *err, size
         keys_errf(err, errcap, "not a DER SubjectPublicKeyInfo");
         goto fail;
     }
-    if (keys_pkey_as_sm2(&pk) != 0) {
-        rc = NHUB_ECRYPTO;
-        keys_errf(err, errcap, "cannot convert an EC key on the SM2 curve");
+    if ((rc = keys_pkey_settle(&pk, alg, err, errcap)) != 0)
         goto fail;
-    }
-    if (!keys_pkey_is(pk, alg)) {
-        keys_errf(err, errcap, "%s", keys_not_alg_msg(alg));
-        goto fail;
-    }
     v = calloc(1, sizeof *v);
     if (!v) {
         rc = NHUB_ENOMEM;

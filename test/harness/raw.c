@@ -169,6 +169,19 @@ void raw_send_signed(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len, co
     raw_send(r, WIRE_SEND, &s.base);
 }
 
+void raw_confirm(raw_t *r, const wire_deliver_t *d)
+{
+    wire_envelope_t *e = NULL;
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, d->envelope.data,
+                                 d->envelope.len, 1 << 20, (ProtobufCMessage **)&e),
+                     0);
+    wire_delivered_t ok = NHUB__WIRE__V1__DELIVERED__INIT;
+    ok.msg_id = e->msg_id;
+    ok.dseq = d->dseq;
+    raw_send(r, WIRE_DELIVERED, &ok.base);
+    wire_free((ProtobufCMessage **)&e);
+}
+
 void raw_make_id(uint8_t id[16], int n)
 {
     memset(id, 0xA5, 16);

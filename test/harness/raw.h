@@ -58,6 +58,9 @@ size_t raw_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const c
 void raw_send_signed(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len, const uint8_t *sig,
                      size_t siglen, const char *key_id);
 
+/* Confirm a DELIVER: DELIVERED with the msg_id of its envelope and its dseq. */
+void raw_confirm(raw_t *r, const wire_deliver_t *d);
+
 /* SEND an encoded envelope as stream message `sseq`. */
 void raw_send_env(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len);
 

@@ -101,15 +101,7 @@ static void confirm_all(raw_t *r, uint64_t stored)
     while (next <= stored) {
         wire_deliver_t *d = raw_expect(r, WIRE_DELIVER);
         if (d->dseq == next) {
-            wire_envelope_t *e = NULL;
-            assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, d->envelope.data,
-                                         d->envelope.len, 1 << 20, (ProtobufCMessage **)&e),
-                             0);
-            wire_delivered_t ok = NHUB__WIRE__V1__DELIVERED__INIT;
-            ok.msg_id = e->msg_id;
-            ok.dseq = d->dseq;
-            raw_send(r, WIRE_DELIVERED, &ok.base);
-            wire_free((ProtobufCMessage **)&e);
+            raw_confirm(r, d);
             next++;
         }
         wire_free((ProtobufCMessage **)&d);
