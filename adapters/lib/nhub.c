@@ -81,6 +81,7 @@
 #define NHUB_FRAME_SLACK 4096u
 /* Frames read in one go before the ACKs among them are committed together. */
 #define NHUB_RECV_BURST 256
+#define NHUB_HWM_MAX (1u << 20) /* messages queued in the socket each way, at most */
 #define NHUB_ACCEPTED_MAX 64
 /* Longest wait while connected: other processes sharing the store (send-only
  * senders) may have appended to the outbox, and only a look finds out. */
@@ -199,6 +200,13 @@ struct nhub {
     int resign_logged;                    /* re-signing at transmit was logged */
 
     inflight_t *ring; /* `window` slots */
+    /* DELIVEREDs that met a full socket queue, oldest first, written when
+     * it has room again (`credit` * 2 + 16 slots) */
+    struct unsent_delivered {
+        uint8_t msg_id[NHUB_MSG_ID_LEN];
+        uint64_t dseq;
+    } *unsent;
+    size_t unsent_cap, unsent_head, unsent_count;
     size_t ring_head;
     size_t ring_count;
     uint64_t send_cursor;  /* the next local seq to look for in the outbox */
@@ -321,6 +329,8 @@ static void ring_clear(nhub_t *self)
 {
     self->ring_head = 0;
     self->ring_count = 0;
+    self->unsent_head = 0; /* the next session is redelivered what they confirm */
+    self->unsent_count = 0;
 }
 
 static void ring_push(nhub_t *self, uint64_t seq, int64_t now)
@@ -387,6 +397,15 @@ static int sock_open(nhub_t *self)
     if (!self->sock)
         goto fail;
     self->reopen_at = 0;
+    /* Room for a whole window of SENDs and twice the credit of DELIVEREDs
+     * each way (libzmq's default of 1,000 messages is less than a window
+     * or a credit may be); what still meets a full queue waits for POLLOUT. */
+    uint64_t hwm = (uint64_t)self->window + 2 * (uint64_t)self->credit + 1024;
+    if (hwm > NHUB_HWM_MAX)
+        hwm = NHUB_HWM_MAX;
+    if (sockopt_int(self->sock, ZMQ_SNDHWM, (int)hwm) ||
+        sockopt_int(self->sock, ZMQ_RCVHWM, (int)hwm))
+        goto fail;
     if (sockopt_int(self->sock, ZMQ_LINGER, 0) || sockopt_int(self->sock, ZMQ_IMMEDIATE, 1) ||
         sockopt_int(self->sock, ZMQ_RECONNECT_IVL, 100) ||
         sockopt_int(self->sock, ZMQ_RECONNECT_IVL_MAX, 2000) ||
@@ -1141,15 +1160,48 @@ static void settle_oversize(nhub_t *self, uint64_t seq, size_t body)
                         (int)NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE, text);
 }
 
-static void send_delivered(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], uint64_t dseq)
+static int write_delivered(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], uint64_t dseq)
 {
-    if (self->state != SESSION_READY)
-        return; /* the hub redelivers; the confirmed set answers then */
     wire_delivered_t d = NHUB__WIRE__V1__DELIVERED__INIT;
     d.msg_id.len = NHUB_MSG_ID_LEN;
     d.msg_id.data = (uint8_t *)msg_id;
     d.dseq = dseq;
-    session_write(self, WIRE_DELIVERED, &d.base);
+    return session_write(self, WIRE_DELIVERED, &d.base);
+}
+
+/*
+ * Write the DELIVEREDs kept back, oldest first, until the socket's queue is
+ * full again. Each one frees a slot of the region's window at the hub: lost,
+ * it would hold that slot until the hub redelivers (redeliver_after).
+ */
+static void flush_delivered(nhub_t *self)
+{
+    while (self->unsent_count && self->state == SESSION_READY) {
+        const struct unsent_delivered *u = &self->unsent[self->unsent_head];
+        if (write_delivered(self, u->msg_id, u->dseq) == NHUB_EAGAIN)
+            return; /* want_write is set: POLLOUT brings us back */
+        self->unsent_head = (self->unsent_head + 1) % self->unsent_cap;
+        self->unsent_count--;
+    }
+}
+
+static void send_delivered(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], uint64_t dseq)
+{
+    if (self->state != SESSION_READY)
+        return; /* the hub redelivers; the confirmed set answers then */
+    if (self->unsent_count == 0 && write_delivered(self, msg_id, dseq) != NHUB_EAGAIN)
+        return;
+    if (self->unsent_count == self->unsent_cap) {
+        /* More than twice the credit kept back: the hub redelivers the
+         * oldest, and the confirmed set answers it then. */
+        self->unsent_head = (self->unsent_head + 1) % self->unsent_cap;
+        self->unsent_count--;
+    }
+    struct unsent_delivered *u =
+        &self->unsent[(self->unsent_head + self->unsent_count) % self->unsent_cap];
+    memcpy(u->msg_id, msg_id, NHUB_MSG_ID_LEN);
+    u->dseq = dseq;
+    self->unsent_count++;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -1623,6 +1675,7 @@ static int serve(nhub_t *self, int timeout_ms, done_fn *done)
             self->want_write = 0;
             if (self->state == SESSION_NEED_HELLO)
                 send_hello(self);
+            flush_delivered(self);
         }
         if (items[0].revents & ZMQ_POLLIN)
             read_frames(self);
@@ -1766,6 +1819,7 @@ static void nhub_free(nhub_t *self)
         free(self->accepted[i]);
     free(self->accepted);
     free(self->ring);
+    free(self->unsent);
     free(self->endpoint);
     free(self);
 }
@@ -1806,7 +1860,9 @@ int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap)
     if (outbox_link_get(self->store, &stored) == 0)
         self->link_stored = stored.state;
     self->inbox = inbox_new((size_t)self->credit * 2 + 16);
-    if (!self->inbox) {
+    self->unsent_cap = (size_t)self->credit * 2 + 16;
+    self->unsent = calloc(self->unsent_cap, sizeof *self->unsent);
+    if (!self->inbox || !self->unsent) {
         rc = set_err(self, NHUB_ENOMEM, "out of memory");
         goto fail;
     }

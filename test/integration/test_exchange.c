@@ -312,6 +312,73 @@ static void test_adapter_kill9_with_unsent_outbox_loses_nothing(void **state)
     tally_free(&at_b);
 }
 
+/*
+ * A receiver that confirms its whole credit at once: every DELIVERED must
+ * reach the hub, even though they are more than its socket queue holds by
+ * default, or the hub's window stays full until it redelivers. Redelivery
+ * is an hour away here, so only the DELIVEREDs can free the window.
+ */
+static void test_confirming_a_whole_credit_at_once_frees_the_window(void **state)
+{
+    (void)state;
+    const int C = 4096, ROUNDS = 3, N = ROUNDS * C; /* N: a multiple of BATCH */
+    th_hub_t hub;
+    assert_int_equal(th_hub_init(&hub, "  redeliver_after: 1h\n  redeliver_max: 2h\n"), 0);
+    assert_int_equal(th_hub_start(&hub), 0);
+    nhub_t *a = open_adapter(hub.dir, "a-110000", "110000", hub.endpoint);
+    enum { BATCH = 512 };
+    static char payloads[BATCH][16];
+    nhub_message_t m[BATCH];
+    memset(m, 0, sizeof m);
+    for (int i = 0; i < N; i += BATCH) { /* in batches: one fsync each */
+        for (int k = 0; k < BATCH; k++) {
+            m[k].destination = "440000";
+            m[k].item = "SI-PUSH-001";
+            m[k].kind = NHUB_KIND_PUSH;
+            m[k].payload_type = TYPE;
+            m[k].payload = payloads[k];
+            m[k].payload_len =
+                (size_t)snprintf(payloads[k], sizeof payloads[k], "110000:%d", i + k);
+        }
+        assert_int_equal(nhub_send_batch(a, m, BATCH, NULL), 0);
+    }
+    assert_int_equal(nhub_flush(a, 60000), 0);
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/b-440000", hub.dir);
+    nhub_options_t o;
+    memset(&o, 0, sizeof o);
+    o.region = "440000";
+    o.hub_endpoint = hub.endpoint;
+    o.data_dir = path;
+    o.credit = (uint32_t)C;
+    o.insecure_plaintext = 1;
+    nhub_t *b = NULL;
+    assert_int_equal(nhub_open(&o, &b, err, sizeof err), 0);
+    nhub_delivery_t **held = calloc((size_t)C, sizeof *held);
+    tally_t t;
+    tally_init(&t, N);
+    for (int round = 0; round < ROUNDS; round++) {
+        int n = 0;
+        int64_t last = th_now_ms();
+        while (n < C && th_now_ms() - last < 30000) {
+            if (nhub_recv(b, &held[n], 100) != 0)
+                continue;
+            tally_add(&t, held[n++]);
+            last = th_now_ms();
+        }
+        assert_int_equal(n, C); /* after round 0: its DELIVEREDs all arrived */
+        assert_int_equal(nhub_confirm_batch(b, held, (size_t)n), 0);
+    }
+    assert_int_equal(t.received, N);
+    assert_int_equal(t.dups + t.out_of_order, 0);
+    nhub_close(&a);
+    nhub_close(&b);
+    assert_int_equal(th_hub_stop(&hub), 0);
+    th_hub_cleanup(&hub);
+    tally_free(&t);
+    free(held);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -320,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_offline_region_gets_5000_queued_in_order_on_connect),
         cmocka_unit_test(test_hub_kill9_under_load_loses_no_acked_message),
         cmocka_unit_test(test_adapter_kill9_with_unsent_outbox_loses_nothing),
+        cmocka_unit_test(test_confirming_a_whole_credit_at_once_frees_the_window),
     };
     return cmocka_run_group_tests_name("exchange", tests, setup, teardown);
 }
