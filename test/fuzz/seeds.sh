@@ -7,7 +7,7 @@
 set -e
 C=test/fuzz/corpus
 rm -rf "$C"
-mkdir -p "$C/fuzz_frames" "$C/fuzz_envelope" "$C/fuzz_config"
+mkdir -p "$C/fuzz_frames" "$C/fuzz_envelope" "$C/fuzz_config" "$C/fuzz_catalog"
 "$1" "$C"
 
 d="$C/fuzz_config"
@@ -98,3 +98,37 @@ printf '64MiB' >"$d/size"
 printf '18446744073709551615B' >"$d/size_max"
 printf '7d' >"$d/duration"
 printf '9223372036854775807ms' >"$d/duration_max"
+
+# Catalogue seeds: the committed catalogues and one variant per rule of
+# broker/catalog.h.
+d="$C/fuzz_catalog"
+cp schemas/catalog.yaml "$d/catalog.yaml"
+cp test/data/catalog-test.yaml "$d/catalog-test.yaml"
+w small.yaml <<'EOF'
+version: 1
+items:
+  - {code: SI-A, name: "甲", kinds: [request, response], senders: ["110000"], receivers: ["*"], time_limit: 3d}
+  - {code: SI-N, name: n, kinds: [notice], senders: ["*"], receivers: ["440000", "650000"]}
+EOF
+w bad_version.yaml <<'EOF'
+version: 2
+items: [{code: SI-A, name: a, kinds: [push], senders: ["110000"], receivers: ["440000"]}]
+EOF
+w bad_kind.yaml <<'EOF'
+version: 1
+items: [{code: SI-A, name: a, kinds: [push, push, shout], senders: ["110000"], receivers: ["440000"]}]
+EOF
+w bad_region.yaml <<'EOF'
+version: 1
+items: [{code: SI-A, name: a, kinds: [push], senders: ["11000", "*"], receivers: [440000]}]
+EOF
+w bad_limit.yaml <<'EOF'
+version: 1
+items: [{code: "SI A", name: "", kinds: [], senders: [], receivers: ["440000"], time_limit: 400d}]
+EOF
+w duplicate.yaml <<'EOF'
+version: 1
+items:
+  - &i {code: SI-A, name: a, kinds: [notice], senders: ["110000"], receivers: ["440000"]}
+  - *i
+EOF

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -190,6 +191,8 @@ int th_hub_start(th_hub_t *h)
         return -1;
     }
     if (pid == 0) {
+        /* A test that fails before it stops its hub leaves none behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(p[0]);
         int log = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (log >= 0) {
