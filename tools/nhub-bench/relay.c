@@ -14,7 +14,7 @@
  *     the latency is not time spent queued in it;
  *   - receiver B (region th_regions[1]): a libnhub adapter in its own thread
  *     and data dir, credit RELAY_CREDIT, taking one message with nhub_recv
- *     and then the ones already there, up to RELAY_BATCH, and confirming
+ *     and then the ones already there, up to RELAY_CONFIRM_MAX, and confirming
  *     them with one nhub_confirm_batch.
  * The clock starts at B's first message and runs for the given seconds.
  * Counted at B: messages confirmed. Latency: from a CLOCK_REALTIME stamp A
@@ -485,7 +485,7 @@ static void print_header(int seconds)
            RELAY_BATCH, BENCH_PAYLOAD, RELAY_WINDOW, RELAY_WINDOW);
     printf("   libnhub B: nhub_recv, then what is ready up to %d, one nhub_confirm_batch; "
            "credit %d\n",
-           RELAY_BATCH, RELAY_CREDIT);
+           RELAY_CONFIRM_MAX, RELAY_CREDIT);
     printf("   hub: insecure-plaintext, default sync, batch_max 4096\n");
     printf("   durability: libnhub fsyncs at A (one outbox commit per batch sent, one per burst\n"
            "              of ACKs read), at the hub (one journal commit per batch) and at B (one\n"
