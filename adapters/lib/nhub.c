@@ -329,7 +329,7 @@ static void ring_clear(nhub_t *self)
 {
     self->ring_head = 0;
     self->ring_count = 0;
-    self->unsent_head = 0; /* the next session is redelivered what they confirm */
+    self->unsent_head = 0; /* the hub redelivers them; the confirmed set answers */
     self->unsent_count = 0;
 }
 
@@ -398,8 +398,8 @@ static int sock_open(nhub_t *self)
         goto fail;
     self->reopen_at = 0;
     /* Room for a whole window of SENDs and twice the credit of DELIVEREDs
-     * each way (libzmq's default of 1,000 messages is less than a window
-     * or a credit may be); what still meets a full queue waits for POLLOUT. */
+     * each way: libzmq's default of 1,000 messages can be less than a
+     * window or a credit. What still meets a full queue waits for POLLOUT. */
     uint64_t hwm = (uint64_t)self->window + 2 * (uint64_t)self->credit + 1024;
     if (hwm > NHUB_HWM_MAX)
         hwm = NHUB_HWM_MAX;
