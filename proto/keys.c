@@ -325,22 +325,47 @@ static const char *keys_not_alg_msg(keys_alg_t alg)
 }
 
 /*
- * A key just decoded from DER: made an SM2 key if it is an EC key on the SM2
- * curve (keys_pkey_as_sm2), then checked to be of algorithm `want`.
- * Returns 0, NHUB_ECRYPTO (conversion failed) or NHUB_EINVAL (another
- * algorithm), with the reason in `err`.
+ * The BASE64 part of a key text, decoded from DER (`secret`: PKCS#8, else
+ * SubjectPublicKeyInfo) with nothing left over, made an SM2 key if it is an
+ * EC key on the SM2 curve (keys_pkey_as_sm2), and checked to be of
+ * algorithm `want`. The decoded bytes are wiped. Returns 0 and *out, or
+ * NHUB_EINVAL (not base64, not DER of that kind, another algorithm) or
+ * NHUB_ECRYPTO (conversion failed), with the reason in `err`.
  */
-static int keys_pkey_settle(EVP_PKEY **pk, keys_alg_t want, char *err, size_t errcap)
+static int keys_pkey_decode(const char *b64, int secret, keys_alg_t want, EVP_PKEY **out, char *err,
+                            size_t errcap)
 {
-    if (keys_pkey_as_sm2(pk) != 0) {
+    uint8_t
+        der[KEYS_SECRET_DER_MAX > KEYS_PUBLIC_DER_MAX ? KEYS_SECRET_DER_MAX : KEYS_PUBLIC_DER_MAX];
+    size_t len = 0;
+    EVP_PKEY *pk = NULL;
+    int rc = NHUB_EINVAL;
+    if (keys_b64_decode(b64, der, secret ? KEYS_SECRET_DER_MAX : KEYS_PUBLIC_DER_MAX, &len) != 0) {
+        keys_errf(err, errcap, "not base64");
+        goto done;
+    }
+    const unsigned char *p = der;
+    pk = secret ? d2i_AutoPrivateKey(NULL, &p, (long)len) : d2i_PUBKEY(NULL, &p, (long)len);
+    if (!pk || p != der + len) {
+        keys_errf(err, errcap, secret ? "not a DER private key" : "not a DER SubjectPublicKeyInfo");
+        goto done;
+    }
+    if (keys_pkey_as_sm2(&pk) != 0) {
         keys_errf(err, errcap, "cannot convert an EC key on the SM2 curve");
-        return NHUB_ECRYPTO;
+        rc = NHUB_ECRYPTO;
+        goto done;
     }
-    if (!keys_pkey_is(*pk, want)) {
+    if (!keys_pkey_is(pk, want)) {
         keys_errf(err, errcap, "%s", keys_not_alg_msg(want));
-        return NHUB_EINVAL;
+        goto done;
     }
-    return 0;
+    *out = pk;
+    pk = NULL;
+    rc = 0;
+done:
+    EVP_PKEY_free(pk);
+    OPENSSL_cleanse(der, sizeof der);
+    return rc;
 }
 
 /* "alg:BASE64(SPKI DER)" and the key id of `pk`. */
@@ -397,39 +422,16 @@ fail:
 static int keys_secret_parse(const char *text, keys_alg_t want, EVP_PKEY **out, char *err,
                              size_t errcap)
 {
-    uint8_t der[KEYS_SECRET_DER_MAX];
-    size_t len = 0;
     keys_alg_t alg = 0;
     const char *b64 = NULL;
-    EVP_PKEY *pk = NULL;
     int rc = keys_text_split(text, &alg, &b64, err, errcap);
-
-    if (rc != 0)
-        goto fail;
-    rc = NHUB_EINVAL;
-    if (alg != want) {
+    if (rc == 0 && alg != want) {
         keys_errf(err, errcap, "algorithm %s differs from sign_public's (%s)", keys_alg_name(alg),
                   keys_alg_name(want));
-        goto fail;
+        rc = NHUB_EINVAL;
     }
-    if (keys_b64_decode(b64, der, sizeof der, &len) != 0) {
-        keys_errf(err, errcap, "not base64");
-        goto fail;
-    }
-    const unsigned char *p = der;
-    pk = d2i_AutoPrivateKey(NULL, &p, (long)len);
-    if (!pk || p != der + len) {
-        keys_errf(err, errcap, "not a DER private key");
-        goto fail;
-    }
-    if ((rc = keys_pkey_settle(&pk, want, err, errcap)) != 0)
-        goto fail;
-    *out = pk;
-    pk = NULL;
-    rc = 0;
-fail:
-    EVP_PKEY_free(pk);
-    OPENSSL_cleanse(der, sizeof der);
+    if (rc == 0)
+        rc = keys_pkey_decode(b64, 1, want, out, err, errcap);
     ERR_clear_error();
     return rc;
 }
@@ -512,8 +514,6 @@ fail:
 
 int keys_verifier_parse(const char *text, keys_verifier_t **out, char *err, size_t errcap)
 {
-    uint8_t der[KEYS_PUBLIC_DER_MAX];
-    size_t len = 0;
     keys_alg_t alg = 0;
     const char *b64 = NULL;
     EVP_PKEY *pk = NULL;
@@ -533,20 +533,9 @@ int keys_verifier_parse(const char *text, keys_verifier_t **out, char *err, size
         goto fail;
     }
     rc = keys_text_split(text, &alg, &b64, err, errcap);
+    if (rc == 0)
+        rc = keys_pkey_decode(b64, 0, alg, &pk, err, errcap);
     if (rc != 0)
-        goto fail;
-    rc = NHUB_EINVAL;
-    if (keys_b64_decode(b64, der, sizeof der, &len) != 0) {
-        keys_errf(err, errcap, "not base64");
-        goto fail;
-    }
-    const unsigned char *p = der;
-    pk = d2i_PUBKEY(NULL, &p, (long)len);
-    if (!pk || p != der + len) {
-        keys_errf(err, errcap, "not a DER SubjectPublicKeyInfo");
-        goto fail;
-    }
-    if ((rc = keys_pkey_settle(&pk, alg, err, errcap)) != 0)
         goto fail;
     v = calloc(1, sizeof *v);
     if (!v) {
