@@ -441,20 +441,33 @@ static int keys_secret_parse(const char *text, keys_alg_t want, EVP_PKEY **out, 
 /*
  * Set up `m` for `alg`: SM2 with SM3 and KEYS_SM2_ID (GM/T 0009 section
  * 5.5, set explicitly, see the top of this file); Ed25519 with no digest.
+ *
+ * The SM2 ID is set on a key context of our own, handed to `m` before the
+ * init, with EVP_PKEY_CTX_set1_id: that works on every OpenSSL 3.0.x Debian
+ * 12 has shipped (3.0.19 and 3.0.22 tested). Passing it instead as the
+ * OSSL_PKEY_PARAM_DIST_ID parameter of EVP_DigestSignInit_ex fails on 3.0.19.
+ * `*pctx_out` is the caller's to free, after `m` (EVP_MD_CTX_set_pkey_ctx
+ * leaves its ownership with us).
  */
-static int keys_md_init(EVP_MD_CTX *m, keys_alg_t alg, EVP_PKEY *pk, bool verify)
+static int keys_md_init(EVP_MD_CTX *m, keys_alg_t alg, EVP_PKEY *pk, bool verify,
+                        EVP_PKEY_CTX **pctx_out)
 {
-    OSSL_PARAM sm2[] = {
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_DIST_ID, (void *)KEYS_SM2_ID,
-                                          sizeof KEYS_SM2_ID - 1),
-        OSSL_PARAM_construct_end(),
-    };
-    const char *md = alg == KEYS_SM2 ? "SM3" : NULL;
-    const OSSL_PARAM *params = alg == KEYS_SM2 ? sm2 : NULL;
+    const char *md = NULL;
 
+    *pctx_out = NULL;
+    if (alg == KEYS_SM2) {
+        EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+        if (!pctx)
+            return 0;
+        *pctx_out = pctx;
+        if (EVP_PKEY_CTX_set1_id(pctx, KEYS_SM2_ID, sizeof KEYS_SM2_ID - 1) != 1)
+            return 0;
+        EVP_MD_CTX_set_pkey_ctx(m, pctx);
+        md = "SM3";
+    }
     if (verify)
-        return EVP_DigestVerifyInit_ex(m, NULL, md, NULL, NULL, pk, params);
-    return EVP_DigestSignInit_ex(m, NULL, md, NULL, NULL, pk, params);
+        return EVP_DigestVerifyInit_ex(m, NULL, md, NULL, NULL, pk, NULL);
+    return EVP_DigestSignInit_ex(m, NULL, md, NULL, NULL, pk, NULL);
 }
 
 int keys_sign(const keys_signer_t *s, const void *data, size_t len, uint8_t *sig, size_t *siglen)
@@ -465,10 +478,11 @@ int keys_sign(const keys_signer_t *s, const void *data, size_t len, uint8_t *sig
     int rc = NHUB_ECRYPTO;
     size_t n = KEYS_SIG_MAX;
     EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
 
     if (!m)
         goto fail;
-    if (keys_md_init(m, s->alg, s->pkey, false) != 1)
+    if (keys_md_init(m, s->alg, s->pkey, false, &pctx) != 1)
         goto fail;
     if (EVP_DigestSign(m, sig, &n, data ? data : (const void *)"", len) != 1)
         goto fail;
@@ -478,6 +492,7 @@ fail:
     if (rc != 0)
         ERR_clear_error();
     EVP_MD_CTX_free(m);
+    EVP_PKEY_CTX_free(pctx);
     return rc;
 }
 
@@ -493,11 +508,12 @@ int keys_verify(const keys_verifier_t *v, const void *data, size_t len, const ui
 
     int rc = NHUB_ENOMEM;
     EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
 
     if (!m)
         goto fail;
     rc = NHUB_ECRYPTO;
-    if (keys_md_init(m, v->alg, v->pkey, true) != 1)
+    if (keys_md_init(m, v->alg, v->pkey, true, &pctx) != 1)
         goto fail;
     /* 0 is a wrong signature, a negative value one that does not even decode: both refused. */
     rc = NHUB_EREFUSED;
@@ -507,6 +523,7 @@ fail:
     if (rc != 0)
         ERR_clear_error();
     EVP_MD_CTX_free(m);
+    EVP_PKEY_CTX_free(pctx);
     return rc;
 }
 
