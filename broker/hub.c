@@ -78,6 +78,7 @@ struct item {
     size_t rid_len;
     int region; /* SEND/HELLO: the sender; CONFIRM/HOLD: the destination */
     uint8_t stream_id[16];
+    wire_hello_t *hello;  /* HELLO: owned, applied to the session once committed */
     wire_send_t *send;    /* SEND: owned */
     wire_envelope_t *env; /* SEND: owned; NULL if it did not decode */
     int reject;           /* SEND: a NackCode that refuses it for good, or 0 */
@@ -87,12 +88,15 @@ struct item {
     char fpr[KEYS_FPR_LEN + 1];    /* SEND: CURVE fingerprint of the connection */
     uint8_t msg_id[16];            /* CONFIRM/HOLD */
     uint64_t dseq, seq;            /* CONFIRM/HOLD */
+    uint32_t hold_reason;          /* HOLD: STORE_HELD_* */
+    uint32_t hold_size;            /* HOLD, too large: the DELIVER's size */
     /* result */
     int reply; /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
     int code;  /* NACK code */
     int retryable;
     int dup;
-    int applied;  /* CONFIRM/HOLD changed the queue */
+    int applied;  /* CONFIRM removed it from the queue; HOLD newly held it */
+    int released; /* CONFIRM of a message that was held before */
     int mismatch; /* CONFIRM/HOLD named a msg_id not at that dseq */
     uint64_t r_seq, r_expected, r_stream_last;
 };
@@ -277,6 +281,7 @@ static struct item *item_new(hub_t *h, enum item_type type, const void *rid, siz
 
 static void item_clear(struct item *it)
 {
+    wire_free((ProtobufCMessage **)&it->hello);
     wire_free((ProtobufCMessage **)&it->env);
     wire_free((ProtobufCMessage **)&it->send);
 }
@@ -299,6 +304,49 @@ static void session_close(hub_t *h, session_t *s, const char *why)
     h->n.sessions_closed++;
 }
 
+/*
+ * Why a decoded HELLO cannot open a session (NULL: it can), with the NACK
+ * code in *code. `region` is the region it names (-1: not configured) and
+ * `who` the region of the connection's CURVE key.
+ */
+static const char *hello_refusal(hub_t *h, const wire_hello_t *hello, int region, int who,
+                                 const char *fpr, int *code, char *buf, size_t cap)
+{
+    int speaks_v1 = 0;
+    for (size_t i = 0; i < hello->n_protocol_versions; i++)
+        speaks_v1 |= hello->protocol_versions[i] == WIRE_VERSION;
+    *code = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
+    if (region < 0) {
+        *code = NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION;
+        return "region is not configured at this hub";
+    }
+    if (h->curve && region != who) {
+        snprintf(buf, cap, "HELLO region %s is not the region %s this connection's key belongs to",
+                 hello->region, h->regions[who].code);
+        *code = NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH;
+        security_event(h, 2, fpr, NULL, buf);
+        return buf;
+    }
+    if (!speaks_v1) {
+        *code = NHUB__WIRE__V1__NACK_CODE__NACK_VERSION;
+        return "protocol_versions must include 1";
+    }
+    if (hello->stream_id.len != WIRE_STREAM_ID_LEN)
+        return "stream_id must be 16 bytes";
+    if (hello->n_accepted_payloads > SESSION_ACCEPT_MAX)
+        return "too many accepted_payloads (at most 64)";
+    for (size_t i = 0; i < hello->n_accepted_payloads; i++)
+        if (!wire_payload_pattern_valid(hello->accepted_payloads[i]))
+            return "accepted_payloads entry is not a type name or pkg.v1.* pattern";
+    return NULL;
+}
+
+/*
+ * A HELLO is checked here and staged; the session changes only once the
+ * commit that looks up its stream has succeeded (hello_apply), as every
+ * RAM state change of this file does. Until then frames of a new peer are
+ * refused with HELLO_REQUIRED, and those of a known one use its old state.
+ */
 static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len,
                      int who, const char *fpr)
 {
@@ -309,63 +357,63 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
                "HELLO body does not decode");
         return;
     }
-    int speaks_v1 = 0;
-    for (size_t i = 0; i < hello->n_protocol_versions; i++)
-        speaks_v1 |= hello->protocol_versions[i] == WIRE_VERSION;
     int region = wire_region_valid(hello->region) ? region_lookup(h, hello->region) : -1;
-    const char *why = NULL;
-    int code = NHUB__WIRE__V1__NACK_CODE__NACK_INVALID;
-    char mismatch[96];
-    if (region < 0) {
-        why = "region is not configured at this hub";
-        code = NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_REGION;
-    } else if (h->curve && region != who) {
-        snprintf(mismatch, sizeof mismatch,
-                 "HELLO region %s is not the region %s this connection's key belongs to",
-                 hello->region, h->regions[who].code);
-        why = mismatch;
-        code = NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH;
-        security_event(h, 2, fpr, NULL, mismatch);
-    } else if (!speaks_v1) {
-        why = "protocol_versions must include 1";
-        code = NHUB__WIRE__V1__NACK_CODE__NACK_VERSION;
-    } else if (hello->stream_id.len != WIRE_STREAM_ID_LEN) {
-        why = "stream_id must be 16 bytes";
-    } else if (hello->n_accepted_payloads > SESSION_ACCEPT_MAX) {
-        why = "too many accepted_payloads (at most 64)";
-    }
-    for (size_t i = 0; !why && i < hello->n_accepted_payloads; i++)
-        if (!wire_payload_pattern_valid(hello->accepted_payloads[i]))
-            why = "accepted_payloads entry is not a type name or pkg.v1.* pattern";
-    session_t *s = NULL;
-    if (!why && !(s = session_get_or_add(h->sessions, rid, rid_len)))
-        why = "too many sessions";
-    if (!why && session_set_accepted(s, hello->accepted_payloads, hello->n_accepted_payloads)) {
-        why = "out of memory";
-        if (s->region < 0) /* just created: no half-made session stays */
-            session_remove(h->sessions, s);
-    }
-    if (why) {
+    int code = 0;
+    char buf[160];
+    const char *why = hello_refusal(h, hello, region, who, fpr, &code, buf, sizeof buf);
+    struct item *it = why ? NULL : item_new(h, ITEM_HELLO, rid, rid_len);
+    if (!it) { /* refused; a full stage cannot happen: the drain stops before */
         refuse(h, rid, rid_len, code, 0, wire_region_valid(hello->region) ? hello->region : NULL,
-               why);
+               why ? why : "hub busy");
         wire_free((ProtobufCMessage **)&hello);
         return;
     }
-    if (s->region < 0)
-        h->n.sessions_opened++;
-    else if (s->region != region || hello->credit == 0)
-        region_detach(h, s);
-    struct hub_region *r = &h->regions[region];
-    s->region = region;
-    memcpy(s->stream_id, hello->stream_id.data, 16);
+    it->region = region;
+    it->hello = hello;
+    memcpy(it->stream_id, hello->stream_id.data, 16);
+}
+
+/* The credit a HELLO gets: what it asked, within the configured and the socket's caps. */
+static uint32_t hello_credit(const hub_t *h, const wire_hello_t *hello)
+{
     uint32_t credit = hello->credit;
     if (credit > (uint64_t)h->cfg->limits.credit_max)
         credit = (uint32_t)h->cfg->limits.credit_max;
     if (credit > HUB_CREDIT_CAP)
         credit = HUB_CREDIT_CAP;
+    return credit;
+}
+
+/*
+ * A committed HELLO: open or renew the peer's session and, if it reads
+ * (credit > 0), make it its region's delivery session, restarting the
+ * window at the head of the queue (held messages are looked at again with
+ * the new accepted types and max_frame). Returns NULL and leaves
+ * everything unchanged, or the reason it could not.
+ */
+static const char *hello_apply(hub_t *h, struct item *it)
+{
+    const wire_hello_t *hello = it->hello;
+    session_t *s = session_get_or_add(h->sessions, it->rid, it->rid_len);
+    if (!s)
+        return "too many sessions";
+    if (session_set_accepted(s, hello->accepted_payloads, hello->n_accepted_payloads) != 0) {
+        if (s->region < 0) /* just created: no half-made session stays */
+            session_remove(h->sessions, s);
+        return "out of memory";
+    }
+    uint32_t credit = hello_credit(h, hello);
+    if (s->region < 0)
+        h->n.sessions_opened++;
+    else if (s->region != it->region || credit == 0)
+        region_detach(h, s);
+    struct hub_region *r = &h->regions[it->region];
+    s->region = it->region;
+    memcpy(s->stream_id, it->stream_id, 16);
     s->credit = credit;
+    s->max_frame = hello->max_frame;
     s->last_seen_ms = now_mono(h);
-    s->welcomed = 0; /* no DELIVER before the WELCOME, which waits for the commit */
+    s->welcomed = 1; /* the WELCOME goes out right after this */
     /* Credit 0 is a send-only session: the region's deliveries stay with
      * the session that asked for them. */
     if (credit > 0) {
@@ -376,14 +424,9 @@ static void on_hello(hub_t *h, const void *rid, size_t rid_len, const void *body
         if (dispatch_reset(r->window, credit) != 0)
             r->delivery = NULL;
     }
-    log_info("hub.session_open", "region=%s credit=%u accepted=%zu", r->code, credit,
-             s->n_accepted);
-    wire_free((ProtobufCMessage **)&hello);
-    struct item *it = item_new(h, ITEM_HELLO, rid, rid_len);
-    if (it) {
-        it->region = region;
-        memcpy(it->stream_id, s->stream_id, 16);
-    }
+    log_info("hub.session_open", "region=%s credit=%u accepted=%zu max_frame=%u", r->code, credit,
+             s->n_accepted, s->max_frame);
+    return NULL;
 }
 
 /* Empty (unsigned) or KEYS_FPR_LEN lowercase hex digits. */
@@ -779,8 +822,9 @@ static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     return apply_accept(h, t, it, sseq, now);
 }
 
-/* DELIVERED and set-aside messages leave the queue with a journal event. */
-static int apply_dequeue(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
+/* A DELIVERED takes the message off the queue (and off the held list, if it
+ * waited there before) with a journal event. */
+static int apply_confirm(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
 {
     const char *code = h->regions[it->region].code;
     uint64_t seq;
@@ -793,17 +837,56 @@ static int apply_dequeue(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     }
     if (rc)
         return rc;
+    rc = store_held_remove(t, code, it->dseq);
+    it->released = rc == 0;
+    if (rc && rc != NHUB_ENOTFOUND)
+        return rc;
     journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
-    ev.type = it->type == ITEM_CONFIRM ? NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED
-                                       : NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HELD;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED;
     ev.time_ms = now;
     ev.msg_id.data = it->msg_id;
     ev.msg_id.len = 16;
     ev.ref_seq = seq;
     ev.region = (char *)code;
     ev.dseq = it->dseq;
-    if (it->type == ITEM_HOLD)
-        ev.reason = "payload type not accepted by the destination";
+    uint64_t jseq;
+    rc = journal_append(h, t, &ev, &jseq);
+    it->applied = rc == 0;
+    return rc;
+}
+
+/*
+ * A message its region's session cannot take is set aside, not dequeued:
+ * an ACKed message stays deliverable. It stays in the queue, the held
+ * index records why and since when, and the first hold for a reason is
+ * journaled. A later session that takes it (a HELLO restarts the window at
+ * the head of the queue) gets it delivered; its DELIVERED clears the hold.
+ */
+static int apply_hold(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
+{
+    const char *code = h->regions[it->region].code;
+    int rc = store_held_put(t, code, it->dseq, it->hold_reason, now);
+    if (rc == NHUB_EEXIST)
+        return 0; /* held for that reason before: journaled then */
+    if (rc)
+        return rc;
+    char why[160];
+    if (it->hold_reason == STORE_HELD_TOO_LARGE)
+        snprintf(why, sizeof why,
+                 "a DELIVER of %u bytes exceeds the max_frame the destination announced",
+                 it->hold_size);
+    else
+        snprintf(why, sizeof why, "payload type not accepted by the destination");
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HELD;
+    ev.time_ms = now;
+    ev.msg_id.data = it->msg_id;
+    ev.msg_id.len = 16;
+    ev.ref_seq = it->seq;
+    ev.region = (char *)code;
+    ev.dseq = it->dseq;
+    ev.code = it->hold_reason;
+    ev.reason = why;
     uint64_t jseq;
     rc = journal_append(h, t, &ev, &jseq);
     it->applied = rc == 0;
@@ -815,6 +898,7 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     it->reply = 0;
     it->dup = 0;
     it->applied = 0;
+    it->released = 0;
     it->mismatch = 0;
     switch (it->type) {
     case ITEM_SEND: return apply_send(h, t, it, no_writes, now);
@@ -826,8 +910,8 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
             set_conflict(it, "stream_id belongs to another region");
         return rc;
     }
-    case ITEM_CONFIRM:
-    case ITEM_HOLD: return apply_dequeue(h, t, it, now);
+    case ITEM_CONFIRM: return apply_confirm(h, t, it, now);
+    case ITEM_HOLD: return apply_hold(h, t, it, now);
     }
     return NHUB_EINVAL;
 }
@@ -959,12 +1043,35 @@ static void verify_start(hub_t *h, struct item *items, size_t n_items)
     workers_start(h->workers, verify_chunk, h, n, HUB_VERIFY_CHUNK);
 }
 
+static const char *hold_reason_name(uint32_t reason)
+{
+    return reason == STORE_HELD_TOO_LARGE ? "too_large_for_receiver" : "payload_type_not_accepted";
+}
+
+/* A message newly set aside: counted and logged (ids and sizes only). */
+static void hold_logged(hub_t *h, const struct item *it)
+{
+    char hex[33];
+    h->n.held++;
+    log_warn("hub.held", "region=%s dseq=%llu msg_id=%s reason=%s size=%u",
+             h->regions[it->region].code, (unsigned long long)it->dseq,
+             log_hex(hex, sizeof hex, it->msg_id, 16), hold_reason_name(it->hold_reason),
+             it->hold_size);
+}
+
 /* Answer committed (or failed) items and update RAM state. */
 static void finish_items(hub_t *h, struct item *items, size_t n, int rc)
 {
     int stored = 0;
     for (size_t i = 0; i < n; i++) {
         struct item *it = &items[i];
+        if (it->type == ITEM_HELLO && it->reply == WIRE_WELCOME) {
+            const char *why = hello_apply(h, it);
+            if (why) {
+                snprintf(it->why, sizeof it->why, "%s", why);
+                set_nack(it, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, 1);
+            }
+        }
         reply(h, it);
         if (it->type == ITEM_SEND && it->reply == WIRE_ACK && !it->dup) {
             stored = 1;
@@ -986,13 +1093,10 @@ static void finish_items(hub_t *h, struct item *items, size_t n, int rc)
         if (it->mismatch)
             log_refusal(h, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, h->regions[it->region].code,
                         it->msg_id, "DELIVERED names a msg_id that is not at that dseq");
-        if (it->type == ITEM_HOLD && it->applied)
-            h->n.held++;
-        if (it->type == ITEM_HELLO && it->reply == WIRE_WELCOME) {
-            session_t *s = session_find(h->sessions, it->rid, it->rid_len);
-            if (s && s->region == it->region)
-                s->welcomed = 1;
-        }
+        if (it->type == ITEM_HOLD && it->applied && rc == 0)
+            hold_logged(h, it);
+        if (it->type == ITEM_CONFIRM && it->released && rc == 0)
+            h->n.released++;
         item_clear(it);
     }
     if (stored)
@@ -1035,17 +1139,25 @@ static void flush_all(hub_t *h)
 
 /* ---- delivery ---------------------------------------------------------------- */
 
+/* Why the region's delivery session cannot take a message, 0 if it can. */
+struct hold {
+    uint32_t reason; /* STORE_HELD_*, or 0 */
+    uint32_t size;   /* the DELIVER's size, for STORE_HELD_TOO_LARGE */
+};
+
 /*
- * Send message (dseq, seq) to the region's delivery session. Sets *held when
- * the session does not accept its payload type. Returns 0, NHUB_ENOTFOUND
- * (the peer is gone), NHUB_EAGAIN (its queue is full) or another error.
+ * Send message (dseq, seq) to the region's delivery session. Fills *held
+ * instead when the session does not accept its payload type, or announced
+ * a max_frame the DELIVER exceeds (libzmq would drop the connection).
+ * Returns 0, NHUB_ENOTFOUND (the peer is gone), NHUB_EAGAIN (its queue is
+ * full) or another error.
  */
 static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint64_t dseq,
-                       uint64_t seq, uint64_t prev_dseq, uint32_t attempt, int *held)
+                       uint64_t seq, uint64_t prev_dseq, uint32_t attempt, struct hold *held)
 {
     const void *data;
     size_t len;
-    *held = 0;
+    *held = (struct hold){0, 0};
     int rc = store_journal_get(rd, seq, &data, &len, NULL);
     if (rc) { /* a store problem, not the peer's: never NHUB_ENOTFOUND here */
         log_error("hub.journal_missing", "region=%s seq=%llu dseq=%llu", r->code,
@@ -1062,7 +1174,7 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     }
     session_t *s = r->delivery;
     if (!wire_payload_accepted(ev->payload_type, s->accepted, s->n_accepted)) {
-        *held = 1;
+        held->reason = STORE_HELD_PAYLOAD_TYPE;
         wire_free((ProtobufCMessage **)&ev);
         return 0;
     }
@@ -1074,13 +1186,21 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     d.prev_dseq = prev_dseq;
     d.signature = ev->signature;
     d.key_id = ev->key_id;
+    size_t size = protobuf_c_message_get_packed_size(&d.base);
+    if (s->max_frame && size > s->max_frame) {
+        held->reason = STORE_HELD_TOO_LARGE;
+        held->size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+        wire_free((ProtobufCMessage **)&ev);
+        return 0;
+    }
     rc = wire_send(h->router, s->rid, s->rid_len, WIRE_DELIVER, &d.base, ZMQ_DONTWAIT);
     wire_free((ProtobufCMessage **)&ev);
     return rc;
 }
 
-/* Stage a message the destination cannot take, so it leaves the queue. */
-static int stage_hold(hub_t *h, struct hub_region *r, const store_queued_t *q)
+/* Stage the hold of a message the destination cannot take (apply_hold). */
+static int stage_hold(hub_t *h, struct hub_region *r, const store_queued_t *q,
+                      const struct hold *held)
 {
     session_t *s = r->delivery;
     struct item *it = item_new(h, ITEM_HOLD, s->rid, s->rid_len);
@@ -1089,10 +1209,9 @@ static int stage_hold(hub_t *h, struct hub_region *r, const store_queued_t *q)
     it->region = (int)(r - h->regions);
     it->dseq = q->dseq;
     it->seq = q->seq;
+    it->hold_reason = held->reason;
+    it->hold_size = held->size;
     memcpy(it->msg_id, q->msg_id, 16);
-    char hex[33];
-    log_warn("hub.held", "region=%s dseq=%llu msg_id=%s reason=payload_type_not_accepted", r->code,
-             (unsigned long long)q->dseq, log_hex(hex, sizeof hex, q->msg_id, 16));
     return 0;
 }
 
@@ -1114,12 +1233,12 @@ static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_
 {
     size_t n = dispatch_due(r->window, now, h->due, HUB_SCAN_MAX);
     for (size_t i = 0; i < n; i++) {
-        int held;
+        struct hold held;
         int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].prev_dseq,
                              h->due[i].attempt, &held);
         if (rc && delivery_failed(h, r, rc))
             return;
-        if (!rc && !held)
+        if (!rc && !held.reason)
             h->n.redelivered++;
     }
 }
@@ -1138,11 +1257,11 @@ static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int6
             r->pending = 0; /* the rest of the queue is in hand */
         for (size_t i = 0; i < n; i++) {
             const store_queued_t *q = &h->scan[i];
-            int held;
+            struct hold held;
             int rc =
                 deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1, &held);
-            if (held) {
-                if (stage_hold(h, r, q) != 0) {
+            if (held.reason) {
+                if (stage_hold(h, r, q, &held) != 0) {
                     r->pending = 1;
                     return;
                 }
@@ -1211,13 +1330,14 @@ static void log_stats(hub_t *h)
     log_info("hub.stats",
              "accepted=%llu duplicates=%llu rejected=%llu dropped=%llu replies_dropped=%llu "
              "delivered=%llu "
-             "redelivered=%llu confirmed=%llu held=%llu commits=%llu mean_batch=%.1f "
+             "redelivered=%llu confirmed=%llu held=%llu released=%llu commits=%llu mean_batch=%.1f "
              "sessions=%zu map_size=%llu",
              (unsigned long long)n->accepted, (unsigned long long)n->duplicates,
              (unsigned long long)n->rejected, (unsigned long long)n->dropped,
              (unsigned long long)n->replies_dropped, (unsigned long long)n->delivered,
              (unsigned long long)n->redelivered, (unsigned long long)n->confirmed,
-             (unsigned long long)n->held, (unsigned long long)n->commits,
+             (unsigned long long)n->held, (unsigned long long)n->released,
+             (unsigned long long)n->commits,
              n->commits ? (double)n->committed_items / (double)n->commits : 0.0,
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));
 }
@@ -1232,8 +1352,13 @@ static void log_security(const hub_t *h)
              " source_mismatch=%" PRIu64 " unsigned=%" PRIu64 " bad_signature=%" PRIu64
              " forbidden=%" PRIu64 " suspended=%" PRIu64 " unauthenticated=%" PRIu64
              " security_events=%" PRIu64,
-             n->auth_refused, n->handshake_failed, n->identity_refused, k[7], k[14], k[15], k[16],
-             k[17], k[18], n->security_events);
+             n->auth_refused, n->handshake_failed, n->identity_refused,
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_UNSIGNED],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_BAD_SIGNATURE],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_SUSPENDED],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED], n->security_events);
 }
 
 /*
@@ -1375,7 +1500,14 @@ static void security_event(hub_t *h, int kind, const char *fpr, const char *addr
     h->auth_unjournaled[kind] = 0;
 }
 
-/* Read one multipart message (at most `max` frames) without waiting. */
+static void close_parts(zmq_msg_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+/* Read one multipart message (at most `max` frames) without waiting; frames
+ * beyond `max` are read and dropped (*n stays at most `max`). */
 static int recv_parts(void *sock, zmq_msg_t *parts, size_t max, size_t *n)
 {
     *n = 0;
@@ -1385,7 +1517,10 @@ static int recv_parts(void *sock, zmq_msg_t *parts, size_t max, size_t *n)
         zmq_msg_init(&m);
         if (zmq_msg_recv(&m, sock, *n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
             zmq_msg_close(&m);
-            return *n == 0 ? NHUB_EAGAIN : NHUB_EZMQ;
+            int rc = *n == 0 ? NHUB_EAGAIN : NHUB_EZMQ;
+            close_parts(parts, *n); /* a partial message is not kept */
+            *n = 0;
+            return rc;
         }
         more = zmq_msg_more(&m);
         if (*n < max)
@@ -1394,12 +1529,6 @@ static int recv_parts(void *sock, zmq_msg_t *parts, size_t max, size_t *n)
             zmq_msg_close(&m);
     }
     return 0;
-}
-
-static void close_parts(zmq_msg_t *parts, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        zmq_msg_close(&parts[i]);
 }
 
 /* A frame's bytes as a bounded C string. */
@@ -1413,45 +1542,84 @@ static void part_str(zmq_msg_t *m, char *out, size_t cap)
             out[i] = '?';
 }
 
+/* The frames of a ZAP request (RFC 27 section "Request"), a CURVE one having all seven. */
+enum zap_frame {
+    ZAP_VERSION,
+    ZAP_REQUEST_ID,
+    ZAP_DOMAIN,
+    ZAP_ADDRESS,
+    ZAP_ROUTING_ID,
+    ZAP_MECHANISM,
+    ZAP_CREDENTIALS,
+    ZAP_FRAMES
+};
+
+/* Send one ZAP reply (RFC 27 section "Reply"): every frame, or an error. */
+static int zap_reply(hub_t *h, const void *request_id, size_t rid_len, const char *status,
+                     const char *text, const char *user_id)
+{
+    struct {
+        const void *data;
+        size_t len;
+    } f[] = {{"1.0", 3},           {request_id, rid_len},      {status, strlen(status)},
+             {text, strlen(text)}, {user_id, strlen(user_id)}, {"", 0}};
+    size_t n = sizeof f / sizeof f[0];
+    for (size_t i = 0; i < n; i++)
+        if (zmq_send(h->zap, f[i].data, f[i].len, i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+            return NHUB_EZMQ;
+    return 0;
+}
+
+/* Decide one ZAP request; fills user_id and fpr when the key may connect. */
+static int zap_decide(hub_t *h, zmq_msg_t *p, size_t n, char *address, size_t address_cap,
+                      char *user_id, char *fpr, const char **why)
+{
+    char version[8] = "", mechanism[16] = "";
+    *why = "malformed ZAP request";
+    if (n < ZAP_CREDENTIALS)
+        return 0;
+    part_str(&p[ZAP_VERSION], version, sizeof version);
+    part_str(&p[ZAP_ADDRESS], address, address_cap);
+    part_str(&p[ZAP_MECHANISM], mechanism, sizeof mechanism);
+    if (strcmp(version, "1.0") != 0)
+        return 0;
+    if (strcmp(mechanism, "CURVE") != 0) {
+        *why = "mechanism is not CURVE";
+        return 0;
+    }
+    if (n != ZAP_FRAMES || zmq_msg_size(&p[ZAP_CREDENTIALS]) != 32)
+        return 0;
+    return auth_handshake(h->auth, zmq_msg_data(&p[ZAP_CREDENTIALS]), clock_wall_ms(h->clock),
+                          user_id, fpr, why) == 0;
+}
+
 /*
  * The ZAP handler (RFC 27): libzmq asks, for every CURVE handshake, whether
  * the client key may connect; the answer's user id ("<region>/<fingerprint>")
  * then travels with every message of that connection. Any request that is
- * not a well-formed CURVE request is refused.
+ * not a well-formed CURVE request is refused. A reply that cannot be sent
+ * leaves the REP socket waiting for its end: logged, and the handshake
+ * then fails on libzmq's side (the client retries).
  */
 static void serve_zap(hub_t *h)
 {
     for (int round = 0; round < 64; round++) {
-        zmq_msg_t p[8];
+        zmq_msg_t p[ZAP_FRAMES + 1];
         size_t n;
-        if (recv_parts(h->zap, p, 8, &n) != 0)
+        if (recv_parts(h->zap, p, ZAP_FRAMES + 1, &n) != 0)
             return;
-        char request_id[64] = "", address[64] = "-", mechanism[16] = "";
+        char request_id[64] = "", address[64] = "-";
         char user_id[AUTH_USER_ID_MAX] = "", fpr[KEYS_FPR_LEN + 1] = "";
-        const char *why = "malformed ZAP request";
-        int ok = 0;
-        if (n >= 6) {
-            part_str(&p[3], address, sizeof address);
-            part_str(&p[5], mechanism, sizeof mechanism);
-        }
-        if (n == 7 && strcmp(mechanism, "CURVE") == 0 && zmq_msg_size(&p[6]) == 32)
-            ok = auth_handshake(h->auth, zmq_msg_data(&p[6]), clock_wall_ms(h->clock), user_id, fpr,
-                                &why) == 0;
-        else if (n >= 6)
-            why = "mechanism is not CURVE";
-        size_t rid_len = n >= 2 ? zmq_msg_size(&p[1]) : 0;
+        const char *why = NULL;
+        int ok = zap_decide(h, p, n, address, sizeof address, user_id, fpr, &why);
+        size_t rid_len = n > ZAP_REQUEST_ID ? zmq_msg_size(&p[ZAP_REQUEST_ID]) : 0;
         if (rid_len > sizeof request_id)
             rid_len = sizeof request_id;
-        if (n >= 2)
-            memcpy(request_id, zmq_msg_data(&p[1]), rid_len);
+        if (rid_len)
+            memcpy(request_id, zmq_msg_data(&p[ZAP_REQUEST_ID]), rid_len);
         close_parts(p, n);
-        const char *status = ok ? "200" : "400", *text = ok ? "OK" : why;
-        zmq_send(h->zap, "1.0", 3, ZMQ_SNDMORE);
-        zmq_send(h->zap, request_id, rid_len, ZMQ_SNDMORE);
-        zmq_send(h->zap, status, 3, ZMQ_SNDMORE);
-        zmq_send(h->zap, text, strlen(text), ZMQ_SNDMORE);
-        zmq_send(h->zap, user_id, strlen(user_id), ZMQ_SNDMORE);
-        zmq_send(h->zap, "", 0, 0);
+        if (zap_reply(h, request_id, rid_len, ok ? "200" : "400", ok ? "OK" : why, user_id) != 0)
+            log_error("hub.zap_reply_failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
         if (ok) {
             log_debug("hub.authenticated", "user=%s address=%s", user_id, address);
         } else {
@@ -1963,8 +2131,11 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
              "nack_version=%llu nack_unknown_command=%llu nack_too_large=%llu "
              "nack_hello_required=%llu",
              (unsigned long long)h->n.accepted, (unsigned long long)h->n.rejected,
-             (unsigned long long)h->n.dropped, (unsigned long long)h->n.nacked[1],
-             (unsigned long long)h->n.nacked[3], (unsigned long long)h->n.nacked[4],
-             (unsigned long long)h->n.nacked[2], (unsigned long long)h->n.nacked[5]);
+             (unsigned long long)h->n.dropped,
+             (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED],
+             (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_VERSION],
+             (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_COMMAND],
+             (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_TOO_LARGE],
+             (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED]);
     return rc;
 }

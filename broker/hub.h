@@ -28,25 +28,27 @@ typedef struct hub hub_t;
 /* Counters since start; read with hub_counters. */
 typedef struct hub_counters {
     uint64_t frames_in;
-    uint64_t accepted;      /* messages stored */
-    uint64_t duplicates;    /* repeats ACKed without storing */
-    uint64_t rejected;      /* SENDs refused for good (journaled) */
-    uint64_t nacked[32];    /* NACKs sent, by NackCode */
-    uint64_t dropped;       /* frames too broken to answer */
+    uint64_t accepted;        /* messages stored */
+    uint64_t duplicates;      /* repeats ACKed without storing */
+    uint64_t rejected;        /* SENDs refused for good (journaled) */
+    uint64_t nacked[32];      /* NACKs sent, by NackCode */
+    uint64_t dropped;         /* frames too broken to answer */
     uint64_t replies_dropped; /* answers lost to a peer's full queue (it resends) */
-    uint64_t delivered;     /* DELIVER frames sent, first attempts */
-    uint64_t redelivered;   /* DELIVER frames sent again */
-    uint64_t confirmed;     /* DELIVERED applied */
-    uint64_t held;          /* set aside: payload type not accepted */
-    uint64_t commits;       /* write transactions committed */
+    uint64_t delivered;       /* DELIVER frames sent, first attempts */
+    uint64_t redelivered;     /* DELIVER frames sent again */
+    uint64_t confirmed;       /* DELIVERED applied */
+    uint64_t held;            /* newly set aside (still queued): payload type not accepted,
+                                 or larger than the receiver takes */
+    uint64_t released;        /* held messages delivered and confirmed later */
+    uint64_t commits;         /* write transactions committed */
     uint64_t committed_items; /* staged items in those commits */
-    uint64_t store_full;    /* commits that hit a full store */
+    uint64_t store_full;      /* commits that hit a full store */
     uint64_t sessions_opened, sessions_closed;
-    uint64_t auth_refused;      /* CURVE clients refused by the ZAP handler */
-    uint64_t handshake_failed;  /* handshakes that failed otherwise (e.g. no CURVE) */
-    uint64_t identity_refused;  /* frames whose key is no longer valid, or whose
-                                   identity differs from their session's */
-    uint64_t security_events;   /* refusals journaled as security events */
+    uint64_t auth_refused;     /* CURVE clients refused by the ZAP handler */
+    uint64_t handshake_failed; /* handshakes that failed otherwise (e.g. no CURVE) */
+    uint64_t identity_refused; /* frames whose key is no longer valid, or whose
+                                  identity differs from their session's */
+    uint64_t security_events;  /* refusals journaled as security events */
 } hub_counters_t;
 
 /*

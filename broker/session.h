@@ -25,6 +25,7 @@ typedef struct session {
     uint32_t credit;
     int64_t last_seen_ms; /* monotonic */
     int welcomed;         /* the WELCOME to its last HELLO was sent: deliveries may follow */
+    uint32_t max_frame;   /* largest DELIVER body it takes (its HELLO); 0 = the hub's limit */
     char *accepted[SESSION_ACCEPT_MAX]; /* owned strings */
     size_t n_accepted;
     struct session *next; /* hash chain, private to session.c */

@@ -35,7 +35,7 @@
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects;
+    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held;
     uint64_t map_size, map_max;
     uint8_t hub_id[STORE_ID_LEN];
     /* Chain state as of the last commit; a transaction works on a copy. */
@@ -103,7 +103,7 @@ static int open_dbs(store_t *s, MDB_txn *txn)
     } dbs[] = {
         {"meta", &s->meta},       {"journal", &s->journal}, {"queue", &s->queue},
         {"qtail", &s->qtail},     {"dedup", &s->dedup},     {"dedup_age", &s->dedup_age},
-        {"streams", &s->streams}, {"rejects", &s->rejects},
+        {"streams", &s->streams}, {"rejects", &s->rejects}, {"held", &s->held},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         int rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
@@ -468,6 +468,40 @@ int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
     return lmdb_err(mdb_del(txn->txn, s->queue, &k, NULL));
 }
 
+/*
+ * Held messages stay in the queue (an ACKed message is never dropped); this
+ * index only says which of them wait, why and since when, so the first
+ * hold is journaled once and operators can list them.
+ */
+int store_held_put(store_txn_t *txn, const char *region, uint64_t dseq, uint32_t reason,
+                   int64_t time_ms)
+{
+    uint8_t key[QKEY_LEN], val[12];
+    qkey(key, region, dseq);
+    put_be64(val, (uint64_t)time_ms);
+    for (int i = 0; i < 4; i++)
+        val[8 + i] = (uint8_t)(reason >> (24 - 8 * i));
+    MDB_val k = {QKEY_LEN, key}, v;
+    int rc = mdb_get(txn->txn, txn->store->held, &k, &v);
+    if (rc == 0 && v.mv_size == sizeof val && memcmp((uint8_t *)v.mv_data + 8, val + 8, 4) == 0)
+        return NHUB_EEXIST;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmdb_err(rc);
+    if (rc == 0 && v.mv_size == sizeof val) /* a new reason: keep the time it was first held */
+        put_be64(val, get_be64(v.mv_data));
+    v = (MDB_val){sizeof val, val};
+    rc = mdb_put(txn->txn, txn->store->held, &k, &v, 0);
+    return lmdb_err(rc);
+}
+
+int store_held_remove(store_txn_t *txn, const char *region, uint64_t dseq)
+{
+    uint8_t key[QKEY_LEN];
+    qkey(key, region, dseq);
+    MDB_val k = {QKEY_LEN, key};
+    return lmdb_err(mdb_del(txn->txn, txn->store->held, &k, NULL));
+}
+
 int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq)
 {
     MDB_val k = {16, (void *)msg_id}, v;
@@ -637,12 +671,19 @@ void store_reader_close(store_reader_t **r)
     *r = NULL;
 }
 
-int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_queued_t *out,
-                     size_t max, size_t *n)
+/*
+ * Walk the entries of `region` in `dbi` (keys region(6) dseq(8)) from
+ * from_dseq in order, handing each to take(), which returns 1 if it kept
+ * the entry; stops after `max` kept ones. *n = how many were kept.
+ */
+typedef int region_take_fn(const MDB_val *k, const MDB_val *v, void *out, size_t i);
+
+static int region_walk(store_reader_t *r, MDB_dbi dbi, const char *region, uint64_t from_dseq,
+                       size_t max, region_take_fn *take, void *out, size_t *n)
 {
     MDB_cursor *c;
     *n = 0;
-    int rc = mdb_cursor_open(r->txn, r->store->queue, &c);
+    int rc = mdb_cursor_open(r->txn, dbi, &c);
     if (rc)
         return lmdb_err(rc);
     uint8_t key[QKEY_LEN];
@@ -652,35 +693,60 @@ int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, 
     while (rc == 0 && *n < max) {
         if (k.mv_size != QKEY_LEN || memcmp(k.mv_data, region, REGION_LEN) != 0)
             break;
-        if (v.mv_size == 24) {
-            out[*n].dseq = get_be64((uint8_t *)k.mv_data + REGION_LEN);
-            out[*n].seq = get_be64(v.mv_data);
-            memcpy(out[*n].msg_id, (uint8_t *)v.mv_data + 8, 16);
-            (*n)++;
-        }
+        *n += (size_t)take(&k, &v, out, *n);
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(c);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
 }
 
+static int take_queued(const MDB_val *k, const MDB_val *v, void *out, size_t i)
+{
+    if (v->mv_size != 24)
+        return 0;
+    store_queued_t *q = (store_queued_t *)out + i;
+    q->dseq = get_be64((const uint8_t *)k->mv_data + REGION_LEN);
+    q->seq = get_be64(v->mv_data);
+    memcpy(q->msg_id, (const uint8_t *)v->mv_data + 8, 16);
+    return 1;
+}
+
+static int take_held(const MDB_val *k, const MDB_val *v, void *out, size_t i)
+{
+    if (v->mv_size != 12)
+        return 0;
+    const uint8_t *d = v->mv_data;
+    store_held_t *h = (store_held_t *)out + i;
+    h->dseq = get_be64((const uint8_t *)k->mv_data + REGION_LEN);
+    h->since_ms = (int64_t)get_be64(d);
+    h->reason = (uint32_t)d[8] << 24 | (uint32_t)d[9] << 16 | (uint32_t)d[10] << 8 | d[11];
+    return 1;
+}
+
+static int take_count(const MDB_val *k, const MDB_val *v, void *out, size_t i)
+{
+    (void)k, (void)v, (void)out, (void)i;
+    return 1;
+}
+
+int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_queued_t *out,
+                     size_t max, size_t *n)
+{
+    return region_walk(r, r->store->queue, region, from_dseq, max, take_queued, out, n);
+}
+
+int store_held_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_held_t *out,
+                    size_t max, size_t *n)
+{
+    return region_walk(r, r->store->held, region, from_dseq, max, take_held, out, n);
+}
+
 int store_queue_count(store_reader_t *r, const char *region, uint64_t *n)
 {
-    MDB_cursor *c;
-    *n = 0;
-    int rc = mdb_cursor_open(r->txn, r->store->queue, &c);
-    if (rc)
-        return lmdb_err(rc);
-    uint8_t key[QKEY_LEN];
-    qkey(key, region, 0);
-    MDB_val k = {QKEY_LEN, key}, v;
-    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size == QKEY_LEN && memcmp(k.mv_data, region, REGION_LEN) == 0) {
-        (*n)++;
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(c);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+    size_t count = 0;
+    int rc = region_walk(r, r->store->queue, region, 0, SIZE_MAX, take_count, NULL, &count);
+    *n = count;
+    return rc;
 }
 
 int store_journal_get(store_reader_t *r, uint64_t seq, const void **event, size_t *len,

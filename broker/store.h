@@ -11,6 +11,8 @@
  *   dedup_age  time_ms(8) seq(8) -> msg_id(16)           to expire the window in order
  *   streams    stream_id(16) -> last stream_seq(8) region(6)
  *   rejects    stream_id(16) stream_seq(8) -> NACK code(4)  SENDs refused for good
+ *   held       region(6) dseq(8) -> since time_ms(8) reason(4)  queued messages set aside
+ *              for their region (still in `queue`: a held message is never dropped)
  *
  * Invariants: every change is made inside one write transaction that also
  * appends the journal event describing it, so the journal and the indexes
@@ -110,6 +112,25 @@ int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const ui
 int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
                        const uint8_t msg_id[16], uint64_t *seq);
 
+/* Why a queued message waits instead of being delivered (store_held_put). */
+enum {
+    STORE_HELD_PAYLOAD_TYPE = 1, /* the region's session does not accept its payload type */
+    STORE_HELD_TOO_LARGE = 2,    /* bigger than the region's session announced it takes */
+};
+
+/*
+ * Mark queued message (region, dseq) as set aside for `reason` at time_ms;
+ * it stays in the queue. Returns 0 if it was not held for that reason
+ * before (the caller journals it), NHUB_EEXIST if it already was (nothing
+ * changed), or a store error. A new reason keeps the first time.
+ */
+int store_held_put(store_txn_t *txn, const char *region, uint64_t dseq, uint32_t reason,
+                   int64_t time_ms);
+
+/* Forget the hold of (region, dseq) (it was delivered and confirmed).
+ * Returns 0, NHUB_ENOTFOUND (it was not held) or a store error. */
+int store_held_remove(store_txn_t *txn, const char *region, uint64_t dseq);
+
 /* Look up msg_id in the duplicate window: 0 and *seq, or NHUB_ENOTFOUND. */
 int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq);
 
@@ -162,6 +183,18 @@ typedef struct store_queued {
  */
 int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_queued_t *out,
                      size_t max, size_t *n);
+
+/* One held message as the reader sees it. */
+typedef struct store_held {
+    uint64_t dseq;
+    int64_t since_ms;
+    uint32_t reason; /* STORE_HELD_* */
+} store_held_t;
+
+/* Read up to `max` held entries of `region` with dseq >= from_dseq, in
+ * order, into out[]; *n = how many. Returns 0 or NHUB_ESTORE. */
+int store_held_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_held_t *out,
+                    size_t max, size_t *n);
 
 /* Count of queued messages for `region` (walks the queue; for stats/tests). */
 int store_queue_count(store_reader_t *r, const char *region, uint64_t *n);

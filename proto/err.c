@@ -23,6 +23,7 @@ const char *nhub_strerror(int err)
     case NHUB_EREFUSED: return "refused by peer";
     case NHUB_EZMQ: return "messaging error";
     case NHUB_ECRYPTO: return "cryptography error";
+    case NHUB_EEXIST: return "already exists";
     default: return "unknown error";
     }
 }

@@ -31,6 +31,7 @@ enum nhub_err {
     NHUB_EREFUSED = -14,  /* the peer refused the request (see its NACK) */
     NHUB_EZMQ = -15,      /* a ZeroMQ call failed */
     NHUB_ECRYPTO = -16,   /* an OpenSSL call failed */
+    NHUB_EEXIST = -17,    /* it is there already */
 };
 
 /* A short, static, English description of `err` (never NULL). */

@@ -104,6 +104,19 @@ void *raw_expect(raw_t *r, int want)
 wire_welcome_t *raw_hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
                           size_t n_accepted)
 {
+    return raw_hello_max(r, region, credit, accepted, n_accepted, 0);
+}
+
+wire_welcome_t *raw_hello_max(raw_t *r, const char *region, uint32_t credit, char **accepted,
+                              size_t n_accepted, uint32_t max_frame)
+{
+    raw_send_hello(r, region, credit, accepted, n_accepted, max_frame);
+    return raw_expect(r, WIRE_WELCOME);
+}
+
+void raw_send_hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
+                    size_t n_accepted, uint32_t max_frame)
+{
     wire_hello_t h = NHUB__WIRE__V1__HELLO__INIT;
     uint32_t v = 1;
     h.region = (char *)region;
@@ -114,8 +127,8 @@ wire_welcome_t *raw_hello(raw_t *r, const char *region, uint32_t credit, char **
     h.stream_id.len = 16;
     h.accepted_payloads = accepted;
     h.n_accepted_payloads = n_accepted;
+    h.max_frame = max_frame;
     raw_send(r, WIRE_HELLO, &h.base);
-    return raw_expect(r, WIRE_WELCOME);
 }
 
 void raw_hello_ok(raw_t *r, const char *region, uint32_t credit)

@@ -42,6 +42,14 @@ void *raw_expect(raw_t *r, int want);
 wire_welcome_t *raw_hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
                           size_t n_accepted);
 
+/* The same, announcing the largest DELIVER body this client takes (0: no limit). */
+wire_welcome_t *raw_hello_max(raw_t *r, const char *region, uint32_t credit, char **accepted,
+                              size_t n_accepted, uint32_t max_frame);
+
+/* Only send that HELLO (the answer is the caller's to read). */
+void raw_send_hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
+                    size_t n_accepted, uint32_t max_frame);
+
 /* HELLO and discard the WELCOME. */
 void raw_hello_ok(raw_t *r, const char *region, uint32_t credit);
 

@@ -27,6 +27,15 @@ static void ack_ok(raw_t *r)
     wire_free((ProtobufCMessage **)&ack);
 }
 
+/* A HEARTBEAT answered: the hub has read every frame `r` sent before it. */
+static void round_trip(raw_t *r)
+{
+    wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
+    raw_send(r, WIRE_HEARTBEAT, &hb.base);
+    wire_heartbeat_t *back = raw_expect(r, WIRE_HEARTBEAT);
+    wire_free((ProtobufCMessage **)&back);
+}
+
 /* An envelope with a text payload. */
 static size_t envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                        const char *dst, const char *type, const char *payload)
@@ -296,29 +305,108 @@ static void test_broadcast_reaches_every_other_region(void **state)
     raw_free(&c);
 }
 
-static void test_unaccepted_payload_type_is_held_not_delivered(void **state)
+/*
+ * A v1 -> v2 rollout midway: the receiver takes only v1, so the v2 message
+ * is set aside (journaled as held once), never dropped; once a session of
+ * that region announces v2 it is delivered, once, and the region's later
+ * messages follow it without a repeat.
+ */
+static void test_held_message_is_delivered_once_when_the_region_accepts_its_type(void **state)
 {
     th_hub_t *h = *state;
     raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint);
-    char *acc[] = {"nhub.verify.v1.*"};
+    char *v1[] = {"nhub.verify.v1.*"};
+    char *both[] = {"nhub.verify.v1.*", "nhub.verify.v2.*"};
     raw_hello_ok(a, "530000", 8);
-    wire_free((ProtobufCMessage **)&(wire_welcome_t *){raw_hello(b, "540000", 8, acc, 1)});
-    uint8_t id[16], buf[512];
-    raw_make_id(id, 60);
-    size_t n = envelope(buf, sizeof buf, id, "530000", "540000", "nhub.verify.v2.Query", "v2");
-    raw_send_env(a, 1, buf, n);
+    wire_free((ProtobufCMessage **)&(wire_welcome_t *){raw_hello(b, "540000", 8, v1, 1)});
+    uint8_t id[16], held_id[16], buf[512], held_buf[512];
+    raw_make_id(held_id, 60);
+    size_t held_n = envelope(held_buf, sizeof held_buf, held_id, "530000", "540000",
+                             "nhub.verify.v2.Query", "v2");
+    raw_send_env(a, 1, held_buf, held_n);
     ack_ok(a);
     raw_make_id(id, 61);
-    n = envelope(buf, sizeof buf, id, "530000", "540000", "nhub.verify.v1.Query", "v1");
+    size_t n = envelope(buf, sizeof buf, id, "530000", "540000", "nhub.verify.v1.Query", "v1");
     raw_send_env(a, 2, buf, n);
     ack_ok(a);
     wire_deliver_t *d = raw_expect(b, WIRE_DELIVER);
     assert_int_equal(d->dseq, 2);      /* the v2 message was set aside */
     assert_int_equal(d->prev_dseq, 0); /* ...on purpose: nothing was sent before it */
     assert_memory_equal(d->envelope.data, buf, n);
+    raw_confirm(b, d);
+    wire_free((ProtobufCMessage **)&d);
+    assert_true(th_log_wait(h, "reason=payload_type_not_accepted", 1, 5000));
+    round_trip(b); /* its DELIVERED is staged before the next session's HELLO */
+    raw_free(&b);
+
+    /* Still queued: a session that takes v2 gets it, and only it. */
+    raw_t *b2 = raw_new(g_ctx, h->endpoint);
+    wire_free((ProtobufCMessage **)&(wire_welcome_t *){raw_hello(b2, "540000", 8, both, 2)});
+    d = raw_expect(b2, WIRE_DELIVER);
+    assert_int_equal(d->dseq, 1);
+    assert_int_equal(d->attempt, 1);
+    assert_memory_equal(d->envelope.data, held_buf, held_n);
+    raw_confirm(b2, d);
+    wire_free((ProtobufCMessage **)&d);
+    raw_make_id(id, 62);
+    n = envelope(buf, sizeof buf, id, "530000", "540000", "nhub.verify.v1.Query", "after");
+    raw_send_env(a, 3, buf, n);
+    ack_ok(a);
+    d = raw_expect(b2, WIRE_DELIVER); /* the next one, not dseq 1 or 2 again */
+    assert_int_equal(d->dseq, 3);
+    assert_memory_equal(d->envelope.data, buf, n);
+    raw_confirm(b2, d);
+    wire_free((ProtobufCMessage **)&d);
+    /* Journaled and logged as held once, not again at the second session. */
+    assert_int_equal(th_log_count(h, "reason=payload_type_not_accepted"), 1);
+    raw_free(&a);
+    raw_free(&b2);
+}
+
+/*
+ * A receiver that takes smaller frames than the hub: a message too big for
+ * it is held with that reason (never sent, so libzmq never drops the
+ * connection, and never dropped), the small one after it is delivered, and
+ * a session with room for it gets it.
+ */
+static void test_message_too_big_for_receiver_is_held_until_a_session_takes_it(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint), *c = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "420000", 8);
+    wire_free(
+        (ProtobufCMessage **)&(wire_welcome_t *){raw_hello_max(c, "430000", 8, NULL, 0, 4096)});
+    static uint8_t big_payload[20000], big[21000];
+    memset(big_payload, 'b', sizeof big_payload);
+    uint8_t id[16], buf[512];
+    raw_make_id(id, 63);
+    size_t big_n = raw_envelope(big, sizeof big, id, "420000", "430000", "nhub.test.v1.Ping",
+                                big_payload, sizeof big_payload);
+    raw_send_env(a, 1, big, big_n);
+    ack_ok(a);
+    raw_make_id(id, 64);
+    size_t n = envelope(buf, sizeof buf, id, "420000", "430000", "nhub.test.v1.Ping", "small");
+    raw_send_env(a, 2, buf, n);
+    ack_ok(a);
+    wire_deliver_t *d = raw_expect(c, WIRE_DELIVER);
+    assert_int_equal(d->dseq, 2);
+    assert_memory_equal(d->envelope.data, buf, n);
+    raw_confirm(c, d);
+    wire_free((ProtobufCMessage **)&d);
+    assert_true(th_log_wait(h, "reason=too_large_for_receiver", 1, 5000));
+    round_trip(c);
+    raw_free(&c);
+
+    raw_t *c2 = raw_new(g_ctx, h->endpoint);
+    wire_free((ProtobufCMessage **)&(wire_welcome_t *){raw_hello_max(c2, "430000", 8, NULL, 0, 0)});
+    d = raw_expect(c2, WIRE_DELIVER);
+    assert_int_equal(d->dseq, 1);
+    assert_int_equal(d->envelope.len, big_n);
+    assert_memory_equal(d->envelope.data, big, big_n);
+    raw_confirm(c2, d);
     wire_free((ProtobufCMessage **)&d);
     raw_free(&a);
-    raw_free(&b);
+    raw_free(&c2);
 }
 
 static void test_stream_position_survives_restart(void **state)
@@ -395,6 +483,53 @@ static void test_stream_of_another_region_is_refused(void **state)
     wire_free((ProtobufCMessage **)&nack);
     raw_free(&a);
     raw_free(&b);
+}
+
+/*
+ * A HELLO refused at its commit (its stream belongs to another region)
+ * changes nothing: the region's delivery session stays the one it was, and
+ * the refused peer still has no session to send on.
+ */
+static void test_refused_hello_neither_opens_a_session_nor_takes_deliveries(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint), *c = raw_new(g_ctx, h->endpoint);
+    raw_t *thief = raw_new(g_ctx, h->endpoint);
+    memcpy(thief->stream_id, a->stream_id, 16);
+    raw_hello_ok(a, "140000", 0);
+    raw_hello_ok(c, "150000", 8);
+    uint8_t id[16], buf[512];
+    raw_make_id(id, 90);
+    size_t n = envelope(buf, sizeof buf, id, "140000", "150000", "nhub.test.v1.Ping", "one");
+    raw_send_env(a, 1, buf, n); /* the stream is now 140000's */
+    ack_ok(a);
+    wire_deliver_t *d = raw_expect(c, WIRE_DELIVER);
+    raw_confirm(c, d);
+    wire_free((ProtobufCMessage **)&d);
+
+    raw_send_hello(thief, "150000", 8, NULL, 0, 0);
+    wire_nack_t *nack = raw_expect(thief, WIRE_NACK);
+    assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT);
+    wire_free((ProtobufCMessage **)&nack);
+    raw_make_id(id, 91);
+    n = envelope(buf, sizeof buf, id, "150000", "140000", "nhub.test.v1.Ping", "x");
+    raw_send_env(thief, 1, buf, n);
+    nack = raw_expect(thief, WIRE_NACK);
+    assert_int_equal(nack->code, NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED);
+    wire_free((ProtobufCMessage **)&nack);
+
+    raw_make_id(id, 92);
+    n = envelope(buf, sizeof buf, id, "140000", "150000", "nhub.test.v1.Ping", "two");
+    raw_send_env(a, 2, buf, n);
+    ack_ok(a);
+    d = raw_expect(c, WIRE_DELIVER); /* still c's, not the refused peer's */
+    assert_int_equal(d->dseq, 2);
+    assert_memory_equal(d->envelope.data, buf, n);
+    raw_confirm(c, d);
+    wire_free((ProtobufCMessage **)&d);
+    raw_free(&thief);
+    raw_free(&a);
+    raw_free(&c);
 }
 
 static void test_reused_stream_seq_for_another_message_is_never_acked(void **state)
@@ -540,10 +675,12 @@ int main(void)
         cmocka_unit_test(test_invalid_envelopes_refused_and_stream_moves_on),
         cmocka_unit_test(test_malformed_frames_counted_and_hub_keeps_serving),
         cmocka_unit_test(test_delivery_redelivery_and_confirm),
-        cmocka_unit_test(test_unaccepted_payload_type_is_held_not_delivered),
+        cmocka_unit_test(test_held_message_is_delivered_once_when_the_region_accepts_its_type),
+        cmocka_unit_test(test_message_too_big_for_receiver_is_held_until_a_session_takes_it),
         cmocka_unit_test(test_stream_position_survives_restart),
         cmocka_unit_test(test_resend_of_refused_message_is_refused_again),
         cmocka_unit_test(test_stream_of_another_region_is_refused),
+        cmocka_unit_test(test_refused_hello_neither_opens_a_session_nor_takes_deliveries),
         cmocka_unit_test(test_reused_stream_seq_for_another_message_is_never_acked),
         cmocka_unit_test(test_delivered_with_wrong_msg_id_does_not_stop_redelivery),
         cmocka_unit_test(test_receiver_that_never_confirms_holds_only_its_window),

@@ -207,8 +207,8 @@ static size_t raw_get(const char *dir, const char *db, const void *key, size_t k
     return v.mv_size;
 }
 
-static void raw_put(const char *dir, const char *db, const void *key, size_t klen,
-                    const void *val, size_t vlen)
+static void raw_put(const char *dir, const char *db, const void *key, size_t klen, const void *val,
+                    size_t vlen)
 {
     MDB_txn *txn;
     MDB_dbi dbi;
@@ -703,6 +703,52 @@ static void test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry(voi
 
 /* ---- duplicate window ------------------------------------------------------ */
 
+static void test_held_is_recorded_once_per_reason_listed_in_order_and_survives_reopen(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    put_n(fx->st, "110000", 4, 0);
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_held_put(t, "110000", 3, STORE_HELD_PAYLOAD_TYPE, 1000), 0);
+    assert_int_equal(store_held_put(t, "110000", 1, STORE_HELD_TOO_LARGE, 2000), 0);
+    assert_int_equal(store_held_put(t, "110000", 3, STORE_HELD_PAYLOAD_TYPE, 3000), NHUB_EEXIST);
+    assert_int_equal(store_held_put(t, "120000", 1, STORE_HELD_PAYLOAD_TYPE, 4000), 0);
+    commit(&t);
+    reopen(fx);
+
+    /* A new reason is recorded (the caller journals it); the first time stays. */
+    t = begin(fx->st);
+    assert_int_equal(store_held_put(t, "110000", 3, STORE_HELD_TOO_LARGE, 5000), 0);
+    commit(&t);
+    store_reader_t *r = reader(fx->st);
+    store_held_t out[8];
+    size_t n = 99;
+    assert_int_equal(store_held_scan(r, "110000", 0, out, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].dseq, 1);
+    assert_int_equal(out[0].reason, STORE_HELD_TOO_LARGE);
+    assert_int_equal(out[0].since_ms, 2000);
+    assert_int_equal(out[1].dseq, 3);
+    assert_int_equal(out[1].reason, STORE_HELD_TOO_LARGE);
+    assert_int_equal(out[1].since_ms, 1000);
+    assert_int_equal(store_held_scan(r, "110000", 2, out, 8, &n), 0);
+    assert_int_equal(n, 1);
+    store_reader_close(&r);
+
+    /* Held messages are still queued; removing the hold leaves the queue alone. */
+    assert_int_equal(queue_count(fx->st, "110000"), 4);
+    t = begin(fx->st);
+    assert_int_equal(store_held_remove(t, "110000", 3), 0);
+    assert_int_equal(store_held_remove(t, "110000", 3), NHUB_ENOTFOUND);
+    commit(&t);
+    assert_int_equal(queue_count(fx->st, "110000"), 4);
+    r = reader(fx->st);
+    assert_int_equal(store_held_scan(r, "110000", 0, out, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].dseq, 1);
+    store_reader_close(&r);
+}
+
 static void test_dedup_put_then_get_returns_seq(void **state)
 {
     fx_t *fx = *state;
@@ -943,8 +989,8 @@ static void test_full_map_grows_until_limit_and_full_writes_apply_nothing(void *
         assert_int_equal(append_big(fx->st, i, &seq), 0);
         i++;
     }
-    assert_int_equal(grows, 2);   /* 1 -> 2 -> 4 MiB */
-    assert_int_equal(fulls, 3);   /* one per map size */
+    assert_int_equal(grows, 2); /* 1 -> 2 -> 4 MiB */
+    assert_int_equal(fulls, 3); /* one per map size */
     assert_in_range(i, 10, 40);
     assert_int_equal(journal_last(fx->st), i);
     assert_int_equal(queue_count(fx->st, "110000"), i);
@@ -1033,6 +1079,7 @@ int main(void)
         T(test_queue_scan_reads_from_cursor_in_order_and_stops_at_region_end),
         T(test_queue_remove_returns_seq_and_dseq_is_never_reused),
         T(test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry),
+        T(test_held_is_recorded_once_per_reason_listed_in_order_and_survives_reopen),
         T(test_dedup_put_then_get_returns_seq),
         T(test_dedup_expire_forgets_only_entries_before_cutoff_up_to_max),
         T(test_dedup_expire_walks_across_pages),
