@@ -52,6 +52,23 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
  */
 #define HUB_PEER_HWM 32768
 #define HUB_CREDIT_CAP (HUB_PEER_HWM / 4)
+/*
+ * What one peer can make the hub hold. libzmq queues a peer's frames up to
+ * the receive high-water mark, counted in messages, and then stops reading
+ * its connection (TCP pushes back; nothing is lost). The mark is sized so
+ * that a peer writing max_frame bodies queues about HUB_PEER_QUEUE_BYTES,
+ * and never more than the protocol lets a reading peer have in flight (its
+ * window of SENDs and its credit of DELIVEREDs); a peer of small frames
+ * meets it only when it writes more than it waits answers for.
+ */
+#define HUB_PEER_QUEUE_BYTES ((uint64_t)64 << 20)
+#define HUB_PEER_QUEUE_MIN 16
+#define HUB_PEER_QUEUE_MAX (2 * HUB_CREDIT_CAP)
+/* A stage is closed once its SEND bodies reach this many bytes (or one
+ * max_frame, if larger), whatever its count: the two stages of the
+ * pipeline and the commit's dirty pages stay bounded, so does the time one
+ * turn takes before ZAP requests and heartbeats are served again. */
+#define HUB_STAGE_BYTES ((uint64_t)8 << 20)
 #define HUB_BLOCKED_RETRY_MS 50
 /* Refused handshakes are journaled at most this often (each is counted);
  * the next record says how many were not journaled in between. */
@@ -131,8 +148,11 @@ struct hub {
     size_t n_regions;
     struct item *items; /* the stage being filled */
     size_t n_items, cap_items;
+    uint64_t items_bytes; /* its SEND bodies */
+    uint64_t stage_bytes; /* a stage is closed once items_bytes reaches it */
     struct item *ready; /* the stage before it: signatures being checked, commits next */
     size_t n_ready;
+    uint64_t ready_bytes;
     uint8_t *scratch;
     size_t scratch_cap;
     dispatch_entry_t due[HUB_SCAN_MAX];
@@ -520,6 +540,7 @@ static void on_send(hub_t *h, session_t *s, const void *rid, size_t rid_len, con
         wire_free((ProtobufCMessage **)&send);
         return;
     }
+    h->items_bytes += len;
     it->send = send;
     it->region = s->region;
     memcpy(it->stream_id, s->stream_id, 16);
@@ -917,14 +938,28 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
 }
 
 /*
- * Apply the whole stage in one transaction. On a full map: grow and replay;
+ * What committing a stage of n items with `bytes` of SEND bodies may add to
+ * the map: each body once in the journal, the pages the B-trees split and
+ * copy, and the indexes' entries. Generous on purpose: growing the map is
+ * cheap, replaying a stage is not.
+ */
+static uint64_t stage_room(size_t n, uint64_t bytes)
+{
+    return 2 * bytes + (uint64_t)n * 1024 + ((uint64_t)1 << 20);
+}
+
+/*
+ * Apply the whole stage in one transaction. The map is grown ahead of it to
+ * hold what the stage may write; should it still fill up: grow and replay;
  * at the limit, replay without storing new messages (they get NACK
  * STORE_FULL) so confirmations still go through.
  */
-static int apply_stage(hub_t *h, struct item *items, size_t n)
+static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
 {
     int no_writes = h->full;
     int64_t now = clock_wall_ms(h->clock);
+    if (!no_writes && store_reserve(h->store, stage_room(n, bytes)) == NHUB_ESTORE)
+        log_error("hub.reserve_failed", "items=%zu bytes=%" PRIu64, n, bytes);
     for (;;) {
         store_txn_t *t = NULL;
         int rc = store_begin(h->store, &t);
@@ -943,8 +978,10 @@ static int apply_stage(hub_t *h, struct item *items, size_t n)
             h->n.committed_items += n;
             return 0;
         }
-        if (rc == NHUB_EFULL && store_grow(h->store) == 0)
+        if (rc == NHUB_EFULL && store_grow(h->store) == 0) {
+            h->n.replays++;
             continue;
+        }
         if (rc == NHUB_EFULL && !no_writes) {
             h->n.store_full++;
             h->full = 1;
@@ -1119,15 +1156,17 @@ static void flush_stage(hub_t *h)
     workers_wait(h->workers); /* the ready stage's checks are done */
     verify_start(h, cur, n_cur);
     if (n_prev) {
-        int rc = apply_stage(h, prev, n_prev);
+        int rc = apply_stage(h, prev, n_prev, h->ready_bytes);
         if (rc)
             fail_stage(prev, n_prev, rc);
         finish_items(h, prev, n_prev, rc);
     }
     h->ready = cur;
     h->n_ready = n_cur;
+    h->ready_bytes = h->items_bytes;
     h->items = prev;
     h->n_items = 0;
+    h->items_bytes = 0;
 }
 
 /* Commit and answer everything staged (before a reload, at the stop). */
@@ -1450,8 +1489,10 @@ static int journal_event(hub_t *h, journal_event_t *ev)
             rc = store_commit(&t);
         else
             store_abort(&t);
-        if (rc == NHUB_EFULL && store_grow(h->store) == 0)
+        if (rc == NHUB_EFULL && store_grow(h->store) == 0) {
+            h->n.replays++;
             continue;
+        }
         return rc;
     }
 }
@@ -1689,8 +1730,10 @@ static int sync_suspensions(hub_t *h)
             rc = store_commit(&t);
         else
             store_abort(&t);
-        if (rc == NHUB_EFULL && store_grow(h->store) == 0)
+        if (rc == NHUB_EFULL && store_grow(h->store) == 0) {
+            h->n.replays++;
             continue;
+        }
         if (rc)
             return rc;
         for (size_t i = 0; i < h->cfg->region_count; i++) {
@@ -1813,6 +1856,15 @@ static int setup_curve(hub_t *h, char *err, size_t errcap)
     return 0;
 }
 
+/* The receive high-water mark of every peer (see HUB_PEER_QUEUE_BYTES). */
+static int peer_queue_len(uint64_t max_frame)
+{
+    uint64_t n = HUB_PEER_QUEUE_BYTES / (max_frame + HUB_FRAME_SLACK);
+    return n < HUB_PEER_QUEUE_MIN ? HUB_PEER_QUEUE_MIN
+           : n > HUB_PEER_QUEUE_MAX ? HUB_PEER_QUEUE_MAX
+                                   : (int)n;
+}
+
 static int open_socket(hub_t *h, char *err, size_t errcap)
 {
     int64_t maxmsg = (int64_t)h->cfg->limits.max_frame + HUB_FRAME_SLACK;
@@ -1830,7 +1882,7 @@ static int open_socket(hub_t *h, char *err, size_t errcap)
     if (!h->router || set_opt_int(h->router, ZMQ_ROUTER_MANDATORY, 1) ||
         zmq_setsockopt(h->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
         set_opt_int(h->router, ZMQ_SNDHWM, HUB_PEER_HWM) ||
-        set_opt_int(h->router, ZMQ_RCVHWM, 200000) || set_opt_int(h->router, ZMQ_LINGER, 2000)) {
+        set_opt_int(h->router, ZMQ_RCVHWM, peer_queue_len(h->cfg->limits.max_frame)) || set_opt_int(h->router, ZMQ_LINGER, 2000)) {
         snprintf(err, errcap, "cannot create the hub socket: %s", zmq_strerror(zmq_errno()));
         return NHUB_EZMQ;
     }
@@ -1907,6 +1959,8 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
         goto fail;
     rc = NHUB_ENOMEM;
     h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
+    h->stage_bytes = h->cfg->limits.max_frame > HUB_STAGE_BYTES ? h->cfg->limits.max_frame
+                                                                : HUB_STAGE_BYTES;
     h->items = calloc(h->cap_items, sizeof *h->items);
     h->ready = calloc(h->cap_items, sizeof *h->ready);
     h->verify_idx = calloc(h->cap_items, sizeof *h->verify_idx);
@@ -2064,11 +2118,13 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
     return 0;
 }
 
-/* Read every frame already waiting (bounded), staging what is valid. */
+/* Read every frame already waiting, staging what is valid, until the stage
+ * is full by count or by bytes. */
 static int drain(hub_t *h)
 {
     size_t frames = 0, max_frames = (size_t)h->cfg->limits.batch_max * 4;
-    while (h->n_items < (size_t)h->cfg->limits.batch_max && frames < max_frames) {
+    while (h->n_items < (size_t)h->cfg->limits.batch_max && h->items_bytes < h->stage_bytes &&
+           frames < max_frames) {
         wire_frames_t f;
         int rc = wire_recv(h->router, &f, ZMQ_DONTWAIT);
         if (rc == NHUB_EAGAIN || rc == NHUB_ECLOSED)
@@ -2127,11 +2183,11 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
     log_stats(h);
     log_security(h);
     log_info("hub.stopped",
-             "accepted=%llu rejected=%llu dropped=%llu nack_malformed=%llu "
+             "accepted=%llu rejected=%llu dropped=%llu replays=%llu nack_malformed=%llu "
              "nack_version=%llu nack_unknown_command=%llu nack_too_large=%llu "
              "nack_hello_required=%llu",
              (unsigned long long)h->n.accepted, (unsigned long long)h->n.rejected,
-             (unsigned long long)h->n.dropped,
+             (unsigned long long)h->n.dropped, (unsigned long long)h->n.replays,
              (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED],
              (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_VERSION],
              (unsigned long long)h->n.nacked[NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_COMMAND],

@@ -327,6 +327,20 @@ int store_grow(store_t *self)
     return 0;
 }
 
+int store_reserve(store_t *self, uint64_t bytes)
+{
+    for (;;) {
+        uint64_t used, limit, disk_free, disk_size;
+        int rc = store_usage(self, &used, &limit, &disk_free, &disk_size);
+        if (rc)
+            return rc;
+        if (used <= self->map_size && self->map_size - used >= bytes)
+            return 0;
+        if ((rc = store_grow(self)))
+            return rc;
+    }
+}
+
 int store_begin(store_t *self, store_txn_t **out)
 {
     *out = NULL;

@@ -94,6 +94,15 @@ void store_abort(store_txn_t **txn);
 int store_grow(store_t *self);
 
 /*
+ * Grow the map ahead of a transaction until `bytes` lie between the
+ * highest page used and its end (pages freed below it are not counted), or
+ * the limit is reached. Returns 0 if there is that room, NHUB_EFULL if the
+ * limit leaves less (a transaction may still fit in freed pages) or
+ * NHUB_ESTORE. No transaction may be open.
+ */
+int store_reserve(store_t *self, uint64_t bytes);
+
+/*
  * Append an encoded JournalEvent. Sets *seq to its sequence number.
  * Returns 0, NHUB_EFULL or NHUB_ESTORE.
  */

@@ -19,7 +19,9 @@
  *             that never say anything, 1,000 clients connecting, saying
  *             HELLO and disconnecting in a loop, and one sending envelopes
  *             at the size limit; the legitimate ACK latency and the hub's
- *             RssAnon. Then the hub in curve mode (signed Ed25519 ingest as
+ *             RssAnon. Then one peer writing 1 MiB SENDs without reading
+ *             its answers: the hub's peak RssAnon and the others' p99
+ *             against the same hub without it. Then the hub in curve mode (signed Ed25519 ingest as
  *             the signed section's): ingest alone, and while the 1,000
  *             clients, each with a random CURVE key the hub does not know,
  *             connect and close 200 ms later; the same figures and the
@@ -723,7 +725,24 @@ struct big_sender {
     unsigned long acked;
 };
 
-/* One message at a time of 1 MiB minus a margin (the default max_frame). */
+/* An envelope of 1 MiB minus a margin (the default max_frame), id borrowed. */
+#define BIG_BODY ((1 << 20) - 1024)
+static void big_envelope(wire_envelope_t *e, uint8_t id[16], const char *src, const char *dst)
+{
+    static uint8_t body[BIG_BODY];
+    nhub__wire__v1__envelope__init(e);
+    e->msg_id.data = id;
+    e->msg_id.len = 16;
+    e->source = (char *)src;
+    e->destination = (char *)dst;
+    e->item = "BENCH-BIG";
+    e->kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
+    e->payload_type = "nhub.bench.v1.Big";
+    e->payload.data = body;
+    e->payload.len = BIG_BODY;
+}
+
+/* One big envelope at a time, each sent once the last is ACKed. */
 static void *big_loop(void *arg)
 {
     struct big_sender *b = arg;
@@ -738,25 +757,59 @@ static void *big_loop(void *arg)
         wire_free(&m);
         if (cmd == WIRE_WELCOME || cmd == WIRE_ACK) {
             b->acked += cmd == WIRE_ACK;
-            static uint8_t body[(1 << 20) - 1024];
-            uint8_t id[16], *buf = malloc(sizeof body + 512);
+            uint8_t id[16], *buf = malloc(BIG_BODY + 512);
             bench_make_id(id, cl.stream_id, cl.next_sseq);
-            wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
-            e.msg_id.data = id;
-            e.msg_id.len = 16;
-            e.source = "650000";
-            e.destination = "640000";
-            e.item = "BENCH-BIG";
-            e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
-            e.payload_type = "nhub.bench.v1.Big";
-            e.payload.data = body;
-            e.payload.len = sizeof body;
+            wire_envelope_t e;
+            big_envelope(&e, id, "650000", "640000");
             wire_send_t snd = NHUB__WIRE__V1__SEND__INIT;
             snd.stream_seq = cl.next_sseq++;
             snd.envelope.data = buf;
             snd.envelope.len = protobuf_c_message_pack(&e.base, buf);
             wire_send(cl.sock, NULL, 0, WIRE_SEND, &snd.base, 0);
             free(buf);
+        }
+    }
+    client_close(&cl);
+    return NULL;
+}
+
+/* A peer that writes 1 MiB SENDs as fast as the hub takes them and never
+ * reads an answer; it samples the hub's RssAnon as it goes. */
+struct flooder {
+    void *ctx;
+    const char *endpoint;
+    pid_t hub_pid;
+    volatile int stop;
+    unsigned long sent;
+    long peak_rss_kb;
+};
+
+static void *flood_loop(void *arg)
+{
+    struct flooder *fl = arg;
+    client_t cl;
+    client_open(&cl, fl->ctx, fl->endpoint, "630000", "620000", 0, 0, NULL, 0);
+    int hwm = 16; /* it queues little itself: the hub is what is pressed */
+    zmq_setsockopt(cl.sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    static uint8_t buf[BIG_BODY + 512];
+    uint8_t id[16];
+    wire_envelope_t e;
+    big_envelope(&e, id, "630000", "620000");
+    zmq_pollitem_t pi = {cl.sock, 0, ZMQ_POLLOUT, 0};
+    while (!fl->stop && fl->sent < 4000) {
+        long rss = bench_rss_anon_kb(fl->hub_pid);
+        if (rss > fl->peak_rss_kb)
+            fl->peak_rss_kb = rss;
+        bench_make_id(id, cl.stream_id, cl.next_sseq);
+        wire_send_t snd = NHUB__WIRE__V1__SEND__INIT;
+        snd.stream_seq = cl.next_sseq;
+        snd.envelope.data = buf;
+        snd.envelope.len = protobuf_c_message_pack(&e.base, buf);
+        if (wire_send(cl.sock, NULL, 0, WIRE_SEND, &snd.base, ZMQ_DONTWAIT) == 0) {
+            cl.next_sseq++;
+            fl->sent++;
+        } else {
+            zmq_poll(&pi, 1, 20);
         }
     }
     client_close(&cl);
@@ -838,6 +891,45 @@ static void hostile_curve(int seconds, double rate)
            side[1].ch.attempts, side[1].ch.cycles);
 }
 
+/*
+ * One peer floods the hub with 1 MiB SENDs and reads nothing back, while
+ * ingest (4 x 64) runs from others: the hub's peak RssAnon and the others'
+ * p99, against the same hub's figures without the flood.
+ */
+static void hostile_flood(int seconds)
+{
+    th_hub_t hub;
+    bench_result_t calm, flood;
+    memset(&calm, 0, sizeof calm);
+    memset(&flood, 0, sizeof flood);
+    if (start_hub(&hub, "  batch_max: 4096\n") != 0)
+        return;
+    bench_ingest(&hub, 4, 64, seconds, 0, NULL, &calm);
+    long rss_calm = bench_rss_anon_kb(hub.pid);
+    void *ctx = zmq_ctx_new();
+    struct flooder fl = {.ctx = ctx, .endpoint = hub.endpoint, .hub_pid = hub.pid};
+    pthread_t t;
+    int64_t t0 = now_us();
+    pthread_create(&t, NULL, flood_loop, &fl);
+    bench_ingest(&hub, 4, 64, seconds, 0, NULL, &flood);
+    fl.stop = 1;
+    pthread_join(t, NULL);
+    double secs = (double)(now_us() - t0) / 1e6;
+    zmq_ctx_term(ctx);
+    th_hub_stop(&hub);
+    long replays = th_log_value(&hub, "hub.stopped", "replays");
+    th_hub_cleanup(&hub);
+    printf("  flood:   one peer writes 1 MiB SENDs and reads no answer: %lu written in %.1f s "
+           "(%.0f MiB/s)\n",
+           fl.sent, secs, (double)fl.sent / secs);
+    printf("           hub RssAnon peak %ld KiB (%ld KiB before it); the 4 x 64 senders' p99 "
+           "%.2f ms against %.2f ms alone (%.2fx), %.0f msgs/s against %.0f; stages "
+           "replayed after a map growth: %ld\n",
+           fl.peak_rss_kb, rss_calm, flood.p99, calm.p99, calm.p99 > 0 ? flood.p99 / calm.p99 : 0,
+           flood.rate, calm.rate, replays);
+    fflush(stdout);
+}
+
 static void section_hostile(int seconds)
 {
     printf("\n== hostile peers: ingest (4 x 64) alone, then with 100 silent connections,\n"
@@ -883,6 +975,7 @@ static void section_hostile(int seconds)
            "%lu envelopes of 1 MiB ACKed\n",
            BENCH_CHURN_CLIENTS, ch.cycles, big.acked);
     fflush(stdout);
+    hostile_flood(seconds);
     hostile_curve(seconds, calm.rate);
 }
 
