@@ -98,7 +98,7 @@ typedef struct nhub_options {
     uint32_t window;          /* SENDs in flight unacknowledged; 0 = 256 */
     const char *const *accepted_payloads; /* payload types to accept ("pkg.v1.*" ok); NULL = all */
     size_t n_accepted;
-    uint32_t max_frame;       /* largest message accepted by nhub_send; 0 = 1 MiB */
+    uint32_t max_frame;       /* largest message accepted by nhub_send; 1 KiB..64 MiB, 0 = 1 MiB */
     int64_t resend_after_ms;  /* resend unacknowledged SENDs after this; 0 = 5000 */
     int64_t heartbeat_ms;     /* 0 = 2000 */
     uint64_t map_size_max;    /* outbox/inbox store limit in bytes; 0 = 4 GiB */
@@ -113,12 +113,15 @@ typedef struct nhub_options {
                                  leaves the region's deliveries with the adapter
                                  that receives them (short-lived senders) */
     int64_t confirmed_retention_ms; /* how long a confirmed msg_id is remembered, so a
-                                 redelivery of it is answered and dropped; older
-                                 ones are forgotten (at most 512 a second, while
-                                 the network is served). 0 = 8 days (the hub's
-                                 default dedup_window of 7 days plus a margin);
-                                 keep it longer than the longest time the hub may
-                                 hold a message this adapter confirmed */
+                                 redelivery of it is answered and dropped, counted
+                                 from when the hub answered its DELIVERED as
+                                 committed (never before: a confirmation made while
+                                 disconnected, or whose DELIVERED was lost, is kept
+                                 and sent again on the next session, however long
+                                 the outage); older ones are forgotten (at most 512
+                                 a second, while the network is served). 0 = 8
+                                 days (the hub's default dedup_window of 7 days
+                                 plus a margin) */
     /*
      * Security: give key_file and hub_key, or insecure_plaintext, never both.
      * nhub_open refuses with NHUB_ECONFIG otherwise (an offline handle may
@@ -310,6 +313,8 @@ typedef struct nhub_stats {
     int link;                    /* enum nhub_link */
     char link_error[NHUB_LINK_ERROR_MAX]; /* what went wrong with the connection last;
                                             "" once up */
+    uint64_t delivered_settled; /* confirmations whose DELIVERED the hub answered as
+                                   committed: only these age out of the confirmed set */
 } nhub_stats_t;
 
 /* Fill *out with counters of this adapter (counters are per nhub_open;
@@ -343,6 +348,8 @@ typedef struct nhub_store_info {
     char link_error[NHUB_LINK_ERROR_MAX]; /* what went wrong; "" when up */
     uint64_t auth_failures;               /* over all processes since the store was made */
     uint64_t handshake_failures;
+    uint64_t unsent_confirmations; /* confirmed, DELIVERED not yet known committed at the
+                                      hub: sent on the next session, never aged out */
 } nhub_store_info_t;
 
 /* Fill *out from the store. Returns 0 or NHUB_ESTORE. */

@@ -86,7 +86,7 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
  * and a twentieth of the disk, each at most 64 MiB. */
 #define HUB_RESERVE_MAX ((uint64_t)64 << 20)
 
-enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD };
+enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD, ITEM_HEARTBEAT };
 
 /* One staged unit of work of a turn, and its reply once committed. */
 struct item {
@@ -104,7 +104,7 @@ struct item {
     char key_id[KEYS_FPR_LEN + 1]; /* SEND: signing key id as sent (checked form) */
     char fpr[KEYS_FPR_LEN + 1];    /* SEND: CURVE fingerprint of the connection */
     uint8_t msg_id[16];            /* CONFIRM/HOLD */
-    uint64_t dseq, seq;            /* CONFIRM/HOLD */
+    uint64_t dseq, seq;            /* CONFIRM/HOLD; seq: HEARTBEAT's beat */
     uint32_t hold_reason;          /* HOLD: STORE_HELD_* */
     uint32_t hold_size;            /* HOLD, too large: the DELIVER's size */
     /* result */
@@ -569,11 +569,36 @@ static void on_delivered(hub_t *h, session_t *s, const void *rid, size_t rid_len
     wire_free((ProtobufCMessage **)&d);
 }
 
-static void on_heartbeat(hub_t *h, const void *rid, size_t rid_len)
+static void send_heartbeat(hub_t *h, const void *rid, size_t rid_len, uint64_t beat)
 {
     wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
     hb.time_ms = clock_wall_ms(h->clock);
-    wire_send(h->router, rid, rid_len, WIRE_HEARTBEAT, &hb.base, ZMQ_DONTWAIT);
+    hb.beat = beat;
+    reply_sent(h, wire_send(h->router, rid, rid_len, WIRE_HEARTBEAT, &hb.base, ZMQ_DONTWAIT));
+}
+
+/*
+ * A HEARTBEAT is answered once everything its connection sent before it is
+ * committed: staged, answered after its stage's commit, and not at all if
+ * that commit (or an earlier one of the session's) failed. An adapter
+ * counts on it to know that its DELIVEREDs took effect.
+ */
+static void on_heartbeat(hub_t *h, const void *rid, size_t rid_len, const void *body, size_t len)
+{
+    wire_heartbeat_t *hb = NULL;
+    if (wire_decode(wire_body_descriptor(WIRE_HEARTBEAT), body, len, 256,
+                    (ProtobufCMessage **)&hb) != 0) {
+        refuse(h, rid, rid_len, NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED, 0, NULL,
+               "HEARTBEAT body does not decode");
+        return;
+    }
+    uint64_t beat = hb->beat;
+    wire_free((ProtobufCMessage **)&hb);
+    struct item *it = item_new(h, ITEM_HEARTBEAT, rid, rid_len);
+    if (it)
+        it->seq = beat;
+    else /* cannot happen: see on_send */
+        send_heartbeat(h, rid, rid_len, beat);
 }
 
 /* Validate one received message and stage it or answer it. */
@@ -647,7 +672,7 @@ static void on_frames(hub_t *h, const wire_frames_t *f)
     switch (cmd) {
     case WIRE_SEND: on_send(h, s, rid, rid_len, body, len, fpr); break;
     case WIRE_DELIVERED: on_delivered(h, s, rid, rid_len, body, len); break;
-    case WIRE_HEARTBEAT: on_heartbeat(h, rid, rid_len); break;
+    case WIRE_HEARTBEAT: on_heartbeat(h, rid, rid_len, body, len); break;
     case WIRE_BYE:
         if (s)
             session_close(h, s, "bye");
@@ -933,6 +958,7 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     }
     case ITEM_CONFIRM: return apply_confirm(h, t, it, now);
     case ITEM_HOLD: return apply_hold(h, t, it, now);
+    case ITEM_HEARTBEAT: it->reply = WIRE_HEARTBEAT; return 0;
     }
     return NHUB_EINVAL;
 }
@@ -992,8 +1018,12 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
     }
 }
 
-/* The stage could not be committed at all: nothing was stored. */
-static void fail_stage(struct item *items, size_t n, int rc)
+/*
+ * The stage could not be committed at all: nothing was stored. The sessions
+ * whose DELIVEREDs were in it are closed, so that no later HEARTBEAT answer
+ * of theirs vouches for those (their adapters say HELLO again and resend).
+ */
+static void fail_stage(hub_t *h, struct item *items, size_t n, int rc)
 {
     int code = rc == NHUB_EFULL ? NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL
                                 : NHUB__WIRE__V1__NACK_CODE__NACK_STORE_ERROR;
@@ -1002,6 +1032,10 @@ static void fail_stage(struct item *items, size_t n, int rc)
         struct item *it = &items[i];
         it->applied = 0;
         it->reply = 0;
+        session_t *s = it->type == ITEM_CONFIRM ? session_find(h->sessions, it->rid, it->rid_len)
+                                                : NULL;
+        if (s)
+            session_close(h, s, "commit failed");
         if (it->type == ITEM_SEND || it->type == ITEM_HELLO) {
             snprintf(it->why, sizeof it->why, "%s; nothing stored, retry later", nhub_strerror(rc));
             set_nack(it, code, 1);
@@ -1049,6 +1083,8 @@ static void reply(hub_t *h, struct item *it)
         w.heartbeat_ms = (uint32_t)h->cfg->limits.heartbeat_ms;
         reply_sent(h,
                    wire_send(h->router, it->rid, it->rid_len, WIRE_WELCOME, &w.base, ZMQ_DONTWAIT));
+    } else if (it->reply == WIRE_HEARTBEAT && session_find(h->sessions, it->rid, it->rid_len)) {
+        send_heartbeat(h, it->rid, it->rid_len, it->seq); /* not for a session closed since */
     }
 }
 
@@ -1158,7 +1194,7 @@ static void flush_stage(hub_t *h)
     if (n_prev) {
         int rc = apply_stage(h, prev, n_prev, h->ready_bytes);
         if (rc)
-            fail_stage(prev, n_prev, rc);
+            fail_stage(h, prev, n_prev, rc);
         finish_items(h, prev, n_prev, rc);
     }
     h->ready = cur;

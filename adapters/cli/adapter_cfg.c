@@ -22,7 +22,7 @@ static const conf_key_t adapter_keys[] = {
     CONF_KEY_INT64(adapter_section_t, credit, "credit", 0, 1, 65535),
     CONF_KEY_INT64(adapter_section_t, window, "window", 0, 1, 100000),
     CONF_KEY_STRING_LIST(adapter_section_t, accepted, n_accepted, "accepted_payloads", 0, 0),
-    CONF_KEY_SIZE(adapter_section_t, max_frame, "max_frame", 0, 1024, 256ll << 20),
+    CONF_KEY_SIZE(adapter_section_t, max_frame, "max_frame", 0, 1024, 64ll << 20),
     CONF_KEY_DURATION_MS(adapter_section_t, resend_after_ms, "resend_after", 0, 100, 3600000),
     CONF_KEY_DURATION_MS(adapter_section_t, heartbeat_ms, "heartbeat", 0, 100, 600000),
     CONF_KEY_SIZE(adapter_section_t, map_size_max, "map_size_max", 0, 1ll << 20, 1ll << 40),

@@ -79,6 +79,7 @@
 #define NHUB_SILENT_BEATS 3
 /* Bytes a Deliver or Send adds around an envelope, rounded up generously. */
 #define NHUB_FRAME_SLACK 4096u
+#define NHUB_MAX_MAX_FRAME (64u << 20) /* as the hub's own limit */
 /* Frames read in one go before the ACKs among them are committed together. */
 #define NHUB_RECV_BURST 256
 #define NHUB_HWM_MAX (1u << 20) /* messages queued in the socket each way, at most */
@@ -200,13 +201,25 @@ struct nhub {
     int resign_logged;                    /* re-signing at transmit was logged */
 
     inflight_t *ring; /* `window` slots */
-    /* DELIVEREDs that met a full socket queue, oldest first, written when
-     * it has room again (`credit` * 2 + 16 slots) */
-    struct unsent_delivered {
-        uint8_t msg_id[NHUB_MSG_ID_LEN];
-        uint64_t dseq;
-    } *unsent;
-    size_t unsent_cap, unsent_head, unsent_count;
+    /* DELIVEREDs written in this session that the hub is not yet known to
+     * have committed, oldest first (`credit` * 2 + 16 slots). Each records
+     * how many HEARTBEATs the session had written before it; the hub
+     * answers a HEARTBEAT (echoing its number) only once everything before
+     * it is committed, so once a later one is answered, the entry leaves
+     * the store's unsent set and starts aging. Every one of them is also in that set
+     * (durably), so losing this list loses nothing: the next session
+     * writes them again. */
+    struct proof {
+        outbox_unsent_t u;
+        uint64_t beats;
+    } *proof;
+    size_t proof_cap, proof_head, proof_count;
+    uint64_t beats_written;  /* HEARTBEATs of this session, numbered from 1 in `beat` */
+    uint64_t beats_answered; /* the highest of them the hub answered */
+    /* Where writing the store's unsent set has got to in this session. */
+    uint8_t unsent_after[NHUB_MSG_ID_LEN];
+    int unsent_started; /* unsent_after is set */
+    int unsent_done;    /* the scan reached the end and nothing was added since */
     size_t ring_head;
     size_t ring_count;
     uint64_t send_cursor;  /* the next local seq to look for in the outbox */
@@ -329,8 +342,14 @@ static void ring_clear(nhub_t *self)
 {
     self->ring_head = 0;
     self->ring_count = 0;
-    self->unsent_head = 0; /* the hub redelivers them; the confirmed set answers */
-    self->unsent_count = 0;
+    /* The store keeps every DELIVERED not yet known committed: the next
+     * session writes them all again. */
+    self->proof_head = 0;
+    self->proof_count = 0;
+    self->beats_written = 0;
+    self->beats_answered = 0;
+    self->unsent_started = 0;
+    self->unsent_done = 0;
 }
 
 static void ring_push(nhub_t *self, uint64_t seq, int64_t now)
@@ -510,6 +529,7 @@ static void link_up(nhub_t *self)
 }
 
 static void backoff(nhub_t *self, const char *why);
+static void flush_delivered(nhub_t *self);
 
 /*
  * Take the stream to announce from the store (another process may have
@@ -553,6 +573,7 @@ static void send_hello(nhub_t *self)
     h.stream_id.len = WIRE_STREAM_ID_LEN;
     h.stream_id.data = self->stream_id;
     h.software = NHUB_SOFTWARE;
+    h.max_frame = self->max_frame + NHUB_FRAME_SLACK; /* the socket's ZMQ_MAXMSGSIZE */
     if (session_write(self, WIRE_HELLO, &h.base) != 0)
         return; /* retried when the socket is writable */
     set_state(self, SESSION_HELLO_SENT);
@@ -925,6 +946,7 @@ static void on_welcome(nhub_t *self, const ProtobufCMessage *m)
     for (size_t i = 0; i < c.n; i++)
         self->on_ack(self->on_ack_arg, c.ids[i]);
     free(c.ids);
+    flush_delivered(self); /* confirmations the hub is not known to have */
 }
 
 static void on_ack(nhub_t *self, const ProtobufCMessage *m)
@@ -1169,39 +1191,114 @@ static int write_delivered(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], 
     return session_write(self, WIRE_DELIVERED, &d.base);
 }
 
+static void send_heartbeat(nhub_t *self, int64_t now);
+
+/* Is `id` among the DELIVEREDs this session wrote and awaits proof of? */
+static int proof_has(const nhub_t *self, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    for (size_t k = 0; k < self->proof_count; k++)
+        if (!memcmp(self->proof[(self->proof_head + k) % self->proof_cap].u.id, id,
+                    NHUB_MSG_ID_LEN))
+            return 1;
+    return 0;
+}
+
+/* Write the DELIVERED of `u` and await its proof; 0, or not written. */
+static int delivered_out(nhub_t *self, const outbox_unsent_t *u)
+{
+    if (self->state != SESSION_READY || self->proof_count == self->proof_cap ||
+        self->want_write || write_delivered(self, u->id, u->dseq) != 0)
+        return -1;
+    struct proof *p = &self->proof[(self->proof_head + self->proof_count) % self->proof_cap];
+    p->u = *u;
+    p->beats = self->beats_written;
+    self->proof_count++;
+    return 0;
+}
+
 /*
- * Write the DELIVEREDs kept back, oldest first, until the socket's queue is
- * full again. Each one frees a slot of the region's window at the hub: lost,
- * it would hold that slot until the hub redelivers (redeliver_after).
+ * Write the DELIVEREDs of the store's unsent set that this session has not
+ * written, in msg_id order from where it got to, while the socket and the
+ * proof list have room; then a HEARTBEAT, whose answer proves them.
+ * Nothing is dropped: what does not fit now is written on a later pass.
  */
 static void flush_delivered(nhub_t *self)
 {
-    while (self->unsent_count && self->state == SESSION_READY) {
-        const struct unsent_delivered *u = &self->unsent[self->unsent_head];
-        if (write_delivered(self, u->msg_id, u->dseq) == NHUB_EAGAIN)
-            return; /* want_write is set: POLLOUT brings us back */
-        self->unsent_head = (self->unsent_head + 1) % self->unsent_cap;
-        self->unsent_count--;
+    int wrote = 0;
+    while (self->state == SESSION_READY && !self->unsent_done && !self->want_write &&
+           self->proof_count < self->proof_cap) {
+        outbox_unsent_t batch[64];
+        size_t n = 0, room = self->proof_cap - self->proof_count;
+        if (outbox_unsent_next(self->store, self->unsent_started ? self->unsent_after : NULL,
+                               batch, room < 64 ? room : 64, &n) != 0) {
+            log_error("nhub.unsent_read_failed", "region=%s error=%s", self->region,
+                      outbox_error(self->store));
+            break;
+        }
+        if (n == 0) {
+            self->unsent_done = 1;
+            break;
+        }
+        size_t i = 0;
+        for (; i < n; i++) {
+            if (!proof_has(self, batch[i].id) && delivered_out(self, &batch[i]) != 0)
+                break;
+            memcpy(self->unsent_after, batch[i].id, NHUB_MSG_ID_LEN);
+            self->unsent_started = 1;
+            wrote = 1;
+        }
+        if (i < n)
+            break;
     }
+    if (wrote)
+        send_heartbeat(self, now_ms(self));
 }
 
-static void send_delivered(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], uint64_t dseq)
+/*
+ * Confirmations just recorded in the unsent set: their DELIVEREDs go out
+ * now if the socket takes them; otherwise a pass over the set from the
+ * start writes them later (ids sort anywhere against where it got to).
+ */
+static void send_delivered(nhub_t *self, const outbox_unsent_t *u, size_t n)
 {
-    if (self->state != SESSION_READY)
-        return; /* the hub redelivers; the confirmed set answers then */
-    if (self->unsent_count == 0 && write_delivered(self, msg_id, dseq) != NHUB_EAGAIN)
-        return;
-    if (self->unsent_count == self->unsent_cap) {
-        /* More than twice the credit kept back: the hub redelivers the
-         * oldest, and the confirmed set answers it then. */
-        self->unsent_head = (self->unsent_head + 1) % self->unsent_cap;
-        self->unsent_count--;
+    size_t written = 0;
+    for (size_t i = 0; i < n; i++)
+        if (delivered_out(self, &u[i]) == 0)
+            written++;
+        else
+            break;
+    if (written < n) {
+        self->unsent_started = 0;
+        self->unsent_done = 0;
     }
-    struct unsent_delivered *u =
-        &self->unsent[(self->unsent_head + self->unsent_count) % self->unsent_cap];
-    memcpy(u->msg_id, msg_id, NHUB_MSG_ID_LEN);
-    u->dseq = dseq;
-    self->unsent_count++;
+    if (written)
+        send_heartbeat(self, now_ms(self));
+}
+
+/* A HEARTBEAT answered: the DELIVEREDs written before it are committed. */
+static void settle_delivered(nhub_t *self)
+{
+    outbox_unsent_t proven[64];
+    while (self->proof_count) {
+        size_t n = 0;
+        while (n < self->proof_count && n < 64) {
+            const struct proof *p = &self->proof[(self->proof_head + n) % self->proof_cap];
+            if (p->beats >= self->beats_answered)
+                break;
+            proven[n++] = p->u;
+        }
+        if (n == 0)
+            return;
+        int rc = outbox_unsent_settle(self->store, proven, n, wall_ms(self));
+        if (rc != 0) { /* they stay unsent: written again by a later session */
+            log_error("nhub.settle_failed", "region=%s error=%s", self->region,
+                      outbox_error(self->store));
+            return;
+        }
+        self->proof_head = (self->proof_head + n) % self->proof_cap;
+        self->proof_count -= n;
+        self->st.delivered_settled += n;
+    }
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -1331,9 +1428,17 @@ static void on_deliver(nhub_t *self, const ProtobufCMessage *m)
     if (rc != 0) {
         log_error("nhub.confirmed_lookup_failed", "region=%s msg_id=%s", self->region, hex);
     } else if (found) {
+        /* The hub has not got its DELIVERED: back into the unsent set (it
+         * must not age before the hub has one), and one goes out. */
         self->st.duplicates++;
         inbox_skip(self->inbox, dl->dseq, dl->prev_dseq);
-        send_delivered(self, e->msg_id.data, dl->dseq);
+        outbox_unsent_t u = {.dseq = dl->dseq};
+        memcpy(u.id, e->msg_id.data, NHUB_MSG_ID_LEN);
+        if (outbox_confirmed_put(self->store, u.id, u.dseq, wall_ms(self)) == 0)
+            send_delivered(self, &u, 1);
+        else
+            log_error("nhub.confirmed_put_failed", "region=%s msg_id=%s error=%s", self->region,
+                      hex, outbox_error(self->store));
         log_debug("nhub.deliver_confirmed_before", "region=%s msg_id=%s dseq=%llu", self->region,
                   hex, (unsigned long long)dl->dseq);
     } else {
@@ -1350,8 +1455,12 @@ static void on_deliver(nhub_t *self, const ProtobufCMessage *m)
 
 static void on_heartbeat(nhub_t *self, const ProtobufCMessage *m)
 {
-    (void)self;
-    (void)m;
+    uint64_t beat = ((const wire_heartbeat_t *)m)->beat;
+    if (self->state != SESSION_READY || beat <= self->beats_answered || beat > self->beats_written)
+        return; /* not an answer to one of this session's, or an old one */
+    self->beats_answered = beat;
+    settle_delivered(self);
+    flush_delivered(self);
 }
 
 static void on_bye(nhub_t *self, const ProtobufCMessage *m)
@@ -1485,6 +1594,8 @@ static void monitor_event(nhub_t *self, unsigned event, unsigned value)
     switch (event) {
     case ZMQ_EVENT_CONNECTED:
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            self->reopen_at = 0; /* libzmq reconnected by itself */
         if (self->state != SESSION_DOWN)
             return;
         log_info("nhub.connected", "region=%s hub=%s", self->region, self->endpoint);
@@ -1493,7 +1604,12 @@ static void monitor_event(nhub_t *self, unsigned event, unsigned value)
         send_hello(self);
         return;
     case ZMQ_EVENT_DISCONNECTED:
+        /* libzmq reconnects after a lost connection, but not after one it
+         * closed itself for a protocol error (e.g. a frame above
+         * ZMQ_MAXMSGSIZE): unless a handshake succeeds again first, the
+         * socket is made anew after the back-off. */
         session_lost(self, "disconnected");
+        schedule_reopen(self);
         return;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -1551,8 +1667,10 @@ static void send_heartbeat(nhub_t *self, int64_t now)
 {
     wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
     hb.time_ms = wall_ms(self);
+    hb.beat = self->beats_written + 1;
     self->last_hb_ms = now;
-    session_write(self, WIRE_HEARTBEAT, &hb.base);
+    if (session_write(self, WIRE_HEARTBEAT, &hb.base) == 0)
+        self->beats_written++;
 }
 
 static void run_timers(nhub_t *self, int64_t now)
@@ -1768,6 +1886,9 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
         return set_err(self, NHUB_EINVAL, "resend_after_ms and heartbeat_ms must be >= 0");
     if (opt->confirmed_retention_ms < 0)
         return set_err(self, NHUB_EINVAL, "confirmed_retention_ms must be >= 0");
+    if (opt->max_frame && (opt->max_frame < 1024 || opt->max_frame > NHUB_MAX_MAX_FRAME))
+        return set_err(self, NHUB_EINVAL, "max_frame must be 1024..%u bytes (or 0 for 1 MiB)",
+                       NHUB_MAX_MAX_FRAME);
     int rc = check_security(self, opt);
     if (rc != 0)
         return rc;
@@ -1819,7 +1940,7 @@ static void nhub_free(nhub_t *self)
         free(self->accepted[i]);
     free(self->accepted);
     free(self->ring);
-    free(self->unsent);
+    free(self->proof);
     free(self->endpoint);
     free(self);
 }
@@ -1860,9 +1981,9 @@ int nhub_open(const nhub_options_t *opt, nhub_t **out, char *err, size_t errcap)
     if (outbox_link_get(self->store, &stored) == 0)
         self->link_stored = stored.state;
     self->inbox = inbox_new((size_t)self->credit * 2 + 16);
-    self->unsent_cap = (size_t)self->credit * 2 + 16;
-    self->unsent = calloc(self->unsent_cap, sizeof *self->unsent);
-    if (!self->inbox || !self->unsent) {
+    self->proof_cap = (size_t)self->credit * 2 + 16;
+    self->proof = calloc(self->proof_cap, sizeof *self->proof);
+    if (!self->inbox || !self->proof) {
         rc = set_err(self, NHUB_ENOMEM, "out of memory");
         goto fail;
     }
@@ -2153,8 +2274,19 @@ int nhub_confirm_batch(nhub_t *self, nhub_delivery_t **ds, size_t n)
     free(c);
     if (rc != 0)
         return set_err(self, rc, "%s", outbox_error(self->store));
+    outbox_unsent_t *u = malloc(n * sizeof *u);
+    if (u) {
+        for (size_t i = 0; i < n; i++) {
+            memcpy(u[i].id, ds[i]->msg_id, NHUB_MSG_ID_LEN);
+            u[i].dseq = ds[i]->dseq;
+        }
+        send_delivered(self, u, n);
+        free(u);
+    } else { /* recorded: a pass over the unsent set writes them */
+        self->unsent_started = 0;
+        self->unsent_done = 0;
+    }
     for (size_t i = 0; i < n; i++) {
-        send_delivered(self, ds[i]->msg_id, ds[i]->dseq);
         self->st.confirmed++;
         inbox_release(self->inbox, ds[i]);
         ds[i] = NULL;
@@ -2238,6 +2370,8 @@ int nhub_store_info(nhub_t *self, nhub_store_info_t *out)
         rc = outbox_count(self->store, &out->outbox);
     if (rc == 0)
         rc = outbox_confirmed_count(self->store, &out->confirmed_ids);
+    if (rc == 0)
+        rc = outbox_unsent_count(self->store, &out->unsent_confirmations);
     if (rc != 0)
         return set_err(self, rc, "%s", outbox_error(self->store));
     out->map_size = outbox_map_size(self->store);

@@ -47,6 +47,7 @@ struct outbox {
     MDB_dbi outbox;
     MDB_dbi confirmed;
     MDB_dbi confirmed_age;
+    MDB_dbi unsent;
     uint64_t map_size;
     uint64_t map_max;
     char error[256];
@@ -121,7 +122,23 @@ static int grow_map(outbox_t *self)
 typedef int(write_op_fn)(outbox_t *self, MDB_txn *txn, void *arg);
 
 /* Run `op` in a write transaction, growing the map and retrying on MAP_FULL. */
-static int run_write(outbox_t *self, const char *what, write_op_fn *op, void *arg)
+/* Commit `txn`; `lazy`: without the sync (a later synced commit, or the
+ * system, writes it out; a crash may lose it, never corrupt the store). */
+static int commit(outbox_t *self, MDB_txn *txn, int lazy)
+{
+    if (!lazy)
+        return mdb_txn_commit(txn);
+    int rc = mdb_env_set_flags(self->env, MDB_NOSYNC, 1);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    rc = mdb_txn_commit(txn);
+    int frc = mdb_env_set_flags(self->env, MDB_NOSYNC, 0);
+    return rc ? rc : frc;
+}
+
+static int run_write_as(outbox_t *self, const char *what, write_op_fn *op, void *arg, int lazy)
 {
     for (;;) {
         MDB_txn *txn = NULL;
@@ -130,7 +147,7 @@ static int run_write(outbox_t *self, const char *what, write_op_fn *op, void *ar
             return set_error(self, NHUB_ESTORE, "%s: begin: %s", what, mdb_strerror(rc));
         rc = op(self, txn, arg);
         if (rc == 0)
-            rc = mdb_txn_commit(txn);
+            rc = commit(self, txn, lazy);
         else
             mdb_txn_abort(txn);
         if (rc == 0)
@@ -141,6 +158,11 @@ static int run_write(outbox_t *self, const char *what, write_op_fn *op, void *ar
         if (grc != 0)
             return grc;
     }
+}
+
+static int run_write(outbox_t *self, const char *what, write_op_fn *op, void *arg)
+{
+    return run_write_as(self, what, op, arg, 0);
 }
 
 static int get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *out)
@@ -223,6 +245,8 @@ static int init_op(outbox_t *self, MDB_txn *txn, void *argp)
         rc = mdb_dbi_open(txn, "confirmed", MDB_CREATE, &self->confirmed);
     if (rc == 0)
         rc = mdb_dbi_open(txn, "confirmed_age", MDB_CREATE, &self->confirmed_age);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "unsent", MDB_CREATE, &self->unsent);
     if (rc != 0)
         return rc;
     uint64_t format = 0;
@@ -748,27 +772,47 @@ struct confirm_arg {
     int64_t time_ms;
 };
 
-/* Record one confirmation inside `txn`; a repeat moves the entry to the new time. */
-static int confirm_one(outbox_t *self, MDB_txn *txn, const outbox_confirmation_t *c,
-                       int64_t time_ms)
+/*
+ * Set the confirmation of `id` (delivered as `dseq`) at `time_ms` inside
+ * `txn`, dropping its age entry if it had one. `aging`: the entry gets an
+ * age entry at that time and leaves `unsent`; otherwise it joins `unsent`
+ * and has none (it cannot expire).
+ */
+static int confirm_set(outbox_t *self, MDB_txn *txn, const uint8_t *id, uint64_t dseq,
+                       int64_t time_ms, int aging)
 {
-    uint8_t val[16], key[OUTBOX_AGE_KEY_LEN];
-    MDB_val k = {OUTBOX_ID_LEN, (void *)c->id}, v, ak = {sizeof key, key}, av = {0, ""};
+    uint8_t val[16], key[OUTBOX_AGE_KEY_LEN], dv[8];
+    MDB_val k = {OUTBOX_ID_LEN, (void *)id}, v, ak = {sizeof key, key}, av = {0, ""};
     int rc = mdb_get(txn, self->confirmed, &k, &v);
     if (rc == 0 && v.mv_size == 16) {
-        age_key(key, (int64_t)be64_get((const uint8_t *)v.mv_data + 8), c->id);
+        age_key(key, (int64_t)be64_get((const uint8_t *)v.mv_data + 8), id);
         rc = mdb_del(txn, self->confirmed_age, &ak, NULL);
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    be64_put(val, c->dseq);
+    be64_put(val, dseq);
     be64_put(val + 8, (uint64_t)time_ms);
     v = (MDB_val){sizeof val, val};
     rc = mdb_put(txn, self->confirmed, &k, &v, 0);
-    age_key(key, time_ms, c->id);
-    if (rc == 0)
-        rc = mdb_put(txn, self->confirmed_age, &ak, &av, 0);
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (!aging) {
+        be64_put(dv, dseq);
+        MDB_val uv = {sizeof dv, dv};
+        return mdb_put(txn, self->unsent, &k, &uv, 0);
+    }
+    rc = mdb_del(txn, self->unsent, &k, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    age_key(key, time_ms, id);
+    return mdb_put(txn, self->confirmed_age, &ak, &av, 0);
+}
+
+/* Record one confirmation inside `txn`, not aging until its DELIVERED is in. */
+static int confirm_one(outbox_t *self, MDB_txn *txn, const outbox_confirmation_t *c,
+                       int64_t time_ms)
+{
+    return confirm_set(self, txn, c->id, c->dseq, time_ms, 0);
 }
 
 static int confirm_op(outbox_t *self, MDB_txn *txn, void *argp)
@@ -794,6 +838,74 @@ int outbox_confirmed_put(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], uint64
 {
     outbox_confirmation_t c = {id, dseq};
     return outbox_confirmed_put_batch(self, &c, 1, time_ms);
+}
+
+struct unsent_arg {
+    const outbox_unsent_t *u;
+    size_t n;
+    int64_t time_ms;
+};
+
+/* The hub has read these DELIVEREDs: their entries start aging now. An id
+ * that is no longer unsent (settled before, or expired) is left alone. */
+static int settle_op(outbox_t *self, MDB_txn *txn, void *argp)
+{
+    struct unsent_arg *arg = argp;
+    for (size_t i = 0; i < arg->n; i++) {
+        MDB_val k = {OUTBOX_ID_LEN, (void *)arg->u[i].id}, v;
+        int rc = mdb_get(txn, self->unsent, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc == 0)
+            rc = confirm_set(self, txn, arg->u[i].id, arg->u[i].dseq, arg->time_ms, 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int outbox_unsent_settle(outbox_t *self, const outbox_unsent_t *u, size_t n, int64_t time_ms)
+{
+    struct unsent_arg arg = {u, n, time_ms};
+    if (n == 0)
+        return 0;
+    return run_write_as(self, "settle confirmations", settle_op, &arg, 1);
+}
+
+int outbox_unsent_next(outbox_t *self, const uint8_t *after, outbox_unsent_t *out, size_t max,
+                       size_t *n)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k = {OUTBOX_ID_LEN, (void *)after}, v;
+    *n = 0;
+    int rc = txn_begin(self, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, self->unsent, &cur);
+    if (rc == 0)
+        rc = after ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v,
+                                                                                 MDB_FIRST);
+    if (rc == 0 && after && k.mv_size == OUTBOX_ID_LEN && memcmp(k.mv_data, after, OUTBOX_ID_LEN) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (; rc == 0 && *n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != OUTBOX_ID_LEN || v.mv_size != 8)
+            continue; /* not ours to judge */
+        memcpy(out[*n].id, k.mv_data, OUTBOX_ID_LEN);
+        out[*n].dseq = be64_get(v.mv_data);
+        (*n)++;
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return set_error(self, NHUB_ESTORE, "unsent: %s", mdb_strerror(rc));
+    return 0;
+}
+
+int outbox_unsent_count(outbox_t *self, uint64_t *n)
+{
+    return count_db(self, self->unsent, n);
 }
 
 int outbox_confirmed_has(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], int *found)

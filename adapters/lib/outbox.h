@@ -1,7 +1,7 @@
 /*
  * outbox.h: the adapter's own LMDB store (private to libnhub).
  *
- * One LMDB environment in the adapter's data directory holds four named
+ * One LMDB environment in the adapter's data directory holds five named
  * databases:
  *
  *   meta       "format" -> 3 (8 bytes BE); "stream_id" -> the 16 random bytes
@@ -16,8 +16,16 @@
  *              messages the application has confirmed, so a redelivery is
  *              answered and dropped, also after a restart.
  *   confirmed_age  time ms (8 bytes BE) + msg_id (16 bytes) -> empty: the
- *              same entries ordered by time, so old ones can be expired
- *              oldest first. Written in the same transaction as `confirmed`.
+ *              entries whose DELIVERED the hub has read, ordered by the
+ *              time it was known to, so old ones can be expired oldest
+ *              first. Written in the same transaction as `confirmed`.
+ *   unsent     msg_id (16 bytes) -> dseq (8 bytes BE): confirmations whose
+ *              DELIVERED the hub is not yet known to have read (confirmed
+ *              while disconnected, written but not yet answered, or lost
+ *              with a connection). They have no age entry, so they never
+ *              expire: the hub may still deliver them again. A store of
+ *              format 3 made before `unsent` existed has none: its entries
+ *              all age from their confirmation, as they did then.
  *
  * Local sequence and stream numbering: outbox keys are a local sequence that
  * only grows. The wire stream_seq of a message is local seq - stream_base.
@@ -212,9 +220,9 @@ int outbox_rotate(outbox_t *self, outbox_rotation_t *r);
 
 /*
  * Record that the message `id` (delivered as `dseq`) was confirmed at
- * `time_ms`, in `confirmed` and `confirmed_age`, in one committed
- * transaction (a repeat moves the entry to the new time). Returns 0,
- * NHUB_EFULL, NHUB_ESTORE.
+ * `time_ms`, in `confirmed` and `unsent`, in one committed transaction (a
+ * repeat moves the entry back to `unsent`: the hub delivered it again, so
+ * it did not have the DELIVERED). Returns 0, NHUB_EFULL, NHUB_ESTORE.
  */
 int outbox_confirmed_put(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], uint64_t dseq,
                          int64_t time_ms);
@@ -232,6 +240,30 @@ typedef struct outbox_confirmation {
  */
 int outbox_confirmed_put_batch(outbox_t *self, const outbox_confirmation_t *c, size_t n,
                                int64_t time_ms);
+
+/* A confirmation whose DELIVERED is not known to have reached the hub. */
+typedef struct outbox_unsent {
+    uint8_t id[OUTBOX_ID_LEN];
+    uint64_t dseq;
+} outbox_unsent_t;
+
+/*
+ * Up to `max` entries of `unsent` in msg_id order, after the id `after`
+ * (NULL: from the first), into out[0..*n). Returns 0 or NHUB_ESTORE.
+ */
+int outbox_unsent_next(outbox_t *self, const uint8_t *after, outbox_unsent_t *out, size_t max,
+                       size_t *n);
+
+/*
+ * The hub has read the DELIVEREDs of u[0..n): each still unsent leaves
+ * `unsent` and starts aging at `time_ms`, in one transaction committed
+ * without a sync (lost in a crash, the entries stay unsent and are sent
+ * again: the safe side). Returns 0, NHUB_EFULL, NHUB_ESTORE.
+ */
+int outbox_unsent_settle(outbox_t *self, const outbox_unsent_t *u, size_t n, int64_t time_ms);
+
+/* Number of unsent confirmations. Returns 0 or NHUB_ESTORE. */
+int outbox_unsent_count(outbox_t *self, uint64_t *n);
 
 /* Set *found to 1 if `id` was confirmed, else 0. Returns 0 or NHUB_ESTORE. */
 int outbox_confirmed_has(outbox_t *self, const uint8_t id[OUTBOX_ID_LEN], int *found);

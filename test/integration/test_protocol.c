@@ -409,6 +409,29 @@ static void test_message_too_big_for_receiver_is_held_until_a_session_takes_it(v
     raw_free(&c2);
 }
 
+/* A HEARTBEAT is answered, with its beat, only after what came before it
+ * is committed: the ACK of a SEND written just before it comes first. */
+static void test_heartbeat_is_answered_after_the_commit_of_what_preceded_it(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "440000", 0); /* send-only: no DELIVER comes in between */
+    uint8_t id[16], buf[512];
+    raw_make_id(id, 4401);
+    size_t n = envelope(buf, sizeof buf, id, "440000", "450000", "nhub.test.v1.Ping", "hb");
+    raw_send_env(a, 1, buf, n);
+    wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
+    hb.beat = 7;
+    raw_send(a, WIRE_HEARTBEAT, &hb.base);
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(raw_recv(a, &m, 10000), WIRE_ACK);
+    wire_free(&m);
+    assert_int_equal(raw_recv(a, &m, 10000), WIRE_HEARTBEAT);
+    assert_int_equal(((wire_heartbeat_t *)m)->beat, 7);
+    wire_free(&m);
+    raw_free(&a);
+}
+
 static void test_stream_position_survives_restart(void **state)
 {
     th_hub_t *h = *state;
@@ -677,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_delivery_redelivery_and_confirm),
         cmocka_unit_test(test_held_message_is_delivered_once_when_the_region_accepts_its_type),
         cmocka_unit_test(test_message_too_big_for_receiver_is_held_until_a_session_takes_it),
+        cmocka_unit_test(test_heartbeat_is_answered_after_the_commit_of_what_preceded_it),
         cmocka_unit_test(test_stream_position_survives_restart),
         cmocka_unit_test(test_resend_of_refused_message_is_refused_again),
         cmocka_unit_test(test_stream_of_another_region_is_refused),

@@ -844,6 +844,7 @@ static void test_hello_announces_adapter(void **state)
     assert_int_equal(hello->stream_id.len, 16);
     assert_memory_equal(hello->stream_id.data, info.stream_id, 16);
     assert_string_equal(hello->software, "libnhub 0.1");
+    assert_int_equal(hello->max_frame, (1u << 20) + 4096); /* what its socket takes */
     wire_free(&m);
     nhub_close(&h);
     hub_stop(&fh);
@@ -1064,6 +1065,48 @@ static void expect_delivered(fake_hub_t *fh, nhub_t *h, int n, uint64_t dseq)
     wire_free(&m);
 }
 
+/*
+ * Answer the adapter's HEARTBEATs, as the hub does once what came before
+ * each is committed, until it has settled `n` more DELIVEREDs (the one it
+ * writes after them proves them; one written before does not).
+ */
+static void hub_settle(fake_hub_t *fh, nhub_t *h, uint64_t n)
+{
+    nhub_stats_t st;
+    nhub_stats(h, &st);
+    uint64_t want = st.delivered_settled + n;
+    for (int i = 0; i < 10 && st.delivered_settled < want; i++) {
+        ProtobufCMessage *m = hub_expect(fh, h, WIRE_HEARTBEAT);
+        wire_heartbeat_t hb = NHUB__WIRE__V1__HEARTBEAT__INIT;
+        hb.beat = ((wire_heartbeat_t *)m)->beat;
+        wire_free(&m);
+        hub_send(fh, WIRE_HEARTBEAT, &hb.base);
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(nhub_pump(h, 10), 0);
+        nhub_stats(h, &st);
+    }
+    assert_int_equal(st.delivered_settled, want);
+}
+
+static uint64_t unsent_of(nhub_t *h)
+{
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    return info.unsent_confirmations;
+}
+
+/* Moves the wall clock on by wall_ms and the monotonic one by a second (one
+ * aging pass may run), pumps once, and returns the confirmed ids kept. */
+static uint64_t confirmed_after(fx_t *fx, nhub_t *h, int64_t wall_ms)
+{
+    nhub_store_info_t info;
+    fx->clock.wall += wall_ms;
+    fx->clock.mono += 1000;
+    assert_int_equal(nhub_pump(h, 0), 0);
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    return info.confirmed_ids;
+}
+
 /* A redelivery of the confirmed message n at dseq is answered and not handed out. */
 static void expect_answered_not_handed(fake_hub_t *fh, nhub_t *h, int n, uint64_t dseq)
 {
@@ -1146,6 +1189,123 @@ static void test_confirmed_set_survives_restart(void **state)
     nhub_stats(h, &st);
     assert_int_equal(st.duplicates, 1);
     assert_int_equal(st.received, 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void wait_connected(nhub_t *h);
+
+/* Pump until the adapter has lost its session (or fail). */
+static void wait_disconnected(nhub_t *h)
+{
+    nhub_stats_t st;
+    for (int i = 0; i < 300; i++) {
+        nhub_stats(h, &st);
+        if (!st.connected)
+            return;
+        assert_int_equal(nhub_pump(h, 10), 0);
+    }
+    fail_msg("the session was not lost");
+}
+
+static void test_confirmation_made_offline_is_sent_next_session_and_ages_only_after(void **state)
+{
+    fx_t *fx = *state;
+    int64_t day = 24 * 3600 * 1000;
+    fake_hub_t fh;
+    hub_start(&fh);
+    nhub_t *h = open_to(fx, &fh);
+    nhub_set_clock(h, fake_wall, fake_mono, &fx->clock);
+    hub_session(&fh, h, 0);
+    hub_deliver(&fh, 1, 1);
+    nhub_delivery_t *d = recv_one(h);
+    hub_stop(&fh); /* the hub goes away before the application confirms */
+    wait_disconnected(h);
+    assert_int_equal(nhub_confirm(h, &d), 0);
+    assert_int_equal(unsent_of(h), 1);
+    /* A month of outage: the confirmation does not age while the hub lacks it. */
+    fx->clock.wall += 30 * day;
+    fx->clock.mono += 2000;
+    assert_int_equal(nhub_pump(h, 0), 0);
+    nhub_store_info_t info;
+    assert_int_equal(nhub_store_info(h, &info), 0);
+    assert_int_equal(info.confirmed_ids, 1);
+    assert_int_equal(info.unsent_confirmations, 1);
+    nhub_close(&h);
+
+    /* The hub is back (and the adapter restarted): the DELIVERED goes out
+     * after the WELCOME, and only its proof starts the retention. */
+    hub_start(&fh);
+    h = open_to(fx, &fh);
+    nhub_set_clock(h, fake_wall, fake_mono, &fx->clock);
+    hub_session(&fh, h, 0);
+    expect_delivered(&fh, h, 1, 1);
+    hub_settle(&fh, h, 1);
+    assert_int_equal(unsent_of(h), 0);
+    assert_int_equal(confirmed_after(fx, h, 8 * day - 1), 1);
+    assert_int_equal(confirmed_after(fx, h, 2), 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_delivereds_beyond_what_awaits_proof_wait_and_none_is_dropped(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.credit = 2; /* 2 * 2 + 16 = 20 DELIVEREDs await proof at most */
+    nhub_t *h = open_to(fx, &fh);
+    hub_session(&fh, h, 0);
+    nhub_delivery_t *ds[20];
+    for (int i = 1; i <= 20; i++)
+        hub_deliver(&fh, i, (uint64_t)i);
+    for (int i = 0; i < 20; i++)
+        ds[i] = recv_one(h);
+    assert_int_equal(nhub_confirm_batch(h, ds, 20), 0);
+    for (int i = 21; i <= 30; i++)
+        hub_deliver(&fh, i, (uint64_t)i);
+    for (int i = 0; i < 10; i++)
+        ds[i] = recv_one(h);
+    assert_int_equal(nhub_confirm_batch(h, ds, 10), 0);
+    assert_int_equal(unsent_of(h), 30);
+    for (int i = 1; i <= 20; i++)
+        expect_delivered(&fh, h, i, (uint64_t)i);
+    hub_settle(&fh, h, 20); /* room again: the 10 that waited go out */
+    for (int i = 21; i <= 30; i++)
+        expect_delivered(&fh, h, i, (uint64_t)i);
+    hub_settle(&fh, h, 10);
+    assert_int_equal(unsent_of(h), 0);
+    nhub_close(&h);
+    hub_stop(&fh);
+}
+
+static void test_frame_over_max_frame_drops_the_connection_and_a_new_socket_follows(void **state)
+{
+    fx_t *fx = *state;
+    fake_hub_t fh;
+    hub_start(&fh);
+    fx->opt.max_frame = 64 * 1024;
+    nhub_t *h = open_to(fx, &fh);
+    ProtobufCMessage *m = hub_expect(&fh, h, WIRE_HELLO);
+    assert_int_equal(((wire_hello_t *)m)->max_frame, 64 * 1024 + 4096);
+    wire_free(&m);
+    hub_welcome(&fh, 0);
+    wait_connected(h);
+    uint8_t old_rid[256];
+    size_t old_len = fh.rid_len;
+    memcpy(old_rid, fh.rid, old_len);
+    /* A hub that ignores the announced limit: libzmq drops the connection
+     * for good (it does not reconnect after a protocol error). */
+    static uint8_t junk[100 * 1024];
+    wire_deliver_t dl = NHUB__WIRE__V1__DELIVER__INIT;
+    dl.dseq = 1;
+    dl.envelope.len = sizeof junk;
+    dl.envelope.data = junk;
+    hub_send(&fh, WIRE_DELIVER, &dl.base);
+    wait_disconnected(h);
+    fx->clock.mono += 1000; /* the first back-off before a new socket */
+    hub_session(&fh, h, 0);
+    assert_true(fh.rid_len != old_len || memcmp(fh.rid, old_rid, old_len) != 0);
     nhub_close(&h);
     hub_stop(&fh);
 }
@@ -1540,6 +1700,15 @@ static void test_on_ack_fires_once_per_message(void **state)
     hub_stop(&fh);
 }
 
+/* A confirmation at `t` whose DELIVERED the hub committed at `t`: it ages from then. */
+static void plant_confirmed(outbox_t *ob, const uint8_t id[16], uint64_t dseq, int64_t t)
+{
+    outbox_unsent_t u = {.dseq = dseq};
+    memcpy(u.id, id, 16);
+    assert_int_equal(outbox_confirmed_put(ob, id, dseq, t), 0);
+    assert_int_equal(outbox_unsent_settle(ob, &u, 1, t), 0);
+}
+
 static void test_confirmed_ids_expire_after_retention_in_batches(void **state)
 {
     fx_t *fx = *state;
@@ -1551,11 +1720,10 @@ static void test_confirmed_ids_expire_after_retention_in_batches(void **state)
     for (int i = 0; i < 600; i++) {
         id[0] = (uint8_t)(i & 0xff);
         id[1] = (uint8_t)(i >> 8);
-        int64_t t = fx->clock.wall - 9 * day;
-        assert_int_equal(outbox_confirmed_put(ob, id, (uint64_t)i + 1, t), 0);
+        plant_confirmed(ob, id, (uint64_t)i + 1, fx->clock.wall - 9 * day);
     }
     id[2] = 1; /* recent: stays */
-    assert_int_equal(outbox_confirmed_put(ob, id, 1000, fx->clock.wall - 7 * day), 0);
+    plant_confirmed(ob, id, 1000, fx->clock.wall - 7 * day);
     outbox_close(&ob);
 
     fake_hub_t fh;
@@ -1570,37 +1738,32 @@ static void test_confirmed_ids_expire_after_retention_in_batches(void **state)
     assert_int_equal(nhub_pump(h, 0), 0);
     assert_int_equal(nhub_store_info(h, &info), 0);
     assert_int_equal(info.confirmed_ids, 601 - 512); /* at most one pass a second */
-    fx->clock.mono += 1000;
-    assert_int_equal(nhub_pump(h, 0), 0);
-    assert_int_equal(nhub_store_info(h, &info), 0);
-    assert_int_equal(info.confirmed_ids, 1);
+    assert_int_equal(confirmed_after(fx, h, 0), 1);
     nhub_stats_t st;
     nhub_stats(h, &st);
     assert_int_equal(st.confirmed_expired, 600);
 
-    /* A confirmation made now is kept, and answers a redelivery, until the retention passes. */
+    /* A confirmation made now is kept, and answers a redelivery, until the
+     * retention has passed since the hub committed its DELIVERED. */
     hub_session(&fh, h, 0);
     hub_deliver(&fh, 9, 1);
     nhub_delivery_t *d = recv_one(h);
     assert_int_equal(nhub_confirm(h, &d), 0);
     expect_delivered(&fh, h, 9, 1);
-    fx->clock.wall += 8 * day - 1;
-    fx->clock.mono += 1000;
-    assert_int_equal(nhub_pump(h, 0), 0);
-    assert_int_equal(nhub_store_info(h, &info), 0);
-    assert_int_equal(info.confirmed_ids, 1); /* the new one; the 7-day-old one has gone */
+    hub_settle(&fh, h, 1);
+    assert_int_equal(confirmed_after(fx, h, 8 * day - 1), 1); /* the new one; the 7-day-old one has gone */
+    /* Delivered again: the hub lacks the DELIVERED, so the entry is unsent
+     * again and does not age until the hub has one. */
     hub_deliver(&fh, 9, 1);
     expect_delivered(&fh, h, 9, 1);
-    fx->clock.wall += 2;
-    fx->clock.mono += 1000;
-    assert_int_equal(nhub_pump(h, 0), 0);
-    assert_int_equal(nhub_store_info(h, &info), 0);
-    assert_int_equal(info.confirmed_ids, 0);
+    assert_int_equal(confirmed_after(fx, h, 2), 1);
+    hub_settle(&fh, h, 1);
+    assert_int_equal(confirmed_after(fx, h, 8 * day + 1), 0);
     nhub_close(&h);
     hub_stop(&fh);
 }
 
-static void test_confirmed_retention_option_is_used_and_checked(void **state)
+static void test_retention_and_max_frame_options_are_checked(void **state)
 {
     fx_t *fx = *state;
     nhub_t *h = NULL;
@@ -1609,12 +1772,20 @@ static void test_confirmed_retention_option_is_used_and_checked(void **state)
     o.confirmed_retention_ms = -1;
     assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
     assert_non_null(strstr(err, "confirmed_retention_ms"));
+    o = fx->opt;
+    o.max_frame = 100;
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
+    assert_non_null(strstr(err, "max_frame"));
+    o.max_frame = UINT32_MAX; /* would wrap with the frame's slack */
+    assert_int_equal(nhub_open(&o, &h, err, sizeof err), NHUB_EINVAL);
+    assert_non_null(strstr(err, "max_frame"));
+    assert_null(h);
 
     outbox_t *ob = NULL;
     uint8_t a[16] = {1}, b[16] = {2};
     assert_int_equal(outbox_open(fx->dir, 0, &ob, NULL, 0), 0);
-    assert_int_equal(outbox_confirmed_put(ob, a, 1, fx->clock.wall - 61000), 0);
-    assert_int_equal(outbox_confirmed_put(ob, b, 2, fx->clock.wall - 59000), 0);
+    plant_confirmed(ob, a, 1, fx->clock.wall - 61000);
+    plant_confirmed(ob, b, 2, fx->clock.wall - 59000);
     outbox_close(&ob);
     fx->opt.confirmed_retention_ms = 60000;
     h = open_ok(&fx->opt);
@@ -1670,10 +1841,18 @@ static void test_outbox_rotate_renumbers_and_expire_follows_reconfirm(void **sta
     assert_int_equal(outbox_next_seq(ob, &next), 0);
     assert_int_equal(empty.base, next - 1);
 
-    /* A repeated confirmation moves the entry to its new time. */
+    /* A repeated confirmation moves the entry to its new time; an unsent
+     * one does not age at all. */
     uint8_t id[16] = {7};
-    assert_int_equal(outbox_confirmed_put(ob, id, 1, 1000), 0);
-    assert_int_equal(outbox_confirmed_put(ob, id, 1, 5000), 0);
+    plant_confirmed(ob, id, 1, 1000);
+    assert_int_equal(outbox_confirmed_put(ob, id, 1, 3000), 0);
+    assert_int_equal(outbox_confirmed_expire(ob, INT64_MAX, 10, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(outbox_unsent_count(ob, &n), 0);
+    assert_int_equal(n, 1);
+    plant_confirmed(ob, id, 1, 5000);
+    assert_int_equal(outbox_unsent_count(ob, &n), 0);
+    assert_int_equal(n, 0);
     assert_int_equal(outbox_confirmed_expire(ob, 2000, 10, &n), 0);
     assert_int_equal(n, 0);
     assert_int_equal(outbox_confirmed_count(ob, &n), 0);
@@ -2407,7 +2586,10 @@ static void test_confirm_batch_records_all_and_drops_their_redeliveries(void **s
     assert_int_equal(info.confirmed_ids, 5);
     for (int i = 0; i < 5; i++)
         expect_delivered(&fh, h, i + 1, (uint64_t)i + 1);
+    hub_settle(&fh, h, 5);
     expect_answered_not_handed(&fh, h, 3, 3);
+    hub_settle(&fh, h, 1);
+    assert_int_equal(unsent_of(h), 0);
     nhub_stats_t st;
     nhub_stats(h, &st);
     assert_int_equal(st.confirmed, 5);
@@ -2472,6 +2654,14 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames_are_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_hub_gets_a_fresh_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_confirmation_made_offline_is_sent_next_session_and_ages_only_after, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_delivereds_beyond_what_awaits_proof_wait_and_none_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_frame_over_max_frame_drops_the_connection_and_a_new_socket_follows, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_send_conflict_starts_new_stream_renumbering_the_outbox,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_conflict_starts_new_stream, setup, teardown),
@@ -2486,7 +2676,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_on_ack_fires_once_per_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_confirmed_ids_expire_after_retention_in_batches, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_confirmed_retention_option_is_used_and_checked, setup,
+        cmocka_unit_test_setup_teardown(test_retention_and_max_frame_options_are_checked, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_outbox_rotate_renumbers_and_expire_follows_reconfirm,
                                         setup, teardown),
