@@ -39,7 +39,10 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_FRAME_SLACK 1024 /* Send wrapper and header around an envelope */
 #define HUB_HOUSEKEEPING_MS 1000
 #define HUB_STATS_MS 10000
-#define HUB_DEDUP_EXPIRE_PER_TXN 512
+/* A commit forgets up to 512 + 2 per staged item of the duplicate window's
+ * oldest entries: each item adds at most one, so the window is expired at
+ * least twice as fast as it fills and catches up after downtime. */
+#define HUB_WINDOW_EXPIRE_MIN 512
 #define HUB_SCAN_MAX 256
 /*
  * Messages queued towards one peer before sends to it wait (EAGAIN): bounds
@@ -732,7 +735,7 @@ static int apply_reject(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     if (!rc)
         rc = store_stream_put(t, it->stream_id, sseq, h->regions[it->region].code);
     if (!rc)
-        rc = store_reject_put(t, it->stream_id, sseq, (uint32_t)it->reject);
+        rc = store_reject_put(t, it->stream_id, sseq, (uint32_t)it->reject, seq, now);
     set_nack(it, it->reject, 0);
     return rc;
 }
@@ -792,9 +795,10 @@ static void set_conflict(struct item *it, const char *why)
 /*
  * A SEND at or below the stream's last stream_seq was decided before: answer
  * it as it was answered then. A message stored under its msg_id is ACKed
- * again; one refused for good is refused again with its code. Anything else
- * means two writers share the stream (a copied or restored adapter store):
- * refused, so nothing is ever ACKed that was not stored.
+ * again; one refused for good is refused again with its code (both for as
+ * long as the duplicate window remembers them). Anything else means two
+ * writers share the stream (a copied or restored adapter store) or a repeat
+ * older than the window: refused, so nothing is ever ACKed that was not stored.
  */
 static int apply_repeat(store_txn_t *t, struct item *it)
 {
@@ -819,7 +823,8 @@ static int apply_repeat(store_txn_t *t, struct item *it)
     }
     if (rc != NHUB_ENOTFOUND)
         return rc;
-    set_conflict(it, "stream_seq was already used for another message");
+    set_conflict(it, "stream_seq was used for another message, or decided longer ago than "
+                     "the duplicate window");
     return 0;
 }
 
@@ -993,8 +998,8 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
             rc = apply_item(h, t, &items[i], no_writes, now);
         size_t expired = 0;
         if (!rc)
-            rc = store_dedup_expire(t, now - h->cfg->limits.dedup_window_ms,
-                                    HUB_DEDUP_EXPIRE_PER_TXN, &expired);
+            rc = store_window_expire(t, now - h->cfg->limits.dedup_window_ms,
+                                     HUB_WINDOW_EXPIRE_MIN + 2 * n, &expired);
         if (!rc)
             rc = store_commit(&t);
         else

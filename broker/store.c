@@ -29,7 +29,11 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#define STORE_FORMAT 1
+/* 1: the first; 2: rejections are remembered in the window's age index too
+ * (they expire with the duplicate window). A format-1 store is upgraded at open. */
+#define STORE_FORMAT 2
+#define AGE_DEDUP_LEN 16  /* dedup_age value: msg_id */
+#define AGE_REJECT_LEN 24 /* dedup_age value: stream_id stream_seq */
 #define REGION_LEN 6
 #define QKEY_LEN (REGION_LEN + 8)
 
@@ -131,6 +135,52 @@ static int meta_put(store_t *s, MDB_txn *txn, const char *key, const void *data,
     return mdb_put(txn, s->meta, &k, &v, 0);
 }
 
+/*
+ * Format 1 -> 2: give every remembered rejection an entry in the window's age
+ * index, so it expires with the window. Its time is not stored in format 1;
+ * it takes the newest time the window holds (or 0 if the window is empty),
+ * so it is kept as long as the newest remembered message. Age keys need a
+ * second part unique per time: 0, 1, 2, ... skipping keys already taken.
+ */
+static int upgrade_format1(store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    uint64_t newest = 0, n = 0, moved = 0;
+    int rc = mdb_cursor_open(txn, s->dedup_age, &c);
+    if (!rc && (rc = mdb_cursor_get(c, &k, &v, MDB_LAST)) == 0 && k.mv_size == 16)
+        newest = get_be64(k.mv_data);
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->rejects, &c)))
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != AGE_REJECT_LEN)
+            continue;
+        uint8_t age[16];
+        put_be64(age, newest);
+        do { /* on MDB_KEYEXIST, LMDB points av at the existing value: set it each time */
+            put_be64(age + 8, n++);
+            MDB_val ak = {16, age}, av = {AGE_REJECT_LEN, k.mv_data};
+            rc = mdb_put(txn, s->dedup_age, &ak, &av, MDB_NOOVERWRITE);
+        } while (rc == MDB_KEYEXIST);
+        if (rc)
+            break;
+        moved++;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    const uint8_t fmt[4] = {0, 0, 0, STORE_FORMAT};
+    if ((rc = meta_put(s, txn, "format", fmt, 4)))
+        return rc;
+    log_info("store.upgraded", "format=%d rejections=%llu", STORE_FORMAT,
+             (unsigned long long)moved);
+    return 0;
+}
+
 /* Create the meta records of a new store, or read and check an old one's. */
 static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
 {
@@ -151,9 +201,16 @@ static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
     if (rc)
         return set_err(err, cap, NHUB_ESTORE, "store: cannot read format: %s%s", mdb_strerror(rc),
                        "");
-    if (fmt_be[0] || fmt_be[1] || fmt_be[2] || fmt_be[3] != STORE_FORMAT)
-        return set_err(err, cap, NHUB_EVERSION, "store: format %s is not supported%s", "unknown",
-                       "");
+    uint32_t fmt = (uint32_t)fmt_be[0] << 24 | (uint32_t)fmt_be[1] << 16 |
+                   (uint32_t)fmt_be[2] << 8 | fmt_be[3];
+    char fmt_text[16];
+    snprintf(fmt_text, sizeof fmt_text, "%u", fmt);
+    if (fmt == 0 || fmt > STORE_FORMAT)
+        return set_err(err, cap, NHUB_EVERSION, "store: format %s is not supported%s", fmt_text,
+                       " (this nhubd reads formats 1 and 2)");
+    if (fmt < STORE_FORMAT && (rc = upgrade_format1(s, txn)))
+        return set_err(err, cap, lmdb_err(rc), "store: cannot upgrade format %s: %s", fmt_text,
+                       mdb_strerror(rc));
     if ((rc = meta_get(s, txn, "hub_id", s->hub_id, sizeof s->hub_id)))
         return set_err(err, cap, NHUB_ESTORE, "store: hub_id: %s%s", mdb_strerror(rc), "");
     uint8_t seq_be[8];
@@ -528,21 +585,30 @@ int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq)
     return 0;
 }
 
-int store_dedup_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq, int64_t time_ms)
+/* Enter `what` (a dedup or rejects key) in the window's age index at time_ms;
+ * `seq` (the journal seq of its event) makes the age key unique. */
+static int age_put(store_txn_t *txn, int64_t time_ms, uint64_t seq, const void *what, size_t len)
 {
-    uint8_t val[16], age[16];
-    put_be64(val, seq);
-    put_be64(val + 8, (uint64_t)time_ms);
+    uint8_t age[16];
     put_be64(age, (uint64_t)time_ms);
     put_be64(age + 8, seq);
-    MDB_val k = {16, (void *)msg_id}, v = {16, val}, ak = {16, age}, av = {16, (void *)msg_id};
+    MDB_val ak = {16, age}, av = {len, (void *)what};
+    return mdb_put(txn->txn, txn->store->dedup_age, &ak, &av, 0);
+}
+
+int store_dedup_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq, int64_t time_ms)
+{
+    uint8_t val[16];
+    put_be64(val, seq);
+    put_be64(val + 8, (uint64_t)time_ms);
+    MDB_val k = {16, (void *)msg_id}, v = {16, val};
     int rc = mdb_put(txn->txn, txn->store->dedup, &k, &v, 0);
     if (!rc)
-        rc = mdb_put(txn->txn, txn->store->dedup_age, &ak, &av, 0);
+        rc = age_put(txn, time_ms, seq, msg_id, AGE_DEDUP_LEN);
     return lmdb_err(rc);
 }
 
-int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n)
+int store_window_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n)
 {
     MDB_cursor *c;
     *n = 0;
@@ -554,9 +620,10 @@ int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *
     while (rc == 0 && *n < max) {
         if (k.mv_size != 16 || (int64_t)get_be64(k.mv_data) >= before_ms)
             break;
-        if (v.mv_size == 16) {
-            MDB_val dk = {16, v.mv_data};
-            int drc = mdb_del(txn->txn, txn->store->dedup, &dk, NULL);
+        if (v.mv_size == AGE_DEDUP_LEN || v.mv_size == AGE_REJECT_LEN) {
+            MDB_val dk = {v.mv_size, v.mv_data};
+            MDB_dbi db = v.mv_size == AGE_DEDUP_LEN ? txn->store->dedup : txn->store->rejects;
+            int drc = mdb_del(txn->txn, db, &dk, NULL);
             if (drc && drc != MDB_NOTFOUND) {
                 rc = drc;
                 break;
@@ -594,26 +661,30 @@ int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *la
     return 0;
 }
 
-static void reject_key(uint8_t key[24], const uint8_t stream_id[16], uint64_t stream_seq)
+static void reject_key(uint8_t key[AGE_REJECT_LEN], const uint8_t stream_id[16],
+                       uint64_t stream_seq)
 {
     memcpy(key, stream_id, 16);
     put_be64(key + 16, stream_seq);
 }
 
 int store_reject_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
-                     uint32_t code)
+                     uint32_t code, uint64_t seq, int64_t time_ms)
 {
-    uint8_t key[24], val[4] = {(uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8),
-                               (uint8_t)code};
+    uint8_t key[AGE_REJECT_LEN], val[4] = {(uint8_t)(code >> 24), (uint8_t)(code >> 16),
+                                           (uint8_t)(code >> 8), (uint8_t)code};
     reject_key(key, stream_id, stream_seq);
     MDB_val k = {sizeof key, key}, v = {sizeof val, val};
-    return lmdb_err(mdb_put(txn->txn, txn->store->rejects, &k, &v, 0));
+    int rc = mdb_put(txn->txn, txn->store->rejects, &k, &v, 0);
+    if (!rc)
+        rc = age_put(txn, time_ms, seq, key, sizeof key);
+    return lmdb_err(rc);
 }
 
 int store_reject_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
                      uint32_t *code)
 {
-    uint8_t key[24];
+    uint8_t key[AGE_REJECT_LEN];
     reject_key(key, stream_id, stream_seq);
     MDB_val k = {sizeof key, key}, v;
     int rc = mdb_get(txn->txn, txn->store->rejects, &k, &v);
@@ -761,6 +832,25 @@ int store_queue_count(store_reader_t *r, const char *region, uint64_t *n)
     int rc = region_walk(r, r->store->queue, region, 0, SIZE_MAX, take_count, NULL, &count);
     *n = count;
     return rc;
+}
+
+int store_window_stat(store_reader_t *r, store_window_stat_t *out)
+{
+    const MDB_dbi dbs[3] = {r->store->dedup, r->store->rejects, r->store->dedup_age};
+    uint64_t entries[3] = {0};
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < 3; i++) {
+        MDB_stat st;
+        int rc = mdb_stat(r->txn, dbs[i], &st);
+        if (rc)
+            return lmdb_err(rc);
+        entries[i] = st.ms_entries;
+        out->pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    out->messages = entries[0];
+    out->rejections = entries[1];
+    out->aged = entries[2];
+    return 0;
 }
 
 int store_journal_get(store_reader_t *r, uint64_t seq, const void **event, size_t *len,

@@ -8,9 +8,11 @@
  *   queue      region(6) dseq(8) -> seq(8) msg_id(16)    messages waiting for a region
  *   qtail      region(6) -> next dseq(8)                 1, 2, 3, ... per region, never reused
  *   dedup      msg_id(16) -> seq(8) time_ms(8)           the duplicate window
- *   dedup_age  time_ms(8) seq(8) -> msg_id(16)           to expire the window in order
+ *   dedup_age  time_ms(8) seq(8) -> msg_id(16)           to expire the window in order:
+ *              or -> stream_id(16) stream_seq(8)         a rejection (format 2)
  *   streams    stream_id(16) -> last stream_seq(8) region(6)
- *   rejects    stream_id(16) stream_seq(8) -> NACK code(4)  SENDs refused for good
+ *   rejects    stream_id(16) stream_seq(8) -> NACK code(4)  SENDs refused for good, kept
+ *              as long as the duplicate window
  *   held       region(6) dseq(8) -> since time_ms(8) reason(4)  queued messages set aside
  *              for their region (still in `queue`: a held message is never dropped)
  *
@@ -146,17 +148,19 @@ int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq);
 /* Remember msg_id -> seq at time_ms. */
 int store_dedup_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq, int64_t time_ms);
 
-/* Forget at most `max` msg_ids remembered before `before_ms`; *n = how many. */
-int store_dedup_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n);
+/* Forget at most `max` entries of the window (msg_ids and rejections)
+ * remembered before `before_ms`, oldest first; *n = how many. */
+int store_window_expire(store_txn_t *txn, int64_t before_ms, size_t max, size_t *n);
 
 /* The last accepted stream_seq of a stream (0 if the stream is new) and the
  * region that owns it (empty string if new; `region` has room for 7 bytes,
  * may be NULL). */
 int store_stream_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t *last, char *region);
 
-/* Remember that (stream, stream_seq) was refused for good with `code`. */
+/* Remember that (stream, stream_seq) was refused for good with `code`, at
+ * time_ms by the journal event `seq`; it expires with the window. */
 int store_reject_put(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
-                     uint32_t code);
+                     uint32_t code, uint64_t seq, int64_t time_ms);
 
 /* The code (stream, stream_seq) was refused with: 0 and *code, or NHUB_ENOTFOUND. */
 int store_reject_get(store_txn_t *txn, const uint8_t stream_id[16], uint64_t stream_seq,
@@ -207,6 +211,14 @@ int store_held_scan(store_reader_t *r, const char *region, uint64_t from_dseq, s
 
 /* Count of queued messages for `region` (walks the queue; for stats/tests). */
 int store_queue_count(store_reader_t *r, const char *region, uint64_t *n);
+
+/* What the duplicate window holds: remembered msg_ids, rejections, their
+ * age entries (messages + rejections when consistent), and the pages of the
+ * three databases. O(1). */
+typedef struct store_window_stat {
+    uint64_t messages, rejections, aged, pages;
+} store_window_stat_t;
+int store_window_stat(store_reader_t *r, store_window_stat_t *out);
 
 /*
  * The journal record `seq`: *event points at the encoded JournalEvent (valid

@@ -548,14 +548,17 @@ static void test_open_refuses_unknown_format_and_bad_hub_id(void **state)
     store_close(&fx->st);
     uint8_t fmt[4];
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
-    assert_int_equal(fmt[3], 1);
-    const uint8_t v2[4] = {0, 0, 0, 2};
-    raw_put(fx->dir, "meta", "format", 6, v2, 4);
+    assert_int_equal(fmt[3], 2);
+    const uint8_t v3[4] = {0, 0, 0, 3}, v0[4] = {0, 0, 0, 0};
+    raw_put(fx->dir, "meta", "format", 6, v3, 4);
     char err[256] = "";
     store_t *st = (store_t *)&st;
     assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
     assert_null(st);
-    assert_non_null(strstr(err, "format"));
+    assert_non_null(strstr(err, "format 3 is not supported"));
+    raw_put(fx->dir, "meta", "format", 6, v0, 4);
+    assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
+    assert_non_null(strstr(err, "format 0"));
 
     raw_put(fx->dir, "meta", "format", 6, fmt, 4);
     raw_put(fx->dir, "meta", "hub_id", 6, "too short", 9);
@@ -788,28 +791,28 @@ static void test_dedup_expire_forgets_only_entries_before_cutoff_up_to_max(void 
     size_t n = 99;
     uint64_t seq;
     t = begin(fx->st);
-    assert_int_equal(store_dedup_expire(t, 300, 1, &n), 0); /* bounded by max */
+    assert_int_equal(store_window_expire(t, 300, 1, &n), 0); /* bounded by max */
     assert_int_equal(n, 1);
     assert_int_equal(store_dedup_get(t, id[1], &seq), NHUB_ENOTFOUND); /* t=100 */
     assert_int_equal(store_dedup_get(t, id[3], &seq), 0);              /* t=200 */
-    assert_int_equal(store_dedup_expire(t, 300, 10, &n), 0);
+    assert_int_equal(store_window_expire(t, 300, 10, &n), 0);
     assert_int_equal(n, 1); /* only t=200; t=300 is not before the cutoff */
     assert_int_equal(store_dedup_get(t, id[3], &seq), NHUB_ENOTFOUND);
     assert_int_equal(store_dedup_get(t, id[2], &seq), 0);
     assert_int_equal(seq, 12);
     assert_int_equal(store_dedup_get(t, id[5], &seq), 0);
-    assert_int_equal(store_dedup_expire(t, 300, 10, &n), 0);
+    assert_int_equal(store_window_expire(t, 300, 10, &n), 0);
     assert_int_equal(n, 0);
     commit(&t);
 
     t = begin(fx->st);
-    assert_int_equal(store_dedup_expire(t, 1000, 0, &n), 0); /* max 0 forgets nothing */
+    assert_int_equal(store_window_expire(t, 1000, 0, &n), 0); /* max 0 forgets nothing */
     assert_int_equal(n, 0);
-    assert_int_equal(store_dedup_expire(t, 1000, 10, &n), 0);
+    assert_int_equal(store_window_expire(t, 1000, 10, &n), 0);
     assert_int_equal(n, 4);
     for (unsigned i = 0; i < 6; i++)
         assert_int_equal(store_dedup_get(t, id[i], &seq), NHUB_ENOTFOUND);
-    assert_int_equal(store_dedup_expire(t, 1000, 10, &n), 0); /* empty window */
+    assert_int_equal(store_window_expire(t, 1000, 10, &n), 0); /* empty window */
     assert_int_equal(n, 0);
     commit(&t);
 }
@@ -829,9 +832,9 @@ static void test_dedup_expire_walks_across_pages(void **state)
     commit(&t);
     size_t n = 0;
     t = begin(fx->st);
-    assert_int_equal(store_dedup_expire(t, 2500, 1000, &n), 0);
+    assert_int_equal(store_window_expire(t, 2500, 1000, &n), 0);
     assert_int_equal(n, 1000);
-    assert_int_equal(store_dedup_expire(t, 2500, 5000, &n), 0);
+    assert_int_equal(store_window_expire(t, 2500, 5000, &n), 0);
     assert_int_equal(n, 1500);
     commit(&t);
     t = begin(fx->st);
@@ -889,7 +892,7 @@ static void test_rejects_are_remembered_per_stream_and_seq(void **state)
     store_txn_t *t = begin(fx->st);
     uint32_t code = 0;
     assert_int_equal(store_reject_get(t, s1, 3, &code), NHUB_ENOTFOUND);
-    assert_int_equal(store_reject_put(t, s1, 3, 6), 0);
+    assert_int_equal(store_reject_put(t, s1, 3, 6, 40, 1000), 0);
     commit(&t);
     reopen(fx);
     t = begin(fx->st);
@@ -898,6 +901,112 @@ static void test_rejects_are_remembered_per_stream_and_seq(void **state)
     assert_int_equal(store_reject_get(t, s1, 4, &code), NHUB_ENOTFOUND);
     assert_int_equal(store_reject_get(t, s2, 3, &code), NHUB_ENOTFOUND);
     store_abort(&t);
+}
+
+static store_window_stat_t window_stat(store_t *st)
+{
+    store_reader_t *r = NULL;
+    store_window_stat_t w;
+    assert_int_equal(store_reader_open(st, &r), 0);
+    assert_int_equal(store_window_stat(r, &w), 0);
+    store_reader_close(&r);
+    assert_int_equal(w.aged, w.messages + w.rejections);
+    return w;
+}
+
+/* Rejections leave the window in time order with the msg_ids around them. */
+static void test_rejections_expire_with_the_window(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t s1[16], a[16], b[16];
+    make_id(s1, 1);
+    make_id(a, 2);
+    make_id(b, 3);
+    uint32_t code = 0;
+    uint64_t seq = 0;
+    size_t n = 0;
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_dedup_put(t, a, 10, 100), 0);
+    assert_int_equal(store_reject_put(t, s1, 1, 6, 11, 200), 0);
+    assert_int_equal(store_dedup_put(t, b, 12, 300), 0);
+    assert_int_equal(store_reject_put(t, s1, 2, 7, 13, 300), 0);
+    commit(&t);
+    store_window_stat_t w = window_stat(fx->st);
+    assert_int_equal(w.messages, 2);
+    assert_int_equal(w.rejections, 2);
+    assert_true(w.pages >= 3);
+
+    t = begin(fx->st);
+    assert_int_equal(store_window_expire(t, 250, 10, &n), 0);
+    assert_int_equal(n, 2); /* a at 100, the rejection at 200 */
+    assert_int_equal(store_dedup_get(t, a, &seq), NHUB_ENOTFOUND);
+    assert_int_equal(store_reject_get(t, s1, 1, &code), NHUB_ENOTFOUND);
+    assert_int_equal(store_reject_get(t, s1, 2, &code), 0);
+    assert_int_equal(code, 7);
+    assert_int_equal(store_dedup_get(t, b, &seq), 0);
+    commit(&t);
+    w = window_stat(fx->st);
+    assert_int_equal(w.messages, 1);
+    assert_int_equal(w.rejections, 1);
+
+    t = begin(fx->st);
+    assert_int_equal(store_window_expire(t, 301, 10, &n), 0);
+    assert_int_equal(n, 2);
+    commit(&t);
+    w = window_stat(fx->st);
+    assert_int_equal(w.messages + w.rejections, 0);
+}
+
+/* A format-1 store (rejections not in the age index) is upgraded at open:
+ * its rejections take the newest time of the window and expire with it. */
+static void test_format1_store_upgraded_and_its_rejections_expire(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t s1[16], a[16], key[16];
+    make_id(s1, 1);
+    make_id(a, 2);
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_dedup_put(t, a, 1, 700), 0);
+    assert_int_equal(store_reject_put(t, s1, 1, 6, 0, 100), 0);
+    assert_int_equal(store_reject_put(t, s1, 2, 6, 2, 100), 0);
+    commit(&t);
+    store_close(&fx->st);
+    /* Make it what format 1 wrote: no age entries for the rejections. */
+    put_be64(key, 100);
+    for (uint64_t seq = 0; seq <= 2; seq += 2) {
+        put_be64(key + 8, seq);
+        raw_put(fx->dir, "dedup_age", key, 16, NULL, 0);
+    }
+    /* and a key the upgrade must step over: (700, 0) taken by a message */
+    uint8_t taken[16], other[16];
+    put_be64(taken, 700);
+    put_be64(taken + 8, 0);
+    make_id(other, 9);
+    raw_put(fx->dir, "dedup_age", taken, 16, other, 16);
+    const uint8_t v1[4] = {0, 0, 0, 1};
+    raw_put(fx->dir, "meta", "format", 6, v1, 4);
+
+    open_ok(fx);
+    uint8_t fmt[4];
+    store_close(&fx->st);
+    assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
+    assert_int_equal(fmt[3], 2);
+    assert_int_equal(raw_get(fx->dir, "dedup_age", taken, 16, key, sizeof key), 16);
+    assert_memory_equal(key, other, 16); /* not overwritten */
+    open_ok(fx);
+    uint32_t code = 0;
+    size_t n = 0;
+    t = begin(fx->st);
+    assert_int_equal(store_window_expire(t, 700, 10, &n), 0);
+    assert_int_equal(n, 0); /* kept as long as the newest message */
+    assert_int_equal(store_reject_get(t, s1, 2, &code), 0);
+    assert_int_equal(store_window_expire(t, 701, 10, &n), 0);
+    assert_int_equal(n, 4); /* a, the planted entry, both rejections */
+    assert_int_equal(store_reject_get(t, s1, 1, &code), NHUB_ENOTFOUND);
+    assert_int_equal(store_reject_get(t, s1, 2, &code), NHUB_ENOTFOUND);
+    commit(&t);
 }
 
 /* ---- map growth ------------------------------------------------------------ */
@@ -1085,6 +1194,8 @@ int main(void)
         T(test_dedup_expire_walks_across_pages),
         T(test_stream_last_is_zero_until_put_and_survives_reopen),
         T(test_rejects_are_remembered_per_stream_and_seq),
+        T(test_rejections_expire_with_the_window),
+        T(test_format1_store_upgraded_and_its_rejections_expire),
         T(test_grow_doubles_up_to_limit_then_is_full),
         T(test_limit_below_initial_map_means_no_growth),
         T(test_full_map_grows_until_limit_and_full_writes_apply_nothing),

@@ -34,6 +34,12 @@
  *             (curve: CURVE clients, the test catalogue, every envelope
  *             signed, Ed25519 then SM2) next to the same ingest in the
  *             development mode (insecure-plaintext, unsigned) of the same run.
+ *   window    the duplicate window under steady load, with the hub in this
+ *             process on an injected wall clock: a region sending (1 in 10
+ *             SENDs refused for good, UNKNOWN_REGION), another confirming,
+ *             one window of simulated time per phase over several windows;
+ *             after each phase the window's entries and pages and the
+ *             journal's. Baseline: the same figures after the first window.
  *   relay     libnhub end to end: region A's adapter sends batches of 64
  *             (nhub_send_batch) through a real nhubd to region B's adapter,
  *             which confirms in batches (nhub_confirm_batch), every hop
@@ -42,24 +48,29 @@
  *             same window, storing nothing.
  *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|signatures|signed|relay]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
  */
 #include "bench.h"
+#include "cfg.h"
 #include "harness.h"
+#include "hub.h"
+#include "log.h"
 #include "keys.h"
 #include "peers.h"
 #include "relay.h"
 #include "signatures.h"
 #include "signed.h"
+#include "store.h"
 #include "wire.h"
 
 #include <lmdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -979,6 +990,184 @@ static void section_hostile(int seconds)
     hostile_curve(seconds, calm.rate);
 }
 
+/* ---- window ------------------------------------------------------------- */
+
+#define WINDOW_SIM_MS (3600 * 1000LL) /* the duplicate window, in simulated time */
+
+static _Atomic int64_t g_sim_wall; /* the in-process hub's wall clock */
+
+static int64_t sim_wall(void *arg)
+{
+    (void)arg;
+    return atomic_load(&g_sim_wall);
+}
+
+static int64_t sim_mono(void *arg)
+{
+    (void)arg;
+    return clock_mono_ms(nhub_clock_system());
+}
+
+struct hub_thread {
+    hub_t *hub;
+    volatile sig_atomic_t stop, reload;
+    int rc;
+};
+
+static void *hub_thread(void *arg)
+{
+    struct hub_thread *t = arg;
+    t->rc = hub_run(t->hub, &t->stop, &t->reload, NULL);
+    return NULL;
+}
+
+/* Answer every DELIVER waiting at `rx` with DELIVERED; returns how many. */
+static int confirm_delivers(client_t *rx)
+{
+    ProtobufCMessage *m;
+    int cmd, n = 0;
+    while ((cmd = client_read(rx, &m)) != 0) {
+        if (cmd == WIRE_DELIVER) {
+            wire_deliver_t *d = (wire_deliver_t *)m;
+            wire_envelope_t *e = NULL;
+            if (wire_decode(&nhub__wire__v1__envelope__descriptor, d->envelope.data,
+                            d->envelope.len, 1 << 20, (ProtobufCMessage **)&e) == 0) {
+                wire_delivered_t ok = NHUB__WIRE__V1__DELIVERED__INIT;
+                ok.msg_id = e->msg_id;
+                ok.dseq = d->dseq;
+                wire_send(rx->sock, NULL, 0, WIRE_DELIVERED, &ok.base, 0);
+                n += d->attempt == 1;
+            }
+            wire_free((ProtobufCMessage **)&e);
+        }
+        wire_free(&m);
+    }
+    return n;
+}
+
+/*
+ * One phase: the hub (in this thread's process, on g_sim_wall) takes `n`
+ * SENDs, one in 10 to a region that does not exist, while the clock moves
+ * one window forward; the destination confirms each. Returns 0 when all
+ * were answered and the good ones confirmed.
+ */
+static int window_phase(const char *cfg_path, int n, int64_t *refused)
+{
+    static const nhub_clock_t sim = {sim_wall, sim_mono, NULL}; /* the hub keeps a pointer */
+    cfg_t *cfg = NULL;
+    hub_t *hub = NULL;
+    char err[512];
+    if (cfg_load(cfg_path, &cfg, err, sizeof err) != 0 ||
+        hub_new(&cfg, &sim, &hub, err, sizeof err) != 0) {
+        fprintf(stderr, "nhub-bench: window: %s\n", err);
+        return -1;
+    }
+    struct hub_thread ht = {.hub = hub};
+    pthread_t tid;
+    pthread_create(&tid, NULL, hub_thread, &ht);
+    void *ctx = zmq_ctx_new();
+    const int window = 256; /* open_sender's */
+    client_t tx, bad, rx;
+    client_open(&rx, ctx, hub_endpoint(hub), "120000", NULL, 4096, 0, NULL, 0);
+    open_sender(&tx, ctx, hub_endpoint(hub), "110000", "120000");
+    open_sender(&bad, ctx, hub_endpoint(hub), "130000", "990000");
+    const int64_t step = WINDOW_SIM_MS / n;
+    int sent = 0, answered = 0, confirmed = 0, good = 0, in_flight = 0;
+    int64_t deadline = th_now_ms() + 600000;
+    zmq_pollitem_t pi[3] = {{tx.sock, 0, ZMQ_POLLIN, 0},
+                            {bad.sock, 0, ZMQ_POLLIN, 0},
+                            {rx.sock, 0, ZMQ_POLLIN, 0}};
+    while ((answered < n || confirmed < good) && th_now_ms() < deadline) {
+        while (sent < n && in_flight < window) {
+            send_one(sent % 10 == 9 ? &bad : &tx, window, BENCH_PAYLOAD);
+            good += sent % 10 != 9;
+            sent++;
+            in_flight++;
+        }
+        if (zmq_poll(pi, 3, 1000) < 0)
+            break;
+        for (int i = 0; i < 2; i++) {
+            ProtobufCMessage *m;
+            int cmd;
+            while ((cmd = client_read(i ? &bad : &tx, &m)) != 0) {
+                if (cmd == WIRE_ACK || cmd == WIRE_NACK) {
+                    answered++;
+                    in_flight--;
+                    *refused += cmd == WIRE_NACK;
+                    atomic_fetch_add(&g_sim_wall, step);
+                }
+                wire_free(&m);
+            }
+        }
+        confirmed += confirm_delivers(&rx);
+    }
+    client_close(&tx);
+    client_close(&bad);
+    client_close(&rx);
+    zmq_ctx_term(ctx);
+    ht.stop = 1;
+    pthread_join(tid, NULL);
+    hub_destroy(&hub);
+    /* confirmed may pass good: DELIVEREDs the last phase's hub stopped
+     * before reading are answered by redeliveries in this one */
+    return answered == n && confirmed >= good && ht.rc == 0 ? 0 : -1;
+}
+
+static void section_window(int quick)
+{
+    const int phases = quick ? 3 : 5, per_window = quick ? 20000 : 100000;
+    th_hub_t hub;
+    char limits[128], data[320];
+    snprintf(limits, sizeof limits, "  dedup_window: %lldms\n", WINDOW_SIM_MS);
+    if (th_hub_init(&hub, limits) != 0 || th_hub_write_config(&hub) != 0) {
+        fprintf(stderr, "nhub-bench: window: cannot write a configuration\n");
+        return;
+    }
+    FILE *log = fopen(hub.log_path, "w");
+    log_setup(LOG_WARN, log ? log : stderr);
+    snprintf(data, sizeof data, "%s/hub-data", hub.dir);
+    atomic_store(&g_sim_wall, (int64_t)1798761600000); /* 2027-01-01 */
+    printf("\nwindow: duplicate window %lld s (injected clock), %d SENDs per window, "
+           "1 in 10 refused for good\n",
+           WINDOW_SIM_MS / 1000, per_window);
+    printf("  %-7s %12s %12s %12s %14s %14s\n", "windows", "msg_ids", "rejections",
+           "window pages", "journal events", "vs window 1");
+    uint64_t first_pages = 0;
+    int64_t refused = 0;
+    for (int p = 1; p <= phases; p++) {
+        if (window_phase(hub.cfg_path, per_window, &refused) != 0) {
+            printf("  window phase %d did not complete (log: %s)\n", p, hub.log_path);
+            break;
+        }
+        store_t *st = NULL;
+        store_reader_t *r = NULL;
+        store_window_stat_t w = {0};
+        uint64_t events = 0;
+        char err[256];
+        if (store_open(data, 1 << 20, 1ull << 36, &st, err, sizeof err) != 0 ||
+            store_reader_open(st, &r) != 0 || store_window_stat(r, &w) != 0 ||
+            store_journal_last(r, &events) != 0) {
+            printf("  cannot read the store: %s\n", err);
+            store_reader_close(&r);
+            store_close(&st);
+            break;
+        }
+        store_reader_close(&r);
+        store_close(&st);
+        if (p == 1)
+            first_pages = w.pages;
+        printf("  %-7d %12llu %12llu %12llu %14llu %13.2fx\n", p, (unsigned long long)w.messages,
+               (unsigned long long)w.rejections, (unsigned long long)w.pages,
+               (unsigned long long)events, first_pages ? (double)w.pages / first_pages : 0.0);
+    }
+    printf("  refused: %lld (UNKNOWN_REGION); the journal keeps every event (never pruned)\n",
+           (long long)refused);
+    log_setup(LOG_INFO, NULL);
+    if (log)
+        fclose(log);
+    th_rmrf(hub.dir);
+}
+
 int main(int argc, char **argv)
 {
     int quick = 0, seconds = 0;
@@ -992,7 +1181,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|signatures|signed|relay] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1013,6 +1202,8 @@ int main(int argc, char **argv)
         section_scaling(seconds);
     if (!only || !strcmp(only, "hostile"))
         section_hostile(seconds);
+    if (!only || !strcmp(only, "window"))
+        section_window(quick);
     if (!only || !strcmp(only, "signatures"))
         section_signatures(seconds, g_ingest_4x64);
     if (!only || !strcmp(only, "signed"))
