@@ -1,6 +1,6 @@
 # nhub: national hub message-exchange broker.
 #
-#   make            build everything into build/
+#   make            install what is missing, build the programs into build/
 #   make run        install what is missing, build, start a hub and two adapters
 #   make check      install what is missing, build, run all tests (normal and
 #                   ASan+UBSan builds); ends with "N passed, N failed"
@@ -59,16 +59,22 @@ HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
 LIB_COMMON := $(B)/lib/libnhubcommon.a
 LIB_BROKER := $(B)/lib/libnhubbroker.a
 LIB_NHUB := $(B)/lib/libnhub.a
+LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
 BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen
 UNIT_BINS := $(patsubst test/unit/%.c,$(B)/test/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SRC))
 
-.PHONY: all tests check check-normal check-asan run bench install deps clean format lint
+.PHONY: all programs tests check check-normal check-asan run bench install deps clean format lint
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(BINS)
+# Plain `make` installs what is missing first (tools/deps.sh; as root, or
+# it names the apt-get command to run), then builds the programs.
+all: deps
+	@$(MAKE) --no-print-directory programs
+
+programs: $(BINS) $(LIB_NHUB)
 
 # ---- generated code --------------------------------------------------------
 $(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: proto/%.proto
@@ -91,7 +97,18 @@ $(LIB_COMMON): $(COMMON_OBJ)
 $(LIB_BROKER): $(BROKER_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+# libnhub.a, the library provinces link, is one object whose only global
+# symbols are the nhub_ API of adapters/nhub.h: the common code inside it
+# (log_, keys_, wire_, conf_, the protobuf-c descriptors) is made local, so
+# it cannot collide with an application's own names. Our programs and tests
+# link libnhub-internal.a (the same objects, unhidden) with libnhubcommon.a.
 $(LIB_NHUB): $(LIBNHUB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@) $(B)/obj/lib
+	ld -r -o $(B)/obj/lib/libnhub.o $^
+	objcopy --wildcard --keep-global-symbol='nhub_[a-z]*' --localize-symbol=nhub_clock_system \
+		$(B)/obj/lib/libnhub.o
+	rm -f $@ && ar rcs $@ $(B)/obj/lib/libnhub.o
+$(LIB_NHUB_INT): $(LIBNHUB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -100,7 +117,7 @@ $(B)/bin/nhubd: $(call obj,broker/main.c) $(LIB_BROKER) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
-$(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB)
+$(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
@@ -109,8 +126,15 @@ $(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB)
 BENCH_PEER_PKGS := $(shell for p in librabbitmq libnats; do pkg-config --exists $$p && echo $$p; done)
 BENCH_PEER_LIBS := $(if $(BENCH_PEER_PKGS),$(shell pkg-config --libs $(BENCH_PEER_PKGS)))
 BENCH_SRC := $(wildcard tools/nhub-bench/*.c)
+# Which peers the bench objects were built with (they test __has_include):
+# the stamp changes when that set does, and the objects are rebuilt.
+BENCH_PEERS_STAMP := $(B)/obj/tools/nhub-bench/peers.stamp
+BENCH_PEERS_SET := $(shell mkdir -p $(dir $(BENCH_PEERS_STAMP)); \
+	[ "$$(cat $(BENCH_PEERS_STAMP) 2>/dev/null)" = "peers: $(BENCH_PEER_PKGS)" ] || \
+	echo "peers: $(BENCH_PEER_PKGS)" >$(BENCH_PEERS_STAMP))
+$(call obj,$(BENCH_SRC)): $(BENCH_PEERS_STAMP)
 
-$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c) $(LIB_BROKER) $(LIB_NHUB) $(LIB_COMMON)
+$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(BENCH_PEER_LIBS)
 
@@ -120,11 +144,16 @@ $(B)/bin/nhub-keygen: $(call obj,tools/nhub-keygen/main.c) $(LIB_COMMON)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
 # ---- tests -----------------------------------------------------------------
-$(B)/test/unit/%: $(call obj,test/unit/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB) $(LIB_COMMON)
+$(B)/test/unit/%: $(call obj,test/unit/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
 
-$(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB) $(LIB_COMMON)
+$(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
+
+# Linked as a province's program links the library: libnhub.a and nothing else of ours.
+$(B)/test/unit/test_public_lib: $(call obj,test/unit/test_public_lib.c) $(LIB_NHUB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
 
@@ -151,15 +180,16 @@ check-asan:
 	sh test/run.sh build/asan build/test-results/asan
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory programs
 	@sh tools/run-demo.sh
 
 bench: deps
 	@sh tools/bench-deps.sh
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory programs
 	NHUB_BIN=$(B)/bin $(B)/bin/nhub-bench $(BENCH_ARGS)
 
-install: all $(LIB_NHUB)
+install: deps
+	@$(MAKE) --no-print-directory programs
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(LIB_NHUB) $(DESTDIR)$(PREFIX)/lib/
@@ -261,7 +291,7 @@ SOAK_ARGS ?=
 
 .PHONY: soak soak-check
 
-$(B)/bin/nhub-soak: $(call obj,tools/nhub-soak/soak.c) $(call obj,test/harness/harness.c) $(LIB_NHUB)
+$(B)/bin/nhub-soak: $(call obj,tools/nhub-soak/soak.c) $(call obj,test/harness/harness.c) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

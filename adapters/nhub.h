@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,6 +62,17 @@ enum nhub_kind {
 int nhub_kind_parse(const char *name);
 /* The lower-case name of a kind, or "unknown". */
 const char *nhub_kind_name(int kind);
+
+/*
+ * Where the library writes its log lines (one key=value record a line:
+ * events, msg_ids in hex, region codes, counts and reasons, never payload
+ * data) and the least level written: "debug", "info", "warn", "error" or
+ * "off". `stream` NULL = stderr. The default is "info" on stderr. The
+ * setting is process-wide: make it once, before nhub_open and before
+ * other threads use the library. Returns 0, or NHUB_EINVAL (unknown level;
+ * nothing changed).
+ */
+int nhub_log_setup(const char *level, FILE *stream);
 
 /*
  * Called when the hub refuses a message for good (NACK that is not

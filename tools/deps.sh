@@ -1,5 +1,8 @@
 #!/bin/sh
 # Install the Debian packages nhub needs to build and test, when missing.
+# A package already installed is kept as it is (apt-get install does not
+# upgrade it): make check is run on Debian 12 with libssl3 3.0.19 (an older
+# image) and with 3.0.22 (what apt-get installs on a fresh machine).
 set -e
 PKGS="build-essential pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
 liblmdb-dev lmdb-utils libssl-dev libyaml-dev libcmocka-dev clang"

@@ -294,6 +294,15 @@ const char *nhub_kind_name(int kind)
     return kind_names[kind];
 }
 
+int nhub_log_setup(const char *level, FILE *stream)
+{
+    enum log_level l;
+    if (!level || log_level_parse(level, &l) != 0)
+        return NHUB_EINVAL;
+    log_setup(l, stream);
+    return 0;
+}
+
 /* Bytes protobuf needs for the varint `v`. */
 static size_t varint_len(uint64_t v)
 {
