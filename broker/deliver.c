@@ -1,0 +1,193 @@
+/*
+ * deliver.c: queues -> DELIVER. Each region with a delivery session gets
+ * its due redeliveries and then new messages within its credit; a message
+ * the session cannot take is held (it stays queued). See hub_internal.h.
+ */
+#include "hub_internal.h"
+
+void deliver_detach(hub_t *h, session_t *s)
+{
+    if (s->region >= 0 && (size_t)s->region < h->n_regions && h->regions[s->region].delivery == s) {
+        h->regions[s->region].delivery = NULL;
+        dispatch_stop(h->regions[s->region].window);
+        log_info("hub.region_offline", "region=%s", h->regions[s->region].code);
+    }
+}
+
+void deliver_session_close(hub_t *h, session_t *s, const char *why)
+{
+    log_info("hub.session_closed", "region=%s reason=%s",
+             s->region >= 0 ? h->regions[s->region].code : "-", why);
+    deliver_detach(h, s);
+    session_remove(h->sessions, s);
+    h->n.sessions_closed++;
+}
+
+/* ---- delivery ---------------------------------------------------------------- */
+
+/* Why the region's delivery session cannot take a message, 0 if it can. */
+struct hold {
+    uint32_t reason; /* STORE_HELD_*, or 0 */
+    uint32_t size;   /* the DELIVER's size, for STORE_HELD_TOO_LARGE */
+};
+
+/*
+ * Send message (dseq, seq) to the region's delivery session. Fills *held
+ * instead when the session does not accept its payload type, or announced
+ * a max_frame the DELIVER exceeds (libzmq would drop the connection).
+ * Returns 0, NHUB_ENOTFOUND (the peer is gone), NHUB_EAGAIN (its queue is
+ * full) or another error.
+ */
+static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint64_t dseq,
+                       uint64_t seq, uint64_t prev_dseq, uint32_t attempt, struct hold *held)
+{
+    const void *data;
+    size_t len;
+    *held = (struct hold){0, 0};
+    int rc = store_journal_get(rd, seq, &data, &len, NULL);
+    if (rc) { /* a store problem, not the peer's: never NHUB_ENOTFOUND here */
+        log_error("hub.journal_missing", "region=%s seq=%llu dseq=%llu", r->code,
+                  (unsigned long long)seq, (unsigned long long)dseq);
+        return NHUB_EMALFORMED;
+    }
+    journal_event_t *ev = NULL;
+    rc = wire_decode(&nhub__journal__v1__journal_event__descriptor, data, len, len + 1024,
+                     (ProtobufCMessage **)&ev);
+    if (rc || ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED) {
+        log_error("hub.journal_corrupt", "region=%s seq=%llu", r->code, (unsigned long long)seq);
+        wire_free((ProtobufCMessage **)&ev);
+        return NHUB_EMALFORMED;
+    }
+    session_t *s = r->delivery;
+    if (!wire_payload_accepted(ev->payload_type, s->accepted, s->n_accepted)) {
+        held->reason = STORE_HELD_PAYLOAD_TYPE;
+        wire_free((ProtobufCMessage **)&ev);
+        return 0;
+    }
+    wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
+    d.seq = seq;
+    d.dseq = dseq;
+    d.envelope = ev->envelope;
+    d.attempt = attempt;
+    d.prev_dseq = prev_dseq;
+    d.signature = ev->signature;
+    d.key_id = ev->key_id;
+    size_t size = protobuf_c_message_get_packed_size(&d.base);
+    if (s->max_frame && size > s->max_frame) {
+        held->reason = STORE_HELD_TOO_LARGE;
+        held->size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+        wire_free((ProtobufCMessage **)&ev);
+        return 0;
+    }
+    rc = wire_send(h->router, s->rid, s->rid_len, WIRE_DELIVER, &d.base, ZMQ_DONTWAIT);
+    wire_free((ProtobufCMessage **)&ev);
+    return rc;
+}
+
+/* Stage the hold of a message the destination cannot take (apply_hold). */
+static int stage_hold(hub_t *h, struct hub_region *r, const store_queued_t *q,
+                      const struct hold *held)
+{
+    session_t *s = r->delivery;
+    struct item *it = ingress_item_new(h, ITEM_HOLD, s->rid, s->rid_len);
+    if (!it)
+        return NHUB_EAGAIN;
+    it->region = (int)(r - h->regions);
+    it->dseq = q->dseq;
+    it->seq = q->seq;
+    it->hold_reason = held->reason;
+    it->hold_size = held->size;
+    memcpy(it->msg_id, q->msg_id, 16);
+    return 0;
+}
+
+/* Handle a failed send to a region's session; returns 1 to stop this region. */
+static int delivery_failed(hub_t *h, struct hub_region *r, int rc)
+{
+    if (rc == NHUB_ENOTFOUND) {
+        deliver_session_close(h, r->delivery, "peer gone");
+        return 1;
+    }
+    if (rc == NHUB_EAGAIN) { /* the peer is not reading: do not spin on it */
+        r->blocked_until = hub_now_mono(h) + HUB_BLOCKED_RETRY_MS;
+        return 1;
+    }
+    return rc == NHUB_ECLOSED || rc == NHUB_EZMQ || rc == NHUB_ENOMEM;
+}
+
+static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
+{
+    size_t n = dispatch_due(r->window, now, h->due, HUB_SCAN_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct hold held;
+        int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].prev_dseq,
+                             h->due[i].attempt, &held);
+        if (rc && delivery_failed(h, r, rc))
+            return;
+        if (!rc && !held.reason)
+            h->n.redelivered++;
+    }
+}
+
+static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
+{
+    while (r->delivery && r->pending) {
+        size_t room = dispatch_room(r->window), n = 0;
+        if (room == 0)
+            return;
+        if (room > HUB_SCAN_MAX)
+            room = HUB_SCAN_MAX;
+        if (store_queue_scan(rd, r->code, dispatch_cursor(r->window), h->scan, room, &n) != 0)
+            return;
+        if (n < room)
+            r->pending = 0; /* the rest of the queue is in hand */
+        for (size_t i = 0; i < n; i++) {
+            const store_queued_t *q = &h->scan[i];
+            struct hold held;
+            int rc =
+                deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1, &held);
+            if (held.reason) {
+                if (stage_hold(h, r, q, &held) != 0) {
+                    r->pending = 1;
+                    return;
+                }
+                dispatch_skip(r->window, q->dseq);
+                continue;
+            }
+            if (rc) {
+                r->pending = 1;
+                if (delivery_failed(h, r, rc))
+                    return;
+                dispatch_skip(r->window, q->dseq); /* unreadable: left queued, logged */
+                continue;
+            }
+            dispatch_sent(r->window, q->dseq, q->seq, now);
+            h->n.delivered++;
+        }
+        if (n == 0)
+            return;
+    }
+}
+
+void deliver_all(hub_t *h)
+{
+    int64_t now = hub_now_mono(h);
+    store_reader_t *rd = NULL;
+    for (size_t i = 0; i < h->n_regions; i++) {
+        struct hub_region *r = &h->regions[i];
+        if (!r->delivery || !r->delivery->welcomed || r->blocked_until > now ||
+            h->cfg->regions[i].suspended)
+            continue;
+        int due = dispatch_next_due(r->window) <= now;
+        int fresh = r->pending && dispatch_room(r->window) > 0;
+        if (!due && !fresh)
+            continue;
+        if (!rd && store_reader_open(h->store, &rd) != 0)
+            return;
+        if (due)
+            redeliver(h, r, rd, now);
+        if (r->delivery && fresh)
+            deliver_new(h, r, rd, now);
+    }
+    store_reader_close(&rd);
+}

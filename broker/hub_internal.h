@@ -1,0 +1,283 @@
+/*
+ * hub_internal.h: the hub's private state and the contract of each step a
+ * message takes through it. Only the hub's own files include it; the
+ * outside sees hub.h.
+ *
+ *   ingress.c  frame -> checked item: decodes and checks each frame of a
+ *              peer and stages it as an item of the current stage, or
+ *              refuses it on the spot (nothing staged, nothing stored).
+ *   commit.c   stage -> one transaction -> replies: applies a stage in one
+ *              LMDB transaction (journal, queues, duplicate window,
+ *              streams), then changes RAM state and answers every item in
+ *              frame order; signature checks of the next stage overlap it.
+ *   deliver.c  queues -> DELIVER: new messages within each region's credit,
+ *              redelivery with backoff, holds for a receiver that cannot
+ *              take a message.
+ *   reply.c    what is said back to a peer outside a commit's own answers:
+ *              NACKs, refusals, heartbeat answers, and their rate-limited log.
+ *   zap.c      identity: the ZAP handler deciding CURVE handshakes, and the
+ *              monitor reporting failed ones.
+ *   hub.c      the loop that wires them, the region table, suspensions,
+ *              housekeeping, start, reload and stop.
+ *
+ * The rule all of them keep: everything a turn stages is replayable (a
+ * transaction that meets a full map is aborted, the map grown and the same
+ * stage applied again), and RAM state changes only after a commit
+ * succeeded.
+ */
+#ifndef NHUB_HUB_INTERNAL_H
+#define NHUB_HUB_INTERNAL_H
+
+#include "hub.h"
+
+#include "auth.h"
+#include "catalog.h"
+#include "dispatch.h"
+#include "log.h"
+#include "nhub_err.h"
+#include "nhub_journal.pb-c.h"
+#include "session.h"
+#include "store.h"
+#include "wire.h"
+#include "workers.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+typedef Nhub__Journal__V1__JournalEvent journal_event_t;
+
+#define HUB_SESSIONS_MAX 65536
+#define HUB_FRAME_SLACK 1024 /* Send wrapper and header around an envelope */
+#define HUB_HOUSEKEEPING_MS 1000
+#define HUB_STATS_MS 10000
+/* A commit forgets up to 512 + 2 per staged item of the duplicate window's
+ * oldest entries: each item adds at most one, so the window is expired at
+ * least twice as fast as it fills and catches up after downtime. */
+#define HUB_WINDOW_EXPIRE_MIN 512
+#define HUB_SCAN_MAX 256
+/*
+ * Messages queued towards one peer before sends to it wait (EAGAIN): bounds
+ * the hub's memory for a peer that stops reading (a few MiB of small
+ * answers). It must stay well above what a reading peer can have in
+ * flight: its DELIVER credit (capped below at a quarter of this) plus one
+ * ACK per unacknowledged SEND of its window, as libzmq's accounting lets a
+ * pipe fill at about half its nominal size. An answer that still meets a
+ * full queue is counted and logged, and the adapter's resend gets it again.
+ */
+#define HUB_PEER_HWM 32768
+#define HUB_CREDIT_CAP (HUB_PEER_HWM / 4)
+/*
+ * What one peer can make the hub hold. libzmq queues a peer's frames up to
+ * the receive high-water mark, counted in messages, and then stops reading
+ * its connection (TCP pushes back; nothing is lost). The mark is sized so
+ * that a peer writing max_frame bodies queues about HUB_PEER_QUEUE_BYTES,
+ * and never more than the protocol lets a reading peer have in flight (its
+ * window of SENDs and its credit of DELIVEREDs); a peer of small frames
+ * meets it only when it writes more than it waits answers for.
+ */
+#define HUB_PEER_QUEUE_BYTES ((uint64_t)64 << 20)
+#define HUB_PEER_QUEUE_MIN 16
+#define HUB_PEER_QUEUE_MAX (2 * HUB_CREDIT_CAP)
+/* A stage is closed once its SEND bodies reach this many bytes (or one
+ * max_frame, if larger), whatever its count: the two stages of the
+ * pipeline and the commit's dirty pages stay bounded, so does the time one
+ * turn takes before ZAP requests and heartbeats are served again. */
+#define HUB_STAGE_BYTES ((uint64_t)8 << 20)
+#define HUB_BLOCKED_RETRY_MS 50
+/* Refused handshakes are journaled at most this often (each is counted);
+ * the next record says how many were not journaled in between. */
+#define HUB_AUTH_JOURNAL_MS 1000
+#define HUB_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define HUB_ZAP_DOMAIN "nhub"
+#define HUB_MONITOR_ENDPOINT "inproc://nhub.hub.monitor"
+#define HUB_NACK_CODES 32
+/* Signature checks run on up to this many threads (the loop's included),
+ * in chunks of at least HUB_VERIFY_CHUNK envelopes. */
+#define HUB_VERIFY_THREADS_MAX 8
+#define HUB_VERIFY_CHUNK 8
+/* Space kept for confirmations and hub events once new messages are
+ * refused, so delivery goes on in a full store: a tenth of the map limit
+ * and a twentieth of the disk, each at most 64 MiB. */
+#define HUB_RESERVE_MAX ((uint64_t)64 << 20)
+
+enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD, ITEM_HEARTBEAT };
+
+/* One staged unit of work of a turn, and its reply once committed. */
+struct item {
+    enum item_type type;
+    uint8_t rid[WIRE_ROUTING_ID_MAX];
+    size_t rid_len;
+    int region; /* SEND/HELLO: the sender; CONFIRM/HOLD: the destination */
+    uint8_t stream_id[16];
+    wire_hello_t *hello;  /* HELLO: owned, applied to the session once committed */
+    wire_send_t *send;    /* SEND: owned */
+    wire_envelope_t *env; /* SEND: owned; NULL if it did not decode */
+    int reject;           /* SEND: a NackCode that refuses it for good, or 0 */
+    char why[160];
+    int verify;                    /* SEND: the signature is still to be checked */
+    char key_id[KEYS_FPR_LEN + 1]; /* SEND: signing key id as sent (checked form) */
+    char fpr[KEYS_FPR_LEN + 1];    /* SEND: CURVE fingerprint of the connection */
+    uint8_t msg_id[16];            /* CONFIRM/HOLD */
+    uint64_t dseq, seq;            /* CONFIRM/HOLD; seq: HEARTBEAT's beat */
+    uint32_t hold_reason;          /* HOLD: STORE_HELD_* */
+    uint32_t hold_size;            /* HOLD, too large: the DELIVER's size */
+    /* result */
+    int reply; /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
+    int code;  /* NACK code */
+    int retryable;
+    int dup;
+    int applied;  /* CONFIRM removed it from the queue; HOLD newly held it */
+    int released; /* CONFIRM of a message that was held before */
+    int mismatch; /* CONFIRM/HOLD named a msg_id not at that dseq */
+    uint64_t r_seq, r_expected, r_stream_last;
+};
+
+struct hub_region {
+    char code[8];
+    dispatch_t *window;
+    session_t *delivery;   /* the session receiving this region's messages */
+    int pending;           /* the queue may hold messages beyond the cursor */
+    int64_t blocked_until; /* its peer's queue was full: wait before sending again */
+};
+
+struct hub {
+    cfg_t *cfg;
+    const nhub_clock_t *clock;
+    store_t *store;
+    void *zctx, *router;
+    void *zap;          /* REP at inproc://zeromq.zap.01 (curve mode) */
+    void *monitor;      /* PAIR receiving the router's handshake failures */
+    auth_t *auth;       /* keys of the current configuration */
+    catalog_t *catalog; /* NULL: every item allowed (development mode only) */
+    int curve;          /* security.mode is curve */
+    workers_t *workers; /* signature checks */
+    size_t *verify_idx; /* the ready stage's items to check, cap_items */
+    struct item *verify_items;
+    int64_t verify_now;
+    int64_t auth_journaled_at[3]; /* per kind: ZAP refusal, failed handshake, identity */
+    uint64_t auth_unjournaled[3];
+    char endpoint[256];
+    session_table_t *sessions;
+    struct hub_region *regions;
+    size_t n_regions;
+    struct item *items; /* the stage being filled */
+    size_t n_items, cap_items;
+    uint64_t items_bytes; /* its SEND bodies */
+    uint64_t stage_bytes; /* a stage is closed once items_bytes reaches it */
+    struct item *ready; /* the stage before it: signatures being checked, commits next */
+    size_t n_ready;
+    uint64_t ready_bytes;
+    uint8_t *scratch;
+    size_t scratch_cap;
+    dispatch_entry_t due[HUB_SCAN_MAX];
+    store_queued_t scan[HUB_SCAN_MAX];
+    hub_counters_t n;
+    int64_t next_housekeeping, next_stats;
+    int64_t last_log[HUB_NACK_CODES]; /* per NACK code, to rate-limit warnings */
+    uint64_t suppressed[HUB_NACK_CODES];
+    uint64_t stats_commits_seen;
+    int64_t reply_drop_logged;
+    uint64_t stats_security_seen;
+    int full; /* new messages refused: the reserve is reached */
+};
+
+void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address,
+                           const char *reason);
+
+/* ---- hub.c ------------------------------------------------------------------ */
+
+static inline int64_t hub_now_mono(const hub_t *h)
+{
+    return clock_mono_ms(h->clock);
+}
+
+/* Index of a configured region code, or -1. */
+int hub_region_lookup(const hub_t *h, const char *code);
+
+/*
+ * A refused handshake or an identity overstep (kind 0: refused by the ZAP
+ * handler, 1: failed before it, 2: an authenticated connection acting
+ * beyond its identity or key): counted always, logged and journaled at most
+ * once per HUB_AUTH_JOURNAL_MS per kind. Only the key's fingerprint and the
+ * peer's address are kept.
+ */
+void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address,
+                        const char *reason);
+
+/* Refuse new messages (h->full) while the store is within its reserve of
+ * the map limit or of the disk's free space; take them again when space
+ * returns. */
+void hub_check_space(hub_t *h);
+
+/* ---- reply.c ---------------------------------------------------------------- */
+
+/* Refusals that say someone tried to act beyond their identity or rights. */
+int reply_is_security(int code);
+
+/* Log a refusal, at most once a second per reason. `region`, `msg_id` may be NULL. */
+void reply_log_refusal(hub_t *h, int code, const char *region, const uint8_t *msg_id,
+                       const char *why);
+
+/* Account for the result of sending an answer (a full peer queue loses it: counted, logged). */
+void reply_sent(hub_t *h, int rc);
+
+/* Send a NACK to `rid` (counted per code). `msg_id` may be NULL. */
+void reply_nack(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
+                const uint8_t *msg_id, uint64_t stream_seq, uint64_t expected, const char *text);
+
+/* Refuse a frame on the spot: logged (rate-limited) and NACKed; nothing staged. */
+void reply_refuse(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
+                  const char *region, const char *why);
+
+/* Answer HEARTBEAT `beat`. */
+void reply_heartbeat(hub_t *h, const void *rid, size_t rid_len, uint64_t beat);
+
+/* ---- ingress.c -------------------------------------------------------------- */
+
+/* A new item at the end of the current stage, or NULL if the stage is full
+ * (the drain stops before that). */
+struct item *ingress_item_new(hub_t *h, enum item_type type, const void *rid, size_t rid_len);
+
+/* Free what an item owns. */
+void ingress_item_clear(struct item *it);
+
+/* Check one received message (routing id, header, body) and stage it or answer it. */
+void ingress_frames(hub_t *h, const wire_frames_t *f);
+
+/* ---- commit.c --------------------------------------------------------------- */
+
+/* Pack a journal event into the scratch buffer and append it in `t`; *seq its number. */
+int commit_journal_append(hub_t *h, store_txn_t *t, journal_event_t *ev, uint64_t *seq);
+
+/* Commit and answer the ready stage; the current stage becomes ready. */
+void commit_flush_stage(hub_t *h);
+
+/* Commit and answer everything staged (before a reload, at the stop). */
+void commit_flush_all(hub_t *h);
+
+/* ---- deliver.c -------------------------------------------------------------- */
+
+/* If `s` is its region's delivery session, the region has none any more. */
+void deliver_detach(hub_t *h, session_t *s);
+
+/* Forget session `s` (logged with `why`); its region's deliveries wait for another. */
+void deliver_session_close(hub_t *h, session_t *s, const char *why);
+
+/* Send what each region's credit allows: redeliveries due, then new messages. */
+void deliver_all(hub_t *h);
+
+/* ---- zap.c ------------------------------------------------------------------ */
+
+/* Answer the ZAP requests waiting (curve mode). */
+void zap_serve(hub_t *h);
+
+/* Read the router's monitor events: handshakes that failed before ZAP (no
+ * CURVE, wrong hub key, garbage) become security events. */
+void zap_serve_monitor(hub_t *h);
+
+#endif
