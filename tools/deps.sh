@@ -5,7 +5,8 @@
 # image) and with 3.0.22 (what apt-get installs on a fresh machine).
 set -e
 PKGS="build-essential pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-liblmdb-dev lmdb-utils libssl-dev libyaml-dev libcmocka-dev clang"
+liblmdb-dev lmdb-utils libssl-dev libyaml-dev libcmocka-dev clang
+libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
