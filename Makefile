@@ -38,8 +38,13 @@ LDLIBS_ALL = $(LDFLAGS_SAN) $(LDFLAGS) $(PKG_LIBS) -lm
 
 # ---- sources ---------------------------------------------------------------
 PROTOS := $(wildcard proto/*.proto)
-GEN_C := $(patsubst proto/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS))
+# Business payload schemas, versioned packages (schemas/README.md); compiled
+# into libnhubcommon, so the hub, libnhub and the tools know every type.
+SCHEMA_PROTOS := $(sort $(shell find schemas -name '*.proto'))
+SCHEMA_GEN_C := $(patsubst schemas/%.proto,$(B)/gen/%.pb-c.c,$(SCHEMA_PROTOS))
+GEN_C := $(patsubst proto/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS)) $(SCHEMA_GEN_C)
 GEN_H := $(GEN_C:.c=.h)
+SCHEMA_REGISTRY := $(B)/gen/schemas.c
 
 COMMON_SRC := $(wildcard proto/*.c)
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
@@ -50,7 +55,7 @@ UNIT_SRC := $(wildcard test/unit/test_*.c)
 INTEG_SRC := $(wildcard test/integration/test_*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
-COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(GEN_C:.c=.o)
+COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(GEN_C:.c=.o) $(SCHEMA_REGISTRY:.c=.o)
 BROKER_OBJ := $(call obj,$(BROKER_SRC))
 LIBNHUB_OBJ := $(call obj,$(LIBNHUB_SRC))
 ADAPTER_OBJ := $(call obj,$(ADAPTER_SRC))
@@ -81,7 +86,17 @@ $(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(B)/gen
 	protoc-c --c_out=$(B)/gen -Iproto $<
 
-$(B)/gen/%.pb-c.o: $(B)/gen/%.pb-c.c
+$(B)/gen/nhub/%.pb-c.c $(B)/gen/nhub/%.pb-c.h: schemas/nhub/%.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen -Ischemas $<
+
+$(SCHEMA_REGISTRY): tools/gen-schemas.sh $(SCHEMA_GEN_C:.c=.h)
+	sh tools/gen-schemas.sh $(B)/gen $(SCHEMA_GEN_C:.c=.h) >$@
+
+$(B)/gen/%.pb-c.o: $(B)/gen/%.pb-c.c $(GEN_H)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(SCHEMA_REGISTRY:.c=.o): $(SCHEMA_REGISTRY)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 # Every object may include generated headers.
@@ -237,7 +252,8 @@ FUZZ_LDFLAGS_fuzz_catalog := -Wl,--wrap=calloc -Wl,--wrap=free
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -pthread \
 	-fno-strict-aliasing -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 	-fsanitize=fuzzer-no-link,address,undefined $(INCLUDES) $(PKG_CFLAGS)
-FUZZ_OBJ := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(COMMON_SRC) broker/cfg.c broker/catalog.c $(GEN_C))
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(COMMON_SRC) broker/cfg.c broker/catalog.c $(GEN_C) \
+	$(SCHEMA_REGISTRY))
 
 # $(1) seconds, $(2) results directory (may be empty)
 FUZZ_RUN = rc=0; $(foreach t,$(FUZZ_TARGETS),sh test/fuzz/run.sh $(t) $(FUZZ_B)/$(t) $(1) \

@@ -21,6 +21,7 @@
 #include "conf.h"
 #include "nhub_err.h"
 #include "nhub_wire.pb-c.h"
+#include "payload.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -63,6 +64,31 @@ static const struct catalog_kind_info {
 
 /* ---- the file, as the reader fills it ------------------------------------ */
 
+#define CATALOG_TYPE_CAP (PAYLOAD_TYPE_MAX + 1)
+
+/* payloads: the types of each kind, all versions. */
+typedef struct catalog_raw_payloads {
+    char request[CATALOG_TYPES_MAX][CATALOG_TYPE_CAP];
+    size_t request_count;
+    char response[CATALOG_TYPES_MAX][CATALOG_TYPE_CAP];
+    size_t response_count;
+    char push[CATALOG_TYPES_MAX][CATALOG_TYPE_CAP];
+    size_t push_count;
+    char feedback[CATALOG_TYPES_MAX][CATALOG_TYPE_CAP];
+    size_t feedback_count;
+    char notice[CATALOG_TYPES_MAX][CATALOG_TYPE_CAP];
+    size_t notice_count;
+} catalog_raw_payloads_t;
+
+static const conf_key_t catalog_payloads_schema[] = {
+    CONF_KEY_STRING_LIST(catalog_raw_payloads_t, request, request_count, "request", 0, 1),
+    CONF_KEY_STRING_LIST(catalog_raw_payloads_t, response, response_count, "response", 0, 1),
+    CONF_KEY_STRING_LIST(catalog_raw_payloads_t, push, push_count, "push", 0, 1),
+    CONF_KEY_STRING_LIST(catalog_raw_payloads_t, feedback, feedback_count, "feedback", 0, 1),
+    CONF_KEY_STRING_LIST(catalog_raw_payloads_t, notice, notice_count, "notice", 0, 1),
+    CONF_KEY_END,
+};
+
 typedef struct catalog_raw_item {
     char code[CATALOG_CODE_MAX + 1];
     char name[CATALOG_NAME_MAX + 1];
@@ -73,6 +99,10 @@ typedef struct catalog_raw_item {
     char receivers[CATALOG_REGIONS_MAX][CATALOG_REGION_CAP];
     size_t receiver_count;
     int64_t time_limit_ms; /* 0: none */
+    int64_t reminder_ms;   /* 0: none */
+    int64_t grace_ms;
+    int64_t answer_valid_ms;
+    catalog_raw_payloads_t payloads;
 } catalog_raw_item_t;
 
 typedef struct catalog_raw {
@@ -90,6 +120,11 @@ static const conf_key_t catalog_item_schema[] = {
     CONF_KEY_STRING_LIST(catalog_raw_item_t, receivers, receiver_count, "receivers", CONF_REQUIRED,
                          1),
     CONF_KEY_DURATION_MS(catalog_raw_item_t, time_limit_ms, "time_limit", 0, MINUTE, 365 * DAY),
+    CONF_KEY_DURATION_MS(catalog_raw_item_t, reminder_ms, "reminder", 0, MINUTE, 365 * DAY),
+    CONF_KEY_DURATION_MS(catalog_raw_item_t, grace_ms, "grace", 0, MINUTE, 365 * DAY),
+    CONF_KEY_DURATION_MS(catalog_raw_item_t, answer_valid_ms, "answer_valid", 0, MINUTE,
+                         10 * 365 * DAY),
+    CONF_KEY_MAP(catalog_raw_item_t, payloads, "payloads", 0, catalog_payloads_schema),
     CONF_KEY_END,
 };
 
@@ -114,7 +149,10 @@ typedef struct catalog_item {
     char code[CATALOG_CODE_MAX + 1];
     char name[CATALOG_NAME_MAX + 1];
     unsigned kinds; /* bit k set: wire kind k allowed */
-    int64_t time_limit_ms;
+    catalog_times_t times;
+    bool typed; /* payloads named: every kind has its types */
+    uint8_t type_count[CATALOG_KIND_MAX + 1];
+    const ProtobufCMessageDescriptor *types[CATALOG_KIND_MAX + 1][CATALOG_TYPES_MAX];
     catalog_set_t senders;
     catalog_set_t receivers;
 } catalog_item_t;
@@ -337,6 +375,136 @@ static int catalog_build_set(catalog_loader_t *ld, size_t i, const char *key,
     return 0;
 }
 
+/* The types listed for wire kind `kind` in a raw payloads map. */
+static const char (*catalog_raw_types(const catalog_raw_payloads_t *p, int kind,
+                                      size_t *n))[CATALOG_TYPE_CAP]
+{
+    switch (kind) {
+    case CATALOG_KIND_REQUEST: *n = p->request_count; return p->request;
+    case CATALOG_KIND_RESPONSE: *n = p->response_count; return p->response;
+    case CATALOG_KIND_PUSH: *n = p->push_count; return p->push;
+    case CATALOG_KIND_FEEDBACK: *n = p->feedback_count; return p->feedback;
+    default: *n = p->notice_count; return p->notice;
+    }
+}
+
+/* A feedback type's field 1 must be the stage the hub follows cases by. */
+static bool catalog_has_stage(const ProtobufCMessageDescriptor *d)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, 1);
+    return f && f->type == PROTOBUF_C_TYPE_ENUM && f->label != PROTOBUF_C_LABEL_REPEATED &&
+           strcmp(f->name, "stage") == 0 &&
+           strcmp(((const ProtobufCEnumDescriptor *)f->descriptor)->name,
+                  "nhub.common.v1.Stage") == 0;
+}
+
+/*
+ * payloads: absent means the item's payloads are opaque to the hub (test
+ * and benchmark traffic); present, it names at least one type for each of
+ * the item's kinds and none for a kind the item does not carry, every type
+ * compiled into this hub, no type twice in a kind.
+ */
+static int catalog_build_payloads(catalog_loader_t *ld, size_t i, catalog_item_t *it)
+{
+    const catalog_raw_payloads_t *p = &ld->raw->items[i].payloads;
+    char path[CATALOG_KEY_PATH_CAP + CATALOG_TYPE_CAP];
+    size_t listed = 0;
+
+    for (int k = 1; k <= CATALOG_KIND_MAX; k++) {
+        size_t n;
+        catalog_raw_types(p, k, &n);
+        listed += n;
+    }
+    if (listed == 0)
+        return 0;
+    it->typed = true;
+    for (int k = 1; k <= CATALOG_KIND_MAX; k++) {
+        size_t n;
+        const char(*types)[CATALOG_TYPE_CAP] = catalog_raw_types(p, k, &n);
+        const char *kn = catalog_kinds[k].name;
+        bool carried = it->kinds & (1u << k);
+        snprintf(path, sizeof path, "items[%zu].payloads.%s", i, kn);
+        if (n > 0 && !carried)
+            return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                    "\"%s\": the item does not carry kind %s (see its kinds)",
+                                    path, kn);
+        snprintf(path, sizeof path, "items[%zu].payloads", i);
+        if (n == 0 && carried)
+            return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                    "\"%s\": no payload types for kind %s; name them for "
+                                    "every kind of the item",
+                                    path, kn);
+        for (size_t j = 0; j < n; j++) {
+            snprintf(path, sizeof path, "items[%zu].payloads.%s[%zu]", i, kn, j);
+            const ProtobufCMessageDescriptor *d = payload_find(types[j]);
+            if (!d)
+                return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                        "\"%s\": %s is not a payload type of schemas/ compiled "
+                                        "into this hub",
+                                        path, types[j]);
+            for (size_t q = 0; q < j; q++)
+                if (it->types[k][q] == d)
+                    return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                            "\"%s\": %s is listed twice", path, types[j]);
+            if (k == CATALOG_KIND_FEEDBACK && !catalog_has_stage(d))
+                return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                        "\"%s\": a feedback type needs field 1 \"stage\" of "
+                                        "type nhub.common.v1.Stage; %s has none",
+                                        path, types[j]);
+            it->types[k][j] = d;
+        }
+        it->type_count[k] = (uint8_t)n;
+    }
+    return 0;
+}
+
+/*
+ * The times of the item's cases. Only requests and pushes open cases, so
+ * only items carrying one take a time limit, and then a reminder before the
+ * limit and a grace period after it; answer_valid needs an answer kind.
+ */
+static int catalog_build_times(catalog_loader_t *ld, size_t i, catalog_item_t *it)
+{
+    const catalog_raw_item_t *r = &ld->raw->items[i];
+    char path[CATALOG_KEY_PATH_CAP];
+    bool opens = it->kinds & ((1u << CATALOG_KIND_REQUEST) | (1u << CATALOG_KIND_PUSH));
+    bool answers = it->kinds & ((1u << CATALOG_KIND_RESPONSE) | (1u << CATALOG_KIND_FEEDBACK));
+
+    snprintf(path, sizeof path, "items[%zu].time_limit", i);
+    if (r->time_limit_ms && !opens)
+        return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                "\"%s\": only an item with requests or pushes has cases with "
+                                "a time limit",
+                                path);
+    if (r->time_limit_ms) {
+        snprintf(path, sizeof path, "items[%zu]", i);
+        if (!r->reminder_ms || !r->grace_ms)
+            return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                    "\"%s\": an item with a time_limit needs reminder and "
+                                    "grace too",
+                                    path);
+        snprintf(path, sizeof path, "items[%zu].reminder", i);
+        if (r->reminder_ms >= r->time_limit_ms)
+            return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                    "\"%s\": the reminder must come before the time_limit",
+                                    path);
+    } else if (r->reminder_ms || r->grace_ms) {
+        snprintf(path, sizeof path, "items[%zu].%s", i, r->reminder_ms ? "reminder" : "grace");
+        return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                "\"%s\": reminder and grace need a time_limit", path);
+    }
+    snprintf(path, sizeof path, "items[%zu].answer_valid", i);
+    if (r->answer_valid_ms && !answers)
+        return conf_marks_error(ld->marks, path, ld->err, ld->errcap,
+                                "\"%s\": only an item with responses or feedback has answers",
+                                path);
+    it->times = (catalog_times_t){.time_limit_ms = r->time_limit_ms,
+                                  .reminder_ms = r->reminder_ms,
+                                  .grace_ms = r->grace_ms,
+                                  .answer_valid_ms = r->answer_valid_ms};
+    return 0;
+}
+
 /* Check raw item i on its own and fill `it` from it. */
 static int catalog_build_item(catalog_loader_t *ld, size_t i, catalog_item_t *it)
 {
@@ -358,8 +526,11 @@ static int catalog_build_item(catalog_loader_t *ld, size_t i, catalog_item_t *it
                                 path);
     memcpy(it->code, r->code, sizeof it->code);
     memcpy(it->name, r->name, sizeof it->name);
-    it->time_limit_ms = r->time_limit_ms;
     rc = catalog_check_kinds(ld, i, it);
+    if (rc == 0)
+        rc = catalog_build_times(ld, i, it);
+    if (rc == 0)
+        rc = catalog_build_payloads(ld, i, it);
     if (rc == 0)
         rc = catalog_build_set(ld, i, "senders", r->senders, r->sender_count, &it->senders);
     if (rc == 0)
@@ -663,7 +834,53 @@ int catalog_may_receive(const catalog_t *c, const char *item, const char *region
 int64_t catalog_time_limit_ms(const catalog_t *c, const char *item)
 {
     const catalog_item_t *it = catalog_find(c, item);
-    return it ? it->time_limit_ms : 0;
+    return it ? it->times.time_limit_ms : 0;
+}
+
+int catalog_times(const catalog_t *c, const char *item, catalog_times_t *out)
+{
+    const catalog_item_t *it = catalog_find(c, item);
+    *out = it ? it->times : (catalog_times_t){0};
+    return it ? 0 : NHUB_ENOTFOUND;
+}
+
+int catalog_item_typed(const catalog_t *c, const char *item)
+{
+    const catalog_item_t *it = catalog_find(c, item);
+    return it && it->typed;
+}
+
+int catalog_check_payload(const catalog_t *c, const char *item, int kind, const char *type,
+                          char *why, size_t whycap)
+{
+    char a[CATALOG_SHOWN_CAP];
+    if (why && whycap)
+        why[0] = '\0';
+    const catalog_item_t *it = catalog_find(c, item);
+    if (!it)
+        return catalog_refuse(why, whycap, "catalogue: unknown item %s", catalog_shown(item, a));
+    if (kind < 1 || kind > CATALOG_KIND_MAX || !(it->kinds & (1u << kind)))
+        return catalog_refuse(why, whycap, "catalogue: item %s does not allow kind %d", it->code,
+                              kind);
+    if (!it->typed)
+        return 0;
+    for (unsigned j = 0; j < it->type_count[kind]; j++)
+        if (type && strcmp(it->types[kind][j]->name, type) == 0)
+            return 0;
+    char list[4 * CATALOG_TYPE_CAP];
+    size_t used = 0;
+    list[0] = '\0';
+    for (unsigned j = 0; j < it->type_count[kind] && used < sizeof list; j++) {
+        int n = snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "",
+                         it->types[kind][j]->name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    return catalog_refuse(why, whycap, "catalogue: item %s does not carry %.128s as %s (it "
+                                       "carries %s)",
+                          it->code, type && payload_find(type) ? type : "that type",
+                          catalog_kinds[kind].name, list);
 }
 
 const char *catalog_item_name(const catalog_t *c, const char *item)

@@ -52,6 +52,7 @@ extern "C" {
 #define CATALOG_REGION_CODE_LEN 6 /* GB/T 2260: exactly six ASCII digits */
 #define CATALOG_VERSION 1         /* the only format version understood */
 #define CATALOG_BROADCAST "*"     /* destination of a broadcast; in a list: every region */
+#define CATALOG_TYPES_MAX 8       /* payload types (versions) named for one kind of an item */
 
 /* Message kinds: the values of nhub.wire.v1.Kind (proto/nhub_wire.proto). */
 enum catalog_kind {
@@ -140,6 +141,39 @@ int catalog_may_receive(const catalog_t *c, const char *item, const char *region
  * the file, 1m..365d), or 0 if the item has none or is unknown.
  */
 int64_t catalog_time_limit_ms(const catalog_t *c, const char *item);
+
+/* The times of an item's cases, in milliseconds; 0 where the file sets none. */
+typedef struct catalog_times {
+    int64_t time_limit_ms;   /* time_limit: from the case's opening to overdue (督办) */
+    int64_t reminder_ms;     /* reminder: from the opening to the reminder (催办), < time_limit */
+    int64_t grace_ms;        /* grace: from overdue to expiry with the hub's final answer */
+    int64_t answer_valid_ms; /* answer_valid: how long an answer holds (结果效力) */
+} catalog_times_t;
+
+/*
+ * The times of item `item` into *out. Returns 0, or NHUB_ENOTFOUND for an
+ * unknown item (and *out all 0).
+ */
+int catalog_times(const catalog_t *c, const char *item, catalog_times_t *out);
+
+/*
+ * 1 if item `item` names its payload types (so the hub decodes and checks
+ * every payload), 0 if its payloads are opaque or the item is unknown.
+ */
+int catalog_item_typed(const catalog_t *c, const char *item);
+
+/*
+ * May a message of item `item` and kind `kind` carry a payload of type
+ * `type`? For an item that names its types, `type` must be one of those of
+ * the kind; an opaque item takes any. Returns 0 if allowed, NHUB_EREFUSED
+ * with `why` (capacity `whycap`) naming the item, the kind and what it
+ * carries instead, e.g.
+ *   catalogue: item SI-VERIFY-002 does not carry nhub.push.v1.Application as request
+ *   (it carries nhub.insured.v1.StatusQuery, nhub.insured.v2.StatusQuery)
+ * A type name from the wire is shown only if it is a known type.
+ */
+int catalog_check_payload(const catalog_t *c, const char *item, int kind, const char *type,
+                          char *why, size_t whycap);
 
 /*
  * The name of item `item` (UTF-8, for dashboards and logs), or NULL if the

@@ -53,6 +53,14 @@ static void log_stats(hub_t *h)
              (unsigned long long)n->commits,
              n->commits ? (double)n->committed_items / (double)n->commits : 0.0,
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));
+    const uint64_t *k = n->nacked;
+    log_info("hub.payload_stats",
+             "payload_unknown=%" PRIu64 " payload_not_allowed=%" PRIu64
+             " payload_malformed=%" PRIu64 " payload_invalid=%" PRIu64,
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_UNKNOWN],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_NOT_ALLOWED],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_MALFORMED],
+             k[NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_INVALID]);
 }
 
 /* The security counters, one line; tests and operators read it. */

@@ -36,6 +36,7 @@
 #include "log.h"
 #include "nhub_err.h"
 #include "nhub_journal.pb-c.h"
+#include "payload.h"
 #include "session.h"
 #include "store.h"
 #include "wire.h"
@@ -118,7 +119,7 @@ struct item {
     wire_send_t *send;    /* SEND: owned */
     wire_envelope_t *env; /* SEND: owned; NULL if it did not decode */
     int reject;           /* SEND: a NackCode that refuses it for good, or 0 */
-    char why[160];
+    char why[256];
     int verify;                    /* SEND: the signature is still to be checked */
     char key_id[KEYS_FPR_LEN + 1]; /* SEND: signing key id as sent (checked form) */
     char fpr[KEYS_FPR_LEN + 1];    /* SEND: CURVE fingerprint of the connection */

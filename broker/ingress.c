@@ -111,6 +111,35 @@ static int key_id_valid(const char *id)
     return 1;
 }
 
+/*
+ * The payload of an item that names its types: a known type, one the item
+ * carries for this kind, bytes that decode as it, fields that keep their
+ * rules (payload.h). The cheap questions first; decoding last. Returns 1 if
+ * the payload passes, else 0 with the refusal set.
+ */
+static int check_payload(hub_t *h, struct item *it)
+{
+    const wire_envelope_t *e = it->env;
+    if (!payload_find(e->payload_type)) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_UNKNOWN;
+        payload_check(e->payload_type, NULL, 0, NULL, it->why, sizeof it->why);
+        return 0;
+    }
+    if (catalog_check_payload(h->catalog, e->item, (int)e->kind, e->payload_type, it->why,
+                              sizeof it->why) != 0) {
+        it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_NOT_ALLOWED;
+        return 0;
+    }
+    switch (payload_check(e->payload_type, e->payload.data, e->payload.len, NULL, it->why,
+                          sizeof it->why)) {
+    case PAYLOAD_OK: return 1;
+    case PAYLOAD_UNKNOWN: it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_UNKNOWN; break;
+    case PAYLOAD_MALFORMED: it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_MALFORMED; break;
+    default: it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_INVALID; break;
+    }
+    return 0;
+}
+
 /* Decide, before the store is touched, whether a SEND can ever be stored. */
 static void check_send(hub_t *h, struct item *it, const session_t *s)
 {
@@ -172,6 +201,8 @@ static void check_send(hub_t *h, struct item *it, const session_t *s)
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN;
         return;
     }
+    if (h->catalog && catalog_item_typed(h->catalog, it->env->item) && !check_payload(h, it))
+        return;
     it->verify = 1; /* the costly check comes last, for the whole stage at once */
 }
 

@@ -107,16 +107,21 @@ static int varint_next(const uint8_t **p, const uint8_t *end, uint64_t *out)
 }
 
 /*
- * True if a string field of these (already accepted) bytes holds a NUL.
- * protobuf-c hands strings over as C strings, so every check would see such
- * a value cut at the NUL while the bytes, stored and forwarded unchanged,
- * say more to any other decoder. nhub messages are flat, so the top level
- * is all there is to walk.
+ * True if a string field of these (already accepted) bytes holds a NUL, at
+ * any depth. protobuf-c hands strings over as C strings, so every check
+ * would see such a value cut at the NUL while the bytes, stored and
+ * forwarded unchanged, say more to any other decoder. Wire messages are
+ * flat; business payloads nest (depth bounded by WIRE_NEST_MAX, beyond which
+ * the bytes are refused).
  */
-static int has_nul_string(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len)
+#define WIRE_NEST_MAX 16
+static int has_nul_string(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                          unsigned depth)
 {
     if (len == 0)
         return 0;
+    if (depth > WIRE_NEST_MAX)
+        return 1;
     const uint8_t *end = p + len;
     while (p < end) {
         uint64_t key, v, n = 0;
@@ -136,6 +141,9 @@ static int has_nul_string(const ProtobufCMessageDescriptor *desc, const uint8_t 
             const ProtobufCFieldDescriptor *f =
                 id <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)id) : NULL;
             if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, n))
+                return 1;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                has_nul_string(f->descriptor, p, n, depth + 1))
                 return 1;
             break;
         }
@@ -169,7 +177,7 @@ int wire_decode(const ProtobufCMessageDescriptor *desc, const void *data, size_t
             return NHUB_EMALFORMED;
         }
     }
-    if (has_nul_string(desc, data, len)) {
+    if (has_nul_string(desc, data, len, 0)) {
         protobuf_c_message_free_unpacked(m, NULL);
         return NHUB_EMALFORMED;
     }

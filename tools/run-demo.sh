@@ -58,20 +58,27 @@ RECV_PIDS="$RECV_PIDS $!"
     sed -u 's/^/[110000 Beijing receives]   /' &
 RECV_PIDS="$RECV_PIDS $!"
 
+# The payloads: the examples of schemas/examples/, encoded as the hub
+# expects them (it checks every payload against its schema).
+encode() { # TYPE PROTO EXAMPLE OUT
+    protoc-c -Ischemas --encode="$1" "schemas/nhub/$2" <"schemas/examples/$3.txtpb" >"$RUN/$4" ||
+        exit 1
+}
+encode nhub.insured.v1.StatusQuery insured/v1/insured.proto insured-query request.bin
+encode nhub.insured.v1.StatusAnswer insured/v1/insured.proto insured-answer answer.bin
+
 echo "run: Beijing (110000) asks Guangdong (440000) to verify an insured person every second;"
 echo "run: Guangdong answers. Press Ctrl-C to stop."
 n=0
 while :; do
     n=$((n + 1))
-    printf 'demo verification request %d (no personal data)' "$n" >"$RUN/request.bin"
     out=$("$BIN/nhub-adapter" send -c conf/adapter-110000.yaml --to 440000 --kind request \
-        --item SI-VERIFY-001 --type nhub.verify.v1.InsuredQuery \
+        --item SI-VERIFY-002 --type nhub.insured.v1.StatusQuery \
         --payload-file "$RUN/request.bin" --wait 5 2>>"$RUN/adapter-110000.log")
     echo "$out" | sed 's/^/[110000 Beijing sends]      /'
     request=$(echo "$out" | sed -n 's/^msg_id=\([0-9a-f]*\).*/\1/p')
-    printf 'demo answer %d: insured, active' "$n" >"$RUN/answer.bin"
     "$BIN/nhub-adapter" send -c conf/adapter-440000.yaml --to 110000 --kind response \
-        --correlation "$request" --item SI-VERIFY-001 --type nhub.verify.v1.InsuredAnswer \
+        --correlation "$request" --item SI-VERIFY-002 --type nhub.insured.v1.StatusAnswer \
         --payload-file "$RUN/answer.bin" --wait 5 2>>"$RUN/adapter-440000.log" |
         sed 's/^/[440000 Guangdong sends]    /'
     sleep 1 # the demo's pace, one exchange a second

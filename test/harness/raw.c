@@ -140,7 +140,7 @@ void raw_hello_ok(raw_t *r, const char *region, uint32_t credit)
 size_t raw_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                     const char *dst, const char *type, const void *payload, size_t plen)
 {
-    return raw_envelope_item(buf, cap, id, src, dst, "SI-VERIFY-001",
+    return raw_envelope_item(buf, cap, id, src, dst, "TEST-VERIFY",
                              NHUB__WIRE__V1__KIND__KIND_REQUEST, type, payload, plen);
 }
 

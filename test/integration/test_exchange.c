@@ -97,7 +97,7 @@ static int send_counter(nhub_t *a, const char *src, const char *dst, int i)
     nhub_message_t m;
     memset(&m, 0, sizeof m);
     m.destination = dst;
-    m.item = "SI-PUSH-001";
+    m.item = "TEST-PUSH";
     m.kind = NHUB_KIND_PUSH;
     m.payload_type = TYPE;
     m.payload = payload;
@@ -333,7 +333,7 @@ static void test_confirming_a_whole_credit_at_once_frees_the_window(void **state
     for (int i = 0; i < N; i += BATCH) { /* in batches: one fsync each */
         for (int k = 0; k < BATCH; k++) {
             m[k].destination = "440000";
-            m[k].item = "SI-PUSH-001";
+            m[k].item = "TEST-PUSH";
             m[k].kind = NHUB_KIND_PUSH;
             m[k].payload_type = TYPE;
             m[k].payload = payloads[k];

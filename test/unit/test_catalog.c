@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "catalog.h"
+#include "payload.h"
 #include "nhub_err.h"
 
 #include <stdio.h>
@@ -42,6 +43,8 @@ static const char rules_text[] = HEAD "  - code: SI-VERIFY-001\n"
                                       "    senders: [\"440000\", \"110000\"]\n"
                                       "    receivers: [\"650000\", \"320000\"]\n"
                                       "    time_limit: 3d\n"
+                                      "    reminder: 2d\n"
+                                      "    grace: 1d\n"
                                       "  - code: SI-PUSH-001\n"
                                       "    name: push\n"
                                       "    kinds: [push, feedback]\n"
@@ -131,8 +134,37 @@ static void test_shipped_catalogue_loads_with_its_items(void **state)
         print_error("%s\n", err);
     assert_int_equal(rc, 0);
     assert_string_equal(err, "");
-    assert_int_equal(catalog_count(cat), 5);
+    assert_int_equal(catalog_count(cat), 7);
     assert_string_equal(catalog_item_name(cat, "SI-VERIFY-001"), "养老保险关系转移接续核验");
+    catalog_times_t t;
+    assert_int_equal(catalog_times(cat, "SI-VERIFY-002", &t), 0);
+    assert_int_equal(t.time_limit_ms, DAY_MS);
+    assert_int_equal(t.reminder_ms, 16 * 60 * MINUTE_MS);
+    assert_int_equal(t.grace_ms, DAY_MS);
+    assert_int_equal(t.answer_valid_ms, 30 * DAY_MS);
+    assert_int_equal(catalog_times(cat, "SI-NOPE", &t), NHUB_ENOTFOUND);
+    assert_int_equal(t.time_limit_ms, 0);
+    /* Every production item names its payload types. */
+    const char *items[] = {"SI-VERIFY-001",   "SI-VERIFY-002", "SI-VERIFY-003", "SI-PUSH-001",
+                           "SI-TRANSFER-001", "SI-UPLOAD-001", "SI-NOTICE-001"};
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++)
+        assert_int_equal(catalog_item_typed(cat, items[i]), 1);
+    char why[WHYCAP];
+    assert_int_equal(catalog_check_payload(cat, "SI-VERIFY-002", CATALOG_KIND_REQUEST,
+                                           "nhub.insured.v2.StatusQuery", why, sizeof why),
+                     0);
+    assert_int_equal(catalog_check_payload(cat, "SI-PUSH-001", CATALOG_KIND_FEEDBACK,
+                                           "nhub.push.v1.Application", why, sizeof why),
+                     NHUB_EREFUSED);
+    assert_string_equal(why, "catalogue: item SI-PUSH-001 does not carry nhub.push.v1.Application "
+                             "as feedback (it carries nhub.push.v1.Feedback, "
+                             "nhub.push.v2.Feedback)");
+    /* A type name from the wire that is no known type is not repeated. */
+    assert_int_equal(catalog_check_payload(cat, "SI-NOTICE-001", CATALOG_KIND_NOTICE,
+                                           "x\x01y", why, sizeof why),
+                     NHUB_EREFUSED);
+    assert_string_equal(why, "catalogue: item SI-NOTICE-001 does not carry that type as notice "
+                             "(it carries nhub.credit.v1.CreditNotice)");
     assert_int_equal(catalog_time_limit_ms(cat, "SI-VERIFY-001"), 3 * DAY_MS);
     assert_int_equal(catalog_time_limit_ms(cat, "SI-PUSH-001"), 5 * DAY_MS);
     assert_int_equal(catalog_time_limit_ms(cat, "SI-NOTICE-001"), 0);
@@ -167,6 +199,17 @@ static void expect_same_item(const catalog_t *a, const catalog_t *b, const char 
     assert_non_null(catalog_item_name(a, item));
     assert_string_equal(catalog_item_name(a, item), catalog_item_name(b, item));
     assert_int_equal(catalog_time_limit_ms(a, item), catalog_time_limit_ms(b, item));
+    catalog_times_t ta, tb;
+    assert_int_equal(catalog_times(a, item, &ta), 0);
+    assert_int_equal(catalog_times(b, item, &tb), 0);
+    assert_memory_equal(&ta, &tb, sizeof ta);
+    assert_int_equal(catalog_item_typed(a, item), catalog_item_typed(b, item));
+    for (size_t i = 0; i < payload_type_count(); i++) {
+        const char *type = payload_type_at(i)->name;
+        for (int k = CATALOG_KIND_REQUEST; k <= CATALOG_KIND_NOTICE; k++)
+            assert_int_equal(catalog_check_payload(a, item, k, type, wa, sizeof wa),
+                             catalog_check_payload(b, item, k, type, wb, sizeof wb));
+    }
     for (int k = CATALOG_KIND_REQUEST; k <= CATALOG_KIND_NOTICE; k++) {
         for (size_t e = 0; e < sizeof ends / sizeof ends[0]; e++) {
             int ra = catalog_check(a, item, k, ends[e][0], ends[e][1], wa, sizeof wa);
@@ -190,10 +233,10 @@ static void test_test_catalogue_has_tool_items_and_same_real_items(void **state)
     if (rc != 0)
         print_error("%s\n", err);
     assert_int_equal(rc, 0);
-    assert_int_equal(catalog_count(cat), catalog_count(real) + 3);
+    assert_int_equal(catalog_count(cat), catalog_count(real) + 5);
 
-    const char *real_items[] = {"SI-VERIFY-001", "SI-VERIFY-002", "SI-VERIFY-003", "SI-PUSH-001",
-                                "SI-NOTICE-001"};
+    const char *real_items[] = {"SI-VERIFY-001",   "SI-VERIFY-002", "SI-VERIFY-003", "SI-PUSH-001",
+                                "SI-TRANSFER-001", "SI-UPLOAD-001", "SI-NOTICE-001"};
     for (size_t i = 0; i < sizeof real_items / sizeof real_items[0]; i++)
         expect_same_item(real, cat, real_items[i]);
 
@@ -201,6 +244,13 @@ static void test_test_catalogue_has_tool_items_and_same_real_items(void **state)
     expect_allowed(cat, "SI-VERIFY-001", CATALOG_KIND_REQUEST, "110000", "660000");
     expect_allowed(cat, "SI-PUSH-001", CATALOG_KIND_PUSH, "440000", "110000");
     expect_allowed(cat, "SI-SOAK-001", CATALOG_KIND_PUSH, "120000", "650000");
+    expect_allowed(cat, "TEST-VERIFY", CATALOG_KIND_REQUEST, "110000", "440000");
+    expect_allowed(cat, "TEST-PUSH", CATALOG_KIND_FEEDBACK, "440000", "110000");
+    assert_int_equal(catalog_item_typed(cat, "TEST-VERIFY"), 0);
+    char why[WHYCAP];
+    assert_int_equal(catalog_check_payload(cat, "TEST-VERIFY", CATALOG_KIND_REQUEST,
+                                           "nhub.test.v1.Ping", why, sizeof why),
+                     0);
     expect_allowed(cat, "BENCH-ITEM", CATALOG_KIND_PUSH, "110000", "440000");
     expect_allowed(cat, "BENCH-BIG", CATALOG_KIND_PUSH, "110000", "640000");
     catalog_destroy(&cat);
@@ -384,14 +434,15 @@ static void test_time_limit_is_kept_and_defaults_to_none(void **state)
     catalog_t *c = NULL;
     char err[ERRCAP];
     assert_int_equal(load(HEAD "  - {code: A, name: a, kinds: [push], senders: [\"*\"], "
-                               "receivers: [\"*\"], time_limit: 1m}\n"
+                               "receivers: [\"*\"], time_limit: 2m, reminder: 1m, grace: 1m}\n"
                                "  - {code: B, name: b, kinds: [push], senders: [\"*\"], "
-                               "receivers: [\"*\"], time_limit: 365d}\n"
+                               "receivers: [\"*\"], time_limit: 365d, reminder: 300d, "
+                               "grace: 365d}\n"
                                "  - {code: C, name: c, kinds: [push], senders: [\"*\"], "
-                               "receivers: [\"*\"], time_limit: 36h}\n",
+                               "receivers: [\"*\"], time_limit: 36h, reminder: 1d, grace: 1d}\n",
                           &c, err),
                      0);
-    assert_int_equal(catalog_time_limit_ms(c, "A"), MINUTE_MS);
+    assert_int_equal(catalog_time_limit_ms(c, "A"), 2 * MINUTE_MS);
     assert_int_equal(catalog_time_limit_ms(c, "B"), 365 * DAY_MS);
     assert_int_equal(catalog_time_limit_ms(c, "C"), 36 * 60 * MINUTE_MS);
     catalog_destroy(&c);
@@ -412,6 +463,84 @@ static void test_time_limit_is_kept_and_defaults_to_none(void **state)
                       "receivers: [\"*\"], time_limit: soon}\n",
                  "c.yaml:3:85: \"items[0].time_limit\": expected a duration like 500ms, 5s, 2m, "
                  "1h or 7d, got \"soon\"");
+}
+
+/* ---- payload types and case times ------------------------------------------ */
+
+#define ITEM_VQ "  - code: Q\n    name: q\n    kinds: [request, response]\n" \
+                "    senders: [\"*\"]\n    receivers: [\"*\"]\n"
+
+static void test_payload_types_are_checked_against_the_schemas(void **state)
+{
+    (void)state;
+    expect_error(HEAD ITEM_VQ "    payloads:\n"
+                              "      request: [nhub.insured.v3.StatusQuery]\n"
+                              "      response: [nhub.insured.v1.StatusAnswer]\n",
+                 "c.yaml:9:17: \"items[0].payloads.request[0]\": nhub.insured.v3.StatusQuery is "
+                 "not a payload type of schemas/ compiled into this hub");
+    expect_error(HEAD ITEM_VQ "    payloads:\n"
+                              "      request: [nhub.insured.v1.StatusQuery]\n",
+                 "c.yaml:9:7: \"items[0].payloads\": no payload types for kind response; name "
+                 "them for every kind of the item");
+    expect_error(HEAD ITEM_VQ "    payloads:\n"
+                              "      request: [nhub.insured.v1.StatusQuery]\n"
+                              "      response: [nhub.insured.v1.StatusAnswer]\n"
+                              "      push: [nhub.push.v1.Application]\n",
+                 "c.yaml:11:13: \"items[0].payloads.push\": the item does not carry kind push "
+                 "(see its kinds)");
+    expect_error(HEAD ITEM_VQ "    payloads:\n"
+                              "      request: [nhub.insured.v1.StatusQuery, "
+                              "nhub.insured.v1.StatusQuery]\n"
+                              "      response: [nhub.insured.v1.StatusAnswer]\n",
+                 "c.yaml:9:46: \"items[0].payloads.request[1]\": nhub.insured.v1.StatusQuery is "
+                 "listed twice");
+    expect_error(HEAD "  - code: P\n    name: p\n    kinds: [push, feedback]\n"
+                      "    senders: [\"*\"]\n    receivers: [\"*\"]\n"
+                      "    payloads:\n"
+                      "      push: [nhub.push.v1.Application]\n"
+                      "      feedback: [nhub.push.v1.Application]\n",
+                 "c.yaml:10:18: \"items[0].payloads.feedback[0]\": a feedback type needs field 1 "
+                 "\"stage\" of type nhub.common.v1.Stage; nhub.push.v1.Application has none");
+    expect_error(HEAD ITEM_VQ "    payloads:\n"
+                              "      request: [nhub.insured.v1.StatusQuery, a, b, c, d, e, f, g, "
+                              "h]\n",
+                 "c.yaml:9:67: \"items[0].payloads.request\": too many entries (at most 8)");
+}
+
+static void test_case_times_come_together_and_in_order(void **state)
+{
+    (void)state;
+    catalog_t *c = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load(HEAD ITEM_VQ "    time_limit: 3d\n    reminder: 2d\n    grace: 12h\n"
+                                       "    answer_valid: 3650d\n",
+                          &c, err),
+                     0);
+    catalog_times_t t;
+    assert_int_equal(catalog_times(c, "Q", &t), 0);
+    assert_int_equal(t.time_limit_ms, 3 * DAY_MS);
+    assert_int_equal(t.reminder_ms, 2 * DAY_MS);
+    assert_int_equal(t.grace_ms, 12 * 60 * MINUTE_MS);
+    assert_int_equal(t.answer_valid_ms, 3650 * DAY_MS);
+    assert_int_equal(catalog_item_typed(c, "Q"), 0);
+    catalog_destroy(&c);
+
+    expect_error(HEAD ITEM_VQ "    time_limit: 3d\n",
+                 "c.yaml:3:5: \"items[0]\": an item with a time_limit needs reminder and grace "
+                 "too");
+    expect_error(HEAD ITEM_VQ "    time_limit: 3d\n    reminder: 3d\n    grace: 1d\n",
+                 "c.yaml:9:15: \"items[0].reminder\": the reminder must come before the "
+                 "time_limit");
+    expect_error(HEAD ITEM_VQ "    grace: 1d\n",
+                 "c.yaml:8:12: \"items[0].grace\": reminder and grace need a time_limit");
+    expect_error(HEAD "  - {code: N, name: n, kinds: [notice], senders: [\"*\"], "
+                      "receivers: [\"*\"], time_limit: 1d, reminder: 1h, grace: 1h}\n",
+                 "c.yaml:3:87: \"items[0].time_limit\": only an item with requests or pushes "
+                 "has cases with a time limit");
+    expect_error(HEAD "  - {code: N, name: n, kinds: [push], senders: [\"*\"], "
+                      "receivers: [\"*\"], answer_valid: 1d}\n",
+                 "c.yaml:3:87: \"items[0].answer_valid\": only an item with responses or "
+                 "feedback has answers");
 }
 
 /* ---- the file ------------------------------------------------------------------ */
@@ -442,7 +571,8 @@ static void test_items_must_be_present_non_empty_and_known_keys(void **state)
                       "    receivers: [\"*\"]\n"
                       "    legal_basis: none\n",
                  "c.yaml:8:5: unknown key \"legal_basis\" in \"items[0]\" (expected one of: code, "
-                 "name, kinds, senders, receivers, time_limit)");
+                 "name, kinds, senders, receivers, time_limit, reminder, grace, answer_valid, "
+                 "payloads)");
     expect_error(HEAD "  - code: A\n"
                       "    name: a\n"
                       "    kinds: [push]\n"
@@ -799,6 +929,8 @@ int main(void)
                                         setup_rules, teardown_rules),
         cmocka_unit_test_setup_teardown(test_time_limit_is_kept_and_defaults_to_none, setup_rules,
                                         teardown_rules),
+        cmocka_unit_test(test_payload_types_are_checked_against_the_schemas),
+        cmocka_unit_test(test_case_times_come_together_and_in_order),
         cmocka_unit_test(test_version_must_be_1),
         cmocka_unit_test(test_items_must_be_present_non_empty_and_known_keys),
         cmocka_unit_test(test_item_code_shape_is_checked),

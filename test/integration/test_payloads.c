@@ -1,0 +1,291 @@
+/*
+ * test_payloads.c: the hub checks business payloads against the schemas for
+ * the items of the production catalogue (schemas/catalog.yaml): a real
+ * nhubd, real payloads of every schema type (test/harness/samples.c), raw
+ * wire clients on loopback.
+ *
+ * Each refusal has its own NACK code and a text naming the type and field,
+ * never the value; it is final (not retryable), remembered like every
+ * refusal (a resend after a restart gets the same answer), logged and
+ * counted.
+ */
+#include "harness.h"
+#include "payload.h"
+#include "raw.h"
+#include "samples.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include <cmocka.h>
+
+static void *g_ctx;
+
+#define A "110000" /* Beijing: asks, pushes, broadcasts */
+#define B "440000" /* Guangdong: answers, handles */
+
+static int setup(void **state)
+{
+    th_hub_t *h = calloc(1, sizeof *h);
+    char catalog[4096];
+    if (!h || !realpath("schemas/catalog.yaml", catalog) || th_hub_init(h, NULL) != 0) {
+        free(h);
+        return -1;
+    }
+    int n = snprintf(h->security, sizeof h->security,
+                     "security:\n  mode: insecure-plaintext\n  catalog: \"%.900s\"\n", catalog);
+    if (n < 0 || (size_t)n >= sizeof h->security) {
+        free(h);
+        return -1;
+    }
+    if (th_hub_start(h) != 0) {
+        th_hub_cleanup(h);
+        free(h);
+        return -1;
+    }
+    *state = h;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    return th_group_teardown(state);
+}
+
+typedef struct route {
+    const char *item;
+    int kind;
+    const char *type;
+} route_t;
+
+#define K(x) NHUB__WIRE__V1__KIND__KIND_##x
+
+/* Every type of the production catalogue, with its item and kind. */
+static const route_t ROUTES[] = {
+    {"SI-VERIFY-001", K(REQUEST), "nhub.transfer.v1.TransferCheck"},
+    {"SI-VERIFY-001", K(RESPONSE), "nhub.transfer.v1.TransferCheckAnswer"},
+    {"SI-VERIFY-002", K(REQUEST), "nhub.insured.v1.StatusQuery"},
+    {"SI-VERIFY-002", K(REQUEST), "nhub.insured.v2.StatusQuery"},
+    {"SI-VERIFY-002", K(RESPONSE), "nhub.insured.v1.StatusAnswer"},
+    {"SI-VERIFY-002", K(RESPONSE), "nhub.insured.v2.StatusAnswer"},
+    {"SI-VERIFY-003", K(REQUEST), "nhub.commitment.v1.CommitmentQuery"},
+    {"SI-VERIFY-003", K(RESPONSE), "nhub.commitment.v1.CommitmentAnswer"},
+    {"SI-PUSH-001", K(PUSH), "nhub.push.v1.Application"},
+    {"SI-PUSH-001", K(PUSH), "nhub.push.v2.Application"},
+    {"SI-PUSH-001", K(FEEDBACK), "nhub.push.v1.Feedback"},
+    {"SI-PUSH-001", K(FEEDBACK), "nhub.push.v2.Feedback"},
+    {"SI-TRANSFER-001", K(PUSH), "nhub.transfer.v1.TransferRequest"},
+    {"SI-TRANSFER-001", K(FEEDBACK), "nhub.transfer.v1.TransferFeedback"},
+    {"SI-UPLOAD-001", K(PUSH), "nhub.registration.v1.RegistrationBatch"},
+    {"SI-UPLOAD-001", K(FEEDBACK), "nhub.registration.v1.BatchFeedback"},
+    {"SI-NOTICE-001", K(NOTICE), "nhub.credit.v1.CreditNotice"},
+};
+#define ROUTE_COUNT (sizeof ROUTES / sizeof ROUTES[0])
+
+static bool is_answer(int kind)
+{
+    return kind == K(RESPONSE) || kind == K(FEEDBACK);
+}
+
+/* SEND `payload` as `type` of item/kind from the client of its direction; returns the reply. */
+static int send_payload(raw_t *from, uint64_t sseq, int n, const char *src, const char *dst,
+                        const route_t *r, const char *type, const void *payload, size_t len,
+                        ProtobufCMessage **reply)
+{
+    uint8_t id[16];
+    uint8_t *buf = malloc(len + 1024);
+    raw_make_id(id, n);
+    size_t elen = raw_envelope_item(buf, len + 1024, id, src, dst, r->item, r->kind, type, payload,
+                                    len);
+    raw_send_env(from, sseq, buf, elen);
+    free(buf);
+    int cmd;
+    do {
+        cmd = raw_recv(from, reply, 10000);
+        if (cmd == WIRE_HEARTBEAT)
+            wire_free(reply);
+    } while (cmd == WIRE_HEARTBEAT);
+    return cmd;
+}
+
+static void test_every_schema_type_is_accepted_for_its_item_and_kind(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_t *b = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, A, 0);
+    raw_hello_ok(b, B, 0);
+    uint64_t sa = 0, sb = 0;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        const route_t *r = &ROUTES[i];
+        size_t len;
+        uint8_t *p = sample_bytes(r->type, &len);
+        assert_non_null(p);
+        bool answer = is_answer(r->kind);
+        const char *dst = r->kind == K(NOTICE) ? "*" : answer ? A : B;
+        ProtobufCMessage *reply = NULL;
+        int cmd = send_payload(answer ? b : a, answer ? ++sb : ++sa, 100 + (int)i,
+                               answer ? B : A, dst, r, r->type, p, len, &reply);
+        if (cmd == WIRE_NACK)
+            fprintf(stderr, "%s: NACK %d %s\n", r->type, ((wire_nack_t *)reply)->code,
+                    ((wire_nack_t *)reply)->text);
+        assert_int_equal(cmd, WIRE_ACK);
+        wire_free(&reply);
+        free(p);
+    }
+    raw_free(&a);
+    raw_free(&b);
+}
+
+typedef struct refusal {
+    const route_t route;
+    const char *type;  /* as the envelope names it */
+    const char *path;  /* field to break; NULL: send `junk` as the payload */
+    const char *value; /* NULL: clear the field */
+    int code;
+    const char *text;
+} refusal_t;
+
+#define NC(x) NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_##x
+
+static const refusal_t REFUSALS[] = {
+    {{"SI-VERIFY-002", K(REQUEST), "nhub.insured.v1.StatusQuery"},
+     "nhub.insured.v9.StatusQuery", NULL, NULL, NC(UNKNOWN),
+     "payload: unknown type nhub.insured.v9.StatusQuery (package nhub.insured has v1, v2)"},
+    {{"SI-VERIFY-002", K(REQUEST), "nhub.insured.v1.StatusQuery"}, "org.example.Query", NULL,
+     NULL, NC(UNKNOWN), "payload: unknown type org.example.Query"},
+    {{"SI-VERIFY-002", K(REQUEST), "nhub.push.v1.Application"}, "nhub.push.v1.Application",
+     NULL, NULL, NC(NOT_ALLOWED),
+     "catalogue: item SI-VERIFY-002 does not carry nhub.push.v1.Application as request (it "
+     "carries nhub.insured.v1.StatusQuery, nhub.insured.v2.StatusQuery)"},
+    {{"SI-VERIFY-002", K(REQUEST), "nhub.insured.v1.StatusAnswer"},
+     "nhub.insured.v1.StatusAnswer", NULL, NULL, NC(NOT_ALLOWED),
+     "catalogue: item SI-VERIFY-002 does not carry nhub.insured.v1.StatusAnswer as request (it "
+     "carries nhub.insured.v1.StatusQuery, nhub.insured.v2.StatusQuery)"},
+    {{"SI-PUSH-001", K(PUSH), "nhub.push.v1.Application"}, "nhub.push.v1.Application", "", NULL,
+     NC(MALFORMED), "payload: does not decode as nhub.push.v1.Application"},
+    {{"SI-VERIFY-002", K(REQUEST), "nhub.insured.v1.StatusQuery"}, "nhub.insured.v1.StatusQuery",
+     "person.id_number", "110105194912310021", NC(INVALID),
+     "payload: nhub.insured.v1.StatusQuery person.id_number: wrong check digit"},
+    {{"SI-VERIFY-003", K(REQUEST), "nhub.commitment.v1.CommitmentQuery"},
+     "nhub.commitment.v1.CommitmentQuery", "person.name", NULL, NC(INVALID),
+     "payload: nhub.commitment.v1.CommitmentQuery person.name: required, missing"},
+    {{"SI-NOTICE-001", K(NOTICE), "nhub.credit.v1.CreditNotice"}, "nhub.credit.v1.CreditNotice",
+     "entries", NULL, NC(INVALID),
+     "payload: nhub.credit.v1.CreditNotice entries: 0 entries, must be 1 to 10000"},
+};
+#define REFUSAL_COUNT (sizeof REFUSALS / sizeof REFUSALS[0])
+
+/* The payload a refusal sends. */
+static uint8_t *refusal_payload(const refusal_t *f, size_t *len)
+{
+    if (f->path && !f->path[0]) { /* junk: a length prefix running past the end */
+        uint8_t *junk = malloc(3);
+        memcpy(junk, "\x0a\x7fx", 3);
+        *len = 3;
+        return junk;
+    }
+    ProtobufCMessage *m = sample_new(f->route.type);
+    assert_non_null(m);
+    if (f->path)
+        assert_int_equal(f->value ? sample_set(m, f->path, f->value) : sample_clear(m, f->path),
+                         0);
+    uint8_t *p = sample_pack(m, len);
+    sample_free(&m);
+    return p;
+}
+
+static void expect_refusals(raw_t *a, uint64_t first_sseq)
+{
+    for (size_t i = 0; i < REFUSAL_COUNT; i++) {
+        const refusal_t *f = &REFUSALS[i];
+        size_t len;
+        uint8_t *p = refusal_payload(f, &len);
+        const char *dst = f->route.kind == K(NOTICE) ? "*" : B;
+        ProtobufCMessage *reply = NULL;
+        int cmd = send_payload(a, first_sseq + i, 200 + (int)i, A, dst, &f->route, f->type, p,
+                               len, &reply);
+        assert_int_equal(cmd, WIRE_NACK);
+        wire_nack_t *n = (wire_nack_t *)reply;
+        if (n->code != (unsigned)f->code || strcmp(n->text, f->text) != 0)
+            fprintf(stderr, "refusal %zu: code %d: %s\n", i, n->code, n->text);
+        assert_int_equal(n->code, f->code);
+        assert_string_equal(n->text, f->text);
+        assert_false(n->retryable);
+        assert_int_equal(n->stream_seq, first_sseq + i);
+        assert_null(strstr(n->text, "110105194912310021"));
+        wire_free(&reply);
+        free(p);
+    }
+}
+
+static void test_each_payload_refusal_has_its_code_and_names_the_field(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, A, 0);
+    expect_refusals(a, 1);
+
+    /* The stream goes on: a good message after the refusals is stored. */
+    size_t len;
+    uint8_t *p = sample_bytes("nhub.insured.v1.StatusQuery", &len);
+    ProtobufCMessage *reply = NULL;
+    assert_int_equal(send_payload(a, REFUSAL_COUNT + 1, 300, A, B, &ROUTES[2], ROUTES[2].type, p,
+                                  len, &reply),
+                     WIRE_ACK);
+    wire_free(&reply);
+    free(p);
+    raw_free(&a);
+
+    /* Counted, and logged by reason without the value. */
+    assert_int_equal(th_hub_stop(h), 0);
+    assert_int_equal(th_log_count(h, "hub.payload_stats payload_unknown=2 payload_not_allowed=2 "
+                                     "payload_malformed=1 payload_invalid=3"),
+                     1);
+    assert_true(th_log_count(h, "reason=payload_invalid") >= 1);
+    assert_int_equal(th_log_count(h, "110105194912310021"), 0);
+}
+
+static void test_refusals_are_answered_the_same_after_a_restart(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, A, 0);
+    expect_refusals(a, 1);
+    assert_int_equal(th_hub_stop(h), 0);
+    assert_int_equal(th_hub_start(h), 0);
+    uint8_t stream[16];
+    memcpy(stream, a->stream_id, 16);
+    raw_free(&a);
+    a = raw_new(g_ctx, h->endpoint);
+    memcpy(a->stream_id, stream, 16);
+    wire_welcome_t *w = raw_hello(a, A, 0, NULL, 0);
+    assert_int_equal(w->stream_last, REFUSAL_COUNT);
+    wire_free((ProtobufCMessage **)&w);
+    /* A resend of a refused stream message: the stored refusal, not a new check. */
+    expect_refusals(a, 1);
+    raw_free(&a);
+}
+
+int main(void)
+{
+    g_ctx = zmq_ctx_new();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_schema_type_is_accepted_for_its_item_and_kind,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_payload_refusal_has_its_code_and_names_the_field,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_are_answered_the_same_after_a_restart, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    zmq_ctx_term(g_ctx);
+    return rc;
+}
