@@ -149,7 +149,7 @@ BENCH_PEERS_SET := $(shell mkdir -p $(dir $(BENCH_PEERS_STAMP)); \
 	echo "peers: $(BENCH_PEER_PKGS)" >$(BENCH_PEERS_STAMP))
 $(call obj,$(BENCH_SRC)): $(BENCH_PEERS_STAMP)
 
-$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
+$(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c test/harness/samples.c) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(BENCH_PEER_LIBS)
 

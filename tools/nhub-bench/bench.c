@@ -48,7 +48,7 @@
  *             same window, storing nothing.
  *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
@@ -61,6 +61,7 @@
 #include "log.h"
 #include "keys.h"
 #include "peers.h"
+#include "payloads.h"
 #include "relay.h"
 #include "signatures.h"
 #include "signed.h"
@@ -1181,7 +1182,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1210,5 +1211,7 @@ int main(int argc, char **argv)
         section_signed(seconds);
     if (!only || !strcmp(only, "relay"))
         section_relay(seconds);
+    if (!only || !strcmp(only, "payloads"))
+        section_payloads(seconds);
     return 0;
 }
