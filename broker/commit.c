@@ -497,7 +497,7 @@ static void verify_start(hub_t *h, struct item *items, size_t n_items)
 
 static const char *hold_reason_name(uint32_t reason)
 {
-    return reason == STORE_HELD_TOO_LARGE ? "too_large_for_receiver" : "payload_type_not_accepted";
+    return reason == STORE_HELD_TOO_LARGE ? "too_large_for_receiver" : "awaiting_version";
 }
 
 /* A message newly set aside: counted and logged (ids and sizes only). */

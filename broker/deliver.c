@@ -32,8 +32,58 @@ struct hold {
 };
 
 /*
- * Send message (dseq, seq) to the region's delivery session. Fills *held
- * instead when the session does not accept its payload type, or announced
+ * The envelope of `ev` with its payload translated to type `to`, into
+ * *out (caller frees) and *out_len. Every other field is the sender's: the
+ * receiver can check the translation against the original, which the
+ * DELIVER carries beside it with the sender's signature. Returns 0, or an
+ * error (the message is then held for the version, as if there were no
+ * translation: nothing is sent that the hub could not make).
+ */
+static int translate_envelope(hub_t *h, const journal_event_t *ev, uint64_t seq, const char *to,
+                              uint8_t **out, size_t *out_len)
+{
+    wire_envelope_t *env = NULL;
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    bool lossy = false;
+    *out = NULL;
+    int rc = wire_decode(&nhub__wire__v1__envelope__descriptor, ev->envelope.data,
+                         ev->envelope.len, ev->envelope.len, (ProtobufCMessage **)&env);
+    if (rc == 0)
+        rc = translate_payload(env->payload_type, to, env->payload.data, env->payload.len,
+                               &payload, &plen, &lossy);
+    if (rc != 0) {
+        log_error("hub.translate_failed", "seq=%llu from=%s to=%s rc=%d",
+                  (unsigned long long)seq, ev->payload_type, to, rc);
+        wire_free((ProtobufCMessage **)&env);
+        return rc;
+    }
+    /* Replace the fields in the decoded struct only for packing; wire_free()
+     * frees what it decoded, so the originals are put back first. */
+    char *type = env->payload_type;
+    ProtobufCBinaryData old = env->payload;
+    env->payload_type = (char *)to;
+    env->payload = (ProtobufCBinaryData){plen, payload};
+    size_t n = protobuf_c_message_get_packed_size(&env->base);
+    *out = malloc(n ? n : 1);
+    if (*out)
+        *out_len = protobuf_c_message_pack(&env->base, *out);
+    env->payload_type = type;
+    env->payload = old;
+    wire_free((ProtobufCMessage **)&env);
+    free(payload);
+    if (!*out)
+        return NHUB_ENOMEM;
+    h->n.translated++;
+    h->n.translated_lossy += lossy;
+    return 0;
+}
+
+/*
+ * Send message (dseq, seq) to the region's delivery session, its payload
+ * translated when the session accepts another version of it that a
+ * translation is registered for. Fills *held instead when the session
+ * accepts neither its payload type nor a translation of it, or announced
  * a max_frame the DELIVER exceeds (libzmq would drop the connection).
  * Returns 0, NHUB_ENOTFOUND (the peer is gone), NHUB_EAGAIN (its queue is
  * full) or another error.
@@ -59,15 +109,21 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
         return NHUB_EMALFORMED;
     }
     session_t *s = r->delivery;
-    if (!wire_payload_accepted(ev->payload_type, s->accepted, s->n_accepted)) {
-        held->reason = STORE_HELD_PAYLOAD_TYPE;
-        wire_free((ProtobufCMessage **)&ev);
-        return 0;
-    }
     wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
+    d.envelope = ev->envelope;
+    uint8_t *translated = NULL;
+    if (!wire_payload_accepted(ev->payload_type, s->accepted, s->n_accepted)) {
+        const char *to = translate_target(ev->payload_type, s->accepted, s->n_accepted);
+        if (!to || translate_envelope(h, ev, seq, to, &translated, &d.envelope.len) != 0) {
+            held->reason = STORE_HELD_PAYLOAD_TYPE;
+            wire_free((ProtobufCMessage **)&ev);
+            return 0;
+        }
+        d.envelope.data = translated;
+        d.original_envelope = ev->envelope;
+    }
     d.seq = seq;
     d.dseq = dseq;
-    d.envelope = ev->envelope;
     d.attempt = attempt;
     d.prev_dseq = prev_dseq;
     d.signature = ev->signature;
@@ -77,10 +133,12 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
         held->reason = STORE_HELD_TOO_LARGE;
         held->size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
         wire_free((ProtobufCMessage **)&ev);
+        free(translated);
         return 0;
     }
     rc = wire_send(h->router, s->rid, s->rid_len, WIRE_DELIVER, &d.base, ZMQ_DONTWAIT);
     wire_free((ProtobufCMessage **)&ev);
+    free(translated);
     return rc;
 }
 

@@ -43,13 +43,14 @@ static void log_stats(hub_t *h)
     log_info("hub.stats",
              "accepted=%llu duplicates=%llu rejected=%llu dropped=%llu replies_dropped=%llu "
              "delivered=%llu "
-             "redelivered=%llu confirmed=%llu held=%llu released=%llu commits=%llu mean_batch=%.1f "
-             "sessions=%zu map_size=%llu",
+             "redelivered=%llu confirmed=%llu held=%llu released=%llu translated=%llu "
+             "translated_lossy=%llu commits=%llu mean_batch=%.1f sessions=%zu map_size=%llu",
              (unsigned long long)n->accepted, (unsigned long long)n->duplicates,
              (unsigned long long)n->rejected, (unsigned long long)n->dropped,
              (unsigned long long)n->replies_dropped, (unsigned long long)n->delivered,
              (unsigned long long)n->redelivered, (unsigned long long)n->confirmed,
              (unsigned long long)n->held, (unsigned long long)n->released,
+             (unsigned long long)n->translated, (unsigned long long)n->translated_lossy,
              (unsigned long long)n->commits,
              n->commits ? (double)n->committed_items / (double)n->commits : 0.0,
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));

@@ -40,6 +40,8 @@ typedef struct hub_counters {
     uint64_t held;            /* newly set aside (still queued): payload type not accepted,
                                  or larger than the receiver takes */
     uint64_t released;        /* held messages delivered and confirmed later */
+    uint64_t translated;      /* DELIVERs whose payload was translated to the receiver's version */
+    uint64_t translated_lossy; /* ... of which something could not be carried over */
     uint64_t commits;         /* write transactions committed */
     uint64_t committed_items; /* staged items in those commits */
     uint64_t store_full;      /* commits that hit a full store */

@@ -37,6 +37,7 @@
 #include "nhub_err.h"
 #include "nhub_journal.pb-c.h"
 #include "payload.h"
+#include "translate.h"
 #include "session.h"
 #include "store.h"
 #include "wire.h"
