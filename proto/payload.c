@@ -38,6 +38,7 @@ typedef enum rule_kind {
     RULE_TEXT_MAX,      /* a string of at most `a` bytes */
     RULE_MAX,           /* a number at most `a` */
     RULE_NOT_NEGATIVE,  /* a signed number >= 0 */
+    RULE_RANGE,         /* a number in `a`..`b` */
     RULE_COUNT,         /* a list of `a`..`b` entries */
     RULE_BYTES_LEN,     /* bytes: empty or exactly `a` */
     RULE_NOT_BEFORE,    /* a string not less than field number `a` of the same message, when both are set */
@@ -117,7 +118,8 @@ static const rule_t RULES[] = {
     {"nhub.push.Feedback", "handled_time", RULE_REQUIRED, 0, 0}, /* v1 */
     {"nhub.push.Feedback", "handled_time", RULE_BEIJING_TIME, 0, 0},
     {"nhub.push.Feedback", "handled_ms", RULE_REQUIRED, 0, 0}, /* v2 */
-    {"nhub.push.Feedback", "handled_ms", RULE_NOT_NEGATIVE, 0, 0},
+    /* A time Beijing-time text can say too, so translation down never fails. */
+    {"nhub.push.Feedback", "handled_ms", RULE_RANGE, PAYLOAD_TIME_MIN_MS, PAYLOAD_TIME_MAX_MS},
 
     {"nhub.registration.RegistrationRecord", "person", RULE_REQUIRED, 0, 0},
     {"nhub.registration.RegistrationRecord", "status", RULE_REQUIRED, 0, 0},
@@ -638,6 +640,10 @@ static int rule_value(walk_t *w, const ProtobufCFieldDescriptor *f, const void *
     case RULE_MAX:
         return number_of(f, v) <= r->a ? 0 : fail(w, "more than %lld", (long long)r->a);
     case RULE_NOT_NEGATIVE: return number_of(f, v) >= 0 ? 0 : fail(w, "negative");
+    case RULE_RANGE:
+        return number_of(f, v) >= r->a && number_of(f, v) <= r->b
+                   ? 0
+                   : fail(w, "out of range %lld..%lld", (long long)r->a, (long long)r->b);
     case RULE_BYTES_LEN: {
         size_t len = f->type == PROTOBUF_C_TYPE_BYTES ? ((const ProtobufCBinaryData *)v)->len : 0;
         return len == 0 || len == (size_t)r->a

@@ -40,6 +40,9 @@ extern "C" {
 #define PAYLOAD_TYPE_MAX 128 /* bytes of a full type name (WIRE_PAYLOAD_TYPE_MAX) */
 #define PAYLOAD_TEXT_MAX 1024 /* bytes of any string field, unless a rule says less */
 #define PAYLOAD_DEPTH_MAX 8   /* nesting of messages in a payload */
+/* Times as ms since the Unix epoch that Beijing-time text (1900..2199) can say. */
+#define PAYLOAD_TIME_MIN_MS INT64_C(-2209017600000) /* 1900-01-01 00:00:00 +08:00 */
+#define PAYLOAD_TIME_MAX_MS INT64_C(7258089599999)  /* 2199-12-31 23:59:59.999 +08:00 */
 
 /* What payload_check() found. */
 typedef enum payload_verdict {

@@ -5,9 +5,12 @@
  * test/fuzz/corpus/ and only needs regenerating when the .proto files or
  * the frame layout of fuzz_frames.c change.
  *
- *   mkseeds CORPUS_DIR    writes CORPUS_DIR/fuzz_frames/ and fuzz_envelope/
+ *   mkseeds CORPUS_DIR    writes CORPUS_DIR/fuzz_frames/, fuzz_envelope/ and
+ *                         fuzz_payload/
  */
 #include "nhub_journal.pb-c.h"
+#include "payload.h"
+#include "samples.h"
 #include "wire.h"
 
 #include <stdint.h>
@@ -226,6 +229,24 @@ static void envelope_seeds(void)
     free(b);
 }
 
+/* fuzz_payload: the sample of each type, after the byte that selects the type. */
+static void payload_seeds(void)
+{
+    for (size_t i = 0; i < payload_type_count() && i < 256; i++) {
+        const char *type = payload_type_at(i)->name;
+        size_t len;
+        uint8_t *p = sample_bytes(type, &len);
+        if (!p)
+            continue;
+        uint8_t *seed = malloc(len + 1);
+        seed[0] = (uint8_t)i;
+        memcpy(seed + 1, p, len);
+        write_file("fuzz_payload", type, seed, len + 1);
+        free(seed);
+        free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -235,5 +256,6 @@ int main(int argc, char **argv)
     out_dir = argv[1];
     frames_seeds();
     envelope_seeds();
+    payload_seeds();
     return 0;
 }

@@ -189,6 +189,8 @@ static const breakage_t BREAKAGES[] = {
      "payload: nhub.push.v1.Feedback handled_time: not a time YYYYMMDDhhmmss"},
     {"nhub.push.v2.Feedback", "handled_ms", NULL,
      "payload: nhub.push.v2.Feedback handled_ms: required, missing"},
+    {"nhub.push.v2.Feedback", "handled_ms", "7258089600000",
+     "payload: nhub.push.v2.Feedback handled_ms: out of range -2209017600000..7258089599999"},
     {"nhub.registration.v1.RegistrationBatch", "records", NULL,
      "payload: nhub.registration.v1.RegistrationBatch records: 0 entries, must be 1 to 10000"},
     {"nhub.credit.v1.CreditNotice", "entries[0].person.name",
@@ -294,6 +296,10 @@ static void test_beijing_time_round_trips(void **state)
     assert_string_equal(out, "19700101075959");
     assert_int_equal(payload_beijing_parse("20261206246000", &ms), NHUB_EINVAL);
     assert_int_equal(payload_beijing_parse("2026120609300", &ms), NHUB_EINVAL);
+    assert_int_equal(payload_beijing_parse("19000101000000", &ms), 0);
+    assert_int_equal(ms, PAYLOAD_TIME_MIN_MS);
+    assert_int_equal(payload_beijing_parse("21991231235959", &ms), 0);
+    assert_int_equal(ms, PAYLOAD_TIME_MAX_MS - 999);
     assert_int_equal(payload_beijing_parse("20240229000000", &ms), 0);
     assert_int_equal(payload_beijing_parse("20230229000000", &ms), NHUB_EINVAL);
 }
