@@ -1,7 +1,7 @@
 /*
  * fuzz_frames.c: libFuzzer target for what a received ZeroMQ message goes
  * through before anything reaches the store (proto/wire.h, broker/hub.c
- * on_frames, adapters/lib/nhub.c handle_frame).
+ * on_frames, adapters/lib/conn.c handle_frame).
  *
  * The input is cut into frames, as wire_recv would hand them over:
  *
@@ -16,7 +16,7 @@
  * adapter's (header, body), which is where WELCOME, ACK, NACK and DELIVER
  * bodies are decoded. Every other count is dropped, as both sides do. The
  * checks are the same calls in the same order as the programs make them,
- * with the same budgets; keep them in step with hub.c and nhub.c.
+ * with the same budgets; keep them in step with hub.c, and conn.c and nhub.c.
  */
 #include "wire.h"
 
@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* broker/hub.c and adapters/lib/nhub.c: room for the wrapper around an envelope. */
+/* broker/hub.c and adapters/lib/nhub_internal.h: room for the wrapper around an envelope. */
 #define HUB_FRAME_SLACK 1024
 #define ADAPTER_FRAME_SLACK 4096
 /* broker/session.h SESSION_ACCEPT_MAX */
