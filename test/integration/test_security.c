@@ -495,7 +495,10 @@ static void test_key_rotation_overlap_then_only_new(void **state)
     journal_counts_t c;
     read_journal(fx, &c);
     assert_int_equal(c.suspended, 0);    /* this hub never had 320000 suspended */
-    assert_int_equal(c.auth_refused, 2); /* the expired key: on its open connection, at handshake */
+    /* The expired key: on its open connection, then at handshake; libzmq may
+     * retry the refused handshake (reconnect interval 100 ms) before the
+     * test closes that socket, and each try is journaled, so at least 2. */
+    assert_true(c.auth_refused >= 2);
     assert_int_equal(c.signed_accepted, 3);
 }
 
