@@ -66,7 +66,8 @@ LIB_BROKER := $(B)/lib/libnhubbroker.a
 LIB_NHUB := $(B)/lib/libnhub.a
 LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
-BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen
+BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen \
+	$(B)/bin/nhub-schema-check
 UNIT_BINS := $(patsubst test/unit/%.c,$(B)/test/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SRC))
 
@@ -323,3 +324,56 @@ soak-check: deps
 	then echo "1 0" >build/test-results/soak/nhub-soak.count; \
 	else echo "0 1" >build/test-results/soak/nhub-soak.count; exit 1; fi
 # ---- end of crash soak -------------------------------------------------------
+
+# ---- schema compatibility ---------------------------------------------------
+# nhub-schema-check OLD NEW names the breaking changes between two descriptor
+# sets (tools/nhub-schema-check/README.md). It decodes them with
+# descriptor_subset.proto, a subset of google/protobuf/descriptor.proto kept
+# beside it, generated into $(B)/gen/ like the wire protos.
+#
+# make schema-check SCHEMA_PAIRS="OLD.pb:NEW.pb ..."
+#                    run the checker on each pair; fails if any pair has a
+#                    breaking change or a set cannot be read. Empty (the
+#                    default) checks nothing; the business schemas' pairs go
+#                    here once their descriptor sets are built.
+SCHEMA_PAIRS ?=
+SCHEMA_CHECK_DIR := tools/nhub-schema-check
+SCHEMA_CHECK_GEN_C := $(B)/gen/descriptor_subset.pb-c.c
+SCHEMA_CHECK_GEN_H := $(SCHEMA_CHECK_GEN_C:.c=.h)
+SCHEMA_CHECK_OBJ := $(call obj,$(SCHEMA_CHECK_DIR)/compare.c) $(SCHEMA_CHECK_GEN_C:.c=.o)
+SCHEMA_CHECK_FIXTURE_PROTOS := $(wildcard test/data/schema-check/*.proto)
+SCHEMA_CHECK_FIXTURES := $(patsubst test/data/schema-check/%.proto,$(B)/test/data/schema-check/%.pb,\
+	$(SCHEMA_CHECK_FIXTURE_PROTOS))
+
+.PHONY: schema-check
+
+$(SCHEMA_CHECK_GEN_C) $(SCHEMA_CHECK_GEN_H) &: $(SCHEMA_CHECK_DIR)/descriptor_subset.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen -I$(SCHEMA_CHECK_DIR) $<
+
+$(call obj,$(SCHEMA_CHECK_DIR)/compare.c): $(SCHEMA_CHECK_GEN_H)
+
+$(B)/bin/nhub-schema-check: $(call obj,$(SCHEMA_CHECK_DIR)/main.c) $(SCHEMA_CHECK_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+# The unit test calls compare.h and runs the program on the fixtures: one
+# descriptor set per test/data/schema-check/*.proto. A set holds the files
+# its .proto imports, so each one depends on all the fixture files.
+$(call obj,test/unit/test_schema_check.c): INCLUDES += -I$(SCHEMA_CHECK_DIR)
+$(B)/test/unit/test_schema_check: $(SCHEMA_CHECK_OBJ) | $(SCHEMA_CHECK_FIXTURES) \
+	$(B)/bin/nhub-schema-check
+
+$(B)/test/data/schema-check/%.pb: test/data/schema-check/%.proto $(SCHEMA_CHECK_FIXTURE_PROTOS)
+	@mkdir -p $(dir $@)
+	protoc-c --descriptor_set_out=$@ --include_imports -Itest/data/schema-check $<
+
+schema-check: deps
+	@$(MAKE) --no-print-directory $(B)/bin/nhub-schema-check
+	@[ -n "$(strip $(SCHEMA_PAIRS))" ] || echo "schema-check: SCHEMA_PAIRS is empty; nothing to check"
+	@rc=0; for p in $(SCHEMA_PAIRS); do \
+		case "$$p" in ?*:?*) ;; *) echo "schema-check: $$p: expected OLD.pb:NEW.pb" >&2; \
+			rc=1; continue ;; esac; \
+		$(B)/bin/nhub-schema-check "$${p%%:*}" "$${p#*:}" || rc=1; \
+	done; exit $$rc
+# ---- end of schema compatibility ---------------------------------------------
