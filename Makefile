@@ -180,7 +180,7 @@ deps:
 	@sh tools/deps.sh
 
 check: deps
-	@$(MAKE) --no-print-directory check-normal check-asan soak-check fuzz-check; \
+	@$(MAKE) --no-print-directory check-normal check-asan soak-check fuzz-check schema-compat-check; \
 	rc=$$?; sh test/summary.sh build/test-results; exit $$rc
 
 check-normal:
@@ -345,7 +345,13 @@ SCHEMA_CHECK_FIXTURE_PROTOS := $(wildcard test/data/schema-check/*.proto)
 SCHEMA_CHECK_FIXTURES := $(patsubst test/data/schema-check/%.proto,$(B)/test/data/schema-check/%.pb,\
 	$(SCHEMA_CHECK_FIXTURE_PROTOS))
 
-.PHONY: schema-check
+.PHONY: schema-check schema-compat-check
+
+# For make check: each business schema version against its predecessor
+# (tools/schema-compat.sh; counts to build/test-results/schema/).
+schema-compat-check:
+	@$(MAKE) --no-print-directory B=build build/bin/nhub-schema-check
+	@sh tools/schema-compat.sh build/bin build/test-results/schema
 
 $(SCHEMA_CHECK_GEN_C) $(SCHEMA_CHECK_GEN_H) &: $(SCHEMA_CHECK_DIR)/descriptor_subset.proto
 	@mkdir -p $(B)/gen
