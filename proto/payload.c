@@ -484,6 +484,23 @@ static size_t path_push(walk_t *w, const char *name, long index)
     return old;
 }
 
+size_t payload_elem_size(const ProtobufCFieldDescriptor *f)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE: return 8;
+    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+    default: return 4;
+    }
+}
+
 /* The n-th value of field `f` in `msg` (n = 0 for a singular field). */
 static const void *field_value(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f,
                                size_t n)
@@ -491,21 +508,7 @@ static const void *field_value(const ProtobufCMessage *msg, const ProtobufCField
     const char *base = (const char *)msg + f->offset;
     if (f->label != PROTOBUF_C_LABEL_REPEATED)
         return base;
-    size_t size;
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: size = sizeof(void *); break;
-    case PROTOBUF_C_TYPE_BYTES: size = sizeof(ProtobufCBinaryData); break;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: size = 8; break;
-    case PROTOBUF_C_TYPE_BOOL: size = sizeof(protobuf_c_boolean); break;
-    default: size = 4; break;
-    }
-    return *(const char *const *)base + n * size;
+    return *(const char *const *)base + n * payload_elem_size(f);
 }
 
 static size_t field_count(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)

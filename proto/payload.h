@@ -92,6 +92,9 @@ int payload_decode(const ProtobufCMessageDescriptor *desc, const void *data, siz
 /* Free a message from payload_check() or payload_decode(); accepts NULL, sets *msg to NULL. */
 void payload_free(ProtobufCMessage **msg);
 
+/* Bytes one value of field `f` takes in a protobuf-c struct (an entry of its array if repeated). */
+size_t payload_elem_size(const ProtobufCFieldDescriptor *f);
+
 /*
  * The value of `msg`'s enum field number `number`, or -1 if the message has
  * no such field or it is not a singular enum. Used for a feedback's stage.

@@ -123,23 +123,6 @@ ProtobufCMessage *sample_empty(const char *type)
     return d ? message_new(d) : NULL;
 }
 
-static size_t elem_size(const ProtobufCFieldDescriptor *f)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: return 8;
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    default: return 4;
-    }
-}
-
 static const ProtobufCFieldDescriptor *field_named(const ProtobufCMessage *m, const char *name,
                                                    size_t len)
 {
@@ -168,7 +151,7 @@ static void *locate(ProtobufCMessage *m, const char *comp, size_t len,
         return base;
     size_t *n = (size_t *)((char *)m + f->quantifier_offset);
     char **arr = (char **)base;
-    size_t es = elem_size(f);
+    size_t es = payload_elem_size(f);
     if (br[1] == '+') {
         char *grown = realloc(*arr, (*n + 1) * es);
         if (!grown)
@@ -278,7 +261,7 @@ int sample_clear(ProtobufCMessage *m, const char *path)
     if (!husk)
         return -1;
     char *src = (char *)m, *dst = (char *)husk;
-    size_t vs = f->label == PROTOBUF_C_LABEL_REPEATED ? sizeof(void *) : elem_size(f);
+    size_t vs = f->label == PROTOBUF_C_LABEL_REPEATED ? sizeof(void *) : payload_elem_size(f);
     memcpy(dst + f->offset, src + f->offset, vs);
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
         memcpy(dst + f->quantifier_offset, src + f->quantifier_offset, sizeof(size_t));
