@@ -102,13 +102,23 @@ typedef void(nhub_reject_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], i
  */
 typedef void(nhub_ack_fn)(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN]);
 
+/*
+ * The hub's own messages about cases, from the hub's region code (000000
+ * by default): a REMINDER (催办) to the handler, OVERDUE (督办) to both
+ * sides, and EXPIRED, the final answer "no answer within the time limit"
+ * (kind response or feedback, correlation_id = the case's request). Their
+ * payload is nhub.case.v1.CaseNotice (schemas/nhub/case/v1/case.proto).
+ */
+#define NHUB_CASE_NOTICES "nhub.case.v1.*"
+
 typedef struct nhub_options {
     const char *region;       /* required: this adapter's six-digit region code */
     const char *hub_endpoint; /* required: e.g. "tcp://127.0.0.1:7400" */
     const char *data_dir;     /* required: created if missing; holds the adapter's LMDB */
     uint32_t credit;          /* deliveries accepted unconfirmed; 0 = 64 */
     uint32_t window;          /* SENDs in flight unacknowledged; 0 = 256 */
-    const char *const *accepted_payloads; /* payload types to accept ("pkg.v1.*" ok); NULL = all */
+    const char *const *accepted_payloads; /* payload types to accept ("pkg.v1.*" ok); NULL = all;
+                                             a list always takes NHUB_CASE_NOTICES too */
     size_t n_accepted;
     uint32_t max_frame;       /* largest message accepted by nhub_send; 1 KiB..64 MiB, 0 = 1 MiB */
     int64_t resend_after_ms;  /* resend unacknowledged SENDs after this; 0 = 5000 */

@@ -146,11 +146,18 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     ev.fingerprint = it->fpr;
     for (size_t i = 0; i < h->n_regions; i++)
         ev.recipients += (uint32_t)recipient(h, env, src, i);
-    uint64_t seq, dseq;
+    uint64_t seq, dseq = 0;
+    int broadcast = strcmp(env->destination, WIRE_BROADCAST) == 0;
     int rc = commit_journal_append(h, t, &ev, &seq);
-    for (size_t i = 0; !rc && i < h->n_regions; i++)
-        if (recipient(h, env, src, i))
-            rc = store_queue_put(t, h->regions[i].code, seq, env->msg_id.data, &dseq);
+    for (size_t i = 0; !rc && i < h->n_regions; i++) {
+        if (!recipient(h, env, src, i))
+            continue;
+        rc = store_queue_put(t, h->regions[i].code, seq, env->msg_id.data, &dseq);
+        if (!rc && broadcast) /* each copy of a broadcast is followed to its confirmation */
+            rc = store_tracked_put(t, env->msg_id.data, h->regions[i].code, dseq, 0);
+    }
+    if (!rc)
+        rc = cases_after_accept(h, t, it, seq, dseq, now);
     if (!rc)
         rc = store_dedup_put(t, env->msg_id.data, seq, now);
     if (!rc)
@@ -244,6 +251,10 @@ static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     }
     if (rc != NHUB_ENOTFOUND)
         return rc;
+    if ((rc = cases_check_answer(h, t, it)))
+        return rc;
+    if (it->reject)
+        return apply_reject(h, t, it, sseq, now);
     return apply_accept(h, t, it, sseq, now);
 }
 
@@ -276,6 +287,8 @@ static int apply_confirm(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     ev.dseq = it->dseq;
     uint64_t jseq;
     rc = commit_journal_append(h, t, &ev, &jseq);
+    if (!rc)
+        rc = cases_on_confirm(h, t, it->msg_id, code, seq, now);
     it->applied = rc == 0;
     return rc;
 }
@@ -367,6 +380,9 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
         log_error("hub.reserve_failed", "items=%zu bytes=%" PRIu64, n, bytes);
     for (;;) {
         store_txn_t *t = NULL;
+        int64_t next_deadline = INT64_MAX;
+        size_t fired = 0;
+        cases_txn_begin(h);
         int rc = store_begin(h->store, &t);
         for (size_t i = 0; !rc && i < n; i++)
             rc = apply_item(h, t, &items[i], no_writes, now);
@@ -374,6 +390,11 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
         if (!rc)
             rc = store_window_expire(t, now - h->cfg->limits.dedup_window_ms,
                                      HUB_WINDOW_EXPIRE_MIN + 2 * n, &expired);
+        /* Deadlines fire in a full store too: they answer requesters. */
+        if (!rc && h->cases_next_ms <= now)
+            rc = cases_fire(h, t, now, &fired);
+        if (!rc)
+            rc = store_deadline_first(t, &next_deadline);
         if (!rc)
             rc = store_commit(&t);
         else
@@ -381,6 +402,7 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
         if (rc == 0) {
             h->n.commits++;
             h->n.committed_items += n;
+            cases_committed(h, next_deadline);
             return 0;
         }
         if (rc == NHUB_EFULL && store_grow(h->store) == 0) {
@@ -566,8 +588,15 @@ void commit_flush_stage(hub_t *h)
 {
     struct item *prev = h->ready, *cur = h->items;
     size_t n_prev = h->n_ready, n_cur = h->n_items;
-    if (n_prev == 0 && n_cur == 0)
+    if (n_prev == 0 && n_cur == 0) {
+        /* Nothing staged: deadlines that came due are fired on their own. */
+        int64_t now = clock_wall_ms(h->clock);
+        if (h->cases_next_ms <= now && apply_stage(h, NULL, 0, 0) != 0) {
+            log_error("hub.cases_fire_failed", "retry_in_ms=%d", HUB_BLOCKED_RETRY_MS * 20);
+            h->cases_next_ms = now + HUB_BLOCKED_RETRY_MS * 20;
+        }
         return;
+    }
     workers_wait(h->workers); /* the ready stage's checks are done */
     verify_start(h, cur, n_cur);
     if (n_prev) {

@@ -103,7 +103,8 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     journal_event_t *ev = NULL;
     rc = wire_decode(&nhub__journal__v1__journal_event__descriptor, data, len, len + 1024,
                      (ProtobufCMessage **)&ev);
-    if (rc || ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED) {
+    if (rc || (ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED &&
+               ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_MESSAGE)) {
         log_error("hub.journal_corrupt", "region=%s seq=%llu", r->code, (unsigned long long)seq);
         wire_free((ProtobufCMessage **)&ev);
         return NHUB_EMALFORMED;

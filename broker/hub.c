@@ -154,6 +154,12 @@ static int poll_timeout(const hub_t *h)
             next = due;
     }
     int64_t wait = next - now;
+    if (h->cases_next_ms != INT64_MAX) {
+        int64_t wall = clock_wall_ms(h->clock);
+        int64_t until = h->cases_next_ms > wall ? h->cases_next_ms - wall : 0;
+        if (until < wait)
+            wait = until;
+    }
     return wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait;
 }
 
@@ -486,6 +492,7 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
     h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
     h->stage_bytes = h->cfg->limits.max_frame > HUB_STAGE_BYTES ? h->cfg->limits.max_frame
                                                                 : HUB_STAGE_BYTES;
+    h->cases_next_ms = INT64_MIN; /* the first turn fires what passed while the hub was down */
     h->items = calloc(h->cap_items, sizeof *h->items);
     h->ready = calloc(h->cap_items, sizeof *h->ready);
     h->verify_idx = calloc(h->cap_items, sizeof *h->verify_idx);

@@ -52,6 +52,9 @@ typedef struct hub_counters {
     uint64_t identity_refused; /* frames whose key is no longer valid, or whose
                                   identity differs from their session's */
     uint64_t security_events;  /* refusals journaled as security events */
+    uint64_t cases_opened, cases_delivered, cases_reminded, cases_overdue, cases_answered,
+        cases_refused, cases_expired;
+    uint64_t hub_messages; /* notices the hub made about cases (reminders, overdue, final answers) */
 } hub_counters_t;
 
 /*

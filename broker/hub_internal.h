@@ -31,6 +31,7 @@
 #include "hub.h"
 
 #include "auth.h"
+#include "cases.h"
 #include "catalog.h"
 #include "dispatch.h"
 #include "log.h"
@@ -128,6 +129,7 @@ struct item {
     uint64_t dseq, seq;            /* CONFIRM/HOLD; seq: HEARTBEAT's beat */
     uint32_t hold_reason;          /* HOLD: STORE_HELD_* */
     uint32_t hold_size;            /* HOLD, too large: the DELIVER's size */
+    int stage;                     /* SEND of a feedback: its stage field, -1 if opaque */
     /* result */
     int reply; /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
     int code;  /* NACK code */
@@ -145,6 +147,7 @@ struct hub_region {
     session_t *delivery;   /* the session receiving this region's messages */
     int pending;           /* the queue may hold messages beyond the cursor */
     int64_t blocked_until; /* its peer's queue was full: wait before sending again */
+    int notified;          /* the transaction being applied queued a hub notice for it */
 };
 
 struct hub {
@@ -186,6 +189,16 @@ struct hub {
     int64_t reply_drop_logged;
     uint64_t stats_security_seen;
     int full; /* new messages refused: the reserve is reached */
+    /* cases.c */
+    int64_t cases_next_ms; /* wall time of the earliest deadline, INT64_MAX if none */
+    struct case_tally {
+        unsigned opened, delivered, reminded, overdue, answered, refused, expired, notices;
+    } case_tally; /* of the transaction being applied */
+    uint8_t case_due[CASES_FIRE_MAX][16];
+    int64_t case_due_ms[CASES_FIRE_MAX];
+    int64_t late_log_sec;
+    unsigned late_log_n;
+    uint64_t late_log_suppressed;
 };
 
 void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address,

@@ -15,6 +15,7 @@ struct item *ingress_item_new(hub_t *h, enum item_type type, const void *rid, si
     struct item *it = &h->items[h->n_items++];
     memset(it, 0, sizeof *it);
     it->type = type;
+    it->stage = -1;
     it->region = -1;
     if (rid_len > sizeof it->rid)
         rid_len = sizeof it->rid;
@@ -130,9 +131,15 @@ static int check_payload(hub_t *h, struct item *it)
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_NOT_ALLOWED;
         return 0;
     }
-    switch (payload_check(e->payload_type, e->payload.data, e->payload.len, NULL, it->why,
-                          sizeof it->why)) {
-    case PAYLOAD_OK: return 1;
+    ProtobufCMessage *msg = NULL;
+    int feedback = e->kind == NHUB__WIRE__V1__KIND__KIND_FEEDBACK;
+    switch (payload_check(e->payload_type, e->payload.data, e->payload.len, feedback ? &msg : NULL,
+                          it->why, sizeof it->why)) {
+    case PAYLOAD_OK:
+        if (msg) /* the catalogue made sure field 1 is the stage */
+            it->stage = payload_enum_field(msg, 1);
+        payload_free(&msg);
+        return 1;
     case PAYLOAD_UNKNOWN: it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_UNKNOWN; break;
     case PAYLOAD_MALFORMED: it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_MALFORMED; break;
     default: it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_PAYLOAD_INVALID; break;

@@ -23,7 +23,59 @@
 
 #define NHUBD_VERSION "0.1.0"
 
-static volatile sig_atomic_t g_stop, g_reload;
+static volatile sig_atomic_t g_stop, g_reload, g_clock_changed;
+
+/*
+ * --test-clock FILE: the wall clock is the system's plus an offset in
+ * milliseconds read from FILE (a decimal number), read at start and again
+ * after each SIGUSR2, which also wakes the hub to look at its deadlines.
+ * Lets tests move time forward by days without waiting; never for
+ * production (the journal's times would lie).
+ */
+static struct {
+    const char *path;
+    int64_t offset_ms;
+} g_test_clock;
+
+static int read_clock_offset(void)
+{
+    FILE *f = fopen(g_test_clock.path, "r");
+    long long v = 0;
+    int ok = f && fscanf(f, "%lld", &v) == 1;
+    if (f)
+        fclose(f);
+    if (!ok)
+        return -1;
+    g_test_clock.offset_ms = v;
+    return 0;
+}
+
+static int64_t test_wall(void *arg)
+{
+    (void)arg;
+    if (g_clock_changed) {
+        g_clock_changed = 0;
+        if (read_clock_offset() != 0)
+            log_error("hub.test_clock_unreadable", "path=%s", g_test_clock.path);
+        else
+            log_info("hub.test_clock", "offset_ms=%lld reread=1", (long long)g_test_clock.offset_ms);
+    }
+    return clock_wall_ms(nhub_clock_system()) + g_test_clock.offset_ms;
+}
+
+static int64_t test_mono(void *arg)
+{
+    (void)arg;
+    return clock_mono_ms(nhub_clock_system());
+}
+
+static const nhub_clock_t test_clock = {test_wall, test_mono, 0};
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+    g_clock_changed = 1;
+}
 
 static void on_stop(int sig)
 {
@@ -39,12 +91,14 @@ static void on_hup(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: nhubd [-c FILE] [--check] [--ready-fd N]\n"
+    fprintf(out, "usage: nhubd [-c FILE] [--check] [--ready-fd N] [--test-clock FILE]\n"
                  "\n"
                  "  -c, --config FILE  configuration (default conf/hub.yaml)\n"
                  "  --check            check the configuration and exit (0 if valid)\n"
                  "  --ready-fd N       write \"ready ENDPOINT\\n\" to file descriptor N once\n"
                  "                     listening, then close it (for supervisors and tests)\n"
+                 "  --test-clock FILE  tests only: wall clock = system + the milliseconds in\n"
+                 "                     FILE, read again on SIGUSR2 (moves case deadlines)\n"
                  "  -h, --help         this text\n"
                  "  --version          print the version\n"
                  "\n"
@@ -61,6 +115,9 @@ static int install_signals(void)
         return -1;
     sa.sa_handler = on_hup;
     if (sigaction(SIGHUP, &sa, NULL))
+        return -1;
+    sa.sa_handler = on_usr2;
+    if (g_test_clock.path && sigaction(SIGUSR2, &sa, NULL))
         return -1;
     sa.sa_handler = SIG_IGN;
     return sigaction(SIGPIPE, &sa, NULL);
@@ -87,6 +144,8 @@ int main(int argc, char **argv)
             path = argv[++i];
         } else if (!strcmp(a, "--check")) {
             check_only = 1;
+        } else if (!strcmp(a, "--test-clock") && i + 1 < argc) {
+            g_test_clock.path = argv[++i];
         } else if (!strcmp(a, "--ready-fd") && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -124,8 +183,18 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
+    if (g_test_clock.path && read_clock_offset() != 0) {
+        fprintf(stderr, "nhubd: --test-clock %s: cannot read a number of milliseconds\n",
+                g_test_clock.path);
+        cfg_destroy(&cfg);
+        return 2;
+    }
+    if (g_test_clock.path)
+        log_warn("hub.test_clock", "offset_ms=%lld detail=\"wall clock moved for tests\"",
+                 (long long)g_test_clock.offset_ms);
     hub_t *hub = NULL;
-    if (hub_new(&cfg, nhub_clock_system(), &hub, err, sizeof err) != 0) {
+    if (hub_new(&cfg, g_test_clock.path ? &test_clock : nhub_clock_system(), &hub, err,
+                sizeof err) != 0) {
         fprintf(stderr, "nhubd: %s\n", err);
         return 1;
     }

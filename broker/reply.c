@@ -12,7 +12,8 @@ static const char *nack_name(int code)
         "hello_required", "unknown_region", "source_mismatch", "invalid",         "out_of_order",
         "store_full",     "store_error",    "shutting_down",   "stream_conflict", "unsigned",
         "bad_signature",  "forbidden",      "suspended",       "unauthenticated", "payload_unknown",
-        "payload_not_allowed", "payload_malformed", "payload_invalid",
+        "payload_not_allowed", "payload_malformed", "payload_invalid", "case_unknown",
+        "case_closed", "case_not_handler",
     };
     if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
         return "unknown";

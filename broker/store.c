@@ -13,7 +13,7 @@
  *    or audit thread may hold one); readers are closed promptly because
  *    growing the map needs no transaction open in this process.
  */
-#include "store.h"
+#include "store_internal.h"
 
 #include "log.h"
 #include "nhub_err.h"
@@ -32,66 +32,6 @@
 /* 1: the first; 2: rejections are remembered in the window's age index too
  * (they expire with the duplicate window). A format-1 store is upgraded at open. */
 #define STORE_FORMAT 2
-#define AGE_DEDUP_LEN 16  /* dedup_age value: msg_id */
-#define AGE_REJECT_LEN 24 /* dedup_age value: stream_id stream_seq */
-#define REGION_LEN 6
-#define QKEY_LEN (REGION_LEN + 8)
-
-struct store {
-    MDB_env *env;
-    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held;
-    uint64_t map_size, map_max;
-    uint8_t hub_id[STORE_ID_LEN];
-    /* Chain state as of the last commit; a transaction works on a copy. */
-    uint64_t next_seq;
-    uint8_t last_hash[STORE_HASH_LEN];
-    EVP_MD_CTX *md;
-    int txn_open;
-    char *dir;
-};
-
-struct store_txn {
-    store_t *store;
-    MDB_txn *txn;
-    uint64_t next_seq;
-    uint8_t last_hash[STORE_HASH_LEN];
-    int chain_dirty;
-};
-
-struct store_reader {
-    store_t *store;
-    MDB_txn *txn;
-};
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Map an LMDB return code to ours; full map and full disk are one condition. */
-static int lmdb_err(int rc)
-{
-    switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return NHUB_ENOTFOUND;
-    case MDB_MAP_FULL:
-    case ENOSPC:
-    case EDQUOT: return NHUB_EFULL;
-    default: return NHUB_ESTORE;
-    }
-}
-
 static int set_err(char *err, size_t cap, int code, const char *fmt, const char *a, const char *b)
 {
     if (err && cap)
@@ -110,29 +50,11 @@ static int open_dbs(store_t *s, MDB_txn *txn)
         {"streams", &s->streams}, {"rejects", &s->rejects}, {"held", &s->held},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-        int rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
+        int rc = mdb_dbi_open(txn, dbs[i].name, s->read_only ? 0 : MDB_CREATE, dbs[i].dbi);
         if (rc)
             return rc;
     }
-    return 0;
-}
-
-static int meta_get(store_t *s, MDB_txn *txn, const char *key, void *out, size_t len)
-{
-    MDB_val k = {strlen(key), (void *)key}, v;
-    int rc = mdb_get(txn, s->meta, &k, &v);
-    if (rc)
-        return rc;
-    if (v.mv_size != len)
-        return MDB_CORRUPTED;
-    memcpy(out, v.mv_data, len);
-    return 0;
-}
-
-static int meta_put(store_t *s, MDB_txn *txn, const char *key, const void *data, size_t len)
-{
-    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)data};
-    return mdb_put(txn, s->meta, &k, &v, 0);
+    return store_cases_open_dbs(s, txn);
 }
 
 /*
@@ -283,6 +205,43 @@ fail:
     return code;
 }
 
+int store_open_reader(const char *dir, store_t **out, char *err, size_t errcap)
+{
+    *out = NULL;
+    store_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NHUB_ENOMEM;
+    MDB_txn *txn = NULL;
+    s->read_only = 1;
+    s->md = EVP_MD_CTX_new();
+    s->dir = strdup(dir);
+    int rc = s->md && s->dir ? mdb_env_create(&s->env) : ENOMEM;
+    if (!rc && !(rc = mdb_env_set_maxdbs(s->env, 16)) &&
+        !(rc = mdb_env_set_maxreaders(s->env, 256)) &&
+        !(rc = mdb_env_open(s->env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) &&
+        !(rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
+        rc = open_dbs(s, txn);
+    if (!rc)
+        rc = meta_get(s, txn, "hub_id", s->hub_id, sizeof s->hub_id);
+    if (!rc) /* committed, not aborted: the handles opened in it stay open */
+        rc = mdb_txn_commit(txn);
+    else if (txn)
+        mdb_txn_abort(txn);
+    if (rc) {
+        set_err(err, errcap, NHUB_ESTORE, "store: cannot read %s: %s", dir,
+                rc == MDB_NOTFOUND ? "not an nhub store (or one older than this program)"
+                : rc == ENOMEM     ? "out of memory"
+                                   : mdb_strerror(rc));
+        store_close(&s);
+        return NHUB_ESTORE;
+    }
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) == 0)
+        s->map_size = s->map_max = info.me_mapsize;
+    *out = s;
+    return 0;
+}
+
 void store_close(store_t **self)
 {
     if (!self || !*self)
@@ -401,7 +360,7 @@ int store_reserve(store_t *self, uint64_t bytes)
 int store_begin(store_t *self, store_txn_t **out)
 {
     *out = NULL;
-    if (self->txn_open)
+    if (self->txn_open || self->read_only)
         return NHUB_EINVAL;
     store_txn_t *t = calloc(1, sizeof *t);
     if (!t)
@@ -438,7 +397,11 @@ int store_commit(store_txn_t **txn)
 {
     store_txn_t *t = *txn;
     store_t *s = t->store;
-    int rc = 0;
+    int rc = t->cases_dirty ? store_cases_flush(t) : 0;
+    if (rc) {
+        store_abort(txn);
+        return lmdb_err(rc);
+    }
     if (t->chain_dirty) {
         uint8_t seq_be[8];
         put_be64(seq_be, t->next_seq);
@@ -737,6 +700,8 @@ int store_reader_open(store_t *self, store_reader_t **out)
     if (!r)
         return NHUB_ENOMEM;
     int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc == MDB_MAP_RESIZED && self->read_only && mdb_env_set_mapsize(self->env, 0) == 0)
+        rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &r->txn); /* the hub grew the map */
     if (rc) {
         free(r);
         log_error("store.reader_failed", "error=\"%s\"", mdb_strerror(rc));

@@ -15,6 +15,15 @@
  *              as long as the duplicate window
  *   held       region(6) dseq(8) -> since time_ms(8) reason(4)  queued messages set aside
  *              for their region (still in `queue`: a held message is never dropped)
+ *   cases      case_id(16) -> case record (store_case_t, see store_cases.c)
+ *   case_time  opened_ms(8) case_id(16) -> ""             cases by age
+ *   case_events case_id(16) seq(8) -> ""                  a case's timeline: the journal
+ *              events of its messages and its transitions
+ *   deadlines  time_ms(8) case_id(16) -> ""               each open case's next deadline,
+ *              in time order (the hub fires the head of it)
+ *   tracked    msg_id(16) region(6) -> dseq(8) confirmed_ms(8) flags(1)  deliveries
+ *              followed one by one: a case's request or push, each copy of a broadcast
+ *   meta "case_counts"  STORE_CASE_STATES x u64: cases in each state
  *
  * Invariants: every change is made inside one write transaction that also
  * appends the journal event describing it, so the journal and the indexes
@@ -43,6 +52,15 @@ typedef struct store_txn store_txn_t;
  */
 int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out, char *err,
                size_t errcap);
+
+/*
+ * Open the store in `dir` for reading only, beside the nhubd that writes it
+ * (tools, tests): never creates or changes anything, never takes the
+ * writer's lock, and follows the map as the hub grows it. Only the
+ * reading functions work on it (store_begin fails). Returns 0 and *out, or
+ * NHUB_ESTORE with a message in `err`.
+ */
+int store_open_reader(const char *dir, store_t **out, char *err, size_t errcap);
 
 /* Close; accepts NULL; sets *self to NULL. No transaction may be open. */
 void store_close(store_t **self);
@@ -239,5 +257,137 @@ int store_journal_last(store_reader_t *r, uint64_t *seq);
  * first seq that is missing or wrong.
  */
 int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq);
+
+/* ---- cases (store_cases.c) --------------------------------------------------- */
+
+/* A case's state; the journal's case_state. Closed states are final. */
+enum store_case_state {
+    STORE_CASE_OPEN = 1,      /* accepted and queued for its handler */
+    STORE_CASE_DELIVERED = 2, /* the handler confirmed it (DELIVERED) */
+    STORE_CASE_HANDLING = 3,  /* a feedback stage came: received, handling */
+    STORE_CASE_REMINDED = 4,  /* the reminder point passed (催办) */
+    STORE_CASE_OVERDUE = 5,   /* the time limit passed (督办); answers still taken */
+    STORE_CASE_ANSWERED = 6,  /* closed: answered (also late, within the grace) */
+    STORE_CASE_EXPIRED = 7,   /* closed: the hub answered "no answer within the time limit" */
+    STORE_CASE_REFUSED = 8,   /* closed: the handler refused the application */
+};
+#define STORE_CASE_STATES 9 /* index 0 unused */
+
+/* What a case went through, whatever its state now. */
+enum {
+    STORE_CASE_F_DELIVERED = 1,
+    STORE_CASE_F_HANDLING = 2,
+    STORE_CASE_F_REMINDED = 4,
+    STORE_CASE_F_OVERDUE = 8,
+};
+
+typedef struct store_case {
+    uint8_t id[16];       /* the msg_id of the request or push */
+    uint8_t state;        /* STORE_CASE_* */
+    uint8_t flags;        /* STORE_CASE_F_* */
+    uint8_t kind;         /* wire Kind of the opening message: request 1 or push 3 */
+    uint8_t stage;        /* the last feedback stage (nhub.common.v1.Stage), 0 if none */
+    char requester[7];    /* the region that sent it */
+    char handler[7];      /* the region that handles it */
+    char item[65];        /* its service item */
+    int64_t opened_ms;    /* hub wall clock at acceptance */
+    int64_t remind_ms;    /* reminder point (催办) */
+    int64_t due_ms;       /* time limit (时限) */
+    int64_t expire_ms;    /* due_ms + grace */
+    int64_t next_ms;      /* the deadline pending in `deadlines`, 0 if none (closed) */
+    int64_t closed_ms;    /* when it was answered, refused or expired, 0 while open */
+    int64_t valid_until_ms; /* until when its answer holds (结果效力), 0 if no limit */
+    uint64_t request_seq; /* the journal event of the opening message */
+    uint64_t answer_seq;  /* the journal event of the answer that closed it, 0 if none */
+} store_case_t;
+
+static inline int store_case_closed(int state)
+{
+    return state >= STORE_CASE_ANSWERED;
+}
+
+/* The lower-case name of a state ("open", "overdue", ...), "?" if none. */
+const char *store_case_state_name(int state);
+
+/* The state named `name`, or 0. */
+int store_case_state_parse(const char *name);
+
+/* Case `id` into *out: 0, NHUB_ENOTFOUND or NHUB_EMALFORMED / NHUB_ESTORE. */
+int store_case_get(store_txn_t *txn, const uint8_t id[16], store_case_t *out);
+
+/*
+ * Write case `c`. `old` is what store_case_get gave before the change, or
+ * NULL for a new case. Keeps the indexes with it: the age index (new
+ * cases), the deadline index (old->next_ms removed, c->next_ms added) and
+ * the counts by state. Returns 0 or a store error.
+ */
+int store_case_put(store_txn_t *txn, const store_case_t *old, const store_case_t *c);
+
+/* Add journal event `seq` to case `id`'s timeline. */
+int store_case_event(store_txn_t *txn, const uint8_t id[16], uint64_t seq);
+
+/* Up to `max` deadlines at or before now_ms, earliest first: case ids into
+ * ids[] (16 bytes each), their times into times[]; *n = how many. */
+int store_deadlines_due(store_txn_t *txn, int64_t now_ms, uint8_t (*ids)[16], int64_t *times,
+                        size_t max, size_t *n);
+
+/* Remove one deadline entry (one its case no longer points at). */
+int store_deadline_remove(store_txn_t *txn, int64_t time_ms, const uint8_t id[16]);
+
+/* The earliest pending deadline, or INT64_MAX if none. */
+int store_deadline_first(store_txn_t *txn, int64_t *time_ms);
+
+/* Follow the delivery of message msg_id to `region` at dseq. flags: STORE_TRACK_*. */
+enum { STORE_TRACK_CASE = 1 }; /* it opened a case */
+int store_tracked_put(store_txn_t *txn, const uint8_t msg_id[16], const char *region,
+                      uint64_t dseq, uint8_t flags);
+
+/* `region` confirmed msg_id at now_ms: 0 and *flags if it is followed and
+ * this is the first confirmation, NHUB_EEXIST if it was confirmed before,
+ * NHUB_ENOTFOUND if it is not followed. */
+int store_tracked_confirm(store_txn_t *txn, const uint8_t msg_id[16], const char *region,
+                          int64_t now_ms, uint8_t *flags);
+
+/* Reading cases (any thread, while the hub writes). */
+
+int store_case_read(store_reader_t *r, const uint8_t id[16], store_case_t *out);
+
+/* Which cases store_case_list returns; zero fields match everything. */
+typedef struct store_case_filter {
+    const char *region;  /* requester or handler, six digits */
+    const char *item;    /* exact item code */
+    int state;           /* STORE_CASE_*, 0 = any */
+    int open_only;       /* only cases not closed */
+    int64_t opened_after_ms;  /* opened at or after (0 = no bound) */
+    int64_t opened_before_ms; /* opened before (0 = no bound) */
+} store_case_filter_t;
+
+/*
+ * Up to `max` cases matching `f`, newest first (by opening time, then id),
+ * into out[]; *n = how many. To read on, pass the last one returned as
+ * `after` (NULL to start). Walks the age index from the newest opening time
+ * the filter allows. Returns 0 or a store error.
+ */
+int store_case_list(store_reader_t *r, const store_case_filter_t *f, const store_case_t *after,
+                    store_case_t *out, size_t max, size_t *n);
+
+/* Up to `max` journal seqs of case `id`'s timeline, in order, from `from_seq`. */
+int store_case_timeline(store_reader_t *r, const uint8_t id[16], uint64_t from_seq,
+                        uint64_t *seqs, size_t max, size_t *n);
+
+/* Cases in each state (counts[STORE_CASE_*]; counts[0] = all). */
+int store_case_counts(store_reader_t *r, uint64_t counts[STORE_CASE_STATES]);
+
+/* One followed delivery as the reader sees it. */
+typedef struct store_tracked {
+    char region[7];
+    uint64_t dseq;
+    int64_t confirmed_ms; /* 0 while unconfirmed */
+    uint8_t flags;
+} store_tracked_t;
+
+/* Up to `max` followed deliveries of msg_id, by region; *n = how many. */
+int store_tracked_list(store_reader_t *r, const uint8_t msg_id[16], store_tracked_t *out,
+                       size_t max, size_t *n);
 
 #endif

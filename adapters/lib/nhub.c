@@ -181,7 +181,7 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
     if (self->window > 1000000)
         return lib_set_err(self, NHUB_EINVAL, "window must be at most 1000000");
     self->ring = calloc(self->window, sizeof *self->ring);
-    self->accepted = calloc(opt->n_accepted + 1, sizeof *self->accepted);
+    self->accepted = calloc(opt->n_accepted + 2, sizeof *self->accepted);
     if (!self->endpoint || !self->ring || !self->accepted)
         return lib_set_err(self, NHUB_ENOMEM, "out of memory");
     for (size_t i = 0; i < opt->n_accepted; i++) {
@@ -190,6 +190,14 @@ static int copy_options(nhub_t *self, const nhub_options_t *opt)
                                "accepted_payloads[%zu] is not a payload type or \"pkg.v1.*\"", i);
         self->accepted[i] = strdup(opt->accepted_payloads[i]);
         if (!self->accepted[i])
+            return lib_set_err(self, NHUB_ENOMEM, "out of memory");
+        self->n_accepted++;
+    }
+    /* A list of types also takes the hub's own notices about cases
+     * (reminders, overdue, the final answer when a case expires). */
+    if (self->n_accepted) {
+        self->accepted[self->n_accepted] = strdup(NHUB_CASE_NOTICES);
+        if (!self->accepted[self->n_accepted])
             return lib_set_err(self, NHUB_ENOMEM, "out of memory");
         self->n_accepted++;
     }

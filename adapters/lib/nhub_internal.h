@@ -90,7 +90,7 @@
 /* Frames read in one go before the ACKs among them are committed together. */
 #define NHUB_RECV_BURST 256
 #define NHUB_HWM_MAX (1u << 20) /* messages queued in the socket each way, at most */
-#define NHUB_ACCEPTED_MAX 64
+#define NHUB_ACCEPTED_MAX 63 /* the hub takes 64: one is NHUB_CASE_NOTICES */
 /* Longest wait while connected: other processes sharing the store (send-only
  * senders) may have appended to the outbox, and only a look finds out. */
 #define NHUB_OUTBOX_LOOK_MS 200

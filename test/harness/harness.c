@@ -139,7 +139,7 @@ int th_hub_init(th_hub_t *h, const char *limits_yaml)
     snprintf(h->cfg_path, sizeof h->cfg_path, "%s/hub.yaml", h->dir);
     snprintf(h->log_path, sizeof h->log_path, "%s/hub.log", h->dir);
     snprintf(h->limits, sizeof h->limits, "%s", limits_yaml ? limits_yaml : "");
-    return 0;
+    return th_hub_clock_write(h, 0);
 }
 
 /* Read "ready ENDPOINT\n" from fd within timeout_ms. */
@@ -203,7 +203,10 @@ int th_hub_start(th_hub_t *h)
             dup2(p[1], 3);
             close(p[1]);
         }
-        execl(bin, "nhubd", "-c", h->cfg_path, "--ready-fd", "3", (char *)NULL);
+        char clock_path[300];
+        snprintf(clock_path, sizeof clock_path, "%s/clock", h->dir);
+        execl(bin, "nhubd", "-c", h->cfg_path, "--ready-fd", "3", "--test-clock", clock_path,
+              (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -219,6 +222,26 @@ int th_hub_start(th_hub_t *h)
     h->pid = pid;
     snprintf(h->endpoint, sizeof h->endpoint, "%s", ep);
     return 0;
+}
+
+int th_hub_clock_write(const th_hub_t *h, int64_t offset_ms)
+{
+    char path[300], tmp[310];
+    snprintf(path, sizeof path, "%s/clock", h->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int ok = fprintf(f, "%lld\n", (long long)offset_ms) > 0;
+    ok = fclose(f) == 0 && ok;
+    return ok && rename(tmp, path) == 0 ? 0 : -1;
+}
+
+int th_hub_clock_set(th_hub_t *h, int64_t offset_ms)
+{
+    if (th_hub_clock_write(h, offset_ms) != 0)
+        return -1;
+    return h->pid > 0 ? kill(h->pid, SIGUSR2) : 0;
 }
 
 int th_hub_signal(th_hub_t *h, int sig)

@@ -78,6 +78,16 @@ int th_hub_stop(th_hub_t *h);
 /* SIGKILL and reap. */
 void th_hub_kill(th_hub_t *h);
 
+/*
+ * The hub's injected clock: every hub the harness starts runs with
+ * --test-clock DIR/clock, its wall clock the system's plus `offset_ms`.
+ * th_hub_clock_write only writes the file (read at the next start);
+ * th_hub_clock_set also tells a running hub (SIGUSR2), which then fires
+ * the deadlines the jump passed. Returns 0 or -1.
+ */
+int th_hub_clock_write(const th_hub_t *h, int64_t offset_ms);
+int th_hub_clock_set(th_hub_t *h, int64_t offset_ms);
+
 /* Send a signal to the running hub. */
 int th_hub_signal(th_hub_t *h, int sig);
 

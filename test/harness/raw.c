@@ -148,7 +148,16 @@ size_t raw_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const c
                          const char *dst, const char *item, int kind, const char *type,
                          const void *payload, size_t plen)
 {
+    return raw_envelope_answer(buf, cap, id, src, dst, item, kind, type, payload, plen, NULL);
+}
+
+size_t raw_envelope_answer(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                           const char *dst, const char *item, int kind, const char *type,
+                           const void *payload, size_t plen, const uint8_t *correlation)
+{
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
+    if (correlation)
+        e.correlation_id = (ProtobufCBinaryData){16, (uint8_t *)correlation};
     e.msg_id.data = (uint8_t *)id;
     e.msg_id.len = 16;
     e.source = (char *)src;

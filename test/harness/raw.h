@@ -62,6 +62,11 @@ size_t raw_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const c
                          const char *dst, const char *item, int kind, const char *type,
                          const void *payload, size_t plen);
 
+/* As raw_envelope_item, answering the message `correlation` (16 bytes; NULL: none). */
+size_t raw_envelope_answer(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                           const char *dst, const char *item, int kind, const char *type,
+                           const void *payload, size_t plen, const uint8_t *correlation);
+
 /* SEND with a signature and its key id (sig NULL: unsigned). */
 void raw_send_signed(raw_t *r, uint64_t sseq, const uint8_t *env, size_t len, const uint8_t *sig,
                      size_t siglen, const char *key_id);

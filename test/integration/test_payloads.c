@@ -95,15 +95,14 @@ static bool is_answer(int kind)
 }
 
 /* SEND `payload` as `type` of item/kind from the client of its direction; returns the reply. */
-static int send_payload(raw_t *from, uint64_t sseq, int n, const char *src, const char *dst,
-                        const route_t *r, const char *type, const void *payload, size_t len,
-                        ProtobufCMessage **reply)
+static int send_payload_to_case(raw_t *from, uint64_t sseq, const uint8_t id[16], const char *src,
+                                const char *dst, const route_t *r, const char *type,
+                                const void *payload, size_t len, const uint8_t *case_id,
+                                ProtobufCMessage **reply)
 {
-    uint8_t id[16];
     uint8_t *buf = malloc(len + 1024);
-    raw_make_id(id, n);
-    size_t elen = raw_envelope_item(buf, len + 1024, id, src, dst, r->item, r->kind, type, payload,
-                                    len);
+    size_t elen = raw_envelope_answer(buf, len + 1024, id, src, dst, r->item, r->kind, type,
+                                      payload, len, case_id);
     raw_send_env(from, sseq, buf, elen);
     free(buf);
     int cmd;
@@ -115,6 +114,15 @@ static int send_payload(raw_t *from, uint64_t sseq, int n, const char *src, cons
     return cmd;
 }
 
+static int send_payload(raw_t *from, uint64_t sseq, int n, const char *src, const char *dst,
+                        const route_t *r, const char *type, const void *payload, size_t len,
+                        ProtobufCMessage **reply)
+{
+    uint8_t id[16];
+    raw_make_id(id, n);
+    return send_payload_to_case(from, sseq, id, src, dst, r, type, payload, len, NULL, reply);
+}
+
 static void test_every_schema_type_is_accepted_for_its_item_and_kind(void **state)
 {
     th_hub_t *h = *state;
@@ -123,6 +131,8 @@ static void test_every_schema_type_is_accepted_for_its_item_and_kind(void **stat
     raw_hello_ok(a, A, 0);
     raw_hello_ok(b, B, 0);
     uint64_t sa = 0, sb = 0;
+    bool used[ROUTE_COUNT] = {false};
+    uint8_t ids[ROUTE_COUNT][16];
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
         const route_t *r = &ROUTES[i];
         size_t len;
@@ -130,9 +140,17 @@ static void test_every_schema_type_is_accepted_for_its_item_and_kind(void **stat
         assert_non_null(p);
         bool answer = is_answer(r->kind);
         const char *dst = r->kind == K(NOTICE) ? "*" : answer ? A : B;
+        /* An answer names a case: the first request or push of its item not answered yet. */
+        const uint8_t *corr = NULL;
+        for (size_t j = 0; answer && !corr && j < i; j++)
+            if (!used[j] && !is_answer(ROUTES[j].kind) && strcmp(ROUTES[j].item, r->item) == 0) {
+                used[j] = true;
+                corr = ids[j];
+            }
+        raw_make_id(ids[i], 100 + (int)i);
         ProtobufCMessage *reply = NULL;
-        int cmd = send_payload(answer ? b : a, answer ? ++sb : ++sa, 100 + (int)i,
-                               answer ? B : A, dst, r, r->type, p, len, &reply);
+        int cmd = send_payload_to_case(answer ? b : a, answer ? ++sb : ++sa, ids[i],
+                                       answer ? B : A, dst, r, r->type, p, len, corr, &reply);
         if (cmd == WIRE_NACK)
             fprintf(stderr, "%s: NACK %d %s\n", r->type, ((wire_nack_t *)reply)->code,
                     ((wire_nack_t *)reply)->text);

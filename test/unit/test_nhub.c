@@ -839,8 +839,9 @@ static void test_hello_announces_adapter(void **state)
     assert_int_equal(hello->n_protocol_versions, 1);
     assert_int_equal(hello->protocol_versions[0], 1);
     assert_int_equal(hello->credit, 7);
-    assert_int_equal(hello->n_accepted_payloads, 1);
+    assert_int_equal(hello->n_accepted_payloads, 2); /* and the hub's case notices */
     assert_string_equal(hello->accepted_payloads[0], "nhub.verify.v1.*");
+    assert_string_equal(hello->accepted_payloads[1], NHUB_CASE_NOTICES);
     assert_int_equal(hello->stream_id.len, 16);
     assert_memory_equal(hello->stream_id.data, info.stream_id, 16);
     assert_string_equal(hello->software, "libnhub 0.1");

@@ -1,0 +1,109 @@
+/*
+ * store_internal.h: what the store's own files share (store.c: the
+ * environment, the journal and the message indexes; store_cases.c: cases,
+ * their deadlines and tracked deliveries). Nothing outside the store
+ * includes it; the contract is store.h.
+ */
+#ifndef NHUB_STORE_INTERNAL_H
+#define NHUB_STORE_INTERNAL_H
+
+#include "store.h"
+
+#include "nhub_err.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#define AGE_DEDUP_LEN 16  /* dedup_age value: msg_id */
+#define AGE_REJECT_LEN 24 /* dedup_age value: stream_id stream_seq */
+#define REGION_LEN 6
+#define QKEY_LEN (REGION_LEN + 8)
+
+struct store {
+    MDB_env *env;
+    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held;
+    MDB_dbi cases, case_time, case_events, deadlines, tracked; /* store_cases.c */
+    uint64_t map_size, map_max;
+    uint8_t hub_id[STORE_ID_LEN];
+    /* Chain state as of the last commit; a transaction works on a copy. */
+    uint64_t next_seq;
+    uint8_t last_hash[STORE_HASH_LEN];
+    EVP_MD_CTX *md;
+    int txn_open;
+    int read_only; /* store_open_reader: another process writes */
+    char *dir;
+};
+
+struct store_txn {
+    store_t *store;
+    MDB_txn *txn;
+    uint64_t next_seq;
+    uint8_t last_hash[STORE_HASH_LEN];
+    int chain_dirty;
+    /* Cases entering (+1) and leaving (-1) each state in this transaction,
+     * added to meta "case_counts" at the commit (store_cases_flush). */
+    int64_t case_delta[STORE_CASE_STATES];
+    int cases_dirty;
+};
+
+struct store_reader {
+    store_t *store;
+    MDB_txn *txn;
+};
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Map an LMDB return code to ours; full map and full disk are one condition. */
+static inline int lmdb_err(int rc)
+{
+    switch (rc) {
+    case 0: return 0;
+    case MDB_NOTFOUND: return NHUB_ENOTFOUND;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT: return NHUB_EFULL;
+    default: return NHUB_ESTORE;
+    }
+}
+
+static inline int meta_get(store_t *s, MDB_txn *txn, const char *key, void *out, size_t len)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != len)
+        return MDB_CORRUPTED;
+    memcpy(out, v.mv_data, len);
+    return 0;
+}
+
+static inline int meta_put(store_t *s, MDB_txn *txn, const char *key, const void *data, size_t len)
+{
+    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)data};
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* store_cases.c: open its databases (in store_open's transaction). An LMDB code. */
+int store_cases_open_dbs(store_t *s, MDB_txn *txn);
+
+/* store_cases.c: add the transaction's case count deltas to meta. An LMDB code. */
+int store_cases_flush(store_txn_t *t);
+
+#endif
