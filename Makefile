@@ -67,7 +67,7 @@ LIB_NHUB := $(B)/lib/libnhub.a
 LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
 BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen \
-	$(B)/bin/nhub-schema-check
+	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases
 UNIT_BINS := $(patsubst test/unit/%.c,$(B)/test/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SRC))
 
@@ -156,6 +156,11 @@ $(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c 
 
 # nhub-keygen: the key files of a region or of the hub (tools/nhub-keygen/README.md).
 $(B)/bin/nhub-keygen: $(call obj,tools/nhub-keygen/main.c) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+# nhub-cases: the hub's cases, read beside the running hub (read-only).
+$(B)/bin/nhub-cases: $(call obj,tools/nhub-cases/main.c) $(LIB_BROKER) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

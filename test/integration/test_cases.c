@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <zmq.h>
 
 #include <cmocka.h>
@@ -653,6 +654,62 @@ static void test_broadcast_copies_are_tracked(void **state)
     }
 }
 
+/* Run nhub-cases with `args` on the hub's data directory; its output into
+ * out (cap bytes); returns its exit status. */
+static int run_cli(const world_t *w, const char *args, char *out, size_t cap)
+{
+    char bin[512], cmd[1400];
+    th_bin("nhub-cases", bin, sizeof bin);
+    snprintf(cmd, sizeof cmd, "%s --data %s/hub-data %s 2>&1", bin, w->h->dir, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_the_command_line_view_reads_beside_the_running_hub(void **state)
+{
+    world_t *w = *state;
+    uint8_t id[16], other[16];
+    open_delivered(w, id);
+    ask(w, other); /* left open */
+    int code;
+    assert_int_equal(answer(w, &w->b, A, id, &code), WIRE_ACK);
+    wait_case(w, id, STORE_CASE_ANSWERED);
+    char hex[33], args[128], out[8192];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", id[i]);
+
+    snprintf(args, sizeof args, "show %s", hex);
+    assert_int_equal(run_cli(w, args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "answered"));
+    assert_non_null(strstr(out, "110000 -> 440000"));
+    const char *opened = strstr(out, "CASE_OPENED"), *delivered = strstr(out, "CASE_DELIVERED"),
+               *answered = strstr(out, "CASE_ANSWERED");
+    assert_true(opened && delivered && answered && opened < delivered && delivered < answered);
+    assert_null(strstr(out, "payload_b64"));
+
+    assert_int_equal(run_cli(w, "list --open", out, sizeof out), 0);
+    assert_null(strstr(out, hex));
+    assert_non_null(strstr(out, " open "));
+    assert_int_equal(run_cli(w, "list --state answered --region 440000 --json", out, sizeof out),
+                     0);
+    assert_non_null(strstr(out, hex));
+    assert_non_null(strstr(out, "\"state\":\"answered\""));
+    assert_int_equal(run_cli(w, "counts --json", out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"all\":2,\"open\":1,"));
+
+    /* Mistakes say what is wrong. */
+    assert_int_equal(run_cli(w, "show 1234", out, sizeof out), 2);
+    assert_non_null(strstr(out, "32 hex digits"));
+    assert_int_equal(run_cli(w, "show 00000000000000000000000000000000", out, sizeof out), 1);
+    assert_non_null(strstr(out, "no case"));
+    assert_int_equal(run_cli(w, "list --state late", out, sizeof out), 2);
+    assert_non_null(strstr(out, "unknown state"));
+}
+
 int main(void)
 {
     g_ctx = zmq_ctx_new();
@@ -668,6 +725,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadlines_survive_a_restart_and_fire_at_start, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_broadcast_copies_are_tracked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_command_line_view_reads_beside_the_running_hub,
+                                        setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0)
