@@ -247,14 +247,22 @@ typedef struct nhub_delivery {
     uint64_t dseq;           /* position in this region's queue */
     /* The sender's signature as the hub verified it, so the application can
      * check it itself with the sender's public key (proto/keys.h,
-     * keys_verify over `envelope`). Borrowed like `payload`. */
+     * keys_verify over `signed_envelope`). Borrowed like `payload`. */
     const uint8_t *signature; /* NULL if the message came unsigned */
     size_t signature_len;
     char key_id[33];      /* key id of the sender's signing key (32 hex digits);
                              "" if unsigned or if the hub sent something longer */
-    const void *envelope; /* the encoded Envelope exactly as signed (payload lies
+    const void *envelope; /* the encoded Envelope as delivered (payload lies
                              inside it); borrowed like `payload` */
     size_t envelope_len;
+    /* The Envelope the signature covers: `envelope` itself, or, when the hub
+     * translated the payload to a version this adapter announced
+     * (`translated` = 1), the sender's original, as sent and signed. Every
+     * field but payload and payload_type is the same in both, so the
+     * application can check the translation against the original. */
+    const void *signed_envelope;
+    size_t signed_envelope_len;
+    int translated;
 } nhub_delivery_t;
 
 /*

@@ -87,6 +87,13 @@ int print_delivery_json(FILE *out, const nhub_delivery_t *d)
     } else {
         fputs("null", out);
     }
+    /* The sender signed its own version: a translated message carries it. */
+    fputs(d->translated ? ",\"translated\":true,\"signed_envelope_b64\":\"" : ",\"translated\":false",
+          out);
+    if (d->translated) {
+        print_base64(out, d->signed_envelope, d->signed_envelope_len);
+        fputc('"', out);
+    }
     fputs(",\"payload_b64\":\"", out);
     print_base64(out, d->payload, d->payload_len);
     fputs("\"}\n", out);

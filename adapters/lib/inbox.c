@@ -110,10 +110,11 @@ static int payload_ends_envelope(const nhub_delivery_t *d)
 /* Bytes of the node for `d`; 0 if it overflows. */
 static size_t node_size(const nhub_delivery_t *d, int shared)
 {
-    size_t parts[3] = {d->envelope ? d->envelope_len : 0, d->signature ? d->signature_len : 0,
-                       shared ? 0 : d->payload_len};
+    size_t parts[4] = {d->envelope ? d->envelope_len : 0, d->signature ? d->signature_len : 0,
+                       shared ? 0 : d->payload_len,
+                       d->translated && d->signed_envelope ? d->signed_envelope_len : 0};
     size_t n = sizeof(inbox_node_t) + 2; /* a NUL after the envelope and after the payload */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (parts[i] > SIZE_MAX - n)
             return 0;
         n += parts[i];
@@ -132,7 +133,8 @@ int inbox_push(inbox_t *self, const nhub_delivery_t *d)
         return NHUB_ENOMEM;
     n->d = *d;
     n->next = NULL;
-    /* Layout after the node: envelope, NUL, [payload, NUL,] signature. */
+    /* Layout after the node: envelope, NUL, [payload, NUL,] signature,
+     * [the signed original of a translated envelope]. */
     unsigned char *p = (unsigned char *)(n + 1);
     n->d.envelope = NULL;
     n->d.envelope_len = 0;
@@ -159,6 +161,16 @@ int inbox_push(inbox_t *self, const nhub_delivery_t *d)
         memcpy(p, d->signature, d->signature_len);
         n->d.signature = p;
         n->d.signature_len = d->signature_len;
+        p += d->signature_len;
+    }
+    n->d.signed_envelope = n->d.envelope;
+    n->d.signed_envelope_len = n->d.envelope_len;
+    n->d.translated = 0;
+    if (d->translated && d->signed_envelope) {
+        memcpy(p, d->signed_envelope, d->signed_envelope_len);
+        n->d.signed_envelope = p;
+        n->d.signed_envelope_len = d->signed_envelope_len;
+        n->d.translated = 1;
     }
     if (self->ready_tail)
         self->ready_tail->next = n;

@@ -215,6 +215,11 @@ static void queue_delivery(nhub_t *self, const wire_deliver_t *dl, const wire_en
         d.signature = dl->signature.data;
         d.signature_len = dl->signature.len;
     }
+    if (dl->original_envelope.len) {
+        d.signed_envelope = dl->original_envelope.data;
+        d.signed_envelope_len = dl->original_envelope.len;
+        d.translated = 1;
+    }
     if (dl->key_id && strlen(dl->key_id) < sizeof d.key_id)
         lib_copy_str(d.key_id, sizeof d.key_id, dl->key_id);
     if (inbox_push(self->inbox, &d) != 0)

@@ -10,6 +10,7 @@
  * counted.
  */
 #include "harness.h"
+#include "nhub.h"
 #include "payload.h"
 #include "raw.h"
 #include "samples.h"
@@ -375,6 +376,66 @@ static void test_a_region_gets_the_version_it_announced_or_the_message_waits(voi
     assert_int_equal(th_log_count(h, "translated=2 translated_lossy=1"), 1);
 }
 
+/* Through libnhub: a translated delivery says so and carries the signed original. */
+static void test_libnhub_hands_over_the_translation_and_the_signed_original(void **state)
+{
+    th_hub_t *h = *state;
+    raw_t *a = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, A, 0);
+    char dir[512], err[256];
+    snprintf(dir, sizeof dir, "%s/adapter-b", h->dir);
+    const char *v1_only[] = {"nhub.insured.v1.*"};
+    nhub_options_t o;
+    memset(&o, 0, sizeof o);
+    o.region = B;
+    o.hub_endpoint = h->endpoint;
+    o.data_dir = dir;
+    o.insecure_plaintext = 1;
+    o.accepted_payloads = v1_only;
+    o.n_accepted = 1;
+    nhub_t *b = NULL;
+    if (nhub_open(&o, &b, err, sizeof err) != 0)
+        fail_msg("nhub_open: %s", err);
+
+    size_t len;
+    uint8_t *p = sample_bytes("nhub.insured.v2.StatusQuery", &len), id[16], sent[2048];
+    raw_make_id(id, 500);
+    size_t sent_len = raw_envelope_item(sent, sizeof sent, id, A, B, "SI-VERIFY-002", K(REQUEST),
+                                        "nhub.insured.v2.StatusQuery", p, len);
+    free(p);
+    raw_send_env(a, 1, sent, sent_len);
+    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
+    wire_free((ProtobufCMessage **)&ack);
+
+    nhub_delivery_t *d = NULL;
+    assert_int_equal(nhub_recv(b, &d, 10000), 0);
+    assert_string_equal(d->payload_type, "nhub.insured.v1.StatusQuery");
+    assert_int_equal(d->translated, 1);
+    assert_int_equal(d->signed_envelope_len, sent_len);
+    assert_memory_equal(d->signed_envelope, sent, sent_len);
+    assert_true(d->envelope_len != sent_len || memcmp(d->envelope, sent, sent_len) != 0);
+    assert_memory_equal(d->msg_id, id, 16);
+    assert_int_equal(nhub_confirm(b, &d), 0);
+
+    /* An untranslated one: the signed envelope is the envelope itself. */
+    p = sample_bytes("nhub.insured.v1.StatusQuery", &len);
+    raw_make_id(id, 501);
+    sent_len = raw_envelope_item(sent, sizeof sent, id, A, B, "SI-VERIFY-002", K(REQUEST),
+                                 "nhub.insured.v1.StatusQuery", p, len);
+    free(p);
+    raw_send_env(a, 2, sent, sent_len);
+    ack = raw_expect(a, WIRE_ACK);
+    wire_free((ProtobufCMessage **)&ack);
+    assert_int_equal(nhub_recv(b, &d, 10000), 0);
+    assert_int_equal(d->translated, 0);
+    assert_ptr_equal(d->signed_envelope, d->envelope);
+    assert_int_equal(d->envelope_len, sent_len);
+    assert_memory_equal(d->envelope, sent, sent_len);
+    assert_int_equal(nhub_confirm(b, &d), 0);
+    nhub_close(&b);
+    raw_free(&a);
+}
+
 int main(void)
 {
     g_ctx = zmq_ctx_new();
@@ -387,6 +448,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_a_region_gets_the_version_it_announced_or_the_message_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_libnhub_hands_over_the_translation_and_the_signed_original, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (rc == 0) /* a failed test may have left sockets open: terminating would wait for them */
