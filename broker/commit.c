@@ -374,7 +374,7 @@ static uint64_t stage_room(size_t n, uint64_t bytes)
  */
 static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
 {
-    int no_writes = h->full;
+    int no_writes = h->full, fire = 1;
     int64_t now = clock_wall_ms(h->clock);
     if (!no_writes && store_reserve(h->store, stage_room(n, bytes)) == NHUB_ESTORE)
         log_error("hub.reserve_failed", "items=%zu bytes=%" PRIu64, n, bytes);
@@ -391,7 +391,7 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
             rc = store_window_expire(t, now - h->cfg->limits.dedup_window_ms,
                                      HUB_WINDOW_EXPIRE_MIN + 2 * n, &expired);
         /* Deadlines fire in a full store too: they answer requesters. */
-        if (!rc && h->cases_next_ms <= now)
+        if (!rc && fire && h->cases_next_ms <= now)
             rc = cases_fire(h, t, now, &fired);
         if (!rc)
             rc = store_deadline_first(t, &next_deadline);
@@ -413,6 +413,10 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
             h->n.store_full++;
             h->full = 1;
             no_writes = 1;
+            continue;
+        }
+        if (rc == NHUB_EFULL && fire) { /* confirmations go first; deadlines wait for room */
+            fire = 0;
             continue;
         }
         return rc;

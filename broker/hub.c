@@ -54,6 +54,11 @@ static void log_stats(hub_t *h)
              (unsigned long long)n->commits,
              n->commits ? (double)n->committed_items / (double)n->commits : 0.0,
              session_count(h->sessions), (unsigned long long)store_map_size(h->store));
+    log_info("hub.case_stats",
+             "opened=%" PRIu64 " delivered=%" PRIu64 " reminded=%" PRIu64 " overdue=%" PRIu64
+             " answered=%" PRIu64 " refused=%" PRIu64 " expired=%" PRIu64 " notices=%" PRIu64,
+             n->cases_opened, n->cases_delivered, n->cases_reminded, n->cases_overdue,
+             n->cases_answered, n->cases_refused, n->cases_expired, n->hub_messages);
     const uint64_t *k = n->nacked;
     log_info("hub.payload_stats",
              "payload_unknown=%" PRIu64 " payload_not_allowed=%" PRIu64

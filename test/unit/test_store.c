@@ -1164,11 +1164,227 @@ static void test_store_still_works_after_full_when_space_is_freed(void **state)
     store_reader_close(&r);
 }
 
+/* ---- cases ---------------------------------------------------------------- */
+
+static store_case_t mk_case(uint8_t n, int64_t opened, const char *req, const char *hnd,
+                            const char *item)
+{
+    store_case_t c;
+    memset(&c, 0, sizeof c);
+    memset(c.id, n, 16);
+    c.state = STORE_CASE_OPEN;
+    c.kind = 1;
+    snprintf(c.requester, sizeof c.requester, "%s", req);
+    snprintf(c.handler, sizeof c.handler, "%s", hnd);
+    snprintf(c.item, sizeof c.item, "%s", item);
+    c.opened_ms = opened;
+    c.remind_ms = opened + 10;
+    c.due_ms = opened + 20;
+    c.expire_ms = opened + 30;
+    c.next_ms = c.remind_ms;
+    c.request_seq = n;
+    return c;
+}
+
+static void put_case(store_t *st, const store_case_t *old, const store_case_t *c)
+{
+    store_txn_t *t = NULL;
+    assert_int_equal(store_begin(st, &t), 0);
+    assert_int_equal(store_case_put(t, old, c), 0);
+    assert_int_equal(store_commit(&t), 0);
+}
+
+static void test_cases_round_trip_with_deadlines_in_time_order_and_counts(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_case_t a = mk_case(1, 1000, "110000", "440000", "SI-VERIFY-002");
+    store_case_t b = mk_case(2, 500, "310000", "440000", "SI-PUSH-001");
+    put_case(fx->st, NULL, &a);
+    put_case(fx->st, NULL, &b);
+
+    store_txn_t *t = NULL;
+    uint8_t ids[4][16];
+    int64_t times[4];
+    size_t n = 0;
+    int64_t first = 0;
+    assert_int_equal(store_begin(fx->st, &t), 0);
+    store_case_t got;
+    assert_int_equal(store_case_get(t, a.id, &got), 0);
+    assert_memory_equal(&got, &a, sizeof a);
+    assert_int_equal(store_deadline_first(t, &first), 0);
+    assert_int_equal(first, 510);
+    /* Only what is due, earliest first. */
+    assert_int_equal(store_deadlines_due(t, 1009, ids, times, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(ids[0], b.id, 16);
+    assert_int_equal(store_deadlines_due(t, 1010, ids, times, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(times[0], 510);
+    assert_int_equal(times[1], 1010);
+    store_abort(&t);
+
+    /* b moves on to its time limit, a closes: the index follows. */
+    store_case_t b2 = b, a2 = a;
+    b2.flags |= STORE_CASE_F_REMINDED;
+    b2.state = STORE_CASE_REMINDED;
+    b2.next_ms = b.due_ms;
+    put_case(fx->st, &b, &b2);
+    a2.state = STORE_CASE_ANSWERED;
+    a2.next_ms = 0;
+    a2.closed_ms = 1005;
+    put_case(fx->st, &a, &a2);
+    assert_int_equal(store_begin(fx->st, &t), 0);
+    assert_int_equal(store_deadlines_due(t, INT64_MAX, ids, times, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(ids[0], b.id, 16);
+    assert_int_equal(times[0], 520);
+    store_abort(&t);
+
+    store_reader_t *r = NULL;
+    uint64_t counts[STORE_CASE_STATES];
+    assert_int_equal(store_reader_open(fx->st, &r), 0);
+    assert_int_equal(store_case_counts(r, counts), 0);
+    assert_int_equal(counts[0], 2);
+    assert_int_equal(counts[STORE_CASE_OPEN], 0);
+    assert_int_equal(counts[STORE_CASE_REMINDED], 1);
+    assert_int_equal(counts[STORE_CASE_ANSWERED], 1);
+    store_reader_close(&r);
+}
+
+static void test_case_list_filters_newest_first_and_pages(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    const char *regions[3] = {"110000", "310000", "440000"};
+    for (uint8_t i = 1; i <= 30; i++) {
+        store_case_t c = mk_case(i, 1000 + i, regions[i % 3], "650000",
+                                 i % 2 ? "SI-VERIFY-002" : "SI-PUSH-001");
+        if (i % 5 == 0) {
+            c.state = STORE_CASE_EXPIRED;
+            c.next_ms = 0;
+        }
+        put_case(fx->st, NULL, &c);
+    }
+    store_reader_t *r = NULL;
+    store_case_t out[64];
+    size_t n = 0;
+    assert_int_equal(store_reader_open(fx->st, &r), 0);
+    store_case_filter_t f = {0};
+    assert_int_equal(store_case_list(r, &f, NULL, out, 64, &n), 0);
+    assert_int_equal(n, 30);
+    for (size_t i = 1; i < n; i++)
+        assert_true(out[i - 1].opened_ms > out[i].opened_ms);
+    /* Pages of 7 give the same 30, in the same order. */
+    store_case_t page[7];
+    size_t total = 0, m;
+    const store_case_t *after = NULL;
+    store_case_t last;
+    do {
+        assert_int_equal(store_case_list(r, &f, after, page, 7, &m), 0);
+        for (size_t i = 0; i < m; i++)
+            assert_memory_equal(page[i].id, out[total + i].id, 16);
+        total += m;
+        if (m) {
+            last = page[m - 1];
+            after = &last;
+        }
+    } while (m == 7);
+    assert_int_equal(total, 30);
+    f = (store_case_filter_t){.region = "110000", .item = "SI-VERIFY-002"};
+    assert_int_equal(store_case_list(r, &f, NULL, out, 64, &n), 0);
+    assert_int_equal(n, 5); /* i odd with i % 3 == 0: 3, 9, 15, 21, 27 */
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(out[i].requester, "110000");
+    f = (store_case_filter_t){.state = STORE_CASE_EXPIRED};
+    assert_int_equal(store_case_list(r, &f, NULL, out, 64, &n), 0);
+    assert_int_equal(n, 6);
+    f = (store_case_filter_t){.open_only = 1, .opened_after_ms = 1011, .opened_before_ms = 1021};
+    assert_int_equal(store_case_list(r, &f, NULL, out, 64, &n), 0);
+    assert_int_equal(n, 8); /* 1011..1020, without 1015 and 1020 */
+    assert_int_equal(out[0].opened_ms, 1019);
+    assert_int_equal(out[n - 1].opened_ms, 1011);
+    f = (store_case_filter_t){.region = "650000"};
+    assert_int_equal(store_case_list(r, &f, NULL, out, 64, &n), 0);
+    assert_int_equal(n, 30); /* the handler's too */
+    store_reader_close(&r);
+}
+
+static void test_case_timeline_and_tracked_deliveries(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t id[16], other[16];
+    memset(id, 7, 16);
+    memset(other, 8, 16);
+    store_txn_t *t = NULL;
+    uint8_t flags = 0;
+    assert_int_equal(store_begin(fx->st, &t), 0);
+    assert_int_equal(store_case_event(t, id, 30), 0);
+    assert_int_equal(store_case_event(t, id, 4), 0);
+    assert_int_equal(store_case_event(t, other, 5), 0);
+    assert_int_equal(store_tracked_put(t, id, "440000", 9, STORE_TRACK_CASE), 0);
+    assert_int_equal(store_tracked_put(t, id, "110000", 3, 0), 0);
+    assert_int_equal(store_tracked_confirm(t, id, "440000", 1234, &flags), 0);
+    assert_int_equal(flags, STORE_TRACK_CASE);
+    assert_int_equal(store_tracked_confirm(t, id, "440000", 1300, &flags), NHUB_EEXIST);
+    assert_int_equal(store_tracked_confirm(t, id, "310000", 1300, &flags), NHUB_ENOTFOUND);
+    assert_int_equal(store_commit(&t), 0);
+
+    store_reader_t *r = NULL;
+    uint64_t seqs[8];
+    size_t n = 0;
+    store_tracked_t tr[8];
+    assert_int_equal(store_reader_open(fx->st, &r), 0);
+    assert_int_equal(store_case_timeline(r, id, 0, seqs, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(seqs[0], 4);
+    assert_int_equal(seqs[1], 30);
+    assert_int_equal(store_case_timeline(r, id, 5, seqs, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_tracked_list(r, id, tr, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(tr[0].region, "110000");
+    assert_int_equal(tr[0].confirmed_ms, 0);
+    assert_string_equal(tr[1].region, "440000");
+    assert_int_equal(tr[1].dseq, 9);
+    assert_int_equal(tr[1].confirmed_ms, 1234);
+    store_reader_close(&r);
+}
+
+static void test_read_only_view_sees_cases_and_cannot_write(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_case_t c = mk_case(3, 42, "110000", "440000", "SI-VERIFY-002");
+    put_case(fx->st, NULL, &c);
+    store_t *ro = NULL;
+    char err[256];
+    assert_int_equal(store_open_reader(fx->dir, &ro, err, sizeof err), 0);
+    assert_memory_equal(store_hub_id(ro), store_hub_id(fx->st), STORE_ID_LEN);
+    store_reader_t *r = NULL;
+    store_case_t got;
+    assert_int_equal(store_reader_open(ro, &r), 0);
+    assert_int_equal(store_case_read(r, c.id, &got), 0);
+    assert_string_equal(got.item, "SI-VERIFY-002");
+    store_reader_close(&r);
+    store_txn_t *t = NULL;
+    assert_int_equal(store_begin(ro, &t), NHUB_EINVAL);
+    store_close(&ro);
+    /* Not a store: named. */
+    assert_int_equal(store_open_reader(fx->tmp, &ro, err, sizeof err), NHUB_ESTORE);
+    assert_non_null(strstr(err, fx->tmp));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_open_creates_private_dir_and_reopen_keeps_hub_id),
+        T(test_cases_round_trip_with_deadlines_in_time_order_and_counts),
+        T(test_case_list_filters_newest_first_and_pages),
+        T(test_case_timeline_and_tracked_deliveries),
+        T(test_read_only_view_sees_cases_and_cannot_write),
         T(test_open_creates_missing_parents),
         T(test_open_on_a_regular_file_fails_with_eio_and_names_it),
         T(test_empty_journal_has_last_zero_and_verifies),
