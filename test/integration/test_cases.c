@@ -349,6 +349,8 @@ static void clock_at(world_t *w, int64_t offset_ms)
 
 /* ---- the tests ------------------------------------------------------------------ */
 
+static int run_cli(const world_t *w, const char *args, char *out, size_t cap);
+
 /* Every region connected; a request from A handed to B, the case delivered. */
 static void open_delivered(world_t *w, uint8_t id[16])
 {
@@ -647,6 +649,13 @@ static void test_broadcast_copies_are_tracked(void **state)
     }
     assert_int_equal(n, 31);
     assert_int_equal(confirmed, 2);
+    char hex[33], args[64], out[8192];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", id[i]);
+    snprintf(args, sizeof args, "deliveries %s", hex);
+    assert_int_equal(run_cli(w, args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "2 of 31 confirmed"));
+    assert_non_null(strstr(out, "650000  dseq 1        not confirmed"));
     for (size_t i = 0; i < n; i++) {
         assert_string_not_equal(t[i].region, A);
         assert_int_equal(t[i].confirmed_ms != 0,

@@ -4,6 +4,7 @@
  *   nhub-cases [-c HUB.yaml | --data DIR] list [filters] [--json]
  *   nhub-cases [-c HUB.yaml | --data DIR] show CASE_ID [--json]
  *   nhub-cases [-c HUB.yaml | --data DIR] counts [--json]
+ *   nhub-cases [-c HUB.yaml | --data DIR] deliveries MSG_ID [--json]
  *
  * Opens the LMDB environment read-only (store_open_reader): never takes the
  * writer's lock, never changes a byte, so the hub is not slowed or blocked.
@@ -22,6 +23,7 @@
 #include <time.h>
 
 #define LIST_MAX 100000
+#define CASES_TRACKED_MAX 4096 /* copies of one broadcast: one per region */
 
 static void usage(FILE *out)
 {
@@ -44,6 +46,8 @@ static void usage(FILE *out)
             "  show CASE_ID    one case (32 hex digits: its request's msg_id) and its\n"
             "                  timeline: every journal event of its messages and transitions\n"
             "  counts          cases in each state\n"
+            "  deliveries MSG_ID  each copy of a broadcast (or a case's request) and\n"
+            "                  whether its region confirmed it\n"
             "\n"
             "  -c, --config FILE  the hub's configuration (its hub.data_dir is read);\n"
             "                     default conf/hub.yaml\n"
@@ -190,6 +194,39 @@ static int cmd_show(store_reader_t *r, const char *hex, int json)
     return 0;
 }
 
+static int cmd_deliveries(store_reader_t *r, const char *hex, int json)
+{
+    uint8_t id[16];
+    store_tracked_t t[CASES_TRACKED_MAX];
+    size_t n = 0, confirmed = 0;
+    if (parse_id(hex, id) != 0) {
+        fprintf(stderr, "nhub-cases: a msg_id is 32 hex digits\n");
+        return 2;
+    }
+    if (store_tracked_list(r, id, t, CASES_TRACKED_MAX, &n) != 0)
+        return 1;
+    if (n == 0) {
+        fprintf(stderr, "nhub-cases: no followed delivery of %s (only broadcasts and the requests "
+                        "and pushes of cases are followed)\n",
+                hex);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char when[32];
+        format_time(t[i].confirmed_ms, when, sizeof when);
+        confirmed += t[i].confirmed_ms != 0;
+        if (json)
+            printf("{\"region\":\"%s\",\"dseq\":%llu,\"confirmed_ms\":%lld}\n", t[i].region,
+                   (unsigned long long)t[i].dseq, (long long)t[i].confirmed_ms);
+        else
+            printf("%s  dseq %-8llu %s\n", t[i].region, (unsigned long long)t[i].dseq,
+                   t[i].confirmed_ms ? when : "not confirmed");
+    }
+    if (!json)
+        printf("%zu of %zu confirmed\n", confirmed, n);
+    return 0;
+}
+
 static int cmd_counts(store_reader_t *r, int json)
 {
     uint64_t counts[STORE_CASE_STATES];
@@ -279,9 +316,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!cmd && (!strcmp(a, "list") || !strcmp(a, "show") || !strcmp(a, "counts"))) {
+        } else if (!cmd && (!strcmp(a, "list") || !strcmp(a, "show") || !strcmp(a, "counts") ||
+                            !strcmp(a, "deliveries"))) {
             cmd = a;
-        } else if (cmd && !strcmp(cmd, "show") && !id && a[0] != '-') {
+        } else if (cmd && (!strcmp(cmd, "show") || !strcmp(cmd, "deliveries")) && !id &&
+                   a[0] != '-') {
             id = a;
         } else {
             fprintf(stderr, "nhub-cases: unexpected argument \"%s\"\n", a);
@@ -289,7 +328,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!cmd || (!strcmp(cmd, "show") && !id)) {
+    if (!cmd || ((!strcmp(cmd, "show") || !strcmp(cmd, "deliveries")) && !id)) {
         usage(stderr);
         return 2;
     }
@@ -320,6 +359,8 @@ int main(int argc, char **argv)
             rc = cmd_show(r, id, json);
         else if (!strcmp(cmd, "counts"))
             rc = cmd_counts(r, json);
+        else if (!strcmp(cmd, "deliveries"))
+            rc = cmd_deliveries(r, id, json);
         else
             rc = cmd_list(r, &f, limit, json);
     }
