@@ -314,7 +314,7 @@ SOAK_ARGS ?=
 
 .PHONY: soak soak-check
 
-$(B)/bin/nhub-soak: $(call obj,tools/nhub-soak/soak.c) $(call obj,test/harness/harness.c) $(LIB_NHUB_INT) $(LIB_COMMON)
+$(B)/bin/nhub-soak: $(call obj,tools/nhub-soak/soak.c) $(call obj,test/harness/harness.c) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

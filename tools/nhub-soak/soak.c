@@ -1,15 +1,28 @@
 /*
- * nhub-soak: crash soak of nhubd and libnhub.
+ * nhub-soak: crash soak of nhubd and libnhub, with cases.
  *
- * Starts a real nhubd in a temporary directory (test/harness), forks K
- * sender processes and R receiver processes, each with its own libnhub
- * adapter (own data_dir, own region), and then, for each cycle: lets them
- * run under load for a random 0.5-3 s, kills nhubd with SIGKILL at that
- * instant and starts it again on the same port. In about one cycle of four
- * it also kills one random sender or receiver with SIGKILL at a random
- * instant of the load and starts it again on the same data_dir. At the end
- * the senders stop producing, everything drains (bounded), the processes
- * stop, and the records the processes wrote are checked.
+ * Starts a real nhubd in a temporary directory (test/harness) on the test
+ * catalogue (test/data/catalog-test.yaml, where SI-SOAK-001 has a time
+ * limit: every push opens a case), forks K sender processes and R receiver
+ * processes, each with its own libnhub adapter (own data_dir, own region),
+ * and then, for each cycle: lets them run under load for a random 0.5-3 s,
+ * kills nhubd with SIGKILL at that instant and starts it again on the same
+ * port. In about one cycle of four it also kills one random sender or
+ * receiver with SIGKILL at a random instant of the load and starts it again
+ * on the same data_dir. At the end the senders stop producing; once their
+ * outboxes are empty (every case is open) the hub's clock is moved 3 days
+ * ahead (past every case's grace, so every unanswered case expires and the
+ * hub queues its final answer EXPIRED to the sender; pushes not yet handed
+ * and feedbacks not yet through race with it), everything drains (bounded),
+ * the processes and the hub stop, and the records the processes wrote and
+ * the cases in the hub's store are checked.
+ *
+ * Receivers answer every push whose seq % 3 != 0 with one FEEDBACK
+ * (correlation_id = the push's msg_id, to the push's source; opaque
+ * payload, so it closes the case as answered), committed to their outbox
+ * before the push is confirmed; the others are never answered. A
+ * feedback's msg_id is made from the push's, so a feedback sent again after
+ * a re-hand-over is the same message (the hub's dedup ACKs it again).
  *
  * What is recorded. Every process appends fixed-size records (write(2) of
  * 16 bytes to an O_APPEND file, so a SIGKILL never leaves a torn record in
@@ -19,13 +32,28 @@
  *            A seq dst  in on_ack: the hub acknowledged the message
  *            R seq dst  in on_reject: the hub refused it for good
  *            F          the outbox is empty after production stopped
+ *            W seq dst  a final answer to push seq was handed over (pad: 1 =
+ *                       the receiver's feedback, 2 = the hub's EXPIRED),
+ *                       written BEFORE nhub_confirm
+ *            V seq dst  its nhub_confirm returned 0
+ *            Y seq dst  its nhub_confirm failed (the delivery was released)
+ *            N seq dst  the hub's OVERDUE notice about case seq (pad: event)
  *   receiver H src seq  the message was handed to the application (nhub_recv),
  *                       written BEFORE nhub_confirm
  *            C src seq  nhub_confirm returned 0
  *            E src seq  nhub_confirm failed (the delivery was released)
- * A message's msg_id carries (sender, destination, seq) so on_ack, which only
- * gets the msg_id, can name it, also for messages a killed incarnation left
- * in the outbox. The payload is "SRC:SEQ" (SRC = the sender's region).
+ *            B src seq  the feedback to push (src, seq) is in the outbox
+ *            K src seq  in on_ack: the hub acknowledged that feedback
+ *            L src seq  in on_reject, NACK_CASE_CLOSED: the case had closed
+ *            R src seq  in on_reject, any other code (pad: the code)
+ *            Z src seq  nhub_send_batch of the feedback failed
+ *            N src seq  the hub's REMINDER or OVERDUE notice (pad: event)
+ *            F          the outbox is empty (after production stopped)
+ *   both     X          a delivery or msg_id that is not what was sent
+ * A message's msg_id carries (tag, sender, destination, seq) so on_ack,
+ * which only gets the msg_id, can name it, also for messages a killed
+ * incarnation left in the outbox. The payload is "SRC:SEQ" (SRC = the
+ * sender's region), a feedback's "answer SRC:SEQ".
  *
  * The verdict, for every (source, seq):
  *   lost          ACKed (an A record) but never handed to the destination;
@@ -42,13 +70,31 @@
  *                 would be counted as a re-hand-over;
  *   out_of_order  per (source, destination), the FIRST hand-overs are not in
  *                 increasing seq order.
+ * And for every case (read from the hub's store with store_open_reader
+ * once the hub has stopped):
+ *   cases_lost      a push ACKed (or handed) whose case is not in the store;
+ *   cases_open      a case not closed at the end;
+ *   answered_twice  the sender was handed a second final answer after a
+ *                   confirmed one, or a different one (the same rule as
+ *                   `duplicated`: the same answer again after an unconfirmed
+ *                   hand-over is `answer_rehanded`), or its answer does not
+ *                   match how the store says the case closed (answered but
+ *                   the sender got EXPIRED, or the other way round);
+ *   no_final_answer a closed case whose sender was never handed an answer.
+ * A feedback the hub refused with NACK_CASE_CLOSED (the case expired before
+ * it got through) is legitimate: `late_feedback`, reported only.
  * Also reported, without failing the run: ack_repeats (on_ack fired more
  * than once for one message), handed_unacked (handed, but no A record: the
- * sender was killed between the outbox commit and its A write), rehanded.
- * Failing: lost, duplicated, out_of_order, misrouted (handed to another
- * region than the one it was sent to), corrupt (a payload or msg_id that
- * does not match what was sent), rejected, a process that exited on its
- * own, a drain that did not finish, or acked == 0.
+ * sender was killed between the outbox commit and its A write), rehanded,
+ * answer_rehanded, late_feedback, answerable_expired (a push the receiver
+ * answers that expired anyway: its feedback came late), the notices.
+ * Failing: lost, duplicated, out_of_order, the four case checks above,
+ * misrouted (handed to another region than the one it was sent to),
+ * corrupt (a payload, msg_id or delivery that does not match what was sent,
+ * a case in the store that no sender sent, or one with the wrong regions),
+ * rejected (any refusal but a late feedback), a failed feedback send, a
+ * final answer to a push never sent, a process that exited on its own, a
+ * drain that did not finish, acked == 0, or no case at all.
  *
  * The hub runs with redeliver_after 1s and redeliver_max 4s (instead of 5 s
  * doubling to 5 min) so the drain at the end is bounded by seconds.
@@ -57,14 +103,20 @@
  *             [--rate M] [--seed X] [--short]
  *
  * NHUB_BIN names the directory of nhubd (default build/bin); NHUB_KEEP_TMP=1
- * keeps the temporary directory (it is also kept when the run fails).
+ * keeps the temporary directory (it is also kept when the run fails);
+ * NHUB_SOAK_CATALOG names the catalogue (default test/data/catalog-test.yaml,
+ * relative to the working directory: run it from the repository root).
  */
 #include "harness.h"
 #include "nhub.h"
+#include "store.h"
+
+#include "nhub/case/v1/case.pb-c.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -89,7 +141,19 @@
 #define SOAK_LAG_MAX 4000     /* senders wait while this many ACKed are not handed */
 #define SOAK_STOP_WAIT_MS 15000
 #define SOAK_HUB_LIMITS "  redeliver_after: 1s\n  redeliver_max: 4s\n"
+#define SOAK_ITEM "SI-SOAK-001"
 #define SOAK_TYPE "nhub.soak.v1.Counter"
+#define SOAK_ANSWER_TYPE "nhub.soak.v1.Answer"
+#define SOAK_NOTICE_TYPE "nhub.case.v1.CaseNotice"
+#define SOAK_HUB_REGION "000000" /* the hub's own region code: its notices come from it */
+#define SOAK_CATALOG "test/data/catalog-test.yaml"
+/* Past every case's expiry: SI-SOAK-001 has time_limit 1d + grace 1d. */
+#define SOAK_CLOCK_JUMP_MS (INT64_C(3) * 24 * 3600 * 1000)
+#define SOAK_BATCH 64            /* deliveries taken (and confirmed) at once */
+#define SOAK_NACK_CASE_CLOSED 24 /* nhub.wire.v1.NackCode NACK_CASE_CLOSED */
+
+/* The pushes a receiver answers; the others are left to expire. */
+#define SOAK_ANSWERED(seq) ((seq) % 3 != 0)
 
 /* ---- records ---------------------------------------------------------------- */
 
@@ -102,14 +166,25 @@ enum rec_type {
     REC_CONFIRMED = 'C',
     REC_CONFIRM_FAILED = 'E',
     REC_CORRUPT = 'X',
+    REC_ANSWER = 'W',
+    REC_ANSWER_CONFIRMED = 'V',
+    REC_ANSWER_CONFIRM_FAILED = 'Y',
+    REC_NOTICE = 'N',
+    REC_FB_SENT = 'B',
+    REC_FB_ACKED = 'K',
+    REC_FB_LATE = 'L',
+    REC_FB_FAILED = 'Z',
 };
+
+/* The pad of a W record: which final answer. */
+enum { ANSWER_FEEDBACK = 1, ANSWER_EXPIRED = 2 };
 
 /* One record: 16 bytes, written with one write(2). */
 typedef struct soak_rec {
     uint8_t type;
-    uint8_t src; /* sender index */
-    uint8_t dst; /* receiver index */
-    uint8_t pad;
+    uint8_t src;          /* sender index */
+    uint8_t dst;          /* receiver index */
+    uint8_t pad;          /* W: ANSWER_*; N: the notice's event; R: the NACK code */
     uint32_t incarnation; /* of the process that wrote it */
     uint64_t seq;
 } soak_rec_t;
@@ -168,9 +243,9 @@ static void catch_signal(int sig)
 /* ---- what a child process knows ------------------------------------------- */
 
 /*
- * The parent's word to the senders, in memory shared with them (an anonymous
- * MAP_SHARED mapping made before the first fork), so a sender started again
- * during the drain reads it too.
+ * The parent's word to the children, in memory shared with them (an
+ * anonymous MAP_SHARED mapping made before the first fork), so a process
+ * started again during the drain reads it too.
  */
 typedef struct soak_ctl {
     _Atomic int paused;         /* receivers lag too far behind: hold production */
@@ -208,13 +283,18 @@ static void path_of(char *buf, size_t cap, const char *dir, const char *role, in
 }
 
 /* Append one record; a failed write ends the child (the record is the test). */
-static void rec_put(soak_child_t *c, int type, int src, int dst, uint64_t seq)
+static void rec_put_pad(soak_child_t *c, int type, int src, int dst, int pad, uint64_t seq)
 {
-    soak_rec_t r = {(uint8_t)type, (uint8_t)src, (uint8_t)dst, 0, c->incarnation, seq};
+    soak_rec_t r = {(uint8_t)type, (uint8_t)src, (uint8_t)dst, (uint8_t)pad, c->incarnation, seq};
     if (write(c->rec_fd, &r, sizeof r) != (ssize_t)sizeof r) {
         fprintf(stderr, "soak: writing a record: %s\n", strerror(errno));
         _exit(3);
     }
+}
+
+static void rec_put(soak_child_t *c, int type, int src, int dst, uint64_t seq)
+{
+    rec_put_pad(c, type, src, dst, 0, seq);
 }
 
 /* Wake the parent; a full pipe already says "look". */
@@ -225,28 +305,30 @@ static void ring(const soak_child_t *c)
         fprintf(stderr, "soak: doorbell: %s\n", strerror(errno));
 }
 
-/* msg_id = 's', src, dst, nonce[5], seq (big-endian). */
-static void msg_id_make(const soak_child_t *c, int src, int dst, uint64_t seq, uint8_t id[16])
+/* msg_id = tag ('s' a push, 'f' its feedback), src, dst, nonce[5], seq
+ * (big-endian): a feedback's msg_id is its push's with another tag. */
+static void msg_id_make(const uint8_t nonce[5], int tag, int src, int dst, uint64_t seq,
+                        uint8_t id[16])
 {
-    id[0] = 's';
+    id[0] = (uint8_t)tag;
     id[1] = (uint8_t)src;
     id[2] = (uint8_t)dst;
-    memcpy(id + 3, c->nonce, 5);
+    memcpy(id + 3, nonce, 5);
     for (int b = 0; b < 8; b++)
         id[8 + b] = (uint8_t)(seq >> (56 - 8 * b));
 }
 
-static int msg_id_parse(const soak_child_t *c, const uint8_t id[16], int *src, int *dst,
+static int msg_id_parse(const soak_child_t *c, const uint8_t id[16], int tag, int *src, int *dst,
                         uint64_t *seq)
 {
-    if (id[0] != 's' || memcmp(id + 3, c->nonce, 5) != 0)
+    if (id[0] != tag || memcmp(id + 3, c->nonce, 5) != 0)
         return -1;
     *src = id[1];
     *dst = id[2];
     *seq = 0;
     for (int b = 0; b < 8; b++)
         *seq = (*seq << 8) | id[8 + b];
-    return 0;
+    return *src < c->senders && *dst < c->receivers ? 0 : -1;
 }
 
 static int open_adapter(soak_child_t *c, const char *role, const char *region, nhub_t **out,
@@ -275,6 +357,50 @@ static int open_adapter(soak_child_t *c, const char *role, const char *region, n
     return 0;
 }
 
+/* Wait up to timeout_ms for a delivery, then take what else is there at
+ * once (SOAK_BATCH at most) into ds[]. Returns how many. */
+static size_t take_batch(nhub_t *a, nhub_delivery_t **ds, int timeout_ms)
+{
+    if (nhub_recv(a, &ds[0], timeout_ms) != 0)
+        return 0;
+    size_t n = 1;
+    while (n < SOAK_BATCH && nhub_recv(a, &ds[n], 0) == 0)
+        n++;
+    return n;
+}
+
+/*
+ * The event of the hub's case notice `d` about the case of push (src, dst),
+ * or -1 if `d` is not one: from the hub's region, a CaseNotice whose
+ * case_id is the delivery's correlation_id and whose item and regions are
+ * those of the push.
+ */
+static int notice_event(const soak_child_t *c, const nhub_delivery_t *d, int src, int dst)
+{
+    if (strcmp(d->source, SOAK_HUB_REGION) != 0 || strcmp(d->payload_type, SOAK_NOTICE_TYPE) != 0 ||
+        d->correlation_len != NHUB_MSG_ID_LEN)
+        return -1;
+    Nhub__Case__V1__CaseNotice *n =
+        nhub__case__v1__case_notice__unpack(NULL, d->payload_len, (const uint8_t *)d->payload);
+    if (!n)
+        return -1;
+    int ev = (int)n->event;
+    if (n->case_id.len != NHUB_MSG_ID_LEN ||
+        memcmp(n->case_id.data, d->correlation_id, NHUB_MSG_ID_LEN) != 0 ||
+        strcmp(n->item, SOAK_ITEM) != 0 || strcmp(n->requester, sender_region(src)) != 0 ||
+        strcmp(n->handler, receiver_region(c, dst)) != 0 || n->expires_ms <= n->due_ms)
+        ev = -1;
+    nhub__case__v1__case_notice__free_unpacked(n, NULL);
+    return ev;
+}
+
+static void say_unexpected(const nhub_delivery_t *d, const char *why)
+{
+    char hex[33];
+    fprintf(stderr, "soak: unexpected delivery %s from %s kind %d type %s: %s\n",
+            nhub_msg_id_hex(d->msg_id, hex), d->source, d->kind, d->payload_type, why);
+}
+
 /* ---- sender process --------------------------------------------------------- */
 
 static void sender_on_ack(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN])
@@ -282,7 +408,7 @@ static void sender_on_ack(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN])
     soak_child_t *c = arg;
     int src, dst;
     uint64_t seq;
-    if (msg_id_parse(c, msg_id, &src, &dst, &seq) != 0 || src != c->index) {
+    if (msg_id_parse(c, msg_id, 's', &src, &dst, &seq) != 0 || src != c->index) {
         char hex[33];
         fprintf(stderr, "soak: on_ack for a msg_id not ours: %s\n", nhub_msg_id_hex(msg_id, hex));
         rec_put(c, REC_CORRUPT, c->index, 0, 0);
@@ -298,8 +424,8 @@ static void sender_on_reject(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], i
     int src, dst;
     uint64_t seq;
     fprintf(stderr, "soak: rejected (code %d): %s\n", code, text ? text : "");
-    if (msg_id_parse(c, msg_id, &src, &dst, &seq) == 0)
-        rec_put(c, REC_REJECTED, src, dst, seq);
+    if (msg_id_parse(c, msg_id, 's', &src, &dst, &seq) == 0 && src == c->index)
+        rec_put_pad(c, REC_REJECTED, src, dst, code > 0 && code < 256 ? code : 255, seq);
     else
         rec_put(c, REC_CORRUPT, c->index, 0, 0);
 }
@@ -326,12 +452,12 @@ static int sender_send(soak_child_t *c, nhub_t *a, uint64_t seq, int dst)
     char payload[48];
     uint8_t id[16];
     int n = snprintf(payload, sizeof payload, "%s:%" PRIu64, sender_region(c->index), seq);
-    msg_id_make(c, c->index, dst, seq, id);
+    msg_id_make(c->nonce, 's', c->index, dst, seq, id);
     nhub_message_t m;
     memset(&m, 0, sizeof m);
     m.msg_id = id;
     m.destination = receiver_region(c, dst);
-    m.item = "SI-SOAK-001";
+    m.item = SOAK_ITEM;
     m.kind = NHUB_KIND_PUSH;
     m.payload_type = SOAK_TYPE;
     m.payload = payload;
@@ -344,18 +470,102 @@ static int sender_send(soak_child_t *c, nhub_t *a, uint64_t seq, int dst)
     return rc;
 }
 
+/*
+ * What a delivery to a sender is: REC_ANSWER (*pad = ANSWER_*: the
+ * receiver's feedback, or the hub's EXPIRED), REC_NOTICE (*pad = the event:
+ * the hub's OVERDUE notice) or REC_CORRUPT; *dst and *seq name the push.
+ */
+static int sender_classify(const soak_child_t *c, const nhub_delivery_t *d, int *dst, uint64_t *seq,
+                           int *pad)
+{
+    int src, fsrc, fdst;
+    uint64_t fseq;
+    *dst = 0;
+    *seq = 0;
+    *pad = 0;
+    if (d->correlation_len != NHUB_MSG_ID_LEN ||
+        msg_id_parse(c, d->correlation_id, 's', &src, dst, seq) != 0 || src != c->index) {
+        say_unexpected(d, "its correlation_id names no push of this sender");
+        *dst = 0;
+        *seq = 0;
+        return REC_CORRUPT;
+    }
+    if (strcmp(d->item, SOAK_ITEM) != 0) {
+        say_unexpected(d, "another item");
+        return REC_CORRUPT;
+    }
+    if (strcmp(d->source, SOAK_HUB_REGION) == 0) {
+        int ev = notice_event(c, d, c->index, *dst);
+        if (ev == NHUB__CASE__V1__EVENT__EVENT_EXPIRED && d->kind == NHUB_KIND_FEEDBACK) {
+            *pad = ANSWER_EXPIRED;
+            return REC_ANSWER;
+        }
+        if (ev == NHUB__CASE__V1__EVENT__EVENT_OVERDUE && d->kind == NHUB_KIND_NOTICE) {
+            *pad = ev;
+            return REC_NOTICE;
+        }
+        say_unexpected(d, "from the hub, but not an EXPIRED feedback or OVERDUE notice about "
+                          "this push (the requester gets no REMINDER)");
+        return REC_CORRUPT;
+    }
+    char want[64];
+    int n = snprintf(want, sizeof want, "answer %s:%" PRIu64, sender_region(c->index), *seq);
+    if (d->kind != NHUB_KIND_FEEDBACK || strcmp(d->source, receiver_region(c, *dst)) != 0 ||
+        msg_id_parse(c, d->msg_id, 'f', &fsrc, &fdst, &fseq) != 0 || fsrc != c->index ||
+        fdst != *dst || fseq != *seq || !SOAK_ANSWERED(*seq) || d->payload_len != (size_t)n ||
+        memcmp(d->payload, want, (size_t)n) != 0) {
+        say_unexpected(d, "not the feedback the push's receiver sends");
+        return REC_CORRUPT;
+    }
+    *pad = ANSWER_FEEDBACK;
+    return REC_ANSWER;
+}
+
+/* Record what came (W before the confirmation), confirm it all, record V or Y. */
+static void sender_take(soak_child_t *c, nhub_t *a, nhub_delivery_t **ds, size_t n)
+{
+    int type[SOAK_BATCH], dst[SOAK_BATCH], pad[SOAK_BATCH];
+    uint64_t seq[SOAK_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        type[i] = sender_classify(c, ds[i], &dst[i], &seq[i], &pad[i]);
+        rec_put_pad(c, type[i], c->index, dst[i], pad[i], seq[i]);
+    }
+    int rc = nhub_confirm_batch(a, ds, n);
+    for (size_t i = 0; i < n; i++)
+        if (type[i] == REC_ANSWER)
+            rec_put_pad(c, rc == 0 ? REC_ANSWER_CONFIRMED : REC_ANSWER_CONFIRM_FAILED, c->index,
+                        dst[i], pad[i], seq[i]);
+    if (rc != 0) {
+        fprintf(stderr, "soak: nhub_confirm_batch: %s: %s\n", nhub_strerror(rc),
+                nhub_last_error(a));
+        for (size_t i = 0; i < n; i++)
+            nhub_delivery_release(a, &ds[i]);
+    }
+    ring(c);
+}
+
+/* Serve the connection for up to timeout_ms, taking the answers that come. */
+static void sender_serve(soak_child_t *c, nhub_t *a, int timeout_ms)
+{
+    nhub_delivery_t *ds[SOAK_BATCH];
+    size_t n = take_batch(a, ds, timeout_ms);
+    if (n)
+        sender_take(c, a, ds, n);
+}
+
 /* After production stopped: flush once, record it, then keep serving. */
 static void sender_drain_step(soak_child_t *c, nhub_t *a, int *flushed)
 {
     if (*flushed) {
-        nhub_pump(a, 500);
+        sender_serve(c, a, 500);
         return;
     }
-    if (nhub_flush(a, 500) == 0) {
+    if (nhub_flush(a, 100) == 0) {
         rec_put(c, REC_FLUSHED, c->index, 0, 0);
         ring(c);
         *flushed = 1;
     }
+    sender_serve(c, a, 0);
 }
 
 static int sender_main(soak_child_t *c)
@@ -375,7 +585,7 @@ static int sender_main(soak_child_t *c)
             continue;
         }
         if (atomic_load(&c->ctl->paused)) {
-            nhub_pump(a, 100);
+            sender_serve(c, a, 100);
             start = th_now_ms(); /* no burst to catch up after the pause */
             sent = 0;
             continue;
@@ -386,7 +596,7 @@ static int sender_main(soak_child_t *c)
         nhub_stats_t st;
         nhub_stats(a, &st);
         if (due > now || st.outbox >= SOAK_BACKLOG_MAX) {
-            nhub_pump(a, due > now ? (int)(due - now) : 50);
+            sender_serve(c, a, due > now ? (int)(due - now) : 50);
             continue;
         }
         rc = sender_send(c, a, seq++, (int)rng_below(&rng, (uint64_t)c->receivers));
@@ -397,6 +607,36 @@ static int sender_main(soak_child_t *c)
 }
 
 /* ---- receiver process ------------------------------------------------------- */
+
+static void receiver_on_ack(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN])
+{
+    soak_child_t *c = arg;
+    int src, dst;
+    uint64_t seq;
+    if (msg_id_parse(c, msg_id, 'f', &src, &dst, &seq) != 0 || dst != c->index) {
+        char hex[33];
+        fprintf(stderr, "soak: on_ack for a msg_id not ours: %s\n", nhub_msg_id_hex(msg_id, hex));
+        rec_put(c, REC_CORRUPT, 0, c->index, 0);
+        return;
+    }
+    rec_put(c, REC_FB_ACKED, src, dst, seq);
+}
+
+/* NACK_CASE_CLOSED is a feedback that came after the case expired: late, legitimate. */
+static void receiver_on_reject(void *arg, const uint8_t msg_id[NHUB_MSG_ID_LEN], int code,
+                               const char *text)
+{
+    soak_child_t *c = arg;
+    int src, dst;
+    uint64_t seq;
+    fprintf(stderr, "soak: feedback %s (code %d): %s\n",
+            code == SOAK_NACK_CASE_CLOSED ? "late" : "rejected", code, text ? text : "");
+    if (msg_id_parse(c, msg_id, 'f', &src, &dst, &seq) == 0 && dst == c->index)
+        rec_put_pad(c, code == SOAK_NACK_CASE_CLOSED ? REC_FB_LATE : REC_REJECTED, src, dst,
+                    code > 0 && code < 256 ? code : 255, seq);
+    else
+        rec_put(c, REC_CORRUPT, 0, c->index, 0);
+}
 
 /* Which sender and seq a delivery is, from its payload "SRC:SEQ" and msg_id. */
 static int receiver_parse(const soak_child_t *c, const nhub_delivery_t *d, int *src, uint64_t *seq)
@@ -419,43 +659,133 @@ static int receiver_parse(const soak_child_t *c, const nhub_delivery_t *d, int *
     int id_src, id_dst;
     uint64_t id_seq;
     if (*src < 0 || !end || *end || strcmp(d->source, buf) != 0 ||
-        msg_id_parse(c, d->msg_id, &id_src, &id_dst, &id_seq) != 0)
+        msg_id_parse(c, d->msg_id, 's', &id_src, &id_dst, &id_seq) != 0 ||
+        d->kind != NHUB_KIND_PUSH || strcmp(d->item, SOAK_ITEM) != 0)
         return -1;
     return id_src == *src && id_seq == *seq ? 0 : -1;
 }
 
-static void receiver_take(soak_child_t *c, nhub_t *a, nhub_delivery_t *d)
+/* A hub notice to the handler: REMINDER or OVERDUE about one of its pushes. */
+static int receiver_notice(const soak_child_t *c, const nhub_delivery_t *d, int *src, uint64_t *seq,
+                           int *event)
 {
-    int src;
-    uint64_t seq;
-    if (receiver_parse(c, d, &src, &seq) != 0) {
-        fprintf(stderr, "soak: delivery with unexpected payload/msg_id from %s\n", d->source);
-        rec_put(c, REC_CORRUPT, 0, c->index, 0);
-        src = 0;
-        seq = 0;
-    } else {
-        rec_put(c, REC_HANDED, src, c->index, seq);
-    }
-    int rc = nhub_confirm(a, &d);
-    if (rc == 0) {
-        rec_put(c, REC_CONFIRMED, src, c->index, seq);
-    } else {
-        fprintf(stderr, "soak: nhub_confirm: %s: %s\n", nhub_strerror(rc), nhub_last_error(a));
-        rec_put(c, REC_CONFIRM_FAILED, src, c->index, seq);
-        nhub_delivery_release(a, &d);
-    }
-    ring(c);
+    int dst;
+    if (d->correlation_len != NHUB_MSG_ID_LEN ||
+        msg_id_parse(c, d->correlation_id, 's', src, &dst, seq) != 0 || dst != c->index ||
+        d->kind != NHUB_KIND_NOTICE)
+        return -1;
+    *event = notice_event(c, d, *src, dst);
+    return *event == NHUB__CASE__V1__EVENT__EVENT_REMINDER ||
+                   *event == NHUB__CASE__V1__EVENT__EVENT_OVERDUE
+               ? 0
+               : -1;
 }
 
+/*
+ * Take a batch: record each hand-over (H, before anything else), commit
+ * the feedbacks of the pushes answered in one transaction (B), confirm the
+ * batch in one (C or E). If the feedbacks cannot be stored, nothing is
+ * confirmed: the pushes are released and handed again. Returns how many
+ * feedbacks were committed.
+ */
+static size_t receiver_take(soak_child_t *c, nhub_t *a, nhub_delivery_t **ds, size_t n)
+{
+    int type[SOAK_BATCH], src[SOAK_BATCH], pad[SOAK_BATCH];
+    uint64_t seq[SOAK_BATCH];
+    nhub_message_t fb[SOAK_BATCH];
+    uint8_t ids[SOAK_BATCH][NHUB_MSG_ID_LEN];
+    char payload[SOAK_BATCH][64];
+    size_t of[SOAK_BATCH], nfb = 0;
+    for (size_t i = 0; i < n; i++) {
+        const nhub_delivery_t *d = ds[i];
+        pad[i] = 0;
+        if (strcmp(d->source, SOAK_HUB_REGION) == 0) {
+            type[i] =
+                receiver_notice(c, d, &src[i], &seq[i], &pad[i]) == 0 ? REC_NOTICE : REC_CORRUPT;
+            if (type[i] == REC_CORRUPT)
+                say_unexpected(d, "from the hub, but not a REMINDER/OVERDUE notice about a push "
+                                  "to this receiver");
+        } else if (receiver_parse(c, d, &src[i], &seq[i]) == 0) {
+            type[i] = REC_HANDED;
+            if (SOAK_ANSWERED(seq[i])) {
+                int len = snprintf(payload[nfb], sizeof payload[nfb], "answer %s:%" PRIu64,
+                                   sender_region(src[i]), seq[i]);
+                msg_id_make(c->nonce, 'f', src[i], c->index, seq[i], ids[nfb]);
+                memset(&fb[nfb], 0, sizeof fb[nfb]);
+                fb[nfb].msg_id = ids[nfb];
+                fb[nfb].destination = d->source;
+                fb[nfb].item = SOAK_ITEM;
+                fb[nfb].kind = NHUB_KIND_FEEDBACK;
+                fb[nfb].correlation_id = d->msg_id;
+                fb[nfb].payload_type = SOAK_ANSWER_TYPE;
+                fb[nfb].payload = payload[nfb];
+                fb[nfb].payload_len = (size_t)len;
+                of[nfb++] = i;
+            }
+        } else {
+            say_unexpected(d, "not a push sent to this receiver");
+            type[i] = REC_CORRUPT;
+        }
+        if (type[i] == REC_CORRUPT) {
+            src[i] = 0;
+            seq[i] = 0;
+        }
+        rec_put_pad(c, type[i], src[i], c->index, pad[i], seq[i]);
+    }
+    if (nfb) {
+        int rc = nhub_send_batch(a, fb, nfb, NULL);
+        for (size_t k = 0; k < nfb; k++)
+            rec_put(c, rc == 0 ? REC_FB_SENT : REC_FB_FAILED, src[of[k]], c->index, seq[of[k]]);
+        if (rc != 0) {
+            fprintf(stderr, "soak: nhub_send_batch of %zu feedbacks: %s: %s\n", nfb,
+                    nhub_strerror(rc), nhub_last_error(a));
+            for (size_t i = 0; i < n; i++)
+                nhub_delivery_release(a, &ds[i]);
+            ring(c);
+            return 0;
+        }
+    }
+    int rc = nhub_confirm_batch(a, ds, n);
+    for (size_t i = 0; i < n; i++)
+        if (type[i] == REC_HANDED)
+            rec_put(c, rc == 0 ? REC_CONFIRMED : REC_CONFIRM_FAILED, src[i], c->index, seq[i]);
+    if (rc != 0) {
+        fprintf(stderr, "soak: nhub_confirm_batch: %s: %s\n", nhub_strerror(rc),
+                nhub_last_error(a));
+        for (size_t i = 0; i < n; i++)
+            nhub_delivery_release(a, &ds[i]);
+    }
+    ring(c);
+    return nfb;
+}
+
+/*
+ * Take pushes and answer them. Once production stopped, say so (F) each
+ * time the outbox is empty after feedbacks were stored (and once for each
+ * incarnation), so the parent knows every feedback was ACKed or refused.
+ */
 static int receiver_main(soak_child_t *c)
 {
     nhub_t *a = NULL;
-    if (open_adapter(c, "receiver", receiver_region(c, c->index), &a, NULL, NULL) != 0)
+    if (open_adapter(c, "receiver", receiver_region(c, c->index), &a, receiver_on_ack,
+                     receiver_on_reject) != 0)
         return 2;
+    int unflushed = 1;
     while (!g_stop) {
-        nhub_delivery_t *d = NULL;
-        if (nhub_recv(a, &d, 500) == 0)
-            receiver_take(c, a, d);
+        int draining = atomic_load(&c->ctl->stop_producing);
+        nhub_delivery_t *ds[SOAK_BATCH];
+        size_t n = take_batch(a, ds, draining ? 100 : 500);
+        if (n && receiver_take(c, a, ds, n))
+            unflushed = 1;
+        if (draining && unflushed) {
+            nhub_stats_t st;
+            nhub_stats(a, &st);
+            if (st.outbox == 0) {
+                rec_put(c, REC_FLUSHED, 0, c->index, 0);
+                ring(c);
+                unflushed = 0;
+            }
+        }
     }
     nhub_close(&a);
     return 0;
@@ -471,11 +801,28 @@ enum msg_flag {
     MSG_OPEN = 16,     /* the last hand-over is not (yet) confirmed */
 };
 
+/* What the sender was handed as the push's final answer. */
+enum answer_flag {
+    ANS_HANDED = 1,    /* a final answer was handed over (W) */
+    ANS_CONFIRMED = 2, /* and confirmed (V) */
+};
+
+/* What became of the receiver's feedback to the push. */
+enum fb_flag {
+    FB_SENT = 1,  /* in the receiver's outbox (B) */
+    FB_ACKED = 2, /* the hub ACKed it (K) */
+    FB_LATE = 4,  /* refused with NACK_CASE_CLOSED (L) */
+};
+
 typedef struct msg_state {
     uint8_t flags;
     uint8_t dst;
-    uint8_t acks;  /* A records (saturating) */
-    uint8_t hands; /* H records (saturating) */
+    uint8_t acks;   /* A records (saturating) */
+    uint8_t hands;  /* H records (saturating) */
+    uint8_t answer; /* ANSWER_* of the first final answer handed to the sender; 0 = none */
+    uint8_t aflags; /* ANS_* */
+    uint8_t fb;     /* FB_* */
+    uint8_t spare;
 } msg_state_t;
 
 typedef struct sender_view {
@@ -485,13 +832,19 @@ typedef struct sender_view {
     uint32_t flushed_incarnation; /* incarnation of the last F record, 0 = none */
 } sender_view_t;
 
+typedef struct receiver_view {
+    uint32_t flushed_incarnation; /* incarnation of the last F record, 0 = none */
+    int dirty;                    /* a feedback was stored after that F */
+} receiver_view_t;
+
 /* The first example of each kind of failure, for the report. */
 typedef struct soak_example {
     int set;
     int src, dst;
     uint64_t seq, prev;
     uint32_t incarnation;
-    long long offset; /* in the receiver's record file */
+    long long offset; /* in the receiver's (or, for answers, the sender's) record file */
+    int pad;          /* the record's pad (answers: the second answer) */
 } soak_example_t;
 
 typedef struct soak_counts {
@@ -499,15 +852,22 @@ typedef struct soak_counts {
     uint64_t misrouted, corrupt, rejected, ack_repeats, ack_unknown, handed_unsent;
     uint64_t confirm_failed;
     uint64_t pending; /* ACKed and not yet handed */
+    /* cases, from the records */
+    uint64_t answers_feedback, answers_expired; /* first final answers handed to senders */
+    uint64_t answer_rehanded, answered_twice, answer_unsent, answer_confirm_failed;
+    uint64_t reminders, overdue_notices;
+    uint64_t fb_sent, fb_acked, fb_ack_repeats, late_feedback, fb_failed;
 } soak_counts_t;
 
 typedef struct soak_check {
     int senders, receivers;
+    uint8_t nonce[5]; /* of the run: the msg_ids, hence the case ids */
     sender_view_t snd[SOAK_MAX_SENDERS];
+    receiver_view_t rcv[SOAK_MAX_RECEIVERS];
     uint64_t last_first[SOAK_MAX_SENDERS][SOAK_MAX_RECEIVERS]; /* seq of the last first hand-over */
     long long offset[SOAK_MAX_PROCS];                          /* bytes of each record file read */
     soak_counts_t n;
-    soak_example_t ex_dup, ex_ooo, ex_misrouted;
+    soak_example_t ex_dup, ex_ooo, ex_misrouted, ex_twice;
 } soak_check_t;
 
 static msg_state_t *msg_at(soak_check_t *k, int src, uint64_t seq)
@@ -535,10 +895,39 @@ static void example_set(soak_example_t *e, const soak_rec_t *r, uint64_t prev, l
 {
     if (e->set)
         return;
-    *e = (soak_example_t){1, r->src, r->dst, r->seq, prev, r->incarnation, off};
+    *e = (soak_example_t){1, r->src, r->dst, r->seq, prev, r->incarnation, off, r->pad};
 }
 
-static void check_sender_rec(soak_check_t *k, int i, const soak_rec_t *r)
+static void check_notice(soak_check_t *k, const soak_rec_t *r)
+{
+    if (r->pad == NHUB__CASE__V1__EVENT__EVENT_REMINDER)
+        k->n.reminders++;
+    else
+        k->n.overdue_notices++;
+}
+
+/* A final answer handed to the sender: first, legitimate repeat, or second answer. */
+static void check_answer(soak_check_t *k, msg_state_t *m, const soak_rec_t *r, long long off)
+{
+    k->n.answer_unsent += !(m->flags & MSG_SENT);
+    if (m->aflags & ANS_HANDED) {
+        if ((m->aflags & ANS_CONFIRMED) || r->pad != m->answer) {
+            k->n.answered_twice++;
+            example_set(&k->ex_twice, r, m->answer, off);
+        } else {
+            k->n.answer_rehanded++;
+        }
+        return;
+    }
+    m->aflags |= ANS_HANDED;
+    m->answer = r->pad;
+    if (r->pad == ANSWER_FEEDBACK)
+        k->n.answers_feedback++;
+    else
+        k->n.answers_expired++;
+}
+
+static void check_sender_rec(soak_check_t *k, int i, const soak_rec_t *r, long long off)
 {
     if (r->type == REC_FLUSHED) {
         k->snd[i].flushed_incarnation = r->incarnation;
@@ -549,26 +938,33 @@ static void check_sender_rec(soak_check_t *k, int i, const soak_rec_t *r)
         return;
     }
     msg_state_t *m = msg_at(k, r->src, r->seq);
-    if (!m || r->src != i) {
+    if (!m || r->src != i || r->dst >= k->receivers) {
         k->n.corrupt++;
         return;
     }
-    if (r->type == REC_SENT) {
+    switch (r->type) {
+    case REC_SENT:
         k->n.sent += !(m->flags & MSG_SENT);
         m->flags |= MSG_SENT;
         m->dst = r->dst;
-    } else if (r->type == REC_ACKED) {
+        break;
+    case REC_ACKED:
         k->n.ack_unknown += !(m->flags & MSG_SENT);
         m->acks += m->acks < 255;
         if (m->flags & MSG_ACKED) {
             k->n.ack_repeats++;
-            return;
+            break;
         }
         m->flags |= MSG_ACKED;
         k->n.acked++;
         k->n.pending += !(m->flags & MSG_HANDED);
-    } else if (r->type == REC_REJECTED) {
-        k->n.rejected++;
+        break;
+    case REC_REJECTED: k->n.rejected++; break;
+    case REC_ANSWER: check_answer(k, m, r, off); break;
+    case REC_ANSWER_CONFIRMED: m->aflags |= ANS_CONFIRMED; break;
+    case REC_ANSWER_CONFIRM_FAILED: k->n.answer_confirm_failed++; break;
+    case REC_NOTICE: check_notice(k, r); break;
+    default: k->n.corrupt++; break;
     }
 }
 
@@ -605,6 +1001,11 @@ static void check_handed(soak_check_t *k, msg_state_t *m, const soak_rec_t *r, l
 
 static void check_receiver_rec(soak_check_t *k, int j, const soak_rec_t *r, long long off)
 {
+    if (r->type == REC_FLUSHED) {
+        k->rcv[j].flushed_incarnation = r->incarnation;
+        k->rcv[j].dirty = 0;
+        return;
+    }
     if (r->type == REC_CORRUPT) {
         k->n.corrupt++;
         return;
@@ -614,13 +1015,33 @@ static void check_receiver_rec(soak_check_t *k, int j, const soak_rec_t *r, long
         k->n.corrupt++;
         return;
     }
-    if (r->type == REC_HANDED) {
-        check_handed(k, m, r, off);
-    } else if (r->type == REC_CONFIRMED) {
+    switch (r->type) {
+    case REC_HANDED: check_handed(k, m, r, off); break;
+    case REC_CONFIRMED:
         k->n.confirmed += !(m->flags & MSG_CONFIRMED);
         m->flags = (uint8_t)((m->flags | MSG_CONFIRMED) & ~MSG_OPEN);
-    } else if (r->type == REC_CONFIRM_FAILED) {
-        k->n.confirm_failed++;
+        break;
+    case REC_CONFIRM_FAILED: k->n.confirm_failed++; break;
+    case REC_FB_SENT:
+        k->rcv[j].dirty = 1;
+        k->n.fb_sent += !(m->fb & FB_SENT);
+        m->fb |= FB_SENT;
+        break;
+    case REC_FB_ACKED:
+        if (m->fb & FB_ACKED)
+            k->n.fb_ack_repeats++;
+        else
+            k->n.fb_acked++;
+        m->fb |= FB_ACKED;
+        break;
+    case REC_FB_LATE:
+        k->n.late_feedback++;
+        m->fb |= FB_LATE;
+        break;
+    case REC_REJECTED: k->n.rejected++; break;
+    case REC_FB_FAILED: k->n.fb_failed++; break;
+    case REC_NOTICE: check_notice(k, r); break;
+    default: k->n.corrupt++; break;
     }
 }
 
@@ -641,7 +1062,7 @@ static void check_catch_up_one(soak_check_t *k, const char *dir, int slot)
         for (size_t x = 0; x < whole; x++) {
             long long off = k->offset[slot] + (long long)(x * sizeof *buf);
             if (is_sender)
-                check_sender_rec(k, i, &buf[x]);
+                check_sender_rec(k, i, &buf[x], off);
             else
                 check_receiver_rec(k, i, &buf[x], off);
         }
@@ -679,6 +1100,163 @@ static uint64_t check_lost(const soak_check_t *k, FILE *out, uint64_t *handed_un
     return lost;
 }
 
+/* Pushes the hub holds (ACKed or handed) whose sender has no final answer yet. */
+static uint64_t check_answers_pending(const soak_check_t *k)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < k->senders; i++) {
+        const sender_view_t *v = &k->snd[i];
+        for (uint64_t s = 1; s <= v->max_seq && s < v->cap; s++) {
+            const msg_state_t *m = &v->msgs[s];
+            n += (m->flags & (MSG_ACKED | MSG_HANDED)) && !(m->aflags & ANS_HANDED);
+        }
+    }
+    return n;
+}
+
+/* ---- the cases in the hub's store --------------------------------------------- */
+
+/* What the store says of the cases, against the records. */
+typedef struct case_verdict {
+    int read; /* the store could be read */
+    uint64_t counts[STORE_CASE_STATES];
+    uint64_t found;              /* cases of pushes the senders sent */
+    uint64_t lost;               /* ACKed or handed, no case */
+    uint64_t open;               /* not closed */
+    uint64_t mismatch;           /* the sender's answer is not how the case closed */
+    uint64_t no_answer;          /* closed, the sender was handed no final answer */
+    uint64_t unknown;            /* cases no sender sent */
+    uint64_t wrong;              /* a case with another requester, handler, item or kind */
+    uint64_t answerable_expired; /* handed, answered by its receiver, expired all the same */
+    uint64_t late_not_expired;   /* a feedback refused as late, but the case did not expire */
+} case_verdict_t;
+
+static const char *answer_name(int answer)
+{
+    return answer == ANSWER_FEEDBACK ? "feedback" : answer == ANSWER_EXPIRED ? "EXPIRED" : "none";
+}
+
+static int store_of(const char *hub_dir, store_t **st, store_reader_t **r, char *err, size_t cap)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/hub-data", hub_dir);
+    *st = NULL;
+    *r = NULL;
+    if (store_open_reader(dir, st, err, cap) != 0)
+        return -1;
+    if (store_reader_open(*st, r) != 0) {
+        snprintf(err, cap, "store_reader_open failed");
+        store_close(st);
+        return -1;
+    }
+    return 0;
+}
+
+static void store_done(store_t **st, store_reader_t **r)
+{
+    store_reader_close(r);
+    store_close(st);
+}
+
+/* The hub's cases now: how many, how many not closed. 0, or -1 if unreadable. */
+static int store_case_totals(const char *hub_dir, uint64_t *total, uint64_t *open)
+{
+    store_t *st;
+    store_reader_t *r;
+    char err[256];
+    uint64_t counts[STORE_CASE_STATES];
+    if (store_of(hub_dir, &st, &r, err, sizeof err) != 0)
+        return -1;
+    int rc = store_case_counts(r, counts);
+    store_done(&st, &r);
+    if (rc != 0)
+        return -1;
+    *total = counts[0];
+    *open = 0;
+    for (int s = 1; s < STORE_CASE_STATES; s++)
+        *open += store_case_closed(s) ? 0 : counts[s];
+    return 0;
+}
+
+static void say_case(FILE *out, uint64_t *n, const char *what, int i, uint64_t s,
+                     const msg_state_t *m, const soak_check_t *k, const char *more)
+{
+    if ((*n)++ < 5)
+        fprintf(out, "soak: %s source=%s seq=%" PRIu64 " to receiver-%d (%s)%s\n", what,
+                th_regions[i], s, m->dst, th_regions[k->senders + m->dst], more);
+}
+
+/* Every push the senders sent: its case, its state, its final answer. */
+static void check_cases(const soak_check_t *k, const char *hub_dir, case_verdict_t *v, FILE *out)
+{
+    store_t *st;
+    store_reader_t *r;
+    char err[256] = "";
+    memset(v, 0, sizeof *v);
+    if (store_of(hub_dir, &st, &r, err, sizeof err) != 0) {
+        fprintf(out, "soak: CANNOT READ THE HUB'S CASES: %s\n", err);
+        return;
+    }
+    int rc = store_case_counts(r, v->counts);
+    for (int i = 0; rc == 0 && i < k->senders; i++) {
+        const sender_view_t *v_snd = &k->snd[i];
+        for (uint64_t s = 1; rc == 0 && s <= v_snd->max_seq && s < v_snd->cap; s++) {
+            const msg_state_t *m = &v_snd->msgs[s];
+            if (!(m->flags & (MSG_SENT | MSG_ACKED | MSG_HANDED)))
+                continue;
+            uint8_t id[16];
+            msg_id_make(k->nonce, 's', i, m->dst, s, id);
+            store_case_t c;
+            int e = store_case_read(r, id, &c);
+            if (e == NHUB_ENOTFOUND) {
+                /* Sent only: its nhub_send may not have committed. */
+                if (m->flags & (MSG_ACKED | MSG_HANDED))
+                    say_case(out, &v->lost, "CASE LOST", i, s, m, k,
+                             m->flags & MSG_ACKED ? " (ACKed)" : " (handed, no A record)");
+                continue;
+            }
+            if (e != 0) {
+                fprintf(out, "soak: store_case_read: %s\n", nhub_strerror(e));
+                rc = e;
+                break;
+            }
+            v->found++;
+            if (strcmp(c.requester, th_regions[i]) != 0 ||
+                strcmp(c.handler, th_regions[k->senders + m->dst]) != 0 ||
+                strcmp(c.item, SOAK_ITEM) != 0 || c.kind != NHUB_KIND_PUSH)
+                say_case(out, &v->wrong, "CASE WITH WRONG FIELDS", i, s, m, k, "");
+            char more[96];
+            snprintf(more, sizeof more, " state=%s sender_got=%s", store_case_state_name(c.state),
+                     answer_name(m->answer));
+            if (!store_case_closed(c.state)) {
+                say_case(out, &v->open, "CASE OPEN", i, s, m, k, more);
+                continue;
+            }
+            int want = c.state == STORE_CASE_ANSWERED  ? ANSWER_FEEDBACK
+                       : c.state == STORE_CASE_EXPIRED ? ANSWER_EXPIRED
+                                                       : 0;
+            if (!m->answer)
+                say_case(out, &v->no_answer, "NO FINAL ANSWER", i, s, m, k, more);
+            else if (m->answer != want)
+                say_case(out, &v->mismatch, "ANSWER NOT AS CLOSED", i, s, m, k, more);
+            v->answerable_expired +=
+                c.state == STORE_CASE_EXPIRED && SOAK_ANSWERED(s) && (m->flags & MSG_HANDED);
+            if ((m->fb & FB_LATE) && c.state != STORE_CASE_EXPIRED)
+                say_case(out, &v->late_not_expired, "LATE FEEDBACK ON A CASE NOT EXPIRED", i, s, m,
+                         k, more);
+        }
+    }
+    store_done(&st, &r);
+    if (rc != 0) {
+        fprintf(out, "soak: CANNOT READ THE HUB'S CASES: %s\n", nhub_strerror(rc));
+        return;
+    }
+    v->read = 1;
+    v->unknown = v->counts[0] > v->found ? v->counts[0] - v->found : 0;
+    if (v->unknown)
+        fprintf(out, "soak: %" PRIu64 " cases in the store no sender sent\n", v->unknown);
+}
+
 /* ---- the parent ------------------------------------------------------------- */
 
 typedef struct soak_proc {
@@ -697,8 +1275,14 @@ typedef struct soak {
     int cycles, hub_kills, adapter_kills, unexpected_exits, hub_start_failed;
     int pauses; /* times flow control held the senders */
     int hub_stop_failed;
-    soak_ctl_t *ctl; /* shared with the children */
+    int clock_jumped;        /* the drain moved the hub's clock past every expiry */
+    int clock_failed;        /* and could not */
+    int64_t drain_phase1_ms; /* until every sender's outbox was empty: the clock jump */
+    int64_t next_store_look; /* the drain reads the hub's case counts at most this often */
+    uint64_t drain_cases, drain_cases_open, drain_answers_pending; /* last seen while draining */
+    soak_ctl_t *ctl;                                               /* shared with the children */
     soak_check_t check;
+    case_verdict_t cases;
 } soak_t;
 
 static void child_run(soak_t *s, int slot) __attribute__((noreturn));
@@ -798,17 +1382,40 @@ static void bell_drain(soak_t *s)
 }
 
 /*
- * Done draining: every sender flushed (this incarnation) and every ACKed
- * message handed over. Not "confirmed": a receiver killed after nhub_confirm
- * committed but before its C record leaves a hand-over that is never
- * confirmed on record and, rightly, never handed again.
+ * Done draining. Before the clock jump: every sender flushed (this
+ * incarnation), so every push that will ever open a case has opened it.
+ * After the jump: also every ACKed message handed over, every receiver's
+ * outbox empty after its last feedback (this incarnation), every push the
+ * hub holds with a final answer at its sender, and in the store no open
+ * case and no more cases than answers handed. Not "confirmed": a receiver
+ * killed after nhub_confirm committed but before its C record leaves a
+ * hand-over that is never confirmed on record and, rightly, never handed
+ * again.
  */
 static int drain_done(soak_t *s)
 {
     for (int i = 0; i < s->opt.senders; i++)
         if (s->check.snd[i].flushed_incarnation != s->proc[i].incarnation)
             return 0;
-    return s->check.n.pending == 0;
+    if (!s->clock_jumped)
+        return 1;
+    if (s->check.n.pending != 0)
+        return 0;
+    for (int j = 0; j < s->opt.receivers; j++)
+        if (s->check.rcv[j].dirty ||
+            s->check.rcv[j].flushed_incarnation != s->proc[s->opt.senders + j].incarnation)
+            return 0;
+    s->drain_answers_pending = check_answers_pending(&s->check);
+    if (s->drain_answers_pending)
+        return 0;
+    int64_t now = th_now_ms();
+    if (now < s->next_store_look)
+        return 0;
+    s->next_store_look = now + 100;
+    if (store_case_totals(s->hub.dir, &s->drain_cases, &s->drain_cases_open) != 0)
+        return 0;
+    return s->drain_cases_open == 0 &&
+           s->check.n.answers_feedback + s->check.n.answers_expired >= s->drain_cases;
 }
 
 /*
@@ -997,6 +1604,21 @@ static int soak_setup(soak_t *s)
         fprintf(stderr, "soak: cannot make a temporary directory\n");
         return -1;
     }
+    /* The test catalogue: SI-SOAK-001 has a time limit, so every push opens a case. */
+    const char *cat = getenv("NHUB_SOAK_CATALOG");
+    char catalog[PATH_MAX];
+    if (!cat || !cat[0])
+        cat = SOAK_CATALOG;
+    errno = 0;
+    if (!realpath(cat, catalog) || strlen(catalog) > 900) {
+        fprintf(stderr,
+                "soak: catalogue %s: %s (run from the repository root, or set "
+                "NHUB_SOAK_CATALOG)\n",
+                cat, errno ? strerror(errno) : "path too long");
+        return -1;
+    }
+    snprintf(s->hub.security, sizeof s->hub.security,
+             "security:\n  mode: insecure-plaintext\n  catalog: \"%.900s\"\n", catalog);
     s->ctl = mmap(NULL, sizeof *s->ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (s->ctl == MAP_FAILED) {
         s->ctl = NULL;
@@ -1009,6 +1631,7 @@ static int soak_setup(soak_t *s)
     }
     uint64_t n = rng_next(&s->rng);
     memcpy(s->nonce, &n, sizeof s->nonce);
+    memcpy(s->check.nonce, s->nonce, sizeof s->check.nonce);
     s->nprocs = s->opt.senders + s->opt.receivers;
     s->check.senders = s->opt.senders;
     s->check.receivers = s->opt.receivers;
@@ -1022,13 +1645,31 @@ static int soak_setup(soak_t *s)
     return 0;
 }
 
-/* Stop producing, wait (bounded) until everything ACKed is handed over. */
+/*
+ * Stop producing and wait (bounded) until every sender's outbox is empty:
+ * every case is open. Then move the hub's clock past every case's expiry
+ * (pushes not yet handed, feedbacks not yet through race with it: a
+ * feedback that loses is refused as late), and wait (in the same bound)
+ * until everything ACKed is handed over, every feedback settled and every
+ * case has its final answer at its sender.
+ */
 static int soak_drain(soak_t *s, int64_t budget_ms, int64_t *took)
 {
     int64_t start = th_now_ms();
     atomic_store(&s->ctl->paused, 0);
     atomic_store(&s->ctl->stop_producing, 1);
     int done = soak_wait(s, start + budget_ms, 1);
+    s->drain_phase1_ms = th_now_ms() - start;
+    if (done) {
+        if (th_hub_clock_set(&s->hub, SOAK_CLOCK_JUMP_MS) != 0) {
+            printf("soak: cannot move the hub's clock (%s/clock)\n", s->hub.dir);
+            s->clock_failed = 1;
+            done = 0;
+        } else {
+            s->clock_jumped = 1;
+            done = soak_wait(s, start + budget_ms, 1);
+        }
+    }
     *took = th_now_ms() - start;
     return done;
 }
@@ -1043,6 +1684,16 @@ static void print_example(const char *what, const soak_example_t *e, const soak_
            e->incarnation, e->offset, s->hub.dir, e->dst);
 }
 
+static void print_twice(const soak_example_t *e, const soak_t *s)
+{
+    if (!e->set)
+        return;
+    printf("soak: first answered_twice: source=%s seq=%" PRIu64 " first answer %s, then %s "
+           "(receiver-%d) incarnation=%u at byte %lld of %s/sender-%d.rec\n",
+           th_regions[e->src], e->seq, answer_name((int)e->prev), answer_name(e->pad), e->dst,
+           e->incarnation, e->offset, s->hub.dir, e->src);
+}
+
 static int soak_report(soak_t *s, int drained, int64_t drain_ms, int stopped_early,
                        int64_t elapsed_ms)
 {
@@ -1053,14 +1704,35 @@ static int soak_report(soak_t *s, int drained, int64_t drain_ms, int stopped_ear
         printf("soak: time bound of %d s reached after %d of %d cycles: stopped early\n",
                s->opt.seconds, s->cycles, s->opt.cycles);
     if (!drained)
-        printf("soak: DRAIN NOT FINISHED within %lld ms (%" PRIu64 " ACKed not handed)\n",
-               (long long)drain_ms, n->pending);
+        printf("soak: DRAIN NOT FINISHED within %lld ms (%s: %" PRIu64 " ACKed not handed, %" PRIu64
+               " without a final answer, cases in store=%" PRIu64 " open=%" PRIu64 ")\n",
+               (long long)drain_ms,
+               s->clock_jumped ? "after the clock jump" : "before the clock jump", n->pending,
+               s->drain_answers_pending, s->drain_cases, s->drain_cases_open);
     print_example("duplicate", &s->check.ex_dup, s);
     print_example("out-of-order", &s->check.ex_ooo, s);
     print_example("misrouted", &s->check.ex_misrouted, s);
+    print_twice(&s->check.ex_twice, s);
     printf("soak: rule: duplicated = handed again after a CONFIRMED hand-over; handed again "
            "after an unconfirmed one (receiver killed before nhub_confirm returned) is a "
-           "legitimate re-hand-over (rehanded)\n");
+           "legitimate re-hand-over (rehanded); the same rule for final answers "
+           "(answered_twice / answer_rehanded)\n");
+    const case_verdict_t *v = &s->cases;
+    uint64_t answered_twice = n->answered_twice + v->mismatch;
+    printf("soak: cases: store=%" PRIu64 " answered=%" PRIu64 " expired=%" PRIu64
+           " refused=%" PRIu64 " found=%" PRIu64 " unknown=%" PRIu64 " wrong=%" PRIu64
+           " answers_handed: feedback=%" PRIu64 " expired=%" PRIu64 " rehanded=%" PRIu64
+           " twice=%" PRIu64 " not_as_closed=%" PRIu64 " unsent=%" PRIu64 " confirm_failed=%" PRIu64
+           " feedback: sent=%" PRIu64 " acked=%" PRIu64 " ack_repeats=%" PRIu64 " late=%" PRIu64
+           " failed=%" PRIu64 " answerable_expired=%" PRIu64 " late_not_expired=%" PRIu64
+           " notices: reminder=%" PRIu64 " overdue=%" PRIu64
+           " clock_jump_ms=%lld drain_phase1_ms=%lld\n",
+           v->counts[0], v->counts[STORE_CASE_ANSWERED], v->counts[STORE_CASE_EXPIRED],
+           v->counts[STORE_CASE_REFUSED], v->found, v->unknown, v->wrong, n->answers_feedback,
+           n->answers_expired, n->answer_rehanded, n->answered_twice, v->mismatch, n->answer_unsent,
+           n->answer_confirm_failed, n->fb_sent, n->fb_acked, n->fb_ack_repeats, n->late_feedback,
+           n->fb_failed, v->answerable_expired, v->late_not_expired, n->reminders,
+           n->overdue_notices, (long long)SOAK_CLOCK_JUMP_MS, (long long)s->drain_phase1_ms);
     printf("soak: sent=%" PRIu64 " confirmed=%" PRIu64 " rehanded=%" PRIu64
            " handed_unacked=%" PRIu64 " ack_repeats=%" PRIu64 " ack_unknown=%" PRIu64
            " misrouted=%" PRIu64 " corrupt=%" PRIu64 " rejected=%" PRIu64 " confirm_failed=%" PRIu64
@@ -1070,12 +1742,17 @@ static int soak_report(soak_t *s, int drained, int64_t drain_ms, int stopped_ear
            n->misrouted, n->corrupt, n->rejected, n->confirm_failed, n->handed_unsent,
            s->unexpected_exits, s->pauses, (long long)drain_ms, (long long)(elapsed_ms / 1000));
     printf("soak: cycles=%d hub_kills=%d adapter_kills=%d acked=%" PRIu64 " handed=%" PRIu64
-           " lost=%" PRIu64 " duplicated=%" PRIu64 " out_of_order=%" PRIu64 " seed=%" PRIu64 "\n",
+           " lost=%" PRIu64 " duplicated=%" PRIu64 " out_of_order=%" PRIu64 " cases=%" PRIu64
+           " cases_lost=%" PRIu64 " cases_open=%" PRIu64 " answered_twice=%" PRIu64
+           " no_final_answer=%" PRIu64 " late_feedback=%" PRIu64 " seed=%" PRIu64 "\n",
            s->cycles, s->hub_kills, s->adapter_kills, n->acked, n->handed, lost, n->duplicated,
-           n->out_of_order, s->opt.seed);
+           n->out_of_order, v->counts[0], v->lost, v->open, answered_twice, v->no_answer,
+           n->late_feedback, s->opt.seed);
     int bad = lost || n->duplicated || n->out_of_order || n->misrouted || n->corrupt ||
               n->handed_unsent || n->rejected || n->acked == 0 || s->unexpected_exits || !drained ||
-              s->hub_start_failed || s->hub_stop_failed;
+              s->hub_start_failed || s->hub_stop_failed || !v->read || v->counts[0] == 0 ||
+              v->lost || v->open || answered_twice || v->no_answer || v->unknown || v->wrong ||
+              n->answer_unsent || n->fb_failed || v->late_not_expired || s->clock_failed;
     printf("soak: %s\n", bad ? "FAIL" : "ok");
     return bad;
 }
@@ -1117,6 +1794,8 @@ static int soak_run(soak_t *s)
         s->hub_stop_failed = 1;
     }
     check_catch_up(&s->check, s->hub.dir);
+    if (s->hub.dir[0] && !s->hub_start_failed)
+        check_cases(&s->check, s->hub.dir, &s->cases, stdout);
     if (g_stop)
         printf("soak: interrupted\n");
     int bad = soak_report(s, drained, drain_ms, stopped_early, th_now_ms() - t0) || !ok;
