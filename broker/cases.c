@@ -128,7 +128,7 @@ static int notice_id(const uint8_t id[16], int event, const char *dest, uint8_t 
     memcpy(in + 9, id, 16);
     in[25] = (uint8_t)event;
     memcpy(in + 26, dest, 6);
-    if (EVP_Digest(in, sizeof in, md, &n, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(in, sizeof in, md, &n, store_sha256(), NULL) != 1)
         return NHUB_ECRYPTO;
     memcpy(out, md, 16);
     return 0;
@@ -264,31 +264,34 @@ int cases_check_answer(hub_t *h, store_txn_t *t, struct item *it)
     return 0;
 }
 
-static int open_case(hub_t *h, store_txn_t *t, const struct item *it, uint64_t seq, int64_t now)
+int cases_opening(const hub_t *h, const struct item *it, int64_t now, store_case_t *c)
 {
     const wire_envelope_t *e = it->env;
     catalog_times_t tm;
-    catalog_times(h->catalog, e->item, &tm);
-    store_case_t c;
-    memset(&c, 0, sizeof c);
-    memcpy(c.id, e->msg_id.data, 16);
-    c.state = STORE_CASE_OPEN;
-    c.kind = (uint8_t)e->kind;
-    memcpy(c.requester, h->regions[it->region].code, 6); /* both checked six digits */
-    memcpy(c.handler, e->destination, 6);
-    memcpy(c.item, e->item, strnlen(e->item, sizeof c.item - 1)); /* checked: at most 64 */
-    c.opened_ms = now;
-    c.remind_ms = now + (tm.reminder_ms > 0 ? tm.reminder_ms : tm.time_limit_ms);
-    c.due_ms = now + tm.time_limit_ms;
-    c.expire_ms = c.due_ms + tm.grace_ms;
-    c.request_seq = seq;
-    c.next_ms = next_deadline(&c);
-    int rc = store_case_put(t, NULL, &c);
-    if (!rc)
-        rc = store_case_event(t, c.id, seq);
-    if (!rc)
-        rc = journal_transition(h, t, &c, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CASE_OPENED,
-                                c.id, seq, now);
+    if ((e->kind != NHUB__WIRE__V1__KIND__KIND_REQUEST &&
+         e->kind != NHUB__WIRE__V1__KIND__KIND_PUSH) ||
+        strcmp(e->destination, WIRE_BROADCAST) == 0 || !h->catalog ||
+        catalog_times(h->catalog, e->item, &tm) != 0 || tm.time_limit_ms <= 0)
+        return 0;
+    memset(c, 0, sizeof *c);
+    memcpy(c->id, e->msg_id.data, 16);
+    c->state = STORE_CASE_OPEN;
+    c->kind = (uint8_t)e->kind;
+    memcpy(c->requester, h->regions[it->region].code, 6); /* both checked six digits */
+    memcpy(c->handler, e->destination, 6);
+    memcpy(c->item, e->item, strnlen(e->item, sizeof c->item - 1)); /* checked: at most 64 */
+    c->opened_ms = now;
+    c->remind_ms = now + (tm.reminder_ms > 0 ? tm.reminder_ms : tm.time_limit_ms);
+    c->due_ms = now + tm.time_limit_ms;
+    c->expire_ms = c->due_ms + tm.grace_ms;
+    c->next_ms = next_deadline(c);
+    return 1;
+}
+
+int cases_open(hub_t *h, store_txn_t *t, store_case_t *c, uint64_t seq)
+{
+    c->request_seq = seq; /* the ACCEPTED event that opened it: its timeline's first */
+    int rc = store_case_put(t, NULL, c);
     if (!rc)
         h->case_tally.opened++;
     return rc;
@@ -338,19 +341,12 @@ static int answer_case(hub_t *h, store_txn_t *t, const struct item *it, uint64_t
     return rc;
 }
 
-int cases_after_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t seq, uint64_t dseq,
-                       int64_t now)
+int cases_after_answer(hub_t *h, store_txn_t *t, struct item *it, uint64_t seq, int64_t now)
 {
     const wire_envelope_t *e = it->env;
     if (!cases_item_has_cases(h, e->item))
         return 0;
     switch (e->kind) {
-    case NHUB__WIRE__V1__KIND__KIND_REQUEST:
-    case NHUB__WIRE__V1__KIND__KIND_PUSH: {
-        int rc = open_case(h, t, it, seq, now);
-        return rc ? rc : store_tracked_put(t, e->msg_id.data, e->destination, dseq,
-                                           STORE_TRACK_CASE);
-    }
     case NHUB__WIRE__V1__KIND__KIND_RESPONSE:
     case NHUB__WIRE__V1__KIND__KIND_FEEDBACK: return answer_case(h, t, it, seq, now);
     default: return 0;
@@ -362,15 +358,14 @@ int cases_on_confirm(hub_t *h, store_txn_t *t, const uint8_t msg_id[16], const c
 {
     uint8_t flags = 0;
     int rc = store_tracked_confirm(t, msg_id, region, now, &flags);
-    if (rc == NHUB_ENOTFOUND || rc == NHUB_EEXIST)
-        return 0;
-    if (rc || !(flags & STORE_TRACK_CASE))
-        return rc;
+    if (rc != NHUB_ENOTFOUND) /* a copy of a broadcast (no case), or an error */
+        return rc == NHUB_EEXIST ? 0 : rc;
     store_case_t old, c;
     rc = store_case_get(t, msg_id, &old);
     if (rc)
         return rc == NHUB_ENOTFOUND ? 0 : rc;
-    if (store_case_closed(old.state) || (old.flags & STORE_CASE_F_DELIVERED))
+    if (store_case_closed(old.state) || (old.flags & STORE_CASE_F_DELIVERED) ||
+        strcmp(old.handler, region) != 0)
         return 0;
     c = old;
     c.flags |= STORE_CASE_F_DELIVERED;
@@ -455,11 +450,13 @@ static int fire_one(hub_t *h, store_txn_t *t, const uint8_t id[16], int64_t at, 
     }
 }
 
-int cases_fire(hub_t *h, store_txn_t *t, int64_t now, size_t *fired)
+int cases_fire(hub_t *h, store_txn_t *t, int64_t now, size_t max, size_t *fired)
 {
     size_t n = 0;
     *fired = 0;
-    int rc = store_deadlines_due(t, now, h->case_due, h->case_due_ms, CASES_FIRE_MAX, &n);
+    if (max > CASES_FIRE_MAX)
+        max = CASES_FIRE_MAX;
+    int rc = store_deadlines_due(t, now, h->case_due, h->case_due_ms, max, &n);
     for (size_t i = 0; !rc && i < n; i++)
         rc = fire_one(h, t, h->case_due[i], h->case_due_ms[i], now);
     if (!rc)

@@ -24,7 +24,8 @@
  * downtime passed fires once, at the furthest point passed (an expired case
  * is not reminded first).
  *
- * Every transition is a journal event (EVENT_CASE_*) in the transaction
+ * Every transition is a journal event (EVENT_CASE_*; the opening is the
+ * request's own ACCEPTED event, which then names the case) in the transaction
  * that changes the case; every notice the hub makes is an EVENT_HUB_MESSAGE
  * queued like an accepted message, from the hub's own region code
  * (hub.region, 000000 by default: no region may have it). The functions below only write into
@@ -43,8 +44,11 @@ struct hub;
 struct item;
 
 /* Deadlines fired in one transaction at most: bounds the time a commit
- * takes while a million deadlines pass at once, so ACKs keep flowing. */
-#define CASES_FIRE_MAX 4096
+ * takes while a million deadlines pass at once, so ACKs keep flowing. A
+ * transaction that also carries staged messages fires fewer (a few ms of
+ * work), one with nothing else to do the full batch. */
+#define CASES_FIRE_MAX 2048
+#define CASES_FIRE_BUSY 256
 #define CASES_NOTICE_TYPE "nhub.case.v1.CaseNotice"
 
 /* 1 if answers of this SEND's item are bound to cases (a time limit). */
@@ -54,17 +58,28 @@ int cases_item_has_cases(const struct hub *h, const char *item);
  * names no case it may answer. Returns 0 or a store error. */
 int cases_check_answer(struct hub *h, store_txn_t *t, struct item *it);
 
-/* After SEND `it` was journaled as `seq` and queued at `dseq` for its
- * destination: open its case, or apply it to the case it answers. */
-int cases_after_accept(struct hub *h, store_txn_t *t, struct item *it, uint64_t seq,
-                       uint64_t dseq, int64_t now);
+/*
+ * Whether SEND `it` opens a case: 1 and *c filled (its deadlines from the
+ * catalogue, counted from now), or 0. The ACCEPTED event that journals the
+ * message carries the opening (case_id, case_state open, deadline_ms):
+ * the opening is that event, not a second one.
+ */
+int cases_opening(const struct hub *h, const struct item *it, int64_t now, store_case_t *c);
+
+/* Store case `c` from cases_opening, its ACCEPTED event being `seq`. */
+int cases_open(struct hub *h, store_txn_t *t, store_case_t *c, uint64_t seq);
+
+/* After answer `it` was journaled as `seq`: apply it to the case it answers
+ * (checked by cases_check_answer in the same transaction). */
+int cases_after_answer(struct hub *h, store_txn_t *t, struct item *it, uint64_t seq, int64_t now);
 
 /* A DELIVERED from `region` for msg_id took it off the queue. */
 int cases_on_confirm(struct hub *h, store_txn_t *t, const uint8_t msg_id[16], const char *region,
                      uint64_t seq, int64_t now);
 
-/* Fire up to CASES_FIRE_MAX deadlines at or before now; *fired = how many. */
-int cases_fire(struct hub *h, store_txn_t *t, int64_t now, size_t *fired);
+/* Fire up to `max` (at most CASES_FIRE_MAX) deadlines at or before now;
+ * *fired = how many. */
+int cases_fire(struct hub *h, store_txn_t *t, int64_t now, size_t max, size_t *fired);
 
 /* Start of a transaction attempt: forget the notes of an aborted one. */
 void cases_txn_begin(struct hub *h);

@@ -146,7 +146,14 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     ev.fingerprint = it->fpr;
     for (size_t i = 0; i < h->n_regions; i++)
         ev.recipients += (uint32_t)recipient(h, env, src, i);
-    uint64_t seq, dseq = 0;
+    store_case_t opened;
+    int opens = cases_opening(h, it, now, &opened);
+    if (opens) { /* this event is also the case's opening */
+        ev.case_id = env->msg_id;
+        ev.case_state = STORE_CASE_OPEN;
+        ev.deadline_ms = opened.next_ms;
+    }
+    uint64_t seq, dseq;
     int broadcast = strcmp(env->destination, WIRE_BROADCAST) == 0;
     int rc = commit_journal_append(h, t, &ev, &seq);
     for (size_t i = 0; !rc && i < h->n_regions; i++) {
@@ -157,7 +164,7 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
             rc = store_tracked_put(t, env->msg_id.data, h->regions[i].code, dseq, 0);
     }
     if (!rc)
-        rc = cases_after_accept(h, t, it, seq, dseq, now);
+        rc = opens ? cases_open(h, t, &opened, seq) : cases_after_answer(h, t, it, seq, now);
     if (!rc)
         rc = store_dedup_put(t, env->msg_id.data, seq, now);
     if (!rc)
@@ -392,7 +399,7 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
                                      HUB_WINDOW_EXPIRE_MIN + 2 * n, &expired);
         /* Deadlines fire in a full store too: they answer requesters. */
         if (!rc && fire && h->cases_next_ms <= now)
-            rc = cases_fire(h, t, now, &fired);
+            rc = cases_fire(h, t, now, n ? CASES_FIRE_BUSY : CASES_FIRE_MAX, &fired);
         if (!rc)
             rc = store_deadline_first(t, &next_deadline);
         if (!rc)

@@ -23,6 +23,7 @@
 #include <lmdb.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,13 +423,27 @@ int store_commit(store_txn_t **txn)
     return lmdb_err(rc);
 }
 
+static EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *store_sha256(void)
+{
+    pthread_once(&g_sha256_once, fetch_sha256);
+    return g_sha256 ? g_sha256 : EVP_sha256();
+}
+
 static int chain_hash(EVP_MD_CTX *md, const uint8_t prev[STORE_HASH_LEN], uint64_t seq,
                       const void *event, size_t len, uint8_t out[STORE_HASH_LEN])
 {
     uint8_t seq_be[8];
     unsigned int outlen = 0;
     put_be64(seq_be, seq);
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+    if (EVP_DigestInit_ex(md, store_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(md, prev, STORE_HASH_LEN) != 1 || EVP_DigestUpdate(md, seq_be, 8) != 1 ||
         EVP_DigestUpdate(md, event, len) != 1 || EVP_DigestFinal_ex(md, out, &outlen) != 1 ||
         outlen != STORE_HASH_LEN)

@@ -17,12 +17,12 @@
  *              for their region (still in `queue`: a held message is never dropped)
  *   cases      case_id(16) -> case record (store_case_t, see store_cases.c)
  *   case_time  opened_ms(8) case_id(16) -> ""             cases by age
- *   case_events case_id(16) seq(8) -> ""                  a case's timeline: the journal
- *              events of its messages and its transitions
+ *   case_events case_id(16) seq(8) -> ""                  a case's timeline after its
+ *              request (request_seq): the journal events of its messages and transitions
  *   deadlines  time_ms(8) case_id(16) -> ""               each open case's next deadline,
  *              in time order (the hub fires the head of it)
  *   tracked    msg_id(16) region(6) -> dseq(8) confirmed_ms(8) flags(1)  deliveries
- *              followed one by one: a case's request or push, each copy of a broadcast
+ *              followed one by one: each copy of a broadcast (a case follows its own)
  *   meta "case_counts"  STORE_CASE_STATES x u64: cases in each state
  *
  * Invariants: every change is made inside one write transaction that also
@@ -61,6 +61,10 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
  * NHUB_ESTORE with a message in `err`.
  */
 int store_open_reader(const char *dir, store_t **out, char *err, size_t errcap);
+
+/* SHA-256, fetched from OpenSSL once for the process: EVP_sha256() makes
+ * OpenSSL 3 look the algorithm up again at every digest it starts. */
+const struct evp_md_st *store_sha256(void);
 
 /* Close; accepts NULL; sets *self to NULL. No transaction may be open. */
 void store_close(store_t **self);
@@ -337,8 +341,7 @@ int store_deadline_remove(store_txn_t *txn, int64_t time_ms, const uint8_t id[16
 /* The earliest pending deadline, or INT64_MAX if none. */
 int store_deadline_first(store_txn_t *txn, int64_t *time_ms);
 
-/* Follow the delivery of message msg_id to `region` at dseq. flags: STORE_TRACK_*. */
-enum { STORE_TRACK_CASE = 1 }; /* it opened a case */
+/* Follow the delivery of message msg_id to `region` at dseq; `flags` are the caller's. */
 int store_tracked_put(store_txn_t *txn, const uint8_t msg_id[16], const char *region,
                       uint64_t dseq, uint8_t flags);
 
@@ -371,7 +374,8 @@ typedef struct store_case_filter {
 int store_case_list(store_reader_t *r, const store_case_filter_t *f, const store_case_t *after,
                     store_case_t *out, size_t max, size_t *n);
 
-/* Up to `max` journal seqs of case `id`'s timeline, in order, from `from_seq`. */
+/* Up to `max` journal seqs of case `id`'s timeline, in order, from `from_seq`:
+ * its request's, then those of case_events. */
 int store_case_timeline(store_reader_t *r, const uint8_t id[16], uint64_t from_seq,
                         uint64_t *seqs, size_t max, size_t *n);
 

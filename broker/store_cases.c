@@ -393,8 +393,14 @@ int store_case_timeline(store_reader_t *r, const uint8_t id[16], uint64_t from_s
     memcpy(key, id, 16);
     put_be64(key + 16, from_seq);
     MDB_val k = {EVENT_KEY_LEN, key}, v;
+    store_case_t cs;
     *n = 0;
-    int rc = mdb_cursor_open(r->txn, r->store->case_events, &c);
+    int rc = case_get(r->txn, r->store, id, &cs);
+    if (rc == 0 && cs.request_seq >= from_seq && max > 0)
+        seqs[(*n)++] = cs.request_seq;
+    else if (rc && rc != NHUB_ENOTFOUND)
+        return rc;
+    rc = mdb_cursor_open(r->txn, r->store->case_events, &c);
     if (rc)
         return lmdb_err(rc);
     for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && *n < max;

@@ -387,9 +387,9 @@ static void test_answered_in_time(void **state)
     assert_true(c.answer_seq > c.request_seq);
     take_message(&w->a, B, K(RESPONSE), id);
 
-    const int want[] = {T(ACCEPTED), T(CASE_OPENED), T(CASE_DELIVERED), T(ACCEPTED),
+    const int want[] = {T(ACCEPTED), T(CASE_DELIVERED), T(ACCEPTED),
                         T(CASE_ANSWERED)};
-    assert_timeline(w, id, want, 5);
+    assert_timeline(w, id, want, 4);
 
     /* The days pass: an answered case has no deadline left, nobody is told anything. */
     clock_at(w, 10 * 24 * HOUR);
@@ -415,9 +415,9 @@ static void test_reminded_then_answered(void **state)
     assert_int_equal(answer(w, &w->b, A, id, &code), WIRE_ACK);
     wait_case(w, id, STORE_CASE_ANSWERED);
     take_message(&w->a, B, K(RESPONSE), id);
-    const int want[] = {T(ACCEPTED),      T(CASE_OPENED), T(CASE_DELIVERED), T(CASE_REMINDED),
+    const int want[] = {T(ACCEPTED), T(CASE_DELIVERED), T(CASE_REMINDED),
                         T(HUB_MESSAGE), T(ACCEPTED),    T(CASE_ANSWERED)};
-    assert_timeline(w, id, want, 7);
+    assert_timeline(w, id, want, 6);
 }
 
 static void test_overdue_then_answered(void **state)
@@ -464,9 +464,9 @@ static void test_expired_gets_the_hubs_final_answer_once(void **state)
     assert_int_equal(th_hub_stop(w->h), 0);
     assert_int_equal(th_hub_clock_write(w->h, 30 * 24 * HOUR), 0);
     assert_int_equal(th_hub_start(w->h), 0);
-    const int want[] = {T(ACCEPTED), T(CASE_OPENED), T(CASE_DELIVERED), T(CASE_EXPIRED),
+    const int want[] = {T(ACCEPTED), T(CASE_DELIVERED), T(CASE_EXPIRED),
                         T(HUB_MESSAGE)};
-    assert_timeline(w, id, want, 5);
+    assert_timeline(w, id, want, 4);
 }
 
 static void test_wrong_answers_are_refused_with_their_codes(void **state)
@@ -695,7 +695,7 @@ static void test_the_command_line_view_reads_beside_the_running_hub(void **state
     assert_int_equal(run_cli(w, args, out, sizeof out), 0);
     assert_non_null(strstr(out, "answered"));
     assert_non_null(strstr(out, "110000 -> 440000"));
-    const char *opened = strstr(out, "CASE_OPENED"), *delivered = strstr(out, "CASE_DELIVERED"),
+    const char *opened = strstr(out, "-> open"), *delivered = strstr(out, "CASE_DELIVERED"),
                *answered = strstr(out, "CASE_ANSWERED");
     assert_true(opened && delivered && answered && opened < delivered && delivered < answered);
     assert_null(strstr(out, "payload_b64"));

@@ -1323,10 +1323,10 @@ static void test_case_timeline_and_tracked_deliveries(void **state)
     assert_int_equal(store_case_event(t, id, 30), 0);
     assert_int_equal(store_case_event(t, id, 4), 0);
     assert_int_equal(store_case_event(t, other, 5), 0);
-    assert_int_equal(store_tracked_put(t, id, "440000", 9, STORE_TRACK_CASE), 0);
+    assert_int_equal(store_tracked_put(t, id, "440000", 9, 1), 0);
     assert_int_equal(store_tracked_put(t, id, "110000", 3, 0), 0);
     assert_int_equal(store_tracked_confirm(t, id, "440000", 1234, &flags), 0);
-    assert_int_equal(flags, STORE_TRACK_CASE);
+    assert_int_equal(flags, 1);
     assert_int_equal(store_tracked_confirm(t, id, "440000", 1300, &flags), NHUB_EEXIST);
     assert_int_equal(store_tracked_confirm(t, id, "310000", 1300, &flags), NHUB_ENOTFOUND);
     assert_int_equal(store_commit(&t), 0);

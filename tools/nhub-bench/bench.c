@@ -46,15 +46,22 @@
  *             fsynced: confirmed msgs/s at B, latency p50/p99. Baseline: a
  *             raw ZeroMQ DEALER -> ROUTER -> DEALER relay with acks and the
  *             same window, storing nothing.
+ *   cases     cases with time limits (cases.c): ingest (4 x 64) of requests
+ *             that open a case next to the same requests of an item without
+ *             a time limit; then 1,000,000 open cases whose deadlines all
+ *             pass at once (the hub's clock moved past their expiry): cases
+ *             expired per second, a plain sender's ACK p99 meanwhile, and the
+ *             hub's peak RssAnon against the figure with no case open.
  *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
  */
 #include "bench.h"
+#include "cases.h"
 #include "cfg.h"
 #include "harness.h"
 #include "hub.h"
@@ -119,6 +126,13 @@ void bench_make_id(uint8_t id[16], const uint8_t tag[2], uint64_t q)
 size_t bench_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                       const char *dst, size_t payload)
 {
+    return bench_envelope_item(buf, cap, id, src, dst, "BENCH-ITEM",
+                               NHUB__WIRE__V1__KIND__KIND_PUSH, payload);
+}
+
+size_t bench_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                           const char *dst, const char *item, int kind, size_t payload)
+{
     uint8_t body[4096];
     if (payload > sizeof body)
         return 0;
@@ -128,8 +142,8 @@ size_t bench_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char
     e.msg_id.len = 16;
     e.source = (char *)src;
     e.destination = (char *)dst;
-    e.item = "BENCH-ITEM";
-    e.kind = NHUB__WIRE__V1__KIND__KIND_PUSH;
+    e.item = (char *)item;
+    e.kind = (Nhub__Wire__V1__Kind)kind;
     e.created_ms = 1;
     e.payload_type = "nhub.bench.v1.Blob";
     e.payload.data = body;
@@ -207,9 +221,14 @@ static void client_close(client_t *c)
 /* Read one message from `c` if waiting; returns its command (0 if none). */
 static int client_read(client_t *c, ProtobufCMessage **m)
 {
+    return bench_read(c->sock, m);
+}
+
+int bench_read(void *sock, ProtobufCMessage **m)
+{
     wire_frames_t f;
     *m = NULL;
-    if (wire_recv(c->sock, &f, ZMQ_DONTWAIT) != 0)
+    if (wire_recv(sock, &f, ZMQ_DONTWAIT) != 0)
         return 0;
     int cmd = 0;
     if (f.n_frames != 2 ||
@@ -1182,7 +1201,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1213,5 +1232,7 @@ int main(int argc, char **argv)
         section_relay(seconds);
     if (!only || !strcmp(only, "payloads"))
         section_payloads(seconds);
+    if (!only || !strcmp(only, "cases"))
+        section_cases(quick, seconds);
     return 0;
 }

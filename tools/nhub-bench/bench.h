@@ -65,6 +65,10 @@ void bench_make_id(uint8_t id[16], const uint8_t tag[2], uint64_t q);
 size_t bench_envelope(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
                       const char *dst, size_t payload);
 
+/* As bench_envelope, of `item` and `kind` (a wire Kind). */
+size_t bench_envelope_item(uint8_t *buf, size_t cap, const uint8_t id[16], const char *src,
+                           const char *dst, const char *item, int kind, size_t payload);
+
 /*
  * Start a hub made ready by th_hub_init (and its fields set as wanted).
  * On failure prints why, with the hub's log, and returns -1.
@@ -84,6 +88,10 @@ int bench_ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
 
 /* The last mean_batch the stopped hub logged (event=hub.stats); 0 if none. */
 double bench_mean_batch(const th_hub_t *hub);
+
+/* One nhub message from DEALER `sock` if one is waiting: its command, 0 if
+ * none, -1 if it does not parse; *m its body (wire_free). */
+int bench_read(void *sock, ProtobufCMessage **m);
 
 /* The RssAnon of process `pid` in KiB; -1 if unknown. */
 long bench_rss_anon_kb(pid_t pid);

@@ -46,8 +46,8 @@ static void usage(FILE *out)
             "  show CASE_ID    one case (32 hex digits: its request's msg_id) and its\n"
             "                  timeline: every journal event of its messages and transitions\n"
             "  counts          cases in each state\n"
-            "  deliveries MSG_ID  each copy of a broadcast (or a case's request) and\n"
-            "                  whether its region confirmed it\n"
+            "  deliveries MSG_ID  each copy of a broadcast and whether its region\n"
+            "                  confirmed it\n"
             "\n"
             "  -c, --config FILE  the hub's configuration (its hub.data_dir is read);\n"
             "                     default conf/hub.yaml\n"
@@ -141,7 +141,7 @@ static int print_event(store_reader_t *r, uint64_t seq, int json)
     if (ev->msg_id.len == 16)
         log_hex(msg, sizeof msg, ev->msg_id.data, 16);
     const char *state = ev->case_state ? store_case_state_name((int)ev->case_state) : "";
-    int is_case = ev->type >= NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CASE_OPENED &&
+    int is_case = ev->type >= NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CASE_DELIVERED &&
                   ev->type <= NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CASE_REFUSED;
     if (json) {
         printf("{\"seq\":%llu,\"time_ms\":%lld,\"event\":\"%s\",\"msg_id\":\"%s\","
@@ -152,8 +152,9 @@ static int print_event(store_reader_t *r, uint64_t seq, int json)
     } else if (is_case) {
         printf("  %8llu  %s  %-17s -> %s\n", (unsigned long long)seq, when, type, state);
     } else {
-        printf("  %8llu  %s  %-17s %s -> %s  %s  %s\n", (unsigned long long)seq, when, type,
-               ev->source, ev->destination, ev->payload_type, msg);
+        printf("  %8llu  %s  %-17s %s -> %s  %s  %s%s%s\n", (unsigned long long)seq, when, type,
+               ev->source, ev->destination, ev->payload_type, msg, ev->case_state ? "  -> " : "",
+               state);
     }
     nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
     return 0;
@@ -206,8 +207,9 @@ static int cmd_deliveries(store_reader_t *r, const char *hex, int json)
     if (store_tracked_list(r, id, t, CASES_TRACKED_MAX, &n) != 0)
         return 1;
     if (n == 0) {
-        fprintf(stderr, "nhub-cases: no followed delivery of %s (only broadcasts and the requests "
-                        "and pushes of cases are followed)\n",
+        fprintf(stderr,
+                "nhub-cases: no followed delivery of %s (broadcasts are followed copy by "
+                "copy; a case's request is followed by its case: nhub-cases show)\n",
                 hex);
         return 1;
     }
