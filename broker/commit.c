@@ -409,7 +409,10 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
         if (rc == 0) {
             h->n.commits++;
             h->n.committed_items += n;
-            cases_committed(h, next_deadline);
+            /* Deadlines left unfired for want of room are tried again a
+             * second later, not on every turn. */
+            cases_committed(h, fire || next_deadline > now ? next_deadline
+                                                           : now + HUB_HOUSEKEEPING_MS);
             return 0;
         }
         if (rc == NHUB_EFULL && store_grow(h->store) == 0) {
