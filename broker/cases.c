@@ -227,9 +227,10 @@ static int refuse(struct item *it, int code, const char *fmt, const char *a, con
     return 0;
 }
 
-int cases_check_answer(hub_t *h, store_txn_t *t, struct item *it)
+int cases_check_answer(hub_t *h, store_txn_t *t, struct item *it, store_case_t *c, int *answers)
 {
     const wire_envelope_t *e = it->env;
+    *answers = 0;
     if ((e->kind != NHUB__WIRE__V1__KIND__KIND_RESPONSE &&
          e->kind != NHUB__WIRE__V1__KIND__KIND_FEEDBACK) ||
         !cases_item_has_cases(h, e->item))
@@ -241,26 +242,26 @@ int cases_check_answer(hub_t *h, store_txn_t *t, struct item *it)
                       e->item);
     char hex[33];
     hex_id(hex, e->correlation_id.data);
-    store_case_t c;
-    int rc = store_case_get(t, e->correlation_id.data, &c);
-    if (rc == NHUB_ENOTFOUND || (rc == 0 && strcmp(c.item, e->item) != 0))
+    int rc = store_case_get(t, e->correlation_id.data, c);
+    if (rc == NHUB_ENOTFOUND || (rc == 0 && strcmp(c->item, e->item) != 0))
         return refuse(it, unknown, "no case %s of item %s", hex, e->item);
     if (rc)
         return rc;
-    int want = c.kind == NHUB__WIRE__V1__KIND__KIND_PUSH ? NHUB__WIRE__V1__KIND__KIND_FEEDBACK
+    int want = c->kind == NHUB__WIRE__V1__KIND__KIND_PUSH ? NHUB__WIRE__V1__KIND__KIND_FEEDBACK
                                                          : NHUB__WIRE__V1__KIND__KIND_RESPONSE;
     if ((int)e->kind != want)
         return refuse(it, unknown, "case %s is answered with %s", hex,
                       want == NHUB__WIRE__V1__KIND__KIND_FEEDBACK ? "feedback" : "a response");
-    if (strcmp(c.handler, h->regions[it->region].code) != 0)
+    if (strcmp(c->handler, h->regions[it->region].code) != 0)
         return refuse(it, NHUB__WIRE__V1__NACK_CODE__NACK_CASE_NOT_HANDLER,
-                      "case %s is handled by region %s", hex, c.handler);
-    if (strcmp(c.requester, e->destination) != 0)
+                      "case %s is handled by region %s", hex, c->handler);
+    if (strcmp(c->requester, e->destination) != 0)
         return refuse(it, NHUB__WIRE__V1__NACK_CODE__NACK_CASE_NOT_HANDLER,
-                      "case %s was opened by region %s: the answer goes there", hex, c.requester);
-    if (store_case_closed(c.state))
+                      "case %s was opened by region %s: the answer goes there", hex, c->requester);
+    if (store_case_closed(c->state))
         return refuse(it, NHUB__WIRE__V1__NACK_CODE__NACK_CASE_CLOSED, "case %s is %s", hex,
-                      store_case_state_name(c.state));
+                      store_case_state_name(c->state));
+    *answers = 1;
     return 0;
 }
 
@@ -297,16 +298,11 @@ int cases_open(hub_t *h, store_txn_t *t, store_case_t *c, uint64_t seq)
     return rc;
 }
 
-/* A checked answer to case `c`: a response or a final feedback closes it;
- * a feedback stage received/handling marks it in handling. */
-static int answer_case(hub_t *h, store_txn_t *t, const struct item *it, uint64_t seq, int64_t now)
+int cases_after_answer(hub_t *h, store_txn_t *t, const struct item *it, const store_case_t *old,
+                       uint64_t seq, int64_t now)
 {
     const wire_envelope_t *e = it->env;
-    store_case_t old, c;
-    int rc = store_case_get(t, e->correlation_id.data, &old);
-    if (rc)
-        return rc == NHUB_ENOTFOUND ? 0 : rc; /* checked in this transaction: not reached */
-    c = old;
+    store_case_t c = *old;
     int type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CASE_ANSWERED;
     if (e->kind == NHUB__WIRE__V1__KIND__KIND_FEEDBACK && it->stage >= 0) {
         c.stage = (uint8_t)it->stage;
@@ -329,7 +325,7 @@ static int answer_case(hub_t *h, store_txn_t *t, const struct item *it, uint64_t
             c.valid_until_ms = now + tm.answer_valid_ms;
     }
     c.next_ms = next_deadline(&c);
-    rc = store_case_put(t, &old, &c);
+    int rc = store_case_put(t, old, &c);
     if (!rc)
         rc = store_case_event(t, c.id, seq);
     if (!rc)
@@ -339,18 +335,6 @@ static int answer_case(hub_t *h, store_txn_t *t, const struct item *it, uint64_t
         h->case_tally.refused += c.state == STORE_CASE_REFUSED;
     }
     return rc;
-}
-
-int cases_after_answer(hub_t *h, store_txn_t *t, struct item *it, uint64_t seq, int64_t now)
-{
-    const wire_envelope_t *e = it->env;
-    if (!cases_item_has_cases(h, e->item))
-        return 0;
-    switch (e->kind) {
-    case NHUB__WIRE__V1__KIND__KIND_RESPONSE:
-    case NHUB__WIRE__V1__KIND__KIND_FEEDBACK: return answer_case(h, t, it, seq, now);
-    default: return 0;
-    }
 }
 
 int cases_on_confirm(hub_t *h, store_txn_t *t, const uint8_t msg_id[16], const char *region,

@@ -55,8 +55,10 @@ struct item;
 int cases_item_has_cases(const struct hub *h, const char *item);
 
 /* Before an answer is accepted: refuse it (it->reject, it->why) if it
- * names no case it may answer. Returns 0 or a store error. */
-int cases_check_answer(struct hub *h, store_txn_t *t, struct item *it);
+ * names no case it may answer; if it answers one, *answers = 1 and *c is
+ * the case as it is (for cases_after_answer). Returns 0 or a store error. */
+int cases_check_answer(struct hub *h, store_txn_t *t, struct item *it, store_case_t *c,
+                       int *answers);
 
 /*
  * Whether SEND `it` opens a case: 1 and *c filled (its deadlines from the
@@ -69,9 +71,12 @@ int cases_opening(const struct hub *h, const struct item *it, int64_t now, store
 /* Store case `c` from cases_opening, its ACCEPTED event being `seq`. */
 int cases_open(struct hub *h, store_txn_t *t, store_case_t *c, uint64_t seq);
 
-/* After answer `it` was journaled as `seq`: apply it to the case it answers
- * (checked by cases_check_answer in the same transaction). */
-int cases_after_answer(struct hub *h, store_txn_t *t, struct item *it, uint64_t seq, int64_t now);
+/* After answer `it` was journaled as `seq`: apply it to case `old`, as
+ * cases_check_answer read it in the same transaction. A response or a
+ * final feedback closes it; a feedback stage received/handling marks it in
+ * handling. */
+int cases_after_answer(struct hub *h, store_txn_t *t, const struct item *it,
+                       const store_case_t *old, uint64_t seq, int64_t now);
 
 /* A DELIVERED from `region` for msg_id took it off the queue. */
 int cases_on_confirm(struct hub *h, store_txn_t *t, const uint8_t msg_id[16], const char *region,

@@ -125,7 +125,9 @@ static int recipient(const hub_t *h, const wire_envelope_t *env, const char *src
            (!h->catalog || catalog_may_receive(h->catalog, env->item, code));
 }
 
-static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq, int64_t now)
+/* Store SEND `it` and queue it. `answered`: the case it answers (checked), or NULL. */
+static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq, int64_t now,
+                        const store_case_t *answered)
 {
     const wire_envelope_t *env = it->env;
     const char *src = h->regions[it->region].code;
@@ -147,7 +149,7 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     for (size_t i = 0; i < h->n_regions; i++)
         ev.recipients += (uint32_t)recipient(h, env, src, i);
     store_case_t opened;
-    int opens = cases_opening(h, it, now, &opened);
+    int opens = !answered && cases_opening(h, it, now, &opened);
     if (opens) { /* this event is also the case's opening */
         ev.case_id = env->msg_id;
         ev.case_state = STORE_CASE_OPEN;
@@ -164,7 +166,9 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
             rc = store_tracked_put(t, env->msg_id.data, h->regions[i].code, dseq, 0);
     }
     if (!rc)
-        rc = opens ? cases_open(h, t, &opened, seq) : cases_after_answer(h, t, it, seq, now);
+        rc = opens      ? cases_open(h, t, &opened, seq)
+             : answered ? cases_after_answer(h, t, it, answered, seq, now)
+                        : 0;
     if (!rc)
         rc = store_dedup_put(t, env->msg_id.data, seq, now);
     if (!rc)
@@ -258,11 +262,13 @@ static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     }
     if (rc != NHUB_ENOTFOUND)
         return rc;
-    if ((rc = cases_check_answer(h, t, it)))
+    store_case_t answered;
+    int answers = 0;
+    if ((rc = cases_check_answer(h, t, it, &answered, &answers)))
         return rc;
     if (it->reject)
         return apply_reject(h, t, it, sseq, now);
-    return apply_accept(h, t, it, sseq, now);
+    return apply_accept(h, t, it, sseq, now, answers ? &answered : NULL);
 }
 
 /* A DELIVERED takes the message off the queue (and off the held list, if it

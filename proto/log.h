@@ -20,6 +20,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3, LOG_OFF = 4 };
@@ -43,6 +44,10 @@ const char *log_quote(char *buf, size_t cap, const char *s);
 
 /* Hex of `len` bytes into `buf` (cap >= 2*len+1, truncated otherwise). Returns buf. */
 const char *log_hex(char *buf, size_t cap, const void *data, size_t len);
+
+/* `ms` since the Unix epoch as UTC ISO 8601 with milliseconds, the form of
+ * every log line's ts= (2026-12-07T10:55:24.128Z); returns buf. */
+const char *log_time(char *buf, size_t cap, int64_t ms);
 
 #define log_debug(ev, ...) log_emit(LOG_DEBUG, ev, __VA_ARGS__)
 #define log_info(ev, ...) log_emit(LOG_INFO, ev, __VA_ARGS__)

@@ -101,6 +101,17 @@ void *raw_expect(raw_t *r, int want)
     }
 }
 
+int raw_recv_answer(raw_t *r, ProtobufCMessage **body, int timeout_ms)
+{
+    int cmd;
+    do {
+        cmd = raw_recv(r, body, timeout_ms);
+        if (cmd == WIRE_HEARTBEAT)
+            wire_free(body);
+    } while (cmd == WIRE_HEARTBEAT);
+    return cmd;
+}
+
 wire_welcome_t *raw_hello(raw_t *r, const char *region, uint32_t credit, char **accepted,
                           size_t n_accepted)
 {

@@ -34,6 +34,9 @@ void raw_frames(raw_t *r, const void *a, size_t alen, const void *b, size_t blen
  * and decoded body in *body (free with wire_free). */
 int raw_recv(raw_t *r, ProtobufCMessage **body, int timeout_ms);
 
+/* As raw_recv, skipping HEARTBEATs: the next other command and its body. */
+int raw_recv_answer(raw_t *r, ProtobufCMessage **body, int timeout_ms);
+
 /* Receive (10 s at most), skipping HEARTBEATs unless wanted, and require
  * command `want`; returns the body (free with wire_free). */
 void *raw_expect(raw_t *r, int want);

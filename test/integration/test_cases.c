@@ -14,6 +14,7 @@
  * 1d, grace 1d, answers valid 30d. SI-PUSH-001: reminder 4d, limit 5d.
  */
 #include "harness.h"
+#include "log.h"
 #include "raw.h"
 #include "samples.h"
 #include "store.h"
@@ -134,12 +135,7 @@ static int send_msg(world_t *w, region_t *from, const uint8_t id[16], const char
                                    plen, case_id);
     raw_send_env(from->send, ++from->sseq, buf, n);
     ProtobufCMessage *m = NULL;
-    int cmd;
-    do {
-        cmd = raw_recv(from->send, &m, 10000);
-        if (cmd == WIRE_HEARTBEAT)
-            wire_free(&m);
-    } while (cmd == WIRE_HEARTBEAT);
+    int cmd = raw_recv_answer(from->send, &m, 10000);
     *code = cmd == WIRE_NACK ? (int)((wire_nack_t *)m)->code : 0;
     if (cmd == WIRE_NACK && *code != NACK(CASE_UNKNOWN) && *code != NACK(CASE_CLOSED) &&
         *code != NACK(CASE_NOT_HANDLER))
@@ -650,8 +646,7 @@ static void test_broadcast_copies_are_tracked(void **state)
     assert_int_equal(n, 31);
     assert_int_equal(confirmed, 2);
     char hex[33], args[64], out[8192];
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", id[i]);
+    log_hex(hex, sizeof hex, id, 16);
     snprintf(args, sizeof args, "deliveries %s", hex);
     assert_int_equal(run_cli(w, args, out, sizeof out), 0);
     assert_non_null(strstr(out, "2 of 31 confirmed"));
@@ -688,8 +683,7 @@ static void test_the_command_line_view_reads_beside_the_running_hub(void **state
     assert_int_equal(answer(w, &w->b, A, id, &code), WIRE_ACK);
     wait_case(w, id, STORE_CASE_ANSWERED);
     char hex[33], args[128], out[8192];
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", id[i]);
+    log_hex(hex, sizeof hex, id, 16);
 
     snprintf(args, sizeof args, "show %s", hex);
     assert_int_equal(run_cli(w, args, out, sizeof out), 0);

@@ -106,13 +106,7 @@ static int send_payload_to_case(raw_t *from, uint64_t sseq, const uint8_t id[16]
                                       payload, len, case_id);
     raw_send_env(from, sseq, buf, elen);
     free(buf);
-    int cmd;
-    do {
-        cmd = raw_recv(from, reply, 10000);
-        if (cmd == WIRE_HEARTBEAT)
-            wire_free(reply);
-    } while (cmd == WIRE_HEARTBEAT);
-    return cmd;
+    return raw_recv_answer(from, reply, 10000);
 }
 
 static int send_payload(raw_t *from, uint64_t sseq, int n, const char *src, const char *dst,
@@ -310,6 +304,24 @@ static wire_envelope_t *envelope_of(const ProtobufCBinaryData *b)
     return (wire_envelope_t *)e;
 }
 
+/* SEND the sample payload of `type` as item/kind from A to B (stream_seq
+ * sseq), wait for its ACK; the envelope as sent into sent[cap], its msg_id
+ * (made from n) into id. Returns the envelope's length. */
+static size_t send_sample_ack(raw_t *a, uint64_t sseq, int n, const char *item, int kind,
+                              const char *type, uint8_t id[16], uint8_t *sent, size_t cap)
+{
+    size_t len;
+    uint8_t *p = sample_bytes(type, &len);
+    assert_non_null(p);
+    raw_make_id(id, n);
+    size_t sent_len = raw_envelope_item(sent, cap, id, A, B, item, kind, type, p, len);
+    free(p);
+    raw_send_env(a, sseq, sent, sent_len);
+    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
+    wire_free((ProtobufCMessage **)&ack);
+    return sent_len;
+}
+
 static void test_a_region_gets_the_version_it_announced_or_the_message_waits(void **state)
 {
     th_hub_t *h = *state;
@@ -321,16 +333,9 @@ static void test_a_region_gets_the_version_it_announced_or_the_message_waits(voi
     wire_free((ProtobufCMessage **)&w);
 
     /* A v2 query to a region that reads v1 only: translated, the original beside it. */
-    size_t len;
-    uint8_t *p = sample_bytes("nhub.insured.v2.StatusQuery", &len);
     uint8_t id[16], sent[2048];
-    raw_make_id(id, 400);
-    size_t sent_len = raw_envelope_item(sent, sizeof sent, id, A, B, "SI-VERIFY-002", K(REQUEST),
-                                        "nhub.insured.v2.StatusQuery", p, len);
-    free(p);
-    raw_send_env(a, 1, sent, sent_len);
-    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
-    wire_free((ProtobufCMessage **)&ack);
+    size_t sent_len = send_sample_ack(a, 1, 400, "SI-VERIFY-002", K(REQUEST),
+                                      "nhub.insured.v2.StatusQuery", id, sent, sizeof sent);
     wire_deliver_t *d = next_deliver(b);
     wire_envelope_t *e = envelope_of(&d->envelope);
     assert_string_equal(e->payload_type, "nhub.insured.v1.StatusQuery");
@@ -346,14 +351,8 @@ static void test_a_region_gets_the_version_it_announced_or_the_message_waits(voi
     wire_free((ProtobufCMessage **)&d);
 
     /* A push the region announced no version of, and no translation reaches: held. */
-    p = sample_bytes("nhub.push.v1.Application", &len);
-    raw_make_id(id, 401);
-    sent_len = raw_envelope_item(sent, sizeof sent, id, A, B, "SI-PUSH-001", K(PUSH),
-                                 "nhub.push.v1.Application", p, len);
-    free(p);
-    raw_send_env(a, 2, sent, sent_len);
-    ack = raw_expect(a, WIRE_ACK);
-    wire_free((ProtobufCMessage **)&ack);
+    sent_len = send_sample_ack(a, 2, 401, "SI-PUSH-001", K(PUSH), "nhub.push.v1.Application", id,
+                               sent, sizeof sent);
     assert_true(th_log_wait(h, "reason=awaiting_version", 1, 10000));
 
     /* The region announces push v2: the v1 push is translated up and handed over. */
@@ -397,15 +396,9 @@ static void test_libnhub_hands_over_the_translation_and_the_signed_original(void
     if (nhub_open(&o, &b, err, sizeof err) != 0)
         fail_msg("nhub_open: %s", err);
 
-    size_t len;
-    uint8_t *p = sample_bytes("nhub.insured.v2.StatusQuery", &len), id[16], sent[2048];
-    raw_make_id(id, 500);
-    size_t sent_len = raw_envelope_item(sent, sizeof sent, id, A, B, "SI-VERIFY-002", K(REQUEST),
-                                        "nhub.insured.v2.StatusQuery", p, len);
-    free(p);
-    raw_send_env(a, 1, sent, sent_len);
-    wire_ack_t *ack = raw_expect(a, WIRE_ACK);
-    wire_free((ProtobufCMessage **)&ack);
+    uint8_t id[16], sent[2048];
+    size_t sent_len = send_sample_ack(a, 1, 500, "SI-VERIFY-002", K(REQUEST),
+                                      "nhub.insured.v2.StatusQuery", id, sent, sizeof sent);
 
     nhub_delivery_t *d = NULL;
     assert_int_equal(nhub_recv(b, &d, 10000), 0);
@@ -418,14 +411,8 @@ static void test_libnhub_hands_over_the_translation_and_the_signed_original(void
     assert_int_equal(nhub_confirm(b, &d), 0);
 
     /* An untranslated one: the signed envelope is the envelope itself. */
-    p = sample_bytes("nhub.insured.v1.StatusQuery", &len);
-    raw_make_id(id, 501);
-    sent_len = raw_envelope_item(sent, sizeof sent, id, A, B, "SI-VERIFY-002", K(REQUEST),
-                                 "nhub.insured.v1.StatusQuery", p, len);
-    free(p);
-    raw_send_env(a, 2, sent, sent_len);
-    ack = raw_expect(a, WIRE_ACK);
-    wire_free((ProtobufCMessage **)&ack);
+    sent_len = send_sample_ack(a, 2, 501, "SI-VERIFY-002", K(REQUEST),
+                               "nhub.insured.v1.StatusQuery", id, sent, sizeof sent);
     assert_int_equal(nhub_recv(b, &d, 10000), 0);
     assert_int_equal(d->translated, 0);
     assert_ptr_equal(d->signed_envelope, d->envelope);

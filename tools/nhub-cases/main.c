@@ -60,15 +60,10 @@ static void usage(FILE *out)
 
 static void format_time(int64_t ms, char *buf, size_t cap)
 {
-    if (ms <= 0) {
+    if (ms <= 0)
         snprintf(buf, cap, "-");
-        return;
-    }
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%03dZ", (int)(ms % 1000));
+    else
+        log_time(buf, cap, ms);
 }
 
 static int parse_id(const char *hex, uint8_t out[16])
