@@ -15,8 +15,8 @@ SAN ?= 0
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := libzmq libprotobuf-c lmdb openssl yaml-0.1
-TEST_PKGS := cmocka
+PKGS := libzmq libprotobuf-c lmdb openssl yaml-0.1 libmicrohttpd jansson
+TEST_PKGS := cmocka libcurl
 
 CC ?= cc
 OPT ?= -O2
@@ -45,6 +45,9 @@ SCHEMA_GEN_C := $(patsubst schemas/%.proto,$(B)/gen/%.pb-c.c,$(SCHEMA_PROTOS))
 GEN_C := $(patsubst proto/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS)) $(SCHEMA_GEN_C)
 GEN_H := $(GEN_C:.c=.h)
 SCHEMA_REGISTRY := $(B)/gen/schemas.c
+# The dashboard's files, embedded in nhubd (broker/web.h).
+WEB_FILES := $(sort $(wildcard broker/web/*))
+WEB_ASSETS := $(B)/gen/web_assets.c
 
 COMMON_SRC := $(wildcard proto/*.c)
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
@@ -56,7 +59,7 @@ INTEG_SRC := $(wildcard test/integration/test_*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(GEN_C:.c=.o) $(SCHEMA_REGISTRY:.c=.o)
-BROKER_OBJ := $(call obj,$(BROKER_SRC))
+BROKER_OBJ := $(call obj,$(BROKER_SRC)) $(WEB_ASSETS:.c=.o)
 LIBNHUB_OBJ := $(call obj,$(LIBNHUB_SRC))
 ADAPTER_OBJ := $(call obj,$(ADAPTER_SRC))
 HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
@@ -98,6 +101,13 @@ $(B)/gen/%.pb-c.o: $(B)/gen/%.pb-c.c $(GEN_H)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(SCHEMA_REGISTRY:.c=.o): $(SCHEMA_REGISTRY)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(WEB_ASSETS): tools/embed-web.sh $(WEB_FILES)
+	@mkdir -p $(B)/gen
+	sh tools/embed-web.sh $@ $(WEB_FILES)
+
+$(WEB_ASSETS:.c=.o): $(WEB_ASSETS) broker/web.h
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 # Every object may include generated headers.

@@ -119,16 +119,21 @@ static int journal_transition(hub_t *h, store_txn_t *t, const store_case_t *c, i
 }
 
 /* The msg_id of the notice `event` about case `id` to `dest`: the same
- * every time, so a replayed transaction or a restart makes no second one. */
-static int notice_id(const uint8_t id[16], int event, const char *dest, uint8_t out[16])
+ * every time, so a replayed transaction or a restart makes no second one.
+ * A reminder by hand has the journal seq of the operator's action as
+ * `nonce` (0 otherwise): each is a notice of its own. */
+static int notice_id(const uint8_t id[16], int event, const char *dest, uint64_t nonce,
+                     uint8_t out[16])
 {
-    uint8_t in[16 + 1 + 6 + 9], md[32];
+    uint8_t in[16 + 1 + 6 + 9 + 8], md[32];
     unsigned int n = 0;
     memcpy(in, "nhub.case", 9);
     memcpy(in + 9, id, 16);
     in[25] = (uint8_t)event;
     memcpy(in + 26, dest, 6);
-    if (EVP_Digest(in, sizeof in, md, &n, store_sha256(), NULL) != 1)
+    for (int i = 0; i < 8; i++)
+        in[32 + i] = (uint8_t)(nonce >> (56 - 8 * i));
+    if (EVP_Digest(in, nonce ? sizeof in : sizeof in - 8, md, &n, store_sha256(), NULL) != 1)
         return NHUB_ECRYPTO;
     memcpy(out, md, 16);
     return 0;
@@ -149,8 +154,8 @@ static const char *notice_text(int event)
  * notice to the requester is its final answer: kind response for a
  * request, feedback for a push; the others are notices.
  */
-static int hub_message(hub_t *h, store_txn_t *t, const store_case_t *c, int event,
-                       const char *dest, int64_t now)
+static int hub_message_n(hub_t *h, store_txn_t *t, const store_case_t *c, int event,
+                         const char *dest, uint64_t nonce, int64_t now)
 {
     int r = hub_region_lookup(h, dest);
     char hex[33];
@@ -173,7 +178,7 @@ static int hub_message(hub_t *h, store_txn_t *t, const store_case_t *c, int even
     if (protobuf_c_message_get_packed_size(&n.base) > sizeof payload)
         return NHUB_EINVAL;
     size_t plen = protobuf_c_message_pack(&n.base, payload);
-    int rc = notice_id(c->id, event, dest, id);
+    int rc = notice_id(c->id, event, dest, nonce, id);
     if (rc)
         return rc;
     wire_envelope_t e = NHUB__WIRE__V1__ENVELOPE__INIT;
@@ -216,6 +221,32 @@ static int hub_message(hub_t *h, store_txn_t *t, const store_case_t *c, int even
         h->case_tally.notices++;
     }
     return rc;
+}
+
+static int hub_message(hub_t *h, store_txn_t *t, const store_case_t *c, int event,
+                       const char *dest, int64_t now)
+{
+    return hub_message_n(h, t, c, event, dest, 0, now);
+}
+
+int cases_remind(hub_t *h, store_txn_t *t, const uint8_t id[16], uint64_t ref_seq, int64_t now)
+{
+    store_case_t old, c;
+    int rc = store_case_get(t, id, &old);
+    if (rc)
+        return rc;
+    if (store_case_closed(old.state))
+        return NHUB_EEXIST;
+    c = old;
+    c.flags |= STORE_CASE_F_REMINDED;
+    c.state = open_state(c.flags);
+    c.next_ms = next_deadline(&c);
+    if ((rc = store_case_put(t, &old, &c)) ||
+        (rc = journal_transition(h, t, &c, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CASE_REMINDED,
+                                 NULL, ref_seq, now)))
+        return rc;
+    h->case_tally.reminded++;
+    return hub_message_n(h, t, &c, NHUB__CASE__V1__EVENT__EVENT_REMINDER, c.handler, ref_seq, now);
 }
 
 /* ---- opening and answering ------------------------------------------------------ */

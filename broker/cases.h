@@ -86,6 +86,16 @@ int cases_on_confirm(struct hub *h, store_txn_t *t, const uint8_t msg_id[16], co
  * *fired = how many. */
 int cases_fire(struct hub *h, store_txn_t *t, int64_t now, size_t max, size_t *fired);
 
+/*
+ * An operator reminds the handler of open case `id` by hand (催办): the
+ * case is marked reminded (its automatic reminder, if still ahead, is not
+ * sent), journaled with ref_seq = `ref_seq` (the operator's action), and a
+ * REMINDER notice goes to the handler now. Returns 0, NHUB_ENOTFOUND (no
+ * such case), NHUB_EEXIST (the case is closed) or a store error.
+ */
+int cases_remind(struct hub *h, store_txn_t *t, const uint8_t id[16], uint64_t ref_seq,
+                 int64_t now);
+
 /* Start of a transaction attempt: forget the notes of an aborted one. */
 void cases_txn_begin(struct hub *h);
 

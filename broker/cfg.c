@@ -95,11 +95,23 @@ static const conf_key_t cfg_region_schema[] = {
     CONF_KEY_END,
 };
 
+static const conf_key_t cfg_http_schema[] = {
+    CONF_KEY_STRING(cfg_http_t, listen, "listen", CONF_REQUIRED),
+    CONF_KEY_STRING(cfg_http_t, read_token, "read_token", 0),
+    CONF_KEY_STRING(cfg_http_t, operator_token, "operator_token", 0),
+    CONF_KEY_STRING(cfg_http_t, read_token_file, "read_token_file", 0),
+    CONF_KEY_STRING(cfg_http_t, operator_token_file, "operator_token_file", 0),
+    CONF_KEY_STRING(cfg_http_t, tls_cert, "tls_cert", 0),
+    CONF_KEY_STRING(cfg_http_t, tls_key, "tls_key", 0),
+    CONF_KEY_END,
+};
+
 static const conf_key_t cfg_schema[] = {
     CONF_KEY_MAP(cfg_t, hub, "hub", CONF_REQUIRED, cfg_hub_schema),
     CONF_KEY_MAP(cfg_t, security, "security", 0, cfg_security_schema),
     CONF_KEY_MAP(cfg_t, limits, "limits", 0, cfg_limits_schema),
     CONF_KEY_MAP(cfg_t, log, "log", 0, cfg_log_schema),
+    CONF_KEY_MAP(cfg_t, http, "http", 0, cfg_http_schema),
     CONF_KEY_SEQ_OF_MAPS(cfg_t, regions, region_count, "regions", CONF_REQUIRED, cfg_region_schema,
                          1, NULL),
     CONF_KEY_END,
@@ -349,6 +361,77 @@ static int cfg_check_security(cfg_t *cfg, const conf_marks_t *marks, char *err, 
     return 0;
 }
 
+/* "PORT" or "A.B.C.D:PORT" into the address and port; 0 or -1. */
+static int cfg_parse_listen(const char *text, uint32_t *addr, uint16_t *port)
+{
+    unsigned a[4] = {127, 0, 0, 1}, p = 0;
+    char tail = 0;
+    int n = strchr(text, ':') ? sscanf(text, "%3u.%3u.%3u.%3u:%5u%c", &a[0], &a[1], &a[2], &a[3],
+                                       &p, &tail)
+                              : sscanf(text, "%5u%c", &p, &tail) + 4;
+    if (n != 5 || p > 65535 || a[0] > 255 || a[1] > 255 || a[2] > 255 || a[3] > 255)
+        return -1;
+    for (const char *c = text; *c; c++)
+        if (!(*c >= '0' && *c <= '9') && *c != '.' && *c != ':')
+            return -1;
+    *addr = a[0] << 24 | a[1] << 16 | a[2] << 8 | a[3];
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* Tokens travel in headers: printable ASCII without spaces, long enough to guess at no rate. */
+static const char *cfg_token_problem(const char *t)
+{
+    if (!t[0])
+        return NULL;
+    if (strlen(t) < CFG_TOKEN_MIN)
+        return "is shorter than 16 characters";
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return "must be printable ASCII without spaces";
+    return NULL;
+}
+
+static int cfg_check_http(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    cfg_http_t *h = &cfg->http;
+    if (!h->listen[0])
+        return 0;
+    if (cfg_parse_listen(h->listen, &h->bind_addr, &h->port) != 0)
+        return conf_marks_error(marks, "http.listen", err, errcap,
+                                "\"http.listen\": expected PORT or IPV4:PORT, like "
+                                "127.0.0.1:7480");
+    h->loopback = (h->bind_addr >> 24) == 127;
+    if (h->read_token[0] && h->read_token_file[0])
+        return conf_marks_error(marks, "http.read_token_file", err, errcap,
+                                "\"http\": give read_token or read_token_file, not both");
+    if (h->operator_token[0] && h->operator_token_file[0])
+        return conf_marks_error(marks, "http.operator_token_file", err, errcap,
+                                "\"http\": give operator_token or operator_token_file, not both");
+    const char *why;
+    if ((why = cfg_token_problem(h->read_token)))
+        return conf_marks_error(marks, "http.read_token", err, errcap, "\"http.read_token\": %s",
+                                why);
+    if ((why = cfg_token_problem(h->operator_token)))
+        return conf_marks_error(marks, "http.operator_token", err, errcap,
+                                "\"http.operator_token\": %s", why);
+    if (h->read_token[0] && strcmp(h->read_token, h->operator_token) == 0)
+        return conf_marks_error(marks, "http.operator_token", err, errcap,
+                                "\"http.operator_token\": must differ from read_token (the "
+                                "read-only token must not allow operator actions)");
+    if (!h->tls_cert[0] != !h->tls_key[0])
+        return conf_marks_error(marks, h->tls_cert[0] ? "http.tls_cert" : "http.tls_key", err,
+                                errcap, "\"http\": tls_cert and tls_key go together");
+    int has_read = h->read_token[0] || h->read_token_file[0];
+    int has_operator = h->operator_token[0] || h->operator_token_file[0];
+    if (!h->loopback && (!h->tls_cert[0] || !has_read || !has_operator))
+        return conf_marks_error(marks, "http.listen", err, errcap,
+                                "\"http.listen\": %s is not a loopback address; binding it "
+                                "needs tls_cert, tls_key, read_token and operator_token",
+                                h->listen);
+    return 0;
+}
+
 struct cfg_code_ref {
     const char *code;
     size_t index; /* position in the file */
@@ -456,6 +539,8 @@ static int cfg_check(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t er
         rc = cfg_check_duplicates(cfg, marks, err, errcap);
     if (rc == 0)
         rc = cfg_check_security(cfg, marks, err, errcap);
+    if (rc == 0)
+        rc = cfg_check_http(cfg, marks, err, errcap);
     return rc;
 }
 
@@ -492,6 +577,49 @@ static int cfg_read_key_files(cfg_t *cfg, const conf_marks_t *marks, char *err, 
     return cfg_check_curve_unique(cfg, marks, err, errcap);
 }
 
+/* The token on the first line of `file` into `out`; 0 or an error naming `key`. */
+static int cfg_read_token(const char *file, char *out, const char *key, const conf_marks_t *marks,
+                          char *err, size_t errcap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "http.%s", key);
+    FILE *f = fopen(file, "r");
+    char line[CFG_TOKEN_MAX + 2] = "";
+    int ok = f && fgets(line, sizeof line, f) != NULL;
+    if (f)
+        fclose(f);
+    if (!ok)
+        return conf_marks_error(marks, path, err, errcap, "\"%s\": cannot read %s", path, file);
+    size_t n = strcspn(line, "\r\n");
+    if (n > CFG_TOKEN_MAX)
+        return conf_marks_error(marks, path, err, errcap,
+                                "\"%s\": the token in %s is longer than %d characters", path, file,
+                                CFG_TOKEN_MAX);
+    line[n] = 0;
+    const char *why = line[0] ? cfg_token_problem(line) : "is empty";
+    if (why)
+        return conf_marks_error(marks, path, err, errcap, "\"%s\": the token in %s %s", path, file,
+                                why);
+    memcpy(out, line, n + 1);
+    return 0;
+}
+
+static int cfg_read_token_files(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    cfg_http_t *h = &cfg->http;
+    int rc = 0;
+    if (h->read_token_file[0])
+        rc = cfg_read_token(h->read_token_file, h->read_token, "read_token_file", marks, err,
+                            errcap);
+    if (!rc && h->operator_token_file[0])
+        rc = cfg_read_token(h->operator_token_file, h->operator_token, "operator_token_file",
+                            marks, err, errcap);
+    if (!rc && h->read_token[0] && strcmp(h->read_token, h->operator_token) == 0)
+        return conf_marks_error(marks, "http.operator_token_file", err, errcap,
+                                "\"http\": the operator token must differ from the read token");
+    return rc;
+}
+
 /* Load from `path` if it is set, else from `text`. */
 static int cfg_load_common(const char *path, const char *name, const char *text, size_t len,
                            cfg_t **out, char *err, size_t errcap)
@@ -524,6 +652,8 @@ static int cfg_load_common(const char *path, const char *name, const char *text,
     rc = cfg_check(cfg, marks, err, errcap);
     if (rc == 0 && path)
         rc = cfg_read_key_files(cfg, marks, err, errcap);
+    if (rc == 0 && path)
+        rc = cfg_read_token_files(cfg, marks, err, errcap);
     if (rc != 0)
         goto fail;
     qsort(cfg->regions, cfg->region_count, sizeof cfg->regions[0], cfg_region_cmp);

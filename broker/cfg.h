@@ -91,6 +91,31 @@ typedef struct cfg_limits {
     int64_t peer_timeout_ms;    /* silence that closes a session; 20ms..1d, default 20s */
 } cfg_limits_t;
 
+/*
+ * http: the monitoring and operations endpoint (broker/http.h). Off when
+ * `listen` is empty (the section is absent). Bound to a loopback address it
+ * may run without TLS, and reads need no token unless read_token is set;
+ * bound to any other address it needs tls_cert, tls_key and both tokens
+ * (checked at load). Operator actions always need operator_token. A token
+ * may be given by file instead (read_token_file, operator_token_file: the
+ * token on the file's first line), read by cfg_load like key files.
+ */
+#define CFG_TOKEN_MIN 16 /* characters of a token */
+#define CFG_TOKEN_MAX 255
+typedef struct cfg_http {
+    char listen[CFG_ENDPOINT_MAX + 1];       /* "PORT" or "IPV4:PORT"; port 0 = any free */
+    char read_token[CFG_TOKEN_MAX + 1];      /* reads (GET); "" = none needed on loopback */
+    char operator_token[CFG_TOKEN_MAX + 1];  /* operator actions (POST); also reads */
+    char read_token_file[CFG_KEY_PATH_MAX + 1];
+    char operator_token_file[CFG_KEY_PATH_MAX + 1];
+    char tls_cert[CFG_KEY_PATH_MAX + 1];     /* PEM certificate chain file */
+    char tls_key[CFG_KEY_PATH_MAX + 1];      /* PEM private key file */
+    /* filled in by cfg_load from listen */
+    uint32_t bind_addr; /* IPv4 address, host byte order */
+    uint16_t port;
+    bool loopback; /* bind_addr is in 127.0.0.0/8 */
+} cfg_http_t;
+
 typedef struct cfg_log {
     enum log_level level; /* LOG_DEBUG..LOG_ERROR (never LOG_OFF); default LOG_INFO */
 } cfg_log_t;
@@ -127,6 +152,7 @@ typedef struct cfg {
     cfg_security_t security;
     cfg_limits_t limits;
     cfg_log_t log;
+    cfg_http_t http;
     size_t region_count;
     cfg_region_t regions[CFG_REGIONS_MAX]; /* first region_count used, sorted by code */
 } cfg_t;

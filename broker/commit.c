@@ -388,6 +388,7 @@ static uint64_t stage_room(size_t n, uint64_t bytes)
 static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
 {
     int no_writes = h->full, fire = 1;
+    int64_t t0 = hub_now_us();
     int64_t now = clock_wall_ms(h->clock);
     if (!no_writes && store_reserve(h->store, stage_room(n, bytes)) == NHUB_ESTORE)
         log_error("hub.reserve_failed", "items=%zu bytes=%" PRIu64, n, bytes);
@@ -415,6 +416,8 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
         if (rc == 0) {
             h->n.commits++;
             h->n.committed_items += n;
+            metrics_hist_observe(&h->commit_seconds, (double)(hub_now_us() - t0) / 1e6);
+            metrics_hist_observe(&h->commit_items, (double)n);
             /* Deadlines left unfired for want of room are tried again a
              * second later, not on every turn. */
             cases_committed(h, fire || next_deadline > now ? next_deadline
@@ -481,6 +484,9 @@ static void reply(hub_t *h, struct item *it)
             h->n.duplicates++;
         else
             h->n.accepted++;
+        if (!it->dup && it->region >= 0)
+            h->regions[it->region].st.accepted++;
+        metrics_hist_observe(&h->ack_latency, (double)(hub_now_us() - it->recv_us) / 1e6);
         reply_sent(h,
                    wire_send(h->router, it->rid, it->rid_len, WIRE_ACK, &ack.base, ZMQ_DONTWAIT));
     } else if (it->reply == WIRE_NACK) {
@@ -581,8 +587,14 @@ static void finish_items(hub_t *h, struct item *items, size_t n, int rc)
         /* After a failed commit the message is still queued: keep it in
          * flight so it is delivered again and confirmed again. */
         if (it->type == ITEM_CONFIRM && rc == 0 && !it->mismatch) {
-            dispatch_confirm(h->regions[it->region].window, it->dseq);
+            int64_t origin = 0;
+            struct hub_region *r = &h->regions[it->region];
+            if (dispatch_confirm_origin(r->window, it->dseq, &origin) == 0 && origin > 0 &&
+                it->applied)
+                metrics_hist_observe(&h->e2e_latency,
+                                     (double)(clock_wall_ms(h->clock) - origin) / 1e3);
             h->n.confirmed += it->applied;
+            r->st.confirmed += it->applied;
         }
         if (it->mismatch)
             reply_log_refusal(h, NHUB__WIRE__V1__NACK_CODE__NACK_INVALID, h->regions[it->region].code,

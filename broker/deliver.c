@@ -89,7 +89,8 @@ static int translate_envelope(hub_t *h, const journal_event_t *ev, uint64_t seq,
  * full) or another error.
  */
 static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint64_t dseq,
-                       uint64_t seq, uint64_t prev_dseq, uint32_t attempt, struct hold *held)
+                       uint64_t seq, uint64_t prev_dseq, uint32_t attempt, struct hold *held,
+                       int64_t *origin_ms)
 {
     const void *data;
     size_t len;
@@ -110,6 +111,7 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
         return NHUB_EMALFORMED;
     }
     session_t *s = r->delivery;
+    *origin_ms = ev->time_ms;
     wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
     d.envelope = ev->envelope;
     uint8_t *translated = NULL;
@@ -174,24 +176,61 @@ static int delivery_failed(hub_t *h, struct hub_region *r, int rc)
     return rc == NHUB_ECLOSED || rc == NHUB_EZMQ || rc == NHUB_ENOMEM;
 }
 
+/*
+ * How many deliveries the region's rate limit allows now: a bucket that
+ * fills at op.rate per second and holds one second's worth, so a paused
+ * burst cannot exceed the rate either.
+ */
+static size_t rate_room(struct hub_region *r, int64_t now)
+{
+    if (!r->op.rate)
+        return SIZE_MAX;
+    double cap = r->op.rate;
+    if (r->rate_at == 0)
+        r->rate_tokens = cap;
+    else
+        r->rate_tokens += (double)(now - r->rate_at) * cap / 1000.0;
+    if (r->rate_tokens > cap)
+        r->rate_tokens = cap;
+    r->rate_at = now;
+    return r->rate_tokens < 1 ? 0 : (size_t)r->rate_tokens;
+}
+
+/* When the region's rate limit lets the next delivery go (monotonic ms). */
+int64_t deliver_rate_next(const hub_t *h, const struct hub_region *r)
+{
+    (void)h;
+    if (!r->op.rate || r->rate_tokens >= 1)
+        return 0;
+    return r->rate_at + (int64_t)((1 - r->rate_tokens) * 1000.0 / r->op.rate) + 1;
+}
+
 static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
 {
-    size_t n = dispatch_due(r->window, now, h->due, HUB_SCAN_MAX);
+    size_t max = rate_room(r, now);
+    size_t n = dispatch_due(r->window, now, h->due, max < HUB_SCAN_MAX ? max : HUB_SCAN_MAX);
     for (size_t i = 0; i < n; i++) {
         struct hold held;
+        int64_t origin;
         int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].prev_dseq,
-                             h->due[i].attempt, &held);
+                             h->due[i].attempt, &held, &origin);
         if (rc && delivery_failed(h, r, rc))
             return;
-        if (!rc && !held.reason)
+        if (!rc && !held.reason) {
             h->n.redelivered++;
+            r->st.redelivered++;
+            if (r->op.rate)
+                r->rate_tokens -= 1;
+        }
     }
 }
 
 static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
 {
     while (r->delivery && r->pending) {
-        size_t room = dispatch_room(r->window), n = 0;
+        size_t room = dispatch_room(r->window), n = 0, allowed = rate_room(r, now);
+        if (allowed < room)
+            room = allowed;
         if (room == 0)
             return;
         if (room > HUB_SCAN_MAX)
@@ -203,8 +242,9 @@ static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int6
         for (size_t i = 0; i < n; i++) {
             const store_queued_t *q = &h->scan[i];
             struct hold held;
-            int rc =
-                deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1, &held);
+            int64_t origin = 0;
+            int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1,
+                                 &held, &origin);
             if (held.reason) {
                 if (stage_hold(h, r, q, &held) != 0) {
                     r->pending = 1;
@@ -220,8 +260,11 @@ static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int6
                 dispatch_skip(r->window, q->dseq); /* unreadable: left queued, logged */
                 continue;
             }
-            dispatch_sent(r->window, q->dseq, q->seq, now);
+            dispatch_sent_from(r->window, q->dseq, q->seq, now, origin);
             h->n.delivered++;
+            r->st.delivered++;
+            if (r->op.rate)
+                r->rate_tokens -= 1;
         }
         if (n == 0)
             return;
@@ -235,7 +278,7 @@ void deliver_all(hub_t *h)
     for (size_t i = 0; i < h->n_regions; i++) {
         struct hub_region *r = &h->regions[i];
         if (!r->delivery || !r->delivery->welcomed || r->blocked_until > now ||
-            h->cfg->regions[i].suspended)
+            hub_region_held_back(h, i))
             continue;
         int due = dispatch_next_due(r->window) <= now;
         int fresh = r->pending && dispatch_room(r->window) > 0;

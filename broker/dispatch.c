@@ -131,6 +131,12 @@ static int64_t backoff(const dispatch_t *self, uint32_t attempt)
 
 int dispatch_sent(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms)
 {
+    return dispatch_sent_from(self, dseq, seq, now_ms, 0);
+}
+
+int dispatch_sent_from(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms,
+                       int64_t origin_ms)
+{
     if (dispatch_room(self) == 0)
         return NHUB_EAGAIN;
     dispatch_entry_t *e = at(self, self->count);
@@ -139,6 +145,7 @@ int dispatch_sent(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms)
     e->prev_dseq = self->last_sent;
     e->attempt = 1;
     e->confirmed = 0;
+    e->origin_ms = origin_ms;
     e->due_ms = now_ms + backoff(self, 1);
     if (e->due_ms < self->next_due)
         self->next_due = e->due_ms;
@@ -157,6 +164,11 @@ void dispatch_skip(dispatch_t *self, uint64_t dseq)
 
 int dispatch_confirm(dispatch_t *self, uint64_t dseq)
 {
+    return dispatch_confirm_origin(self, dseq, NULL);
+}
+
+int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms)
+{
     if (self->count == 0 || !self->active)
         return NHUB_ENOTFOUND;
     uint64_t first = at(self, 0)->dseq;
@@ -172,6 +184,8 @@ int dispatch_confirm(dispatch_t *self, uint64_t dseq)
                 return NHUB_ENOTFOUND;
             e->confirmed = 1;
             self->unconfirmed--;
+            if (origin_ms)
+                *origin_ms = e->origin_ms;
             break;
         }
         if (e->dseq < dseq || i == 0)

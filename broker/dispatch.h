@@ -27,6 +27,7 @@ typedef struct dispatch_entry {
     uint64_t prev_dseq; /* the dseq sent before this one in the session, 0 if none */
     int64_t due_ms;   /* redeliver when now >= due_ms */
     uint32_t attempt; /* 1 on first delivery */
+    int64_t origin_ms; /* the caller's time of the message (when it was accepted), 0 if unknown */
     int confirmed;
 } dispatch_entry_t;
 
@@ -74,6 +75,11 @@ uint64_t dispatch_last_sent(const dispatch_t *self);
  */
 int dispatch_sent(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms);
 
+/* As dispatch_sent, remembering `origin_ms` for dispatch_confirm_origin
+ * (the hub passes when the message was accepted: end-to-end latency). */
+int dispatch_sent_from(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms,
+                       int64_t origin_ms);
+
 /*
  * Move the cursor past `dseq` without sending (the message was set aside).
  */
@@ -84,6 +90,10 @@ void dispatch_skip(dispatch_t *self, uint64_t dseq);
  * flight (already confirmed, or from an earlier session).
  */
 int dispatch_confirm(dispatch_t *self, uint64_t dseq);
+
+/* As dispatch_confirm; on success *origin_ms (if not NULL) is the origin
+ * given to dispatch_sent_from. */
+int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms);
 
 /*
  * Collect up to `max` unconfirmed entries whose timeout has passed at now_ms,

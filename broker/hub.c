@@ -145,11 +145,17 @@ static int poll_timeout(const hub_t *h)
     int64_t now = hub_now_mono(h), next = h->next_housekeeping;
     for (size_t i = 0; i < h->n_regions; i++) {
         const struct hub_region *r = &h->regions[i];
-        if (!r->delivery || !r->delivery->welcomed || h->cfg->regions[i].suspended)
+        if (!r->delivery || !r->delivery->welcomed || hub_region_held_back(h, i))
             continue;
         if (r->blocked_until > now) {
             if (r->blocked_until < next)
                 next = r->blocked_until;
+            continue;
+        }
+        int64_t rate_next = deliver_rate_next(h, r);
+        if (rate_next > now) {
+            if (rate_next < next)
+                next = rate_next;
             continue;
         }
         if (r->pending && dispatch_room(r->window) > 0)
@@ -158,7 +164,14 @@ static int poll_timeout(const hub_t *h)
         if (due < next)
             next = due;
     }
+    if (h->http && h->next_tick < next)
+        next = h->next_tick;
     int64_t wait = next - now;
+    if (h->http) {
+        int64_t t = http_timeout_ms(h->http);
+        if (t >= 0 && t < wait)
+            wait = t;
+    }
     if (h->cases_next_ms != INT64_MAX) {
         int64_t wall = clock_wall_ms(h->clock);
         int64_t until = h->cases_next_ms > wall ? h->cases_next_ms - wall : 0;
@@ -170,15 +183,13 @@ static int poll_timeout(const hub_t *h)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
-/* Journal one event in its own transaction. */
-static int journal_event(hub_t *h, journal_event_t *ev)
+int hub_txn(hub_t *h, int (*fn)(hub_t *h, store_txn_t *t, void *arg), void *arg)
 {
     for (;;) {
         store_txn_t *t = NULL;
-        uint64_t seq;
         int rc = store_begin(h->store, &t);
         if (!rc)
-            rc = commit_journal_append(h, t, ev, &seq);
+            rc = fn(h, t, arg);
         if (!rc)
             rc = store_commit(&t);
         else
@@ -189,6 +200,44 @@ static int journal_event(hub_t *h, journal_event_t *ev)
         }
         return rc;
     }
+}
+
+static int append_one(hub_t *h, store_txn_t *t, void *ev)
+{
+    uint64_t seq;
+    return commit_journal_append(h, t, ev, &seq);
+}
+
+/* Journal one event in its own transaction. */
+static int journal_event(hub_t *h, journal_event_t *ev)
+{
+    return hub_txn(h, append_one, ev);
+}
+
+static int opstate_read(hub_t *h, store_txn_t *t, void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < h->n_regions; i++) {
+        int rc = store_opstate_get(t, h->regions[i].code, &h->regions[i].op);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int hub_load_opstate(hub_t *h)
+{
+    int rc = hub_txn(h, opstate_read, NULL);
+    for (size_t i = 0; i < h->n_regions; i++) {
+        const struct hub_region *r = &h->regions[i];
+        char q[200];
+        if (r->op.suspended)
+            log_warn("hub.region_suspended", "region=%s by=operator reason=%s", r->code,
+                     log_quote(q, sizeof q, r->op.reason));
+        if (r->op.paused)
+            log_warn("hub.region_paused", "region=%s", r->code);
+    }
+    return rc;
 }
 
 /* Journal a hub-level event (start, stop, reload). */
@@ -214,6 +263,7 @@ void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address
 {
     int64_t now = hub_now_mono(h);
     h->n.security_events++;
+    api_note_security(h, kind, fpr, address, reason);
     if (h->auth_journaled_at[kind] && now - h->auth_journaled_at[kind] < HUB_AUTH_JOURNAL_MS) {
         h->auth_unjournaled[kind]++;
         return;
@@ -321,6 +371,8 @@ static int regions_build(hub_t *h, const cfg_t *cfg, struct hub_region **out)
             continue;
         r[i].window = h->regions[old].window;
         r[i].delivery = h->regions[old].delivery;
+        r[i].st = h->regions[old].st;
+        r[i].last_seen_ms = h->regions[old].last_seen_ms;
         r[i].pending = 1;
         h->regions[old].window = NULL;
         dispatch_set_timeouts(r[i].window, cfg->limits.redeliver_after_ms,
@@ -516,7 +568,18 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
         goto fail;
     }
     h->n_regions = h->cfg->region_count;
+    h->started_ms = clock_wall_ms(h->clock);
+    metrics_hist_init(&h->ack_latency, metrics_seconds_bounds, metrics_seconds_n);
+    metrics_hist_init(&h->e2e_latency, metrics_seconds_bounds, metrics_seconds_n);
+    metrics_hist_init(&h->commit_seconds, metrics_seconds_bounds, metrics_seconds_n);
+    metrics_hist_init(&h->commit_items, metrics_count_bounds, metrics_count_n);
+    if ((rc = hub_load_opstate(h))) {
+        snprintf(err, errcap, "cannot read the operators' region state: %s", nhub_strerror(rc));
+        goto fail;
+    }
     if ((rc = open_socket(h, err, errcap)))
+        goto fail;
+    if ((rc = api_start(h, err, errcap)))
         goto fail;
     *out = h;
     return 0;
@@ -530,6 +593,7 @@ void hub_destroy(hub_t **self)
     if (!self || !*self)
         return;
     hub_t *h = *self;
+    http_destroy(&h->http);
     workers_wait(h->workers);
     for (size_t i = 0; i < h->n_items; i++)
         ingress_item_clear(&h->items[i]);
@@ -561,6 +625,11 @@ void hub_destroy(hub_t **self)
 const char *hub_endpoint(const hub_t *self)
 {
     return self->endpoint;
+}
+
+const char *hub_http_url(const hub_t *self)
+{
+    return self->http ? http_url(self->http) : NULL;
 }
 
 void hub_counters(const hub_t *self, hub_counters_t *out)
@@ -643,6 +712,13 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
     for (size_t i = 0; i < self->n_regions; i++)
         if (self->regions[i].delivery && self->regions[i].delivery->region != (int)i)
             self->regions[i].delivery = NULL;
+    if (self->http) {
+        if (strcmp(next->http.listen, self->cfg->http.listen) != 0 ||
+            strcmp(next->http.tls_cert, self->cfg->http.tls_cert) != 0 ||
+            strcmp(next->http.tls_key, self->cfg->http.tls_key) != 0)
+            log_warn("hub.reload_partial", "detail=\"http listen and TLS need a restart; kept\"");
+        http_set_tokens(self->http, &next->http);
+    }
     store_set_map_max(self->store, next->limits.map_size_max);
     hub_check_space(self); /* a raised limit takes new messages at once */
     log_setup(next->log.level, NULL);
@@ -651,6 +727,8 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
     journal_note(self, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIG_RELOADED, cfg_path);
     if (sync_suspensions(self) != 0)
         log_error("hub.journal_failed", "event=suspensions");
+    if (hub_load_opstate(self) != 0)
+        log_error("hub.opstate_failed", "detail=\"operators' region state unreadable\"");
     log_info("hub.reloaded", "regions=%zu", self->n_regions);
     return 0;
 }
@@ -680,6 +758,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
 {
     hub_t *h = self;
     char hex[33];
+    h->cfg_path = cfg_path;
     hub_check_space(h);
     journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STARTED, "start");
     if (sync_suspensions(h) != 0)
@@ -695,10 +774,15 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
             if (hub_reload(h, cfg_path, err, sizeof err) != 0)
                 log_error("hub.reload_failed", "error=%s", log_quote(q, sizeof q, err));
         }
-        zmq_pollitem_t pi[3] = {{h->router, 0, ZMQ_POLLIN, 0},
-                                {h->zap, 0, ZMQ_POLLIN, 0},
-                                {h->monitor, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(pi, h->curve ? 3 : 1, poll_timeout(h)) < 0) {
+        zmq_pollitem_t pi[4] = {{h->router, 0, ZMQ_POLLIN, 0}};
+        int n = 1;
+        if (h->http)
+            pi[n++] = (zmq_pollitem_t){NULL, http_fd(h->http), ZMQ_POLLIN, 0};
+        if (h->curve) {
+            pi[n++] = (zmq_pollitem_t){h->zap, 0, ZMQ_POLLIN, 0};
+            pi[n++] = (zmq_pollitem_t){h->monitor, 0, ZMQ_POLLIN, 0};
+        }
+        if (zmq_poll(pi, n, poll_timeout(h)) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             rc = NHUB_EZMQ;
@@ -713,6 +797,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
         commit_flush_stage(h);
         deliver_all(h);
         housekeeping(h);
+        api_turn(h);
     }
     commit_flush_all(h); /* what was staged before the stop is answered */
     journal_note(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_STOPPED, "stop");

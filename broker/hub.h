@@ -78,6 +78,9 @@ void hub_destroy(hub_t **self);
 /* The endpoint actually bound (the port filled in when the config said "*"). */
 const char *hub_endpoint(const hub_t *self);
 
+/* The base URL of the HTTP endpoint (http.h), or NULL when it is off. */
+const char *hub_http_url(const hub_t *self);
+
 /*
  * Run the loop until *stop becomes non-zero (a signal handler sets it),
  * then finish the batch in hand, answer it and return 0. When *reload is

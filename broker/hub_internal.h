@@ -34,6 +34,8 @@
 #include "cases.h"
 #include "catalog.h"
 #include "dispatch.h"
+#include "http.h"
+#include "metrics.h"
 #include "log.h"
 #include "nhub_err.h"
 #include "nhub_journal.pb-c.h"
@@ -49,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -99,6 +102,11 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_ZAP_DOMAIN "nhub"
 #define HUB_MONITOR_ENDPOINT "inproc://nhub.hub.monitor"
 #define HUB_NACK_CODES 32
+/* Recent refusals and security events kept for the API and dashboard. */
+#define HUB_RECENT_MAX 256
+/* Refusal events sent on the live stream per second at most (all are kept). */
+#define HUB_STREAM_REFUSALS_PER_S 20
+#define HUB_TICK_MS 1000 /* the live stream's status and regions */
 /* Signature checks run on up to this many threads (the loop's included),
  * in chunks of at least HUB_VERIFY_CHUNK envelopes. */
 #define HUB_VERIFY_THREADS_MAX 8
@@ -129,6 +137,7 @@ struct item {
     uint64_t dseq, seq;            /* CONFIRM/HOLD; seq: HEARTBEAT's beat */
     uint32_t hold_reason;          /* HOLD: STORE_HELD_* */
     uint32_t hold_size;            /* HOLD, too large: the DELIVER's size */
+    int64_t recv_us;               /* when its frame was read (hub_now_us), for ACK latency */
     int stage;                     /* SEND of a feedback: its stage field, -1 if opaque */
     /* result */
     int reply; /* WIRE_ACK, WIRE_NACK, WIRE_WELCOME or 0 */
@@ -148,6 +157,26 @@ struct hub_region {
     int pending;           /* the queue may hold messages beyond the cursor */
     int64_t blocked_until; /* its peer's queue was full: wait before sending again */
     int notified;          /* the transaction being applied queued a hub notice for it */
+    store_opstate_t op;    /* what operators set through the API (stored as "opstate/") */
+    double rate_tokens;    /* op.rate: deliveries allowed now (a bucket of one second) */
+    int64_t rate_at;       /* monotonic ms the bucket was filled at */
+    int64_t last_seen_ms;  /* wall clock of its last frame, 0 if none since start */
+    struct hub_region_stats {
+        uint64_t accepted; /* messages from it stored */
+        uint64_t delivered, redelivered, confirmed; /* to it */
+        uint64_t refused;  /* its frames and messages refused */
+        uint64_t refused_by[HUB_NACK_CODES];
+    } st; /* since start */
+};
+
+/* A refusal or security event, kept for the API (no payload, no key). */
+struct hub_recent {
+    int64_t time_ms;
+    int code;  /* refusals: the NACK code; security: the kind (hub_security_event) */
+    char region[8];
+    char fingerprint[KEYS_FPR_LEN + 1];
+    char address[64];
+    char reason[200];
 };
 
 struct hub {
@@ -196,6 +225,16 @@ struct hub {
     } case_tally; /* of the transaction being applied */
     uint8_t case_due[CASES_FIRE_MAX][16];
     int64_t case_due_ms[CASES_FIRE_MAX];
+    /* api.c: the HTTP endpoint, its figures and its recent events */
+    http_t *http;             /* NULL when http.listen is not set */
+    int64_t started_ms;       /* wall clock */
+    int64_t next_tick;        /* monotonic ms of the next live-stream tick */
+    metrics_hist_t ack_latency, e2e_latency, commit_seconds, commit_items;
+    struct hub_recent refusals[HUB_RECENT_MAX], security[HUB_RECENT_MAX];
+    uint64_t n_refusals, n_security; /* ever; the newest is at (n - 1) % HUB_RECENT_MAX */
+    int64_t stream_sec;
+    unsigned stream_refusals;
+    const char *cfg_path;       /* the configuration file (hub_run's), for reloads */
     int64_t late_log_sec;
     unsigned late_log_n;
     uint64_t late_log_suppressed;
@@ -209,6 +248,27 @@ void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address
 static inline int64_t hub_now_mono(const hub_t *h)
 {
     return clock_mono_ms(h->clock);
+}
+
+/* Microseconds of the system's monotonic clock, for latency figures only
+ * (nothing is decided by them, so tests need not drive this clock). */
+static inline int64_t hub_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Region i refuses messages: suspended in the file or by an operator. */
+static inline int hub_region_suspended(const hub_t *h, size_t i)
+{
+    return h->cfg->regions[i].suspended || h->regions[i].op.suspended;
+}
+
+/* Region i gets no deliveries now: suspended or paused. */
+static inline int hub_region_held_back(const hub_t *h, size_t i)
+{
+    return hub_region_suspended(h, i) || h->regions[i].op.paused;
 }
 
 /* Index of a configured region code, or -1. */
@@ -228,6 +288,29 @@ void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address
  * the map limit or of the disk's free space; take them again when space
  * returns. */
 void hub_check_space(hub_t *h);
+
+/* Load the operator state of every region from the store (start, reload). */
+int hub_load_opstate(hub_t *h);
+
+/* Run `fn` in a write transaction of its own (grown and retried when the
+ * map is full); the journal events it appends are committed with it. */
+int hub_txn(hub_t *h, int (*fn)(hub_t *h, store_txn_t *t, void *arg), void *arg);
+
+/* ---- api.c ------------------------------------------------------------------ */
+
+/* Start the HTTP endpoint if the configuration has one. 0 or an error in `err`. */
+int api_start(hub_t *h, char *err, size_t errcap);
+
+/* The live stream's tick (status and regions, once a second) and the
+ * endpoint's own work; called once per turn of the loop. */
+void api_turn(hub_t *h);
+
+/* Keep a refusal for the API and the live stream (region and why may be NULL). */
+void api_note_refusal(hub_t *h, int code, const char *region, const char *why);
+
+/* Keep a security event (kind as hub_security_event). */
+void api_note_security(hub_t *h, int kind, const char *fpr, const char *address,
+                       const char *reason);
 
 /* ---- reply.c ---------------------------------------------------------------- */
 
@@ -285,6 +368,9 @@ void deliver_session_close(hub_t *h, session_t *s, const char *why);
 
 /* Send what each region's credit allows: redeliveries due, then new messages. */
 void deliver_all(hub_t *h);
+
+/* When region r's rate limit next lets a delivery go (monotonic ms), 0 if it does now. */
+int64_t deliver_rate_next(const hub_t *h, const struct hub_region *r);
 
 /* ---- zap.c ------------------------------------------------------------------ */
 

@@ -21,6 +21,7 @@ struct item *ingress_item_new(hub_t *h, enum item_type type, const void *rid, si
         rid_len = sizeof it->rid;
     memcpy(it->rid, rid, rid_len);
     it->rid_len = rid_len;
+    it->recv_us = hub_now_us();
     return it;
 }
 
@@ -184,7 +185,7 @@ static void check_send(hub_t *h, struct item *it, const session_t *s)
         return;
     }
     snprintf(it->key_id, sizeof it->key_id, "%s", it->send->key_id);
-    if (cr->suspended) {
+    if (hub_region_suspended(h, (size_t)s->region)) {
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_SUSPENDED;
         snprintf(it->why, sizeof it->why, "region %s is suspended by operators", src);
         return;
@@ -197,7 +198,7 @@ static void check_send(hub_t *h, struct item *it, const session_t *s)
                  it->env->destination);
         return;
     }
-    if (dst >= 0 && h->cfg->regions[dst].suspended) {
+    if (dst >= 0 && hub_region_suspended(h, (size_t)dst)) {
         it->reject = NHUB__WIRE__V1__NACK_CODE__NACK_SUSPENDED;
         snprintf(it->why, sizeof it->why, "destination %s is suspended by operators",
                  it->env->destination);
@@ -347,8 +348,11 @@ void ingress_frames(hub_t *h, const wire_frames_t *f)
                "say HELLO first");
         return;
     }
-    if (s)
+    if (s) {
         s->last_seen_ms = hub_now_mono(h);
+        if (s->region >= 0)
+            h->regions[s->region].last_seen_ms = clock_wall_ms(h->clock);
+    }
     switch (cmd) {
     case WIRE_SEND: on_send(h, s, rid, rid_len, body, len, fpr); break;
     case WIRE_DELIVERED: on_delivered(h, s, rid, rid_len, body, len); break;

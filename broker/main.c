@@ -95,8 +95,8 @@ static void usage(FILE *out)
                  "\n"
                  "  -c, --config FILE  configuration (default conf/hub.yaml)\n"
                  "  --check            check the configuration and exit (0 if valid)\n"
-                 "  --ready-fd N       write \"ready ENDPOINT\\n\" to file descriptor N once\n"
-                 "                     listening, then close it (for supervisors and tests)\n"
+                 "  --ready-fd N       write \"ready ENDPOINT [HTTP_URL]\\n\" to file descriptor N\n"
+                 "                     once listening, then close it (supervisors and tests)\n"
                  "  --test-clock FILE  tests only: wall clock = system + the milliseconds in\n"
                  "                     FILE, read again on SIGUSR2 (moves case deadlines)\n"
                  "  -h, --help         this text\n"
@@ -123,12 +123,13 @@ static int install_signals(void)
     return sigaction(SIGPIPE, &sa, NULL);
 }
 
-static void announce_ready(int fd, const char *endpoint)
+static void announce_ready(int fd, const char *endpoint, const char *http_url)
 {
     if (fd < 0)
         return;
-    char line[320];
-    int n = snprintf(line, sizeof line, "ready %s\n", endpoint);
+    char line[420];
+    int n = snprintf(line, sizeof line, "ready %s%s%s\n", endpoint, http_url ? " " : "",
+                     http_url ? http_url : "");
     if (n > 0 && write(fd, line, (size_t)n) < 0)
         log_warn("hub.ready_fd_failed", "fd=%d", fd);
     close(fd);
@@ -198,7 +199,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "nhubd: %s\n", err);
         return 1;
     }
-    announce_ready(ready_fd, hub_endpoint(hub));
+    announce_ready(ready_fd, hub_endpoint(hub), hub_http_url(hub));
     int rc = hub_run(hub, &g_stop, &g_reload, path);
     hub_destroy(&hub);
     return rc ? 1 : 0;

@@ -40,6 +40,8 @@ void reply_log_refusal(hub_t *h, int code, const char *region, const uint8_t *ms
 {
     int64_t now = hub_now_mono(h);
     int c = code & (HUB_NACK_CODES - 1);
+    if (code)
+        api_note_refusal(h, code, region, why);
     if (now - h->last_log[c] < 1000 && h->last_log[c] != 0) {
         h->suppressed[c]++;
         return;

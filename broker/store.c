@@ -149,6 +149,56 @@ static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
     return 0;
 }
 
+#define QTAIL_UPGRADE_MAX 4096 /* regions counted at open (cfg.h allows 4096) */
+static void qkey(uint8_t key[QKEY_LEN], const char *region, uint64_t dseq);
+static int qtail_get(MDB_txn *txn, const store_t *s, const char *region, uint64_t *next,
+                     uint64_t *depth);
+static int qtail_put(MDB_txn *txn, const store_t *s, const char *region, uint64_t next,
+                     uint64_t depth);
+
+/*
+ * Give every qtail entry without a count (a store from before it) the
+ * number of its region's queued messages: one walk of the queue, once.
+ */
+static int count_queues(store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    char regions[QTAIL_UPGRADE_MAX][REGION_LEN];
+    size_t n = 0;
+    int rc = mdb_cursor_open(txn, s->qtail, &cur);
+    if (rc)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if (v.mv_size == 8 && k.mv_size == REGION_LEN && n < QTAIL_UPGRADE_MAX)
+            memcpy(regions[n++], k.mv_data, REGION_LEN);
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        char code[REGION_LEN + 1];
+        memcpy(code, regions[i], REGION_LEN);
+        code[REGION_LEN] = 0;
+        uint64_t depth = 0, next, unused;
+        uint8_t from[QKEY_LEN];
+        qkey(from, code, 0);
+        if ((rc = mdb_cursor_open(txn, s->queue, &cur)))
+            return rc;
+        k = (MDB_val){QKEY_LEN, from};
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             !rc && k.mv_size == QKEY_LEN && memcmp(k.mv_data, code, REGION_LEN) == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            depth++;
+        mdb_cursor_close(cur);
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+        if ((rc = qtail_get(txn, s, code, &next, &unused)) ||
+            (rc = qtail_put(txn, s, code, next, depth)))
+            return rc;
+    }
+    return 0;
+}
+
 int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out, char *err,
                size_t errcap)
 {
@@ -185,6 +235,8 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
         goto fail_rc;
     if ((code = load_meta(s, txn, err, errcap)))
         goto fail;
+    if ((rc = count_queues(s, txn)))
+        goto fail_rc;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc)
@@ -477,28 +529,66 @@ static void qkey(uint8_t key[QKEY_LEN], const char *region, uint64_t dseq)
     put_be64(key + REGION_LEN, dseq);
 }
 
+/*
+ * qtail holds, per region, the next dseq and the number of messages queued
+ * (QTAIL_LEN); a store written before the count existed has the dseq alone
+ * and gets its counts once, at open (count_queues).
+ */
+#define QTAIL_LEN 16
+
+static int qtail_get(MDB_txn *txn, const store_t *s, const char *region, uint64_t *next,
+                     uint64_t *depth)
+{
+    MDB_val tk = {REGION_LEN, (void *)region}, tv;
+    *next = 1;
+    *depth = 0;
+    int rc = mdb_get(txn, s->qtail, &tk, &tv);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (tv.mv_size != QTAIL_LEN && tv.mv_size != 8)
+        return MDB_CORRUPTED;
+    *next = get_be64(tv.mv_data);
+    if (tv.mv_size == QTAIL_LEN)
+        *depth = get_be64((const uint8_t *)tv.mv_data + 8);
+    return 0;
+}
+
+static int qtail_put(MDB_txn *txn, const store_t *s, const char *region, uint64_t next,
+                     uint64_t depth)
+{
+    uint8_t raw[QTAIL_LEN];
+    put_be64(raw, next);
+    put_be64(raw + 8, depth);
+    MDB_val tk = {REGION_LEN, (void *)region}, tv = {QTAIL_LEN, raw};
+    return mdb_put(txn, s->qtail, &tk, &tv, 0);
+}
+
 int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const uint8_t msg_id[16],
                     uint64_t *dseq)
 {
     store_t *s = txn->store;
-    MDB_val tk = {REGION_LEN, (void *)region}, tv;
-    uint64_t next = 1;
-    int rc = mdb_get(txn->txn, s->qtail, &tk, &tv);
-    if (rc == 0 && tv.mv_size == 8)
-        next = get_be64(tv.mv_data);
-    else if (rc && rc != MDB_NOTFOUND)
+    uint64_t next, depth;
+    int rc = qtail_get(txn->txn, s, region, &next, &depth);
+    if (rc)
         return lmdb_err(rc);
-    uint8_t key[QKEY_LEN], val[24], next_be[8];
+    uint8_t key[QKEY_LEN], val[24];
     qkey(key, region, next);
     put_be64(val, seq);
     memcpy(val + 8, msg_id, 16);
-    put_be64(next_be, next + 1);
-    MDB_val k = {QKEY_LEN, key}, v = {sizeof val, val}, nv = {8, next_be};
+    MDB_val k = {QKEY_LEN, key}, v = {sizeof val, val};
     if ((rc = mdb_put(txn->txn, s->queue, &k, &v, 0)) ||
-        (rc = mdb_put(txn->txn, s->qtail, &tk, &nv, 0)))
+        (rc = qtail_put(txn->txn, s, region, next + 1, depth + 1)))
         return lmdb_err(rc);
     *dseq = next;
     return 0;
+}
+
+int store_queue_depth(store_reader_t *r, const char *region, uint64_t *n)
+{
+    uint64_t next;
+    return lmdb_err(qtail_get(r->txn, r->store, region, &next, n));
 }
 
 int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
@@ -514,7 +604,11 @@ int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
     if (v.mv_size != 24 || memcmp((uint8_t *)v.mv_data + 8, msg_id, 16) != 0)
         return NHUB_EINVAL;
     *seq = get_be64(v.mv_data);
-    return lmdb_err(mdb_del(txn->txn, s->queue, &k, NULL));
+    uint64_t next, depth;
+    if ((rc = mdb_del(txn->txn, s->queue, &k, NULL)) ||
+        (rc = qtail_get(txn->txn, s, region, &next, &depth)))
+        return lmdb_err(rc);
+    return lmdb_err(qtail_put(txn->txn, s, region, next, depth ? depth - 1 : 0));
 }
 
 /*
@@ -706,6 +800,52 @@ int store_suspended_put(store_txn_t *txn, const char *region, int suspended)
     uint8_t v = suspended ? 1 : 0;
     snprintf(key, sizeof key, "suspended/%.6s", region);
     return lmdb_err(meta_put(txn->store, txn->txn, key, &v, 1));
+}
+
+/*
+ * A region's operator state, in meta under "opstate/<code>": flags(1: bit 0
+ * suspended, bit 1 paused) rate(4) reason_len(1) reason by_len(1) by.
+ */
+int store_opstate_get(store_txn_t *txn, const char *region, store_opstate_t *out)
+{
+    char key[32];
+    snprintf(key, sizeof key, "opstate/%.6s", region);
+    memset(out, 0, sizeof *out);
+    MDB_val k = {strlen(key), key}, v;
+    int rc = mdb_get(txn->txn, txn->store->meta, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmdb_err(rc);
+    const uint8_t *p = v.mv_data;
+    size_t n = v.mv_size;
+    if (n < 7 || n < 7 + (size_t)p[5] || p[5] > STORE_OP_TEXT_MAX ||
+        n != 7 + (size_t)p[5] + p[6 + p[5]] || p[6 + p[5]] > STORE_OP_TEXT_MAX)
+        return NHUB_EMALFORMED;
+    out->suspended = p[0] & 1;
+    out->paused = (p[0] >> 1) & 1;
+    out->rate = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+    memcpy(out->reason, p + 6, p[5]);
+    memcpy(out->by, p + 7 + p[5], p[6 + p[5]]);
+    return 0;
+}
+
+int store_opstate_put(store_txn_t *txn, const char *region, const store_opstate_t *st)
+{
+    char key[32];
+    uint8_t raw[7 + 2 * STORE_OP_TEXT_MAX];
+    size_t lr = strnlen(st->reason, STORE_OP_TEXT_MAX), lb = strnlen(st->by, STORE_OP_TEXT_MAX);
+    snprintf(key, sizeof key, "opstate/%.6s", region);
+    raw[0] = (uint8_t)((st->suspended ? 1 : 0) | (st->paused ? 2 : 0));
+    raw[1] = (uint8_t)(st->rate >> 24);
+    raw[2] = (uint8_t)(st->rate >> 16);
+    raw[3] = (uint8_t)(st->rate >> 8);
+    raw[4] = (uint8_t)st->rate;
+    raw[5] = (uint8_t)lr;
+    memcpy(raw + 6, st->reason, lr);
+    raw[6 + lr] = (uint8_t)lb;
+    memcpy(raw + 7 + lr, st->by, lb);
+    return lmdb_err(meta_put(txn->store, txn->txn, key, raw, 7 + lr + lb));
 }
 
 int store_reader_open(store_t *self, store_reader_t **out)

@@ -6,7 +6,8 @@
  *              "last_hash" (32)
  *   journal    seq(8) -> chain hash(32) | JournalEvent   (see nhub_journal.proto)
  *   queue      region(6) dseq(8) -> seq(8) msg_id(16)    messages waiting for a region
- *   qtail      region(6) -> next dseq(8)                 1, 2, 3, ... per region, never reused
+ *   qtail      region(6) -> next dseq(8) queued(8)       1, 2, 3, ... per region, never
+ *              reused; and how many of its messages are queued now
  *   dedup      msg_id(16) -> seq(8) time_ms(8)           the duplicate window
  *   dedup_age  time_ms(8) seq(8) -> msg_id(16)           to expire the window in order:
  *              or -> stream_id(16) stream_seq(8)         a rejection (format 2)
@@ -24,6 +25,10 @@
  *   tracked    msg_id(16) region(6) -> dseq(8) confirmed_ms(8) flags(1)  deliveries
  *              followed one by one: each copy of a broadcast (a case follows its own)
  *   meta "case_counts"  STORE_CASE_STATES x u64: cases in each state
+ *   meta "cstat/<handler>/<item>"  STORE_CSTAT_N x u64: the handler's cases of
+ *              that item, for evaluation (store_case_stats)
+ *   meta "opstate/<region>"  what operators set for a region through the API
+ *              (store_opstate_t): suspension, paused delivery, rate limit
  *
  * Invariants: every change is made inside one write transaction that also
  * appends the journal event describing it, so the journal and the indexes
@@ -234,6 +239,9 @@ int store_held_scan(store_reader_t *r, const char *region, uint64_t from_dseq, s
 /* Count of queued messages for `region` (walks the queue; for stats/tests). */
 int store_queue_count(store_reader_t *r, const char *region, uint64_t *n);
 
+/* The same count, O(1): kept in qtail by every put and remove. */
+int store_queue_depth(store_reader_t *r, const char *region, uint64_t *n);
+
 /* What the duplicate window holds: remembered msg_ids, rejections, their
  * age entries (messages + rejections when consistent), and the pages of the
  * three databases. O(1). */
@@ -381,6 +389,52 @@ int store_case_timeline(store_reader_t *r, const uint8_t id[16], uint64_t from_s
 
 /* Cases in each state (counts[STORE_CASE_*]; counts[0] = all). */
 int store_case_counts(store_reader_t *r, uint64_t counts[STORE_CASE_STATES]);
+
+/*
+ * Evaluation figures of one handler region and item (评估评价), kept in the
+ * transaction of every case change, so they always agree with the cases:
+ * each is a function of a case record summed over the handler's cases.
+ */
+enum store_cstat {
+    STORE_CSTAT_OPENED,       /* cases ever opened */
+    STORE_CSTAT_OPEN,         /* not closed now */
+    STORE_CSTAT_OVERDUE_OPEN, /* not closed and past their time limit now */
+    STORE_CSTAT_EVER_OVERDUE, /* went past their time limit, open or closed */
+    STORE_CSTAT_ANSWERED,     /* closed by an answer */
+    STORE_CSTAT_IN_TIME,      /* ... within the time limit */
+    STORE_CSTAT_EXPIRED,      /* closed by the hub: no answer */
+    STORE_CSTAT_REFUSED,      /* closed by a refusal */
+    STORE_CSTAT_CLOSED,       /* closed, any way */
+    STORE_CSTAT_HANDLING_MS,  /* sum over closed cases of closed_ms - opened_ms */
+    STORE_CSTAT_N
+};
+#define STORE_CSTAT_TXN_MAX 16 /* distinct (handler, item) pairs buffered per transaction */
+
+typedef struct store_case_stat {
+    char handler[7];
+    char item[65];
+    uint64_t v[STORE_CSTAT_N];
+} store_case_stat_t;
+
+/* Up to `max` figures, by handler then item, into out[]; *n = how many.
+ * Returns 0 or a store error. */
+int store_case_stats(store_reader_t *r, store_case_stat_t *out, size_t max, size_t *n);
+
+/* What operators set for a region at run time (HTTP API); persistent. */
+#define STORE_OP_TEXT_MAX 127
+typedef struct store_opstate {
+    int suspended;                      /* messages from and to it refused */
+    int paused;                         /* delivery to it paused (messages still accepted) */
+    uint32_t rate;                      /* deliveries per second to it, 0 = no limit */
+    char reason[STORE_OP_TEXT_MAX + 1]; /* the suspension's reason */
+    char by[STORE_OP_TEXT_MAX + 1];     /* who set the suspension */
+} store_opstate_t;
+
+/* The operator state of `region` (all zero if never set). 0 or a store error. */
+int store_opstate_get(store_txn_t *txn, const char *region, store_opstate_t *out);
+
+/* Record it. 0 or a store error. */
+int store_opstate_put(store_txn_t *txn, const char *region, const store_opstate_t *st);
 
 /* One followed delivery as the reader sees it. */
 typedef struct store_tracked {

@@ -129,6 +129,107 @@ static void time_key(uint8_t key[TIME_KEY_LEN], int64_t t, const uint8_t id[16])
     memcpy(key + 8, id, 16);
 }
 
+/* ---- evaluation figures ------------------------------------------------------ */
+
+#define CSTAT_PREFIX "cstat/"
+
+/* What one case adds to its handler's figures (enum store_cstat). */
+static void cstat_of(const store_case_t *c, int64_t v[STORE_CSTAT_N])
+{
+    int closed = store_case_closed(c->state), overdue = (c->flags & STORE_CASE_F_OVERDUE) != 0;
+    v[STORE_CSTAT_OPENED] = 1;
+    v[STORE_CSTAT_OPEN] = !closed;
+    v[STORE_CSTAT_OVERDUE_OPEN] = !closed && overdue;
+    v[STORE_CSTAT_EVER_OVERDUE] = overdue;
+    v[STORE_CSTAT_ANSWERED] = c->state == STORE_CASE_ANSWERED;
+    v[STORE_CSTAT_IN_TIME] = c->state == STORE_CASE_ANSWERED && c->closed_ms <= c->due_ms;
+    v[STORE_CSTAT_EXPIRED] = c->state == STORE_CASE_EXPIRED;
+    v[STORE_CSTAT_REFUSED] = c->state == STORE_CASE_REFUSED;
+    v[STORE_CSTAT_CLOSED] = closed;
+    v[STORE_CSTAT_HANDLING_MS] = closed && c->closed_ms > c->opened_ms ? c->closed_ms - c->opened_ms
+                                                                       : 0;
+}
+
+static void cstat_key(char *key, size_t cap, const char *handler, const char *item)
+{
+    snprintf(key, cap, CSTAT_PREFIX "%.6s/%.64s", handler, item);
+}
+
+static int cstat_flush(store_txn_t *t)
+{
+    for (size_t i = 0; i < t->n_cstat; i++) {
+        struct cstat_delta *d = &t->cstat[i];
+        char key[96];
+        uint8_t raw[8 * STORE_CSTAT_N];
+        cstat_key(key, sizeof key, d->handler, d->item);
+        int rc = meta_get(t->store, t->txn, key, raw, sizeof raw);
+        if (rc == MDB_NOTFOUND)
+            memset(raw, 0, sizeof raw);
+        else if (rc)
+            return rc;
+        for (int j = 0; j < STORE_CSTAT_N; j++)
+            put_be64(raw + 8 * j, get_be64(raw + 8 * j) + (uint64_t)d->v[j]);
+        if ((rc = meta_put(t->store, t->txn, key, raw, sizeof raw)))
+            return rc;
+    }
+    t->n_cstat = 0;
+    return 0;
+}
+
+/* Buffer the change from `old` to `c` in the transaction. An LMDB code. */
+static int cstat_add(store_txn_t *t, const store_case_t *old, const store_case_t *c)
+{
+    int64_t now[STORE_CSTAT_N], was[STORE_CSTAT_N] = {0};
+    cstat_of(c, now);
+    if (old)
+        cstat_of(old, was);
+    struct cstat_delta *d = NULL;
+    for (size_t i = 0; i < t->n_cstat && !d; i++)
+        if (!strcmp(t->cstat[i].handler, c->handler) && !strcmp(t->cstat[i].item, c->item))
+            d = &t->cstat[i];
+    if (!d) {
+        int rc = t->n_cstat == STORE_CSTAT_TXN_MAX ? cstat_flush(t) : 0;
+        if (rc)
+            return rc;
+        d = &t->cstat[t->n_cstat++];
+        memset(d, 0, sizeof *d);
+        snprintf(d->handler, sizeof d->handler, "%s", c->handler);
+        snprintf(d->item, sizeof d->item, "%s", c->item);
+    }
+    for (int j = 0; j < STORE_CSTAT_N; j++)
+        d->v[j] += now[j] - was[j];
+    t->cases_dirty = 1;
+    return 0;
+}
+
+int store_case_stats(store_reader_t *r, store_case_stat_t *out, size_t max, size_t *n)
+{
+    *n = 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(r->txn, r->store->meta, &cur);
+    if (rc)
+        return lmdb_err(rc);
+    MDB_val k = {strlen(CSTAT_PREFIX), (void *)CSTAT_PREFIX}, v;
+    size_t plen = k.mv_size;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); !rc && *n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const char *key = k.mv_data;
+        if (k.mv_size < plen + 8 || memcmp(key, CSTAT_PREFIX, plen) != 0)
+            break;
+        if (v.mv_size != 8 * STORE_CSTAT_N || key[plen + 6] != '/' || k.mv_size - plen - 7 > 64)
+            continue;
+        store_case_stat_t *s = &out[(*n)++];
+        memcpy(s->handler, key + plen, 6);
+        s->handler[6] = 0;
+        memcpy(s->item, key + plen + 7, k.mv_size - plen - 7);
+        s->item[k.mv_size - plen - 7] = 0;
+        for (int j = 0; j < STORE_CSTAT_N; j++)
+            s->v[j] = get_be64((const uint8_t *)v.mv_data + 8 * j);
+    }
+    mdb_cursor_close(cur);
+    return rc && rc != MDB_NOTFOUND ? lmdb_err(rc) : 0;
+}
+
 int store_case_put(store_txn_t *txn, const store_case_t *old, const store_case_t *c)
 {
     store_t *s = txn->store;
@@ -153,6 +254,8 @@ int store_case_put(store_txn_t *txn, const store_case_t *old, const store_case_t
         rc = mdb_put(txn->txn, s->deadlines, &tk, &empty, 0);
     }
     if (rc)
+        return lmdb_err(rc);
+    if ((rc = cstat_add(txn, old, c)))
         return lmdb_err(rc);
     int before = old ? old->state : 0;
     if (before != c->state) {
@@ -185,7 +288,9 @@ int store_cases_flush(store_txn_t *t)
 {
     uint64_t counts[STORE_CASE_STATES];
     uint8_t raw[8 * STORE_CASE_STATES];
-    int rc = counts_get(t->txn, t->store, counts);
+    int rc = cstat_flush(t);
+    if (!rc)
+        rc = counts_get(t->txn, t->store, counts);
     if (rc)
         return rc;
     for (int i = 0; i < STORE_CASE_STATES; i++)

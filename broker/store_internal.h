@@ -46,6 +46,14 @@ struct store_txn {
      * added to meta "case_counts" at the commit (store_cases_flush). */
     int64_t case_delta[STORE_CASE_STATES];
     int cases_dirty;
+    /* Changes to meta "cstat/<handler>/<item>" in this transaction, added
+     * at the commit or when the table is full (store_cases_flush). */
+    struct cstat_delta {
+        char handler[7];
+        char item[65];
+        int64_t v[STORE_CSTAT_N];
+    } cstat[STORE_CSTAT_TXN_MAX];
+    size_t n_cstat;
 };
 
 struct store_reader {

@@ -31,6 +31,12 @@ for who in hub 110000 440000; do
     echo "run: made development keys $KEYS/$who.key (secret) and $KEYS/$who.pub"
 done
 
+# The operators' development token for the HTTP API (conf/hub.yaml).
+if [ ! -f "$KEYS/operator.token" ]; then
+    (umask 077 && openssl rand -hex 24 >"$KEYS/operator.token") || exit 1
+    echo "run: made the development operator token $KEYS/operator.token"
+fi
+
 if ! "$BIN/nhubd" -c conf/hub.yaml --check >/dev/null; then
     "$BIN/nhubd" -c conf/hub.yaml --check
     exit 1

@@ -68,6 +68,7 @@ static int write_config(th_hub_t *h, const char *listen)
     fprintf(f, "limits:\n  heartbeat: 1s\n%s", h->limits);
     fprintf(f, "log:\n  level: info\n");
     fputs(h->security[0] ? h->security : "security:\n  mode: insecure-plaintext\n", f);
+    fputs(h->http, f);
     fprintf(f, "regions:\n");
     for (int i = 0; th_regions[i]; i++) {
         fprintf(f, "  - code: \"%s\"\n    name: \"Region %s\"\n", th_regions[i], th_regions[i]);
@@ -145,7 +146,7 @@ int th_hub_init(th_hub_t *h, const char *limits_yaml)
 /* Read "ready ENDPOINT\n" from fd within timeout_ms. */
 static int read_ready(int fd, char *endpoint, size_t cap, int timeout_ms)
 {
-    char buf[120];
+    char buf[256];
     size_t used = 0;
     int64_t deadline = th_now_ms() + timeout_ms;
     while (used < sizeof buf - 1) {
@@ -210,7 +211,7 @@ int th_hub_start(th_hub_t *h)
         _exit(127);
     }
     close(p[1]);
-    char ep[128];
+    char ep[300];
     int rc = read_ready(p[0], ep, sizeof ep, 20000);
     close(p[0]);
     if (rc != 0) {
@@ -220,7 +221,13 @@ int th_hub_start(th_hub_t *h)
         return -1;
     }
     h->pid = pid;
-    snprintf(h->endpoint, sizeof h->endpoint, "%s", ep);
+    char *url = strchr(ep, ' ');
+    h->http_url[0] = 0;
+    if (url) {
+        *url++ = 0;
+        snprintf(h->http_url, sizeof h->http_url, "%.127s", url);
+    }
+    snprintf(h->endpoint, sizeof h->endpoint, "%.127s", ep);
     return 0;
 }
 

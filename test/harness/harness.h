@@ -29,8 +29,35 @@ typedef struct th_hub {
     /* Extra YAML lines for region i of th_regions (indented 4 spaces),
      * e.g. its keys; NULL = none. Borrowed: keep them alive. */
     const char *region_yaml[40];
+    /* The "http:" section, written as it is; empty = no HTTP endpoint.
+     * TH_HTTP_YAML is one on a free loopback port with both tokens. */
+    char http[1024];
+    char http_url[128]; /* http://127.0.0.1:PORT once started with one */
     pid_t pid;
 } th_hub_t;
+
+#define TH_READ_TOKEN "read-token-for-tests-0001"
+#define TH_OPERATOR_TOKEN "operator-token-for-tests-0001"
+#define TH_HTTP_YAML                                                                               \
+    "http:\n  listen: \"127.0.0.1:0\"\n  read_token: \"" TH_READ_TOKEN                             \
+    "\"\n  operator_token: \"" TH_OPERATOR_TOKEN "\"\n"
+
+/*
+ * One HTTP request to the hub's endpoint: `method` ("GET", "POST") `path`
+ * with `token` (NULL = none) and `body` (NULL = none, JSON). Returns the
+ * HTTP status (0 if no answer) and, if `out` is not NULL, the body in *out
+ * (caller frees; NUL-terminated). Bounded by timeout_ms.
+ */
+long th_http(const th_hub_t *h, const char *method, const char *path, const char *token,
+             const char *body, char **out, int timeout_ms);
+
+/*
+ * Read the event stream at `path` until `count` events named `event` came
+ * (or timeout_ms passed); the whole text read into *out (caller frees).
+ * Returns how many such events were read.
+ */
+int th_http_events(const th_hub_t *h, const char *path, const char *token, const char *event,
+                   int count, char **out, int timeout_ms);
 
 /* Make a fresh temporary directory (under $TMPDIR or /tmp). 0 or -1. */
 int th_tmpdir(char *out, size_t cap);

@@ -977,10 +977,108 @@ static void test_load_refuses_missing_or_duplicate_key_files(void **state)
     keys_free(&k);
 }
 
+#define REG "regions: [{code: \"110000\", name: Beijing}]\n"
+#define TOK_R "read-token-0123456789"
+#define TOK_O "oper-token-0123456789"
+
+static void test_http_section_is_parsed_and_checked(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(HUB_SECTION REG, &cfg, err), 0);
+    assert_string_equal(cfg->http.listen, ""); /* absent: off */
+    cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "http: {listen: \"7480\"}\n", &cfg, err), 0);
+    assert_int_equal(cfg->http.port, 7480);
+    assert_int_equal(cfg->http.bind_addr, 0x7f000001u); /* a port alone is loopback */
+    assert_true(cfg->http.loopback);
+    cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "http: {listen: \"10.1.2.3:443\", read_token: " TOK_R
+                                              ", operator_token: " TOK_O
+                                              ", tls_cert: c.pem, tls_key: k.pem}\n",
+                              &cfg, err),
+                     0);
+    assert_int_equal(cfg->http.bind_addr, 0x0a010203u);
+    assert_false(cfg->http.loopback);
+    cfg_destroy(&cfg);
+    static const struct {
+        const char *http, *want;
+    } bad[] = {
+        {"http: {listen: \"0.0.0.0:7480\"}\n", "is not a loopback address"},
+        {"http: {listen: \"10.0.0.1:1\", read_token: " TOK_R ", operator_token: " TOK_O "}\n",
+         "needs tls_cert"},
+        {"http: {listen: \"127.0.0.1:70000\"}\n", "expected PORT or IPV4:PORT"},
+        {"http: {listen: \"localhost:80\"}\n", "expected PORT or IPV4:PORT"},
+        {"http: {listen: \"127.0.0.1:-1\"}\n", "expected PORT or IPV4:PORT"},
+        {"http: {listen: \"1.2.3.4.5:1\"}\n", "expected PORT or IPV4:PORT"},
+        {"http: {listen: \"7480\", read_token: abc}\n", "shorter than 16"},
+        {"http: {listen: \"7480\", operator_token: \"has a space in it ok\"}\n", "printable"},
+        {"http: {listen: \"7480\", read_token: " TOK_R ", operator_token: " TOK_R "}\n",
+         "must differ"},
+        {"http: {listen: \"7480\", tls_cert: c.pem}\n", "go together"},
+        {"http: {read_token: " TOK_R "}\n", "listen"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s%s", HUB_SECTION, REG, bad[i].http);
+        cfg = NULL;
+        int rc = load_dev(text, &cfg, err);
+        if (rc != NHUB_ECONFIG || !strstr(err, bad[i].want) || !strstr(err, "h.yaml:")) {
+            print_error("case %zu: rc=%d err=%s (want %s)\n", i, rc, err, bad[i].want);
+            fail();
+        }
+        assert_null(cfg);
+    }
+}
+
+static void test_token_files_are_read_and_checked(void **state)
+{
+    (void)state;
+    char dir[32], cfgp[128], rt[128], ot[128], text[2048], err[ERRCAP];
+    make_dir(dir);
+    snprintf(cfgp, sizeof cfgp, "%s/hub.yaml", dir);
+    snprintf(rt, sizeof rt, "%s/read.token", dir);
+    snprintf(ot, sizeof ot, "%s/operator.token", dir);
+    write_file(rt, TOK_R "\n");
+    write_file(ot, TOK_O);
+    snprintf(text, sizeof text,
+             HUB_SECTION REG "security: {mode: insecure-plaintext}\n"
+                             "http: {listen: \"7480\", read_token_file: %s, operator_token_file: %s}\n",
+             rt, ot);
+    write_file(cfgp, text);
+    cfg_t *cfg = NULL;
+    assert_int_equal(cfg_load(cfgp, &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg->http.read_token, TOK_R); /* the newline is not part of it */
+    assert_string_equal(cfg->http.operator_token, TOK_O);
+    cfg_destroy(&cfg);
+    write_file(ot, TOK_R "\n"); /* the same token for both */
+    assert_int_equal(cfg_load(cfgp, &cfg, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "must differ"));
+    write_file(ot, "short\n");
+    assert_int_equal(cfg_load(cfgp, &cfg, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "http.operator_token_file"));
+    assert_non_null(strstr(err, "shorter than 16"));
+    unlink(ot);
+    assert_int_equal(cfg_load(cfgp, &cfg, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "cannot read"));
+    snprintf(text, sizeof text,
+             HUB_SECTION REG "security: {mode: insecure-plaintext}\n"
+                             "http: {listen: \"7480\", read_token: " TOK_R ", read_token_file: %s}\n",
+             rt);
+    write_file(cfgp, text);
+    assert_int_equal(cfg_load(cfgp, &cfg, err, sizeof err), NHUB_ECONFIG);
+    assert_non_null(strstr(err, "not both"));
+    const char *names[] = {"hub.yaml", "read.token"};
+    rm_dir(dir, names, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_file_has_32_regions_and_defaults),
+        cmocka_unit_test(test_http_section_is_parsed_and_checked),
+        cmocka_unit_test(test_token_files_are_read_and_checked),
         cmocka_unit_test(test_region_lookup_finds_configured_codes_only),
         cmocka_unit_test(test_minimal_file_gets_documented_defaults),
         cmocka_unit_test(test_limits_and_log_level_are_read),

@@ -1376,6 +1376,144 @@ static void test_read_only_view_sees_cases_and_cannot_write(void **state)
     assert_non_null(strstr(err, fx->tmp));
 }
 
+/* The queue depth kept in qtail follows puts and removes, and a store from
+ * before it (8-byte qtail values) gets its counts at open. */
+static void test_queue_depth_follows_puts_and_removes_and_is_counted_on_upgrade(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    uint8_t id[16];
+    uint64_t dseq, seq, n = 0;
+    store_txn_t *t = begin(fx->st);
+    for (unsigned i = 1; i <= 5; i++) {
+        make_id(id, i);
+        assert_int_equal(store_queue_put(t, "440000", i, id, &dseq), 0);
+    }
+    make_id(id, 9);
+    assert_int_equal(store_queue_put(t, "110000", 9, id, &dseq), 0);
+    make_id(id, 2);
+    assert_int_equal(store_queue_remove(t, "440000", 2, id, &seq), 0);
+    commit(&t);
+    store_reader_t *rd = NULL;
+    assert_int_equal(store_reader_open(fx->st, &rd), 0);
+    assert_int_equal(store_queue_depth(rd, "440000", &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(store_queue_depth(rd, "110000", &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_queue_depth(rd, "310000", &n), 0);
+    assert_int_equal(n, 0);
+    store_reader_close(&rd);
+    store_close(&fx->st);
+    /* What an older nhubd wrote: the next dseq alone. */
+    uint8_t next[8];
+    put_be64(next, 6);
+    raw_put(fx->dir, "qtail", "440000", 6, next, 8);
+    open_ok(fx);
+    assert_int_equal(store_reader_open(fx->st, &rd), 0);
+    assert_int_equal(store_queue_depth(rd, "440000", &n), 0);
+    assert_int_equal(n, 4);
+    store_reader_close(&rd);
+    t = begin(fx->st);
+    make_id(id, 6);
+    assert_int_equal(store_queue_put(t, "440000", 6, id, &dseq), 0);
+    assert_int_equal(dseq, 6); /* the dseq sequence went on */
+    commit(&t);
+}
+
+static void test_operator_state_round_trips_and_defaults_to_nothing(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_opstate_t st = {0}, got;
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_opstate_get(t, "440000", &got), 0);
+    assert_false(got.suspended || got.paused || got.rate || got.reason[0] || got.by[0]);
+    st.suspended = 1;
+    st.paused = 1;
+    st.rate = 70000;
+    snprintf(st.reason, sizeof st.reason, "系统维护 maintenance");
+    snprintf(st.by, sizeof st.by, "ops@127.0.0.1");
+    assert_int_equal(store_opstate_put(t, "440000", &st), 0);
+    commit(&t);
+    reopen(fx);
+    t = begin(fx->st);
+    assert_int_equal(store_opstate_get(t, "440000", &got), 0);
+    assert_int_equal(got.suspended, 1);
+    assert_int_equal(got.paused, 1);
+    assert_int_equal(got.rate, 70000);
+    assert_string_equal(got.reason, st.reason);
+    assert_string_equal(got.by, st.by);
+    store_abort(&t);
+    /* A record cut short is refused, not read past. */
+    store_close(&fx->st);
+    raw_put(fx->dir, "meta", "opstate/440000", 14, "\x01\0\0\0\0\x30", 6);
+    open_ok(fx);
+    t = begin(fx->st);
+    assert_int_equal(store_opstate_get(t, "440000", &got), NHUB_EMALFORMED);
+    store_abort(&t);
+}
+
+/* The evaluation figures are sums over the handler's cases, kept with
+ * every put, also across more pairs than one transaction buffers. */
+static void test_case_stats_follow_every_case_change(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_case_t a = mk_case(1, 1000, "110000", "440000", "SI-VERIFY-002");
+    store_case_t b = mk_case(2, 1000, "110000", "440000", "SI-VERIFY-002");
+    put_case(fx->st, NULL, &a);
+    put_case(fx->st, NULL, &b);
+    store_case_t a2 = a, b2 = b;
+    a2.state = STORE_CASE_ANSWERED; /* in time: closed at 1015, due 1020 */
+    a2.closed_ms = 1015;
+    a2.next_ms = 0;
+    put_case(fx->st, &a, &a2);
+    b2.flags |= STORE_CASE_F_OVERDUE;
+    b2.state = STORE_CASE_OVERDUE;
+    put_case(fx->st, &b, &b2);
+    store_case_t b3 = b2;
+    b3.state = STORE_CASE_EXPIRED;
+    b3.closed_ms = 1030;
+    b3.next_ms = 0;
+    /* 20 other pairs in the same transaction as b's expiry */
+    store_txn_t *t = begin(fx->st);
+    char item[16];
+    for (uint8_t i = 0; i < 20; i++) {
+        snprintf(item, sizeof item, "SI-X-%02u", i);
+        store_case_t c = mk_case((uint8_t)(10 + i), 2000, "110000", "310000", item);
+        assert_int_equal(store_case_put(t, NULL, &c), 0);
+    }
+    assert_int_equal(store_case_put(t, &b2, &b3), 0);
+    commit(&t);
+    store_reader_t *rd = NULL;
+    assert_int_equal(store_reader_open(fx->st, &rd), 0);
+    store_case_stat_t out[64];
+    size_t n = 0;
+    assert_int_equal(store_case_stats(rd, out, 64, &n), 0);
+    store_reader_close(&rd);
+    assert_int_equal(n, 21);
+    const store_case_stat_t *g = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(out[i].handler, "440000"))
+            g = &out[i];
+    assert_non_null(g);
+    assert_string_equal(g->item, "SI-VERIFY-002");
+    assert_int_equal(g->v[STORE_CSTAT_OPENED], 2);
+    assert_int_equal(g->v[STORE_CSTAT_OPEN], 0);
+    assert_int_equal(g->v[STORE_CSTAT_OVERDUE_OPEN], 0);
+    assert_int_equal(g->v[STORE_CSTAT_EVER_OVERDUE], 1);
+    assert_int_equal(g->v[STORE_CSTAT_ANSWERED], 1);
+    assert_int_equal(g->v[STORE_CSTAT_IN_TIME], 1);
+    assert_int_equal(g->v[STORE_CSTAT_EXPIRED], 1);
+    assert_int_equal(g->v[STORE_CSTAT_CLOSED], 2);
+    assert_int_equal(g->v[STORE_CSTAT_HANDLING_MS], 15 + 30);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(out[i].handler, "440000")) {
+            assert_int_equal(out[i].v[STORE_CSTAT_OPEN], 1);
+            assert_int_equal(out[i].v[STORE_CSTAT_OPENED], 1);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1412,6 +1550,9 @@ int main(void)
         T(test_rejects_are_remembered_per_stream_and_seq),
         T(test_rejections_expire_with_the_window),
         T(test_format1_store_upgraded_and_its_rejections_expire),
+        T(test_queue_depth_follows_puts_and_removes_and_is_counted_on_upgrade),
+        T(test_operator_state_round_trips_and_defaults_to_nothing),
+        T(test_case_stats_follow_every_case_change),
         T(test_grow_doubles_up_to_limit_then_is_full),
         T(test_limit_below_initial_map_means_no_growth),
         T(test_full_map_grows_until_limit_and_full_writes_apply_nothing),
