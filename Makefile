@@ -70,7 +70,7 @@ LIB_NHUB := $(B)/lib/libnhub.a
 LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
 BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen \
-	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases
+	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases $(B)/bin/nhubctl
 UNIT_BINS := $(patsubst test/unit/%.c,$(B)/test/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SRC))
 
@@ -174,6 +174,18 @@ $(B)/bin/nhub-cases: $(call obj,tools/nhub-cases/main.c) $(LIB_BROKER) $(LIB_COM
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
+# nhubctl: the operators' command line for the hub's HTTP API: libcurl and
+# jansson, and of ours only libnhubcommon (log_time).
+CTL_PKGS := libcurl jansson
+CTL_CFLAGS = $(shell pkg-config --cflags $(CTL_PKGS) 2>/dev/null)
+CTL_LIBS = $(shell pkg-config --libs $(CTL_PKGS) 2>/dev/null)
+CTL_SRC := $(wildcard tools/nhubctl/*.c)
+$(call obj,$(CTL_SRC)): INCLUDES += $(CTL_CFLAGS)
+
+$(B)/bin/nhubctl: $(call obj,$(CTL_SRC)) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(CTL_LIBS)
+
 # ---- tests -----------------------------------------------------------------
 $(B)/test/unit/%: $(call obj,test/unit/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
@@ -187,6 +199,9 @@ $(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_B
 $(B)/test/unit/test_public_lib: $(call obj,test/unit/test_public_lib.c) $(LIB_NHUB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
+
+# The nhubctl test runs the program against a real hub.
+$(B)/test/integration/test_nhubctl: | $(B)/bin/nhubctl $(B)/bin/nhubd
 
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
