@@ -162,7 +162,7 @@ static json_t *status_json(hub_t *h, store_reader_t *rd)
     char hex[33];
     return json_pack(
         "{s:s,s:s,s:s,s:I,s:I,s:{s:I},s:{s:I,s:I,s:I,s:I,s:b},"
-        "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,"
+        "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:I,"
         "s:{s:I,s:I,s:I,s:o}}",
         "hub_id", log_hex(hex, sizeof hex, store_hub_id(h->store), STORE_ID_LEN), "version",
         API_VERSION, "region", h->cfg->hub.region, "now_ms", (json_int_t)clock_wall_ms(h->clock),
@@ -176,7 +176,8 @@ static json_t *status_json(hub_t *h, store_reader_t *rd)
         "security_events", (json_int_t)n->security_events, "hub_messages",
         (json_int_t)n->hub_messages, "sessions", (json_int_t)session_count(h->sessions),
         "regions_total", (json_int_t)h->n_regions, "regions_connected", (json_int_t)connected,
-        "queued", (json_int_t)queued, "cases", "total", (json_int_t)counts[0], "open",
+        "queued", (json_int_t)queued, "streams", (json_int_t)http_streams(h->http), "cases",
+        "total", (json_int_t)counts[0], "open",
         (json_int_t)open, "overdue", (json_int_t)counts[STORE_CASE_OVERDUE], "by_state",
         by_state);
 }
@@ -296,6 +297,41 @@ void api_note_security(hub_t *h, int kind, const char *fpr, const char *address,
     snprintf(e->reason, sizeof e->reason, "%s", reason ? reason : "");
     if (stream_allowed(h, e->time_ms))
         stream_json(h, "security", security_json(e));
+}
+
+void api_note_item(hub_t *h, const char *item, int accepted)
+{
+    /* A short table: a catalogue has tens of items, and the last one used
+     * is the likeliest next (a batch of one item). */
+    struct hub_item_stat *s = NULL;
+    const char *name = item && item[0] && strlen(item) < sizeof s->item ? item : "other";
+    for (size_t i = h->n_item_stats; i-- > 0 && !s;)
+        if (!strcmp(h->item_stats[i].item, name))
+            s = &h->item_stats[i];
+    if (!s && h->n_item_stats < HUB_ITEM_STATS_MAX) {
+        s = &h->item_stats[h->n_item_stats++];
+        snprintf(s->item, sizeof s->item, "%s", name);
+    }
+    if (!s) /* the table is full: an unbounded item set must not grow memory */
+        s = &h->item_stats[HUB_ITEM_STATS_MAX - 1];
+    if (accepted)
+        s->accepted++;
+    else
+        s->rejected++;
+}
+
+void api_note_cases(hub_t *h)
+{
+    char type[48];
+    for (size_t i = 0; i < h->n_case_notes; i++) {
+        const struct hub_case_note *n = &h->case_notes[i];
+        stream_json(h, "case",
+                    json_pack("{s:o,s:s,s:s,s:s,s:s,s:s}", "id", hex_json(n->id, 16), "event",
+                              event_type_name(n->type, type, sizeof type), "state",
+                              store_case_state_name(n->state), "item", n->item, "requester",
+                              n->requester, "handler", n->handler));
+    }
+    h->n_case_notes = 0;
 }
 
 static json_t *recent_json(const struct hub_recent *ring, uint64_t n, size_t limit,
@@ -784,6 +820,18 @@ static void get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
         json_decref(name);
     }
     metrics_regions(&b, h, rd);
+    metrics_family(&b, "nhub_item_accepted_total", "counter",
+                   "Messages stored since start, by service item");
+    for (size_t i = 0; i < h->n_item_stats; i++) {
+        const char *labels[] = {"item", h->item_stats[i].item, NULL};
+        metrics_sample(&b, "nhub_item_accepted_total", labels, (double)h->item_stats[i].accepted);
+    }
+    metrics_family(&b, "nhub_item_rejected_total", "counter",
+                   "Messages refused for good since start, by service item");
+    for (size_t i = 0; i < h->n_item_stats; i++) {
+        const char *labels[] = {"item", h->item_stats[i].item, NULL};
+        metrics_sample(&b, "nhub_item_rejected_total", labels, (double)h->item_stats[i].rejected);
+    }
     metrics_cases(&b, h, rd);
     metrics_family(&b, "nhub_ack_latency_seconds", "histogram",
                    "From reading a SEND to sending its ACK (the commit's fsync included)");
@@ -977,7 +1025,7 @@ static void region_action(hub_t *h, http_req_t *req, const char *code, const cha
             dispatch_reset(r->window, r->delivery->credit);
         r->pending = 1;
         r->blocked_until = 0;
-        json_object_set_new(out, "held", json_integer((json_int_t)held));
+        json_object_set_new(out, "released", json_integer((json_int_t)held));
     }
     http_reply_json(req, 200, out);
 done:

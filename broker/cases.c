@@ -67,6 +67,7 @@ static void hex_id(char out[33], const uint8_t id[16])
 void cases_txn_begin(hub_t *h)
 {
     memset(&h->case_tally, 0, sizeof h->case_tally);
+    h->n_case_notes = 0;
     for (size_t i = 0; i < h->n_regions; i++)
         h->regions[i].notified = 0;
 }
@@ -88,6 +89,7 @@ void cases_committed(hub_t *h, int64_t next_ms)
             h->regions[i].notified = 0;
         }
     h->cases_next_ms = next_ms;
+    api_note_cases(h);
     if (k->overdue || k->expired)
         log_info("hub.cases_fired", "reminded=%u overdue=%u expired=%u next_in_ms=%lld",
                  k->reminded, k->overdue, k->expired,
@@ -115,6 +117,15 @@ static int journal_transition(hub_t *h, store_txn_t *t, const store_case_t *c, i
     ev.stage = c->stage;
     uint64_t seq;
     int rc = commit_journal_append(h, t, &ev, &seq);
+    if (!rc && http_streams(h->http) && h->n_case_notes < HUB_CASE_NOTES_MAX) {
+        struct hub_case_note *n = &h->case_notes[h->n_case_notes++];
+        memcpy(n->id, c->id, 16);
+        n->type = type;
+        n->state = c->state;
+        snprintf(n->item, sizeof n->item, "%s", c->item);
+        snprintf(n->requester, sizeof n->requester, "%s", c->requester);
+        snprintf(n->handler, sizeof n->handler, "%s", c->handler);
+    }
     return rc ? rc : store_case_event(t, c->id, seq);
 }
 

@@ -486,6 +486,8 @@ static void reply(hub_t *h, struct item *it)
             h->n.accepted++;
         if (!it->dup && it->region >= 0)
             h->regions[it->region].st.accepted++;
+        if (!it->dup && it->env)
+            api_note_item(h, it->env->item, 1);
         metrics_hist_observe(&h->ack_latency, (double)(hub_now_us() - it->recv_us) / 1e6);
         reply_sent(h,
                    wire_send(h->router, it->rid, it->rid_len, WIRE_ACK, &ack.base, ZMQ_DONTWAIT));
@@ -494,8 +496,10 @@ static void reply(hub_t *h, struct item *it)
             it->code != NHUB__WIRE__V1__NACK_CODE__NACK_STORE_FULL)
             reply_log_refusal(h, it->code, it->region >= 0 ? h->regions[it->region].code : NULL, msg_id,
                         it->why);
-        if (it->type == ITEM_SEND && !it->retryable)
+        if (it->type == ITEM_SEND && !it->retryable) {
             h->n.rejected++;
+            api_note_item(h, it->env ? it->env->item : "", 0);
+        }
         if (reply_is_security(it->code))
             h->n.security_events++;
         reply_nack(h, it->rid, it->rid_len, it->code, it->retryable, msg_id, sseq, it->r_expected,

@@ -107,6 +107,8 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 /* Refusal events sent on the live stream per second at most (all are kept). */
 #define HUB_STREAM_REFUSALS_PER_S 20
 #define HUB_TICK_MS 1000 /* the live stream's status and regions */
+#define HUB_CASE_NOTES_MAX 64 /* case transitions per transaction sent on the live stream */
+#define HUB_ITEM_STATS_MAX 256 /* service items counted for /metrics; others under "other" */
 /* Signature checks run on up to this many threads (the loop's included),
  * in chunks of at least HUB_VERIFY_CHUNK envelopes. */
 #define HUB_VERIFY_THREADS_MAX 8
@@ -235,6 +237,20 @@ struct hub {
     int64_t stream_sec;
     unsigned stream_refusals;
     const char *cfg_path;       /* the configuration file (hub_run's), for reloads */
+    /* Case transitions of the transaction being applied, for the live
+     * stream (only while a stream is open; beyond the bound not streamed). */
+    struct hub_case_note {
+        uint8_t id[16];
+        int type; /* EVENT_CASE_* */
+        uint8_t state;
+        char item[65], requester[7], handler[7];
+    } case_notes[HUB_CASE_NOTES_MAX];
+    size_t n_case_notes;
+    struct hub_item_stat {
+        char item[65];
+        uint64_t accepted, rejected;
+    } item_stats[HUB_ITEM_STATS_MAX]; /* since start, in order of first use */
+    size_t n_item_stats;
     int64_t late_log_sec;
     unsigned late_log_n;
     uint64_t late_log_suppressed;
@@ -307,6 +323,12 @@ void api_turn(hub_t *h);
 
 /* Keep a refusal for the API and the live stream (region and why may be NULL). */
 void api_note_refusal(hub_t *h, int code, const char *region, const char *why);
+
+/* Count a SEND of `item` answered (accepted: stored, else refused for good). */
+void api_note_item(hub_t *h, const char *item, int accepted);
+
+/* Send the committed transaction's case transitions on the live stream. */
+void api_note_cases(hub_t *h);
 
 /* Keep a security event (kind as hub_security_event). */
 void api_note_security(hub_t *h, int kind, const char *fpr, const char *address,

@@ -318,6 +318,7 @@ static void test_metrics_parse_with_promtool_and_move_with_traffic(void **state)
     assert_true(metric_value(after, "nhub_region_queued_messages{region=\"" C "\"}") == q0 + 3);
     assert_true(metric_value(after, "nhub_cases{state=\"open\"}") >= 3);
     assert_true(metric_value(after, "nhub_commit_duration_seconds_count") > 0);
+    assert_true(metric_value(after, "nhub_item_accepted_total{item=\"" VERIFY "\"}") >= 8);
     free(before);
     free(after);
 }
@@ -629,6 +630,55 @@ static void test_dashboard_and_event_stream_are_served(void **state)
     expect_error(w, "GET", "/api/v1/events", NULL, NULL, 401, "unauthorized", "token");
 }
 
+/* The live stream tells of a case going overdue as it happens. */
+static void test_event_stream_tells_of_case_transitions(void **state)
+{
+    world_t *w = *state;
+    uint8_t id[16];
+    int code;
+    char hex[33], path[400];
+    assert_int_equal(ask(w, B, id, &code), WIRE_ACK);
+    log_hex(hex, sizeof hex, id, 16);
+    snprintf(path, sizeof path, "%s/events.txt", w->h->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the listener: writes what it read, exits 0 if the event came */
+        char *text = NULL;
+        int n = th_http_events(w->h, "/api/v1/events", RT, "case", 1, &text, WAIT_MS);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs(text, f);
+            fclose(f);
+        }
+        _exit(n == 1 ? 0 : 1);
+    }
+    /* Wait until the hub counts the stream open (bounded), then move time. */
+    int open = 0;
+    for (int tries = 0; tries < 500 && !open; tries++) {
+        json_t *s = get_json(w, "/api/v1/status");
+        open = json_integer_value(json_object_get(s, "streams")) == 1;
+        json_decref(s);
+    }
+    assert_true(open);
+    assert_int_equal(th_hub_clock_set(w->h, DAY + 60000), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char want[200];
+    snprintf(want, sizeof want,
+             "event: case\ndata: {\"id\":\"%s\",\"event\":\"case_overdue\",\"state\":"
+             "\"overdue\",\"item\":\"" VERIFY "\",\"requester\":\"" A "\",\"handler\":\"" B "\"}",
+             hex);
+    if (!strstr(text, want))
+        fail_msg("the stream did not tell of the overdue case: %.2000s", text);
+}
+
 /* ---- configurations refused, and TLS -------------------------------------------- */
 
 /* Run nhubd on a configuration with `http` as its http section: its exit status, stderr in err. */
@@ -719,6 +769,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_reload_through_the_api_takes_the_file_or_names_its_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dashboard_and_event_stream_are_served, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_event_stream_tells_of_case_transitions, setup,
                                         teardown),
         cmocka_unit_test(test_non_loopback_bind_without_tls_refused_at_start),
         cmocka_unit_test(test_tls_endpoint_answers_over_https),

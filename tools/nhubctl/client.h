@@ -1,5 +1,5 @@
 /*
- * client.h: nhubctl's side of the hub's HTTP API (contract: API.md, v1).
+ * client.h: nhubctl's side of the hub's HTTP API (v1; README, "Operating the hub").
  *
  * One client is one base URL, one token and one timeout; each call is one
  * request and one parsed answer. Every outcome is sorted into the classes

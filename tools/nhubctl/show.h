@@ -6,7 +6,7 @@
  * (2026-12-07T11:38:03.203Z), "-" for a time that has not come (0) or a
  * field the hub did not send. They return 0, or -1 when the answer lacks
  * the part it is about (no "regions" array in the answer to /regions):
- * the caller reports that as not the API. Fields the contract adds later
+ * the caller reports that as not the API. Fields the API adds later
  * are ignored by the tables and kept by --json.
  *
  * ctl_show_json prints the body as received, indented, for scripts: it
