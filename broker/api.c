@@ -97,7 +97,7 @@ struct figures {
 static json_t *figures_json(const struct figures *f)
 {
     const uint64_t *v = f->v;
-    double closed = (double)v[STORE_CSTAT_CLOSED];
+    double handled = (double)(v[STORE_CSTAT_ANSWERED] + v[STORE_CSTAT_REFUSED]);
     return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "opened",
                      (json_int_t)v[STORE_CSTAT_OPENED], "open", (json_int_t)v[STORE_CSTAT_OPEN],
                      "overdue", (json_int_t)v[STORE_CSTAT_OVERDUE_OPEN], "ever_overdue",
@@ -106,7 +106,7 @@ static json_t *figures_json(const struct figures *f)
                      (json_int_t)v[STORE_CSTAT_IN_TIME], "expired",
                      (json_int_t)v[STORE_CSTAT_EXPIRED], "refused",
                      (json_int_t)v[STORE_CSTAT_REFUSED], "mean_handling_s",
-                     closed > 0 ? (double)v[STORE_CSTAT_HANDLING_MS] / closed / 1000.0 : 0.0,
+                     handled > 0 ? (double)v[STORE_CSTAT_HANDLING_MS] / handled / 1000.0 : 0.0,
                      "overdue_rate",
                      v[STORE_CSTAT_OPENED]
                          ? (double)v[STORE_CSTAT_EVER_OVERDUE] / (double)v[STORE_CSTAT_OPENED]
@@ -791,6 +791,11 @@ static void get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
            (double)disk_free);
     metric(&b, "nhub_store_full", "gauge", "1 while new messages are refused for want of space",
            h->full);
+    metric(&b, "nhub_ingest_deferred_bytes", "gauge",
+           "Bytes of frames held back for later stages (fair sharing between connections)",
+           (double)h->deferred_total);
+    metric(&b, "nhub_ingest_deferred_frames_total", "counter",
+           "Frames held back for a later stage since start", (double)h->deferred_frames);
     metrics_family(&b, "nhub_nacks_total", "counter", "NACKs sent, by code");
     for (int c = 1; c < HUB_NACK_CODES; c++) {
         if (!n->nacked[c])

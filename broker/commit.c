@@ -643,6 +643,7 @@ void commit_flush_stage(hub_t *h)
     }
     h->ready = cur;
     h->n_ready = n_cur;
+    h->stage_gen++; /* a new stage: every connection has its share again */
     h->ready_bytes = h->items_bytes;
     h->items = prev;
     h->n_items = 0;

@@ -140,7 +140,7 @@ static void housekeeping(hub_t *h)
 /* How long the loop may wait for frames before a timer needs it. */
 static int poll_timeout(const hub_t *h)
 {
-    if (h->n_items || h->n_ready)
+    if (h->n_items || h->n_ready || h->deferred_total)
         return 0;
     int64_t now = hub_now_mono(h), next = h->next_housekeeping;
     for (size_t i = 0; i < h->n_regions; i++) {
@@ -594,6 +594,7 @@ void hub_destroy(hub_t **self)
         return;
     hub_t *h = *self;
     http_destroy(&h->http);
+    ingress_drop_deferred(h);
     workers_wait(h->workers);
     for (size_t i = 0; i < h->n_items; i++)
         ingress_item_clear(&h->items[i]);
@@ -738,15 +739,17 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
 static int drain(hub_t *h)
 {
     size_t frames = 0, max_frames = (size_t)h->cfg->limits.batch_max * 4;
+    ingress_replay(h); /* frames held back from earlier stages go first */
     while (h->n_items < (size_t)h->cfg->limits.batch_max && h->items_bytes < h->stage_bytes &&
-           frames < max_frames) {
+           frames < max_frames && h->deferred_total < HUB_DEFER_MAX) {
         wire_frames_t f;
         int rc = wire_recv(h->router, &f, ZMQ_DONTWAIT);
         if (rc == NHUB_EAGAIN || rc == NHUB_ECLOSED)
             return 0;
         if (rc)
             return rc;
-        ingress_frames(h, &f);
+        if (!ingress_defer(h, &f))
+            ingress_frames(h, &f);
         wire_frames_close(&f);
         frames++;
     }

@@ -95,6 +95,21 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
  * turn takes before ZAP requests and heartbeats are served again. */
 #define HUB_STAGE_BYTES ((uint64_t)8 << 20)
 #define HUB_BLOCKED_RETRY_MS 50
+/*
+ * Ingest fair sharing. ZeroMQ hands the hub one frame per peer in turn,
+ * so a peer of 1 MiB SENDs would fill a stage with megabytes while its
+ * neighbours add a few hundred bytes each, and everyone's ACK waits for
+ * that commit. So one connection puts at most a share of a stage's bytes
+ * in it (HUB_STAGE_BYTES / HUB_FAIR_SHARES, and always one frame); what
+ * comes beyond waits, in order, in the hub's memory for the next stages
+ * (ingress_defer). Waiting frames are bounded by HUB_DEFER_MAX in all:
+ * at the bound the loop stops reading until the next stage. Up to
+ * HUB_FAIR_SOURCES connections are followed per stage; others are not
+ * limited.
+ */
+#define HUB_FAIR_SHARES 8
+#define HUB_FAIR_SOURCES 64
+#define HUB_DEFER_MAX ((uint64_t)64 << 20)
 /* Refused handshakes are journaled at most this often (each is counted);
  * the next record says how many were not journaled in between. */
 #define HUB_AUTH_JOURNAL_MS 1000
@@ -119,6 +134,22 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 #define HUB_RESERVE_MAX ((uint64_t)64 << 20)
 
 enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD, ITEM_HEARTBEAT };
+
+/* A frame held back by ingest fair sharing. */
+struct hub_deferred {
+    struct hub_deferred *next;
+    wire_frames_t f;
+};
+
+/* One connection's share of the current stage, and its frames waiting. */
+struct hub_fair {
+    uint8_t rid[WIRE_ROUTING_ID_MAX];
+    size_t rid_len;
+    uint64_t gen;   /* the stage `bytes` count in (hub.stage_gen) */
+    uint64_t bytes; /* SEND bytes it put in that stage */
+    struct hub_deferred *head, *tail;
+    uint64_t deferred_bytes;
+};
 
 /* One staged unit of work of a turn, and its reply once committed. */
 struct item {
@@ -205,6 +236,11 @@ struct hub {
     size_t n_items, cap_items;
     uint64_t items_bytes; /* its SEND bodies */
     uint64_t stage_bytes; /* a stage is closed once items_bytes reaches it */
+    uint64_t stage_gen; /* counts stages; a new one starts when the current becomes ready */
+    struct hub_fair fair[HUB_FAIR_SOURCES]; /* ingress_defer */
+    size_t n_fair;
+    uint64_t deferred_total; /* bytes of all frames waiting */
+    uint64_t deferred_frames; /* frames ever held back */
     struct item *ready; /* the stage before it: signatures being checked, commits next */
     size_t n_ready;
     uint64_t ready_bytes;
@@ -368,6 +404,17 @@ void ingress_item_clear(struct item *it);
 
 /* Check one received message (routing id, header, body) and stage it or answer it. */
 void ingress_frames(hub_t *h, const wire_frames_t *f);
+
+/* Hold `f` back if its connection has had its share of the current stage
+ * (or has frames waiting already): 1 and `f` moved (left empty), or 0. */
+int ingress_defer(hub_t *h, wire_frames_t *f);
+
+/* Stage waiting frames within their connections' shares of the current
+ * stage, in order, while the stage has room. */
+void ingress_replay(hub_t *h);
+
+/* Free every waiting frame (at the stop; their senders send them again). */
+void ingress_drop_deferred(hub_t *h);
 
 /* ---- commit.c --------------------------------------------------------------- */
 

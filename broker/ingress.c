@@ -366,3 +366,134 @@ void ingress_frames(hub_t *h, const wire_frames_t *f)
                h->regions[s->region].code, "not a command an adapter sends");
     }
 }
+
+/* ---- fair sharing of a stage between connections ------------------------------- */
+
+/* Bytes one connection may put in a stage: a share, and always one whole frame. */
+static uint64_t fair_share(const hub_t *h)
+{
+    uint64_t share = h->stage_bytes / HUB_FAIR_SHARES;
+    uint64_t frame = h->cfg->limits.max_frame + HUB_FRAME_SLACK;
+    return share > frame ? share : frame;
+}
+
+static int stage_has_room(const hub_t *h)
+{
+    return h->n_items < (size_t)h->cfg->limits.batch_max && h->items_bytes < h->stage_bytes;
+}
+
+static struct hub_fair *fair_find(hub_t *h, const void *rid, size_t rid_len, int add)
+{
+    struct hub_fair *free_slot = NULL;
+    for (size_t i = 0; i < h->n_fair; i++) {
+        struct hub_fair *e = &h->fair[i];
+        if (e->rid_len == rid_len && memcmp(e->rid, rid, rid_len) == 0)
+            return e;
+        if (!free_slot && !e->head && e->gen != h->stage_gen)
+            free_slot = e; /* nothing waiting, nothing in this stage: reusable */
+    }
+    if (!add || rid_len > sizeof free_slot->rid)
+        return NULL;
+    if (!free_slot && h->n_fair < HUB_FAIR_SOURCES)
+        free_slot = &h->fair[h->n_fair++];
+    if (!free_slot)
+        return NULL; /* more connections than followed: this one is not limited */
+    memset(free_slot, 0, sizeof *free_slot);
+    memcpy(free_slot->rid, rid, rid_len);
+    free_slot->rid_len = rid_len;
+    free_slot->gen = h->stage_gen;
+    return free_slot;
+}
+
+/* The command of a frame set, or -1 if it is not one the hub would stage. */
+static int frames_command(const wire_frames_t *f)
+{
+    int cmd = 0, ver = 0;
+    if (f->n_frames != 3 ||
+        wire_header_parse(wire_frame_data(f, 1), wire_frame_len(f, 1), &cmd, &ver) != 0)
+        return -1;
+    return cmd;
+}
+
+/* Count a SEND of `len` bytes against e's share: 1 if it fits this stage. */
+static int fair_take(hub_t *h, struct hub_fair *e, size_t len)
+{
+    if (e->gen != h->stage_gen) {
+        e->gen = h->stage_gen;
+        e->bytes = 0;
+    }
+    if (e->bytes > 0 && e->bytes + len > fair_share(h))
+        return 0;
+    e->bytes += len;
+    return 1;
+}
+
+int ingress_defer(hub_t *h, wire_frames_t *f)
+{
+    int cmd = frames_command(f);
+    if (cmd < 0)
+        return 0;
+    const void *rid = wire_frame_data(f, 0);
+    size_t rid_len = wire_frame_len(f, 0), len = wire_frame_len(f, 2);
+    struct hub_fair *e = fair_find(h, rid, rid_len, cmd == WIRE_SEND);
+    if (!e)
+        return 0;
+    if (!e->head && (cmd != WIRE_SEND || fair_take(h, e, len)))
+        return 0;
+    struct hub_deferred *d = malloc(sizeof *d);
+    if (!d)
+        return 0; /* staged at once, as without sharing */
+    wire_frames_move(&d->f, f);
+    d->next = NULL;
+    if (e->tail)
+        e->tail->next = d;
+    else
+        e->head = d;
+    e->tail = d;
+    e->deferred_bytes += d->f.total_len;
+    h->deferred_total += d->f.total_len;
+    h->deferred_frames++;
+    return 1;
+}
+
+static void fair_pop(hub_t *h, struct hub_fair *e)
+{
+    struct hub_deferred *d = e->head;
+    e->head = d->next;
+    if (!e->head)
+        e->tail = NULL;
+    e->deferred_bytes -= d->f.total_len;
+    h->deferred_total -= d->f.total_len;
+    ingress_frames(h, &d->f);
+    wire_frames_close(&d->f);
+    free(d);
+}
+
+void ingress_replay(hub_t *h)
+{
+    for (size_t i = 0; i < h->n_fair && stage_has_room(h); i++) {
+        struct hub_fair *e = &h->fair[i];
+        while (e->head && stage_has_room(h)) {
+            int cmd = frames_command(&e->head->f);
+            if (cmd == WIRE_SEND && !fair_take(h, e, wire_frame_len(&e->head->f, 2)))
+                break;
+            fair_pop(h, e);
+        }
+    }
+}
+
+void ingress_drop_deferred(hub_t *h)
+{
+    for (size_t i = 0; i < h->n_fair; i++) {
+        struct hub_fair *e = &h->fair[i];
+        while (e->head) {
+            struct hub_deferred *d = e->head;
+            e->head = d->next;
+            wire_frames_close(&d->f);
+            free(d);
+        }
+        e->tail = NULL;
+        e->deferred_bytes = 0;
+    }
+    h->deferred_total = 0;
+}

@@ -399,13 +399,13 @@ enum store_cstat {
     STORE_CSTAT_OPENED,       /* cases ever opened */
     STORE_CSTAT_OPEN,         /* not closed now */
     STORE_CSTAT_OVERDUE_OPEN, /* not closed and past their time limit now */
-    STORE_CSTAT_EVER_OVERDUE, /* went past their time limit, open or closed */
+    STORE_CSTAT_EVER_OVERDUE, /* went past their time limit, open or closed (expired ones too) */
     STORE_CSTAT_ANSWERED,     /* closed by an answer */
     STORE_CSTAT_IN_TIME,      /* ... within the time limit */
     STORE_CSTAT_EXPIRED,      /* closed by the hub: no answer */
     STORE_CSTAT_REFUSED,      /* closed by a refusal */
     STORE_CSTAT_CLOSED,       /* closed, any way */
-    STORE_CSTAT_HANDLING_MS,  /* sum over closed cases of closed_ms - opened_ms */
+    STORE_CSTAT_HANDLING_MS,  /* sum over answered and refused cases of closed_ms - opened_ms */
     STORE_CSTAT_N
 };
 #define STORE_CSTAT_TXN_MAX 16 /* distinct (handler, item) pairs buffered per transaction */

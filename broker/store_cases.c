@@ -137,17 +137,19 @@ static void time_key(uint8_t key[TIME_KEY_LEN], int64_t t, const uint8_t id[16])
 static void cstat_of(const store_case_t *c, int64_t v[STORE_CSTAT_N])
 {
     int closed = store_case_closed(c->state), overdue = (c->flags & STORE_CASE_F_OVERDUE) != 0;
+    int handled = c->state == STORE_CASE_ANSWERED || c->state == STORE_CASE_REFUSED;
     v[STORE_CSTAT_OPENED] = 1;
     v[STORE_CSTAT_OPEN] = !closed;
     v[STORE_CSTAT_OVERDUE_OPEN] = !closed && overdue;
-    v[STORE_CSTAT_EVER_OVERDUE] = overdue;
+    v[STORE_CSTAT_EVER_OVERDUE] = overdue || c->state == STORE_CASE_EXPIRED; /* expired is late */
     v[STORE_CSTAT_ANSWERED] = c->state == STORE_CASE_ANSWERED;
     v[STORE_CSTAT_IN_TIME] = c->state == STORE_CASE_ANSWERED && c->closed_ms <= c->due_ms;
     v[STORE_CSTAT_EXPIRED] = c->state == STORE_CASE_EXPIRED;
     v[STORE_CSTAT_REFUSED] = c->state == STORE_CASE_REFUSED;
     v[STORE_CSTAT_CLOSED] = closed;
-    v[STORE_CSTAT_HANDLING_MS] = closed && c->closed_ms > c->opened_ms ? c->closed_ms - c->opened_ms
-                                                                       : 0;
+    v[STORE_CSTAT_HANDLING_MS] = handled && c->closed_ms > c->opened_ms
+                                     ? c->closed_ms - c->opened_ms
+                                     : 0;
 }
 
 static void cstat_key(char *key, size_t cap, const char *handler, const char *item)

@@ -364,6 +364,15 @@ size_t wire_frame_len(const wire_frames_t *f, size_t i)
     return zmq_msg_size((zmq_msg_t *)&f->part[i]);
 }
 
+void wire_frames_move(wire_frames_t *dst, wire_frames_t *src)
+{
+    *dst = *src; /* counts and user id; the parts are moved one by one */
+    for (size_t i = 0; i < src->n_kept; i++) {
+        zmq_msg_init(&dst->part[i]);
+        zmq_msg_move(&dst->part[i], &src->part[i]);
+    }
+}
+
 void wire_frames_close(wire_frames_t *f)
 {
     for (size_t i = 0; i < f->n_kept; i++)

@@ -154,4 +154,8 @@ size_t wire_frame_len(const wire_frames_t *f, size_t i);
 /* Release the frames of `f`; it can be reused for the next wire_recv. */
 void wire_frames_close(wire_frames_t *f);
 
+/* Move the frames of `src` into `dst` (uninitialised); `src` is left
+ * empty, still to be closed. */
+void wire_frames_move(wire_frames_t *dst, wire_frames_t *src);
+
 #endif

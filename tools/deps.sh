@@ -7,7 +7,8 @@ set -e
 PKGS="build-essential pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
 liblmdb-dev lmdb-utils libssl-dev libyaml-dev libcmocka-dev clang
 libclang-rt-14-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-chromium prometheus openssl curl"
+chromium prometheus openssl curl nodejs
+fonts-wqy-microhei"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -28,6 +28,7 @@
     const STALE_MS = 5000;        /* no status for this long: the badge says so */
     const HISTORY_MS = 5 * 60 * 1000; /* the charts' window */
     const RATE_WINDOW_MS = 10000; /* smoothing of the rates the wait estimate uses */
+    const MIN_SAMPLE_GAP_MS = 500; /* status samples closer than this are not kept */
     const BACKLOG_MIN = 100;      /* a connected region with this many queued is behind */
     const LIST_MAX = 100;         /* rows kept in the refusal and security tables */
     const BACKLOG_ROWS = 12;
@@ -95,12 +96,12 @@
             regions: '各地区平台', traffic: '流量',
             throughput: '吞吐量(条/秒)', accepted_s: '接收/秒', delivered_s: '投递/秒',
             latency: '时延估计', est_wait: '预计等待',
-            latency_note: '预计等待 = 待投递总数 ÷ 近10秒确认速率(利特尔定律),反映端到端时延的变化。',
+            latency_note: '预计等待 = 在线且未暂停地区的待投递数 ÷ 近10秒确认速率(利特尔定律),反映端到端时延的变化。',
             five_min_ago: '5分钟前', now: '现在',
             backlogs: '积压最多', no_backlog: '没有积压', overdue_cases: '超期事项(督办)',
             no_overdue: '没有超期事项', case_events: '事项动态',
             compare: '评估评价', by_region: '按地区', by_item: '按事项',
-            compare_note: '按时办结率 = 按时答复 ÷ 已答复;超期率 = (超时答复 + 过期 + 当前超期) ÷ (已答复 + 过期 + 拒绝 + 当前超期)。地区按承办方统计。',
+            compare_note: '按时办结率 = 按时答复 ÷ 已答复;超期率取枢纽给出的数值(曾超期事项 ÷ 已受理事项),枢纽未给出时为 (超时答复 + 过期 + 当前超期) ÷ (已答复 + 过期 + 拒绝 + 当前超期)。地区按承办方统计。',
             refusals: '最近拒收', security: '安全事件',
             col_region: '地区', col_queued: '待投递', col_held: '待版本', col_in_flight: '投递中',
             col_case: '事项编号', col_item: '服务事项', col_handler: '承办地区',
@@ -139,12 +140,12 @@
             regions: 'Regional platforms', traffic: 'Traffic',
             throughput: 'Throughput (msgs/s)', accepted_s: 'accepted/s', delivered_s: 'delivered/s',
             latency: 'Latency estimate', est_wait: 'est. wait',
-            latency_note: 'Estimated wait = messages queued ÷ confirmations per second over the last 10 s (Little\'s law): how end-to-end latency moves.',
+            latency_note: 'Estimated wait = messages queued for regions online and not paused ÷ confirmations per second over the last 10 s (Little\'s law): how end-to-end latency moves.',
             five_min_ago: '5 min ago', now: 'now',
             backlogs: 'Biggest backlogs', no_backlog: 'Nothing queued', overdue_cases: 'Overdue cases',
             no_overdue: 'No overdue case', case_events: 'Case events',
             compare: 'Evaluation', by_region: 'By region', by_item: 'By item',
-            compare_note: 'In time = answered in time ÷ answered; overdue rate = (answered late + expired + overdue now) ÷ (answered + expired + refused + overdue now). Regions are counted as the handler.',
+            compare_note: 'In time = answered in time ÷ answered. Overdue rate: the hub\'s figure where it gives one (cases ever overdue ÷ cases opened), otherwise (answered late + expired + overdue now) ÷ (answered + expired + refused + overdue now). Regions are counted as the handler.',
             refusals: 'Recent refusals', security: 'Security events',
             col_region: 'Region', col_queued: 'Queued', col_held: 'Held', col_in_flight: 'In flight',
             col_case: 'Case', col_item: 'Item', col_handler: 'Handler',
@@ -193,7 +194,7 @@
         reconnectDelay: 1000,
         authNeeded: false,
         unreachable: false,
-        apiError: '',
+        apiErrors: new Map(), /* endpoint -> what it last answered, while it fails */
         compareMode: 'regions',
         sort: { regions: { key: 'overdue_rate', dir: -1 }, items: { key: 'overdue_rate', dir: -1 } },
         selected: '',
@@ -259,21 +260,22 @@
         return (i ? v.toFixed(1) : v.toString()) + ' ' + units[i];
     }
 
-    /* Two units at most: "3d 4h", "12m 5s"; in Chinese "3天4小时". */
+    /* The largest unit and the next one down: "3d 4h", "12m 5s"; in
+     * Chinese "3天4小时". */
     function fmtDur(seconds) {
         if (seconds === null || !isFinite(seconds)) return '-';
-        let s = Math.max(0, Math.round(seconds));
-        const parts = [[86400, 'u_d'], [3600, 'u_h'], [60, 'u_m'], [1, 'u_s']];
-        const out = [];
-        for (const [size, unit] of parts) {
-            if (s >= size || (size === 1 && out.length === 0)) {
-                out.push(Math.floor(s / size) + t(unit));
-                s %= size;
-            }
-            if (out.length === 2) break;
-            if (out.length === 1 && s === 0) break;
+        const s = Math.max(0, Math.round(seconds));
+        const units = [[86400, 'u_d'], [3600, 'u_h'], [60, 'u_m'], [1, 'u_s']];
+        const found = units.findIndex(([size]) => s >= size);
+        const i = found < 0 ? units.length - 1 : found;
+        const [size, unit] = units[i];
+        let out = Math.floor(s / size) + t(unit);
+        if (i < units.length - 1) {
+            const [next, nextUnit] = units[i + 1];
+            const rest = Math.floor((s % size) / next);
+            if (rest) out += (state.lang === 'zh' ? '' : ' ') + rest + t(nextUnit);
         }
-        return out.join(state.lang === 'zh' ? '' : ' ');
+        return out;
     }
 
     function fmtTime(ms) {
@@ -297,9 +299,17 @@
         return str(apiName) || code;
     }
 
-    function regionLabel(code) {
+    function regionApiName(code) {
         const r = state.regions.find((x) => x.code === code);
-        return code ? code + ' ' + regionName(code, r && r.name) : '-';
+        return r ? r.name : '';
+    }
+
+    function shortRegion(code) {
+        return code ? regionName(str(code), regionApiName(code)) : '-';
+    }
+
+    function regionLabel(code) {
+        return code ? code + ' ' + regionName(code, regionApiName(code)) : '-';
     }
 
     function storageGet(store, key) {
@@ -351,6 +361,7 @@
             throw e;
         }
         setUnreachable(false);
+        const endpoint = path.replace(/\?.*/, '');
         if (res.status === 401) {
             needAuth();
             throw new AuthError('401');
@@ -361,9 +372,10 @@
                 const body = await res.json();
                 detail = res.status + ' ' + str(body.error) + ': ' + str(body.detail);
             } catch (e) { /* not the API's JSON error body */ }
-            showApiError(path.replace(/\?.*/, '') + ' ' + detail);
+            setApiError(endpoint, detail);
             throw new Error(detail);
         }
+        setApiError(endpoint, '');
         return res.json();
     }
 
@@ -397,17 +409,17 @@
 
     function load(names) {
         if (state.authNeeded) return Promise.resolve();
-        return Promise.allSettled(names.map((n) => loaders[n]())).then((results) => {
-            if (results.every((r) => r.status === 'fulfilled')) showApiError('');
-        });
+        return Promise.allSettled(names.map((n) => loaders[n]()));
     }
 
     /*
-     * Overdue cases: every case in state overdue, and the open ones in other
-     * states that are past their time limit all the same (a case that went
-     * overdue and then got a "handling" feedback keeps its overdue flag).
-     * The contract has no filter for the second kind, so the newest open
-     * cases are fetched and filtered here.
+     * Overdue cases: every case in state overdue, and any other open case
+     * past its time limit or flagged overdue. The hub moves a case to
+     * overdue when it fires the deadline, a moment after it passed (later
+     * while its store is full), and the API does not promise that a
+     * feedback after that leaves the state at overdue. It has no filter
+     * for that second kind, so the newest open cases are fetched and
+     * filtered here.
      */
     async function loadCases() {
         const [overdue, open] = await Promise.all([
@@ -454,10 +466,12 @@
         const c = s.counters || {};
         const sample = {
             t: num(s.now_ms) || Date.now(), accepted: num(c.accepted), delivered: num(c.delivered),
-            confirmed: num(c.confirmed), queued: num(s.queued),
+            confirmed: num(c.confirmed), queued: num(s.queued), flowing: flowingQueued(),
         };
+        /* The first fetch and the stream's first event come moments apart:
+         * a rate over so short a span is noise, so such a sample is dropped. */
         const last = state.samples[state.samples.length - 1];
-        if (!last || sample.t > last.t) state.samples.push(sample);
+        if (!last || sample.t - last.t >= MIN_SAMPLE_GAP_MS) state.samples.push(sample);
         while (state.samples.length && state.samples[0].t < sample.t - HISTORY_MS - RATE_WINDOW_MS) {
             state.samples.shift();
         }
@@ -466,8 +480,20 @@
         renderLive();
     }
 
+    /* Messages queued for regions that are taking them: a backlog for an
+     * offline, paused or suspended region does not move, and counted in the
+     * wait estimate it would stand for a delay nobody is waiting out. */
+    function flowingQueued() {
+        let n = 0;
+        for (const r of state.regions) {
+            if (r.connected && !r.paused && !r.suspended) n += num(r.queued);
+        }
+        return n;
+    }
+
     function onRegions(d) {
         state.regions = Array.isArray(d && d.regions) ? d.regions : [];
+        followQueues();
         renderRegions();
         renderCompareThrottled();
     }
@@ -598,15 +624,19 @@
         renderBanner();
     }
 
-    function showApiError(text) {
-        if (state.apiError === text) return;
-        state.apiError = text;
+    /* One line per failing endpoint, so a poll that succeeds does not hide
+     * another that keeps failing. */
+    function setApiError(endpoint, detail) {
+        if ((state.apiErrors.get(endpoint) || '') === detail) return;
+        if (detail) state.apiErrors.set(endpoint, detail);
+        else state.apiErrors.delete(endpoint);
         renderBanner();
     }
 
     function renderBanner() {
         const b = $('banner');
-        const text = state.unreachable ? t('unreachable') : state.apiError ? t('api_error') + ': ' + state.apiError : '';
+        const errors = [...state.apiErrors].map(([e, d]) => t('api_error') + ': ' + e + ' ' + d);
+        const text = state.unreachable ? t('unreachable') : errors.join('\n');
         b.textContent = text;
         b.hidden = !text;
     }
@@ -703,6 +733,9 @@
             counts[st]++;
             tile.dataset.state = st;
             tile.dataset.queued = String(num(r.queued));
+            /* The colour is the most urgent state; the dot still tells
+             * whether an overdue or suspended region is connected. */
+            tile.dataset.connected = r.connected ? 'yes' : 'no';
             tile.classList.toggle('selected', state.selected === code);
             tile.querySelector('.code').textContent = code;
             tile.querySelector('.name').textContent = regionName(code, r.name);
@@ -766,9 +799,9 @@
     }
 
     /* Little's law: the time a message spends in the hub is the number
-     * waiting over the rate they leave at (confirmations, smoothed over
-     * RATE_WINDOW_MS). Nothing leaving with messages waiting has no finite
-     * estimate: no point. */
+     * waiting (for regions that are taking messages) over the rate they
+     * leave at (confirmations, smoothed over RATE_WINDOW_MS). Nothing
+     * leaving with messages waiting has no finite estimate: no point. */
     function waits() {
         const out = [];
         const s = state.samples;
@@ -777,8 +810,8 @@
             while (s[i].t - s[j].t > RATE_WINDOW_MS) j++;
             if (j === i) continue;
             const rate = (s[i].confirmed - s[j].confirmed) / ((s[i].t - s[j].t) / 1000);
-            if (s[i].queued === 0) out.push({ t: s[i].t, v: 0 });
-            else if (rate > 0) out.push({ t: s[i].t, v: s[i].queued / rate });
+            if (s[i].flowing === 0) out.push({ t: s[i].t, v: 0 });
+            else if (rate > 0) out.push({ t: s[i].t, v: s[i].flowing / rate });
         }
         return out;
     }
@@ -855,6 +888,23 @@
 
     /* ---- backlogs -------------------------------------------------------- */
 
+    /* The regions event carries each region's queue every second, the
+     * queue list comes every few seconds: between two lists the rows take
+     * the newer figures, so they never disagree with the tiles. */
+    function followQueues() {
+        if (!state.queues.length) return;
+        const byCode = new Map(state.regions.map((r) => [r.code, r]));
+        for (const q of state.queues) {
+            const r = byCode.get(q.region);
+            if (!r) continue;
+            q.queued = num(r.queued);
+            q.held = num(r.held);
+            q.in_flight = num(r.in_flight);
+        }
+        state.queues.sort((a, b) => num(b.queued) - num(a.queued) || (a.region < b.region ? -1 : 1));
+        renderBacklogs();
+    }
+
     function renderBacklogs() {
         const rows = state.queues.filter((q) => num(q.queued) > 0).slice(0, BACKLOG_ROWS);
         const max = rows.length ? num(rows[0].queued) : 1;
@@ -884,8 +934,9 @@
             return el('tr', { 'data-case': id },
                 el('td', { class: 'mono id', title: id, text: id }),
                 el('td', { text: str(c.item) }),
-                el('td', { class: 'handler', text: regionLabel(str(c.handler)) }),
-                el('td', { text: regionLabel(str(c.requester)) }),
+                /* Names only, to keep the row on one line; the code is the title. */
+                el('td', { class: 'handler', text: shortRegion(c.handler), title: str(c.handler) }),
+                el('td', { text: shortRegion(c.requester), title: str(c.requester) }),
                 el('td', { text: t('cs_' + str(c.state)) + (c.reminded ? ' · ' + t('cs_reminded') : '') }),
                 el('td', { class: 'num age' }), el('td', { class: 'num past-due' }));
         }));
@@ -907,7 +958,10 @@
         }
     }
 
+    /* Shown once the hub has sent one: a hub without case events on its
+     * stream shows no empty heading. */
     function renderCaseEvents() {
+        $('case-events-title').hidden = state.caseEvents.length === 0;
         $('case-events').replaceChildren(...state.caseEvents.map((c) => el('li', { 'data-case': str(c.id) },
             el('span', { class: 'time', text: fmtTime(c.at) }),
             el('span', { class: 'cstate', 'data-state': str(c.state), text: t('cs_' + str(c.state)) }),
@@ -944,39 +998,53 @@
         return num(c.answered) ? num(c.answered_in_time) / num(c.answered) : null;
     }
 
+    /* The hub's own figure when it gives one (it knows every case that was
+     * ever overdue, also those answered since); else an estimate from the
+     * counts of the API. */
     function overdueRate(c) {
+        if (typeof c.overdue_rate === 'number' && isFinite(c.overdue_rate)) {
+            return num(c.opened) || num(c.answered) + num(c.open) ? c.overdue_rate : null;
+        }
         const late = Math.max(0, num(c.answered) - num(c.answered_in_time)) + num(c.expired) + num(c.overdue);
         const all = num(c.answered) + num(c.expired) + num(c.refused) + num(c.overdue);
         return all ? late / all : null;
     }
 
     function meanHandling(c) {
-        return num(c.answered) && typeof c.mean_handling_s === 'number' ? c.mean_handling_s : null;
+        const closed = num(c.answered) + num(c.expired) + num(c.refused);
+        return closed && typeof c.mean_handling_s === 'number' ? c.mean_handling_s : null;
+    }
+
+    /* The figures both tables show, each read from a figures object (a
+     * region's "cases", or an item's row itself). */
+    const FIGURES = [
+        { key: 'answered', label: 'col_answered', of: (f) => num(f.answered) },
+        { key: 'in_time', label: 'col_in_time', of: inTime, fmt: fmtPct },
+        { key: 'mean', label: 'col_mean', of: meanHandling, fmt: fmtDur },
+        { key: 'overdue_rate', label: 'col_overdue_rate', of: overdueRate, fmt: fmtPct },
+        { key: 'open', label: 'col_open', of: (f) => num(f.open) },
+        { key: 'overdue', label: 'col_overdue', of: (f) => num(f.overdue) },
+        { key: 'expired', label: 'col_expired', of: (f) => num(f.expired) },
+        { key: 'refused', label: 'col_refused', of: (f) => num(f.refused) },
+    ];
+
+    function figureColumns(figuresOf) {
+        return FIGURES.map((f) => ({
+            key: f.key, label: f.label,
+            get: (row) => f.of(figuresOf(row)),
+            show: (row) => (f.fmt || fmtNum)(f.of(figuresOf(row))),
+        }));
     }
 
     const COLUMNS = {
         regions: [
             { key: 'code', label: 'col_region', get: (r) => r.code, show: (r) => regionLabel(r.code) },
-            { key: 'answered', label: 'col_answered', get: (r) => num(r.cases.answered) },
-            { key: 'in_time', label: 'col_in_time', get: (r) => inTime(r.cases), show: (r) => fmtPct(inTime(r.cases)) },
-            { key: 'mean', label: 'col_mean', get: (r) => meanHandling(r.cases), show: (r) => fmtDur(meanHandling(r.cases)) },
-            { key: 'overdue_rate', label: 'col_overdue_rate', get: (r) => overdueRate(r.cases), show: (r) => fmtPct(overdueRate(r.cases)) },
-            { key: 'open', label: 'col_open', get: (r) => num(r.cases.open) },
-            { key: 'overdue', label: 'col_overdue', get: (r) => num(r.cases.overdue) },
-            { key: 'expired', label: 'col_expired', get: (r) => num(r.cases.expired) },
-            { key: 'refused', label: 'col_refused', get: (r) => num(r.cases.refused) },
+            ...figureColumns((r) => r.cases),
         ],
         items: [
             { key: 'item', label: 'col_item', get: (i) => i.item, show: (i) => str(i.item) },
-            { key: 'opened', label: 'col_opened', get: (i) => num(i.opened) },
-            { key: 'answered', label: 'col_answered', get: (i) => num(i.answered) },
-            { key: 'in_time', label: 'col_in_time', get: (i) => inTime(i), show: (i) => fmtPct(inTime(i)) },
-            { key: 'mean', label: 'col_mean', get: (i) => meanHandling(i), show: (i) => fmtDur(meanHandling(i)) },
-            { key: 'overdue_rate', label: 'col_overdue_rate', get: (i) => overdueRate(i), show: (i) => fmtPct(overdueRate(i)) },
-            { key: 'open', label: 'col_open', get: (i) => num(i.open) },
-            { key: 'overdue', label: 'col_overdue', get: (i) => num(i.overdue) },
-            { key: 'expired', label: 'col_expired', get: (i) => num(i.expired) },
-            { key: 'refused', label: 'col_refused', get: (i) => num(i.refused) },
+            { key: 'opened', label: 'col_opened', get: (i) => num(i.opened), show: (i) => fmtNum(i.opened) },
+            ...figureColumns((i) => i),
         ],
     };
 
@@ -1012,18 +1080,28 @@
                 'aria-sort': c.key === col.key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none',
                 tabindex: 0, text: t(c.label),
             });
+            /* A new column sorts biggest first (names A to Z); the same
+             * column again turns the order round. */
             const click = () => {
-                state.sort[mode] = { key: c.key, dir: c.key === sort.key ? -sort.dir : (c.key === cols[0].key ? 1 : -1) };
+                const first = c.key === cols[0].key ? 1 : -1;
+                state.sort[mode] = { key: c.key, dir: c.key === sort.key ? -sort.dir : first };
                 renderCompare();
             };
             th.addEventListener('click', click);
-            th.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); click(); } });
+            th.addEventListener('keydown', (ev) => {
+                if (ev.key !== 'Enter' && ev.key !== ' ') return;
+                ev.preventDefault();
+                click();
+            });
             return th;
         }));
         table.tHead.replaceChildren(head);
         const rows = sortRows(compareRows(), col, sort.dir);
-        table.tBodies[0].replaceChildren(...rows.map((row) => el('tr', { 'data-key': row.code || row.item },
-            ...cols.map((c, i) => el('td', { class: i ? 'num' : '', text: c.show ? c.show(row) : fmtNum(c.get(row)) })))));
+        const cell = (row, c, i) => el('td', {
+            class: i ? 'num' : '', text: c.show(row),
+        });
+        table.tBodies[0].replaceChildren(...rows.map((row) =>
+            el('tr', { 'data-key': row.code || row.item }, ...cols.map((c, i) => cell(row, c, i)))));
         state.compareAt = Date.now();
     }
 

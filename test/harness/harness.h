@@ -42,6 +42,14 @@ typedef struct th_hub {
     "http:\n  listen: \"127.0.0.1:0\"\n  read_token: \"" TH_READ_TOKEN                             \
     "\"\n  operator_token: \"" TH_OPERATOR_TOKEN "\"\n"
 
+/* A journal record (nhub_journal.proto), decoded. */
+typedef struct Nhub__Journal__V1__JournalEvent th_journal_event_t;
+
+/* Call fn for every record of h's journal in seq order, read beside the
+ * running hub. Returns 0, or -1 if the store cannot be read. */
+int th_journal_foreach(const th_hub_t *h, void (*fn)(const th_journal_event_t *ev, void *arg),
+                       void *arg);
+
 /*
  * One HTTP request to the hub's endpoint: `method` ("GET", "POST") `path`
  * with `token` (NULL = none) and `body` (NULL = none, JSON). Returns the

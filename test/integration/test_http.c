@@ -372,33 +372,24 @@ static void test_api_figures_are_the_stores(void **state)
     json_decref(q);
 }
 
+struct journal_match {
+    int type;
+    const char *actor;
+    int n;
+};
+
+static void count_match(const th_journal_event_t *ev, void *arg)
+{
+    struct journal_match *m = arg;
+    m->n += (int)ev->type == m->type && !strcmp(ev->actor, m->actor);
+}
+
 /* The journal events of `type` whose actor is `actor`, read beside the hub. */
 static int journal_count(const th_hub_t *h, int type, const char *actor)
 {
-    store_t *st = NULL;
-    store_reader_t *rd = NULL;
-    char dir[400], err[256];
-    snprintf(dir, sizeof dir, "%s/hub-data", h->dir);
-    assert_int_equal(store_open_reader(dir, &st, err, sizeof err), 0);
-    assert_int_equal(store_reader_open(st, &rd), 0);
-    uint64_t last = 0;
-    store_journal_last(rd, &last);
-    int n = 0;
-    for (uint64_t seq = 1; seq <= last; seq++) {
-        const void *data;
-        size_t len;
-        ProtobufCMessage *m = NULL;
-        assert_int_equal(store_journal_get(rd, seq, &data, &len, NULL), 0);
-        assert_int_equal(wire_decode(&nhub__journal__v1__journal_event__descriptor, data, len,
-                                     len + 1024, &m),
-                         0);
-        Nhub__Journal__V1__JournalEvent *ev = (Nhub__Journal__V1__JournalEvent *)m;
-        n += (int)ev->type == type && !strcmp(ev->actor, actor);
-        wire_free(&m);
-    }
-    store_reader_close(&rd);
-    store_close(&st);
-    return n;
+    struct journal_match m = {type, actor, 0};
+    assert_int_equal(th_journal_foreach(h, count_match, &m), 0);
+    return m.n;
 }
 
 static void test_suspension_is_journaled_with_who_and_survives_a_restart(void **state)

@@ -7,6 +7,7 @@
  * (VmHWM, kept by the kernel) is read once the flood is stored.
  */
 #include "harness.h"
+#include "nhub_journal.pb-c.h"
 #include "raw.h"
 #include "wire.h"
 
@@ -125,11 +126,115 @@ static void test_a_peer_flooding_large_sends_is_bounded_and_others_are_served(vo
     raw_free(&b);
 }
 
+struct order {
+    const char *flood, *small;
+    char *out;
+    size_t n, cap;
+};
+
+static void note_source(const th_journal_event_t *ev, void *arg)
+{
+    struct order *o = arg;
+    if (ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED || o->n + 1 >= o->cap)
+        return;
+    if (!strcmp(ev->source, o->flood))
+        o->out[o->n++] = 'f';
+    else if (!strcmp(ev->source, o->small))
+        o->out[o->n++] = 's';
+}
+
+/* Sources of the ACCEPTED events of the journal, in commit order: 'f' for
+ * `flood`, 's' for `small`, into out (NUL-terminated). */
+static void accepted_order(const th_hub_t *h, const char *flood, const char *small, char *out,
+                           size_t cap)
+{
+    struct order o = {flood, small, out, 0, cap};
+    assert_int_equal(th_journal_foreach(h, note_source, &o), 0);
+    out[o.n] = 0;
+}
+
+/*
+ * Fair sharing at ingest: while one connection floods 1 MB SENDs, another
+ * sending one small message at a time gets each of them into a commit
+ * that holds at most a share of the flood (one 1 MB envelope), not a
+ * stage full of it. Read from the journal, in the order the commits
+ * wrote: between two small messages a handful of flood envelopes, where
+ * a stage without sharing holds eight of them.
+ */
+static void test_a_flood_from_one_source_does_not_hold_up_another(void **state)
+{
+    th_hub_t *h = *state;
+    assert_int_equal(th_hub_start(h), 0); /* the test before stopped it */
+    raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint);
+    raw_hello_ok(a, "140000", 0);
+    raw_hello_ok(b, "150000", 0);
+    enum { FLOOD = 96, SMALL = 12 };
+    uint8_t *payload = malloc(FLOOD_PAYLOAD), *env = malloc(FLOOD_PAYLOAD + 512);
+    assert_non_null(payload);
+    assert_non_null(env);
+    memset(payload, 'f', FLOOD_PAYLOAD);
+    int written = 0;
+    for (int i = 1; i <= FLOOD; i++) { /* as much as the socket takes at once */
+        uint8_t id[16];
+        raw_make_id(id, 5000 + i);
+        size_t n = raw_envelope(env, FLOOD_PAYLOAD + 512, id, "140000", "130000",
+                                "nhub.test.v1.Ping", payload, FLOOD_PAYLOAD);
+        wire_send_t s = NHUB__WIRE__V1__SEND__INIT;
+        s.stream_seq = (uint64_t)i;
+        s.envelope.data = env;
+        s.envelope.len = n;
+        if (wire_send(a->sock, NULL, 0, WIRE_SEND, &s.base, ZMQ_DONTWAIT) != 0)
+            break;
+        written = i;
+    }
+    assert_true(written >= 32);
+    /* The small sender: one message, its ACK, the next. */
+    for (int i = 1; i <= SMALL; i++) {
+        uint8_t id[16], small[600];
+        raw_make_id(id, 9000 + i);
+        size_t n = raw_envelope(small, sizeof small, id, "150000", "130000", "nhub.test.v1.Ping",
+                                "hello", 5);
+        raw_send_env(b, (uint64_t)i, small, n);
+        ProtobufCMessage *m = NULL;
+        assert_int_equal(raw_recv_answer(b, &m, 60000), WIRE_ACK);
+        wire_free(&m);
+    }
+    for (int i = 1; i <= written; i++) { /* the whole flood is stored too */
+        ProtobufCMessage *m = NULL;
+        assert_int_equal(raw_recv(a, &m, 60000), WIRE_ACK);
+        wire_free(&m);
+    }
+    char order[4096];
+    accepted_order(h, "140000", "150000", order, sizeof order);
+    /* Between consecutive small messages, while the flood lasted. */
+    const char *first = strchr(order, 's'), *last_flood = strrchr(order, 'f');
+    assert_non_null(first);
+    int gaps = 0, worst = 0, run = 0;
+    for (const char *p = first + 1; *p && p < last_flood; p++) {
+        if (*p == 'f') {
+            run++;
+            continue;
+        }
+        if (run > worst)
+            worst = run;
+        run = 0;
+        gaps++;
+    }
+    printf("commit order of the two sources (f: 1 MB flood, s: small): %s\n", order);
+    assert_true(gaps >= 3); /* the small messages did come while the flood lasted */
+    assert_true(worst <= 5);
+    free(payload);
+    free(env);
+    raw_free(&a);
+    raw_free(&b);
+}
+
 int main(void)
 {
     g_ctx = zmq_ctx_new();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_peer_flooding_large_sends_is_bounded_and_others_are_served),
+        cmocka_unit_test(test_a_flood_from_one_source_does_not_hold_up_another),
     };
     int rc = cmocka_run_group_tests_name("limits", tests, setup, teardown);
     if (rc == 0)
