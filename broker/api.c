@@ -1,7 +1,7 @@
 /*
  * api.c: what the HTTP endpoint answers (http.h is the transport): the
- * Prometheus metrics, the JSON API under /api/v1/, the live event stream,
- * and the operators' actions. It runs in the hub loop between two turns,
+ * JSON API under /api/v1/, the live event stream, the operators' actions
+ * and the dashboard's files (/metrics is api_metrics.c). It runs in the hub loop between two turns,
  * so it reads the hub's state directly and acts through the same steps as
  * the rest of the hub: every action is one write transaction that journals
  * it (EVENT_OPERATOR_ACTION, or the region and case events it causes) with
@@ -20,11 +20,11 @@
 
 #define API_LIST_DEFAULT 100
 #define API_LIST_MAX 1000
+#define API_SCAN_MAX 20000 /* cases looked at for one page of a filtered list */
 #define API_TIMELINE_MAX 512
 #define API_HELD_COUNT_MAX 10000 /* held messages counted per region; more shows as this */
 #define API_STATS_MAX 4096       /* (handler, item) figures read at once */
 #define API_RATE_MAX 1000000
-#define API_VERSION "0.1.0"
 
 /* ---- small helpers ------------------------------------------------------------- */
 
@@ -76,7 +76,7 @@ static const char *security_kind_name(int kind)
 }
 
 /* Lower-case copy of a NACK code's name ("bad_signature"). */
-static json_t *code_json(int code)
+json_t *api_code_json(int code)
 {
     char buf[40];
     const char *n = nack_code_name(code);
@@ -114,7 +114,7 @@ static json_t *figures_json(const struct figures *f)
 }
 
 /* All (handler, item) figures; caller frees *out. */
-static int stats_read(store_reader_t *rd, store_case_stat_t **out, size_t *n)
+int api_stats_read(store_reader_t *rd, store_case_stat_t **out, size_t *n)
 {
     *out = calloc(API_STATS_MAX, sizeof **out);
     if (!*out)
@@ -122,7 +122,7 @@ static int stats_read(store_reader_t *rd, store_case_stat_t **out, size_t *n)
     return store_case_stats(rd, *out, API_STATS_MAX, n);
 }
 
-static size_t held_count(store_reader_t *rd, const char *region)
+size_t api_held_count(store_reader_t *rd, const char *region)
 {
     store_held_t buf[256];
     size_t total = 0, n = 0;
@@ -191,7 +191,7 @@ static json_t *regions_json(hub_t *h, store_reader_t *rd)
 {
     store_case_stat_t *st = NULL;
     size_t n_st = 0;
-    stats_read(rd, &st, &n_st);
+    api_stats_read(rd, &st, &n_st);
     json_t *list = json_array();
     for (size_t i = 0; i < h->n_regions; i++) {
         const struct hub_region *r = &h->regions[i];
@@ -207,7 +207,7 @@ static json_t *regions_json(hub_t *h, store_reader_t *rd)
             "{s:s,s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:s,s:s,s:b,s:I,s:o}", "code",
             r->code, "name", cr->name, "connected", r->delivery != NULL, "last_seen_ms",
             (json_int_t)r->last_seen_ms, "queued", (json_int_t)q, "held",
-            (json_int_t)held_count(rd, r->code), "in_flight",
+            (json_int_t)api_held_count(rd, r->code), "in_flight",
             (json_int_t)(r->delivery ? dispatch_inflight(r->window) : 0), "accepted",
             (json_int_t)r->st.accepted, "delivered", (json_int_t)r->st.delivered, "confirmed",
             (json_int_t)r->st.confirmed, "redelivered", (json_int_t)r->st.redelivered, "refused",
@@ -218,7 +218,7 @@ static json_t *regions_json(hub_t *h, store_reader_t *rd)
         json_t *codes = json_object();
         for (int c = 0; c < HUB_NACK_CODES; c++)
             if (r->st.refused_by[c]) {
-                json_t *name = code_json(c);
+                json_t *name = api_code_json(c);
                 json_object_set_new(codes, json_string_value(name),
                                     json_integer((json_int_t)r->st.refused_by[c]));
                 json_decref(name);
@@ -244,7 +244,7 @@ static void stream_json(hub_t *h, const char *event, json_t *body)
 static json_t *refusal_json(const struct hub_recent *e)
 {
     json_t *o = json_pack("{s:I,s:o,s:s,s:s}", "time_ms", (json_int_t)e->time_ms, "code",
-                          code_json(e->code), "region", e->region, "reason", e->reason);
+                          api_code_json(e->code), "region", e->region, "reason", e->reason);
     return o;
 }
 
@@ -413,11 +413,12 @@ static int region_param(hub_t *h, http_req_t *req, const char *name, const char 
 static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
 {
     store_case_filter_t f = {0};
-    uint64_t limit, older, open;
+    uint64_t limit, older, open, overdue;
     const char *state = http_req_query(req, "state");
     if (region_param(h, req, "region", &f.region) ||
         query_u64(req, "limit", API_LIST_DEFAULT, API_LIST_MAX, &limit) ||
-        query_u64(req, "older_than", 0, UINT32_MAX, &older) || query_u64(req, "open", 0, 1, &open))
+        query_u64(req, "older_than", 0, UINT32_MAX, &older) || query_u64(req, "open", 0, 1, &open) ||
+        query_u64(req, "overdue", 0, 1, &overdue))
         return;
     f.item = http_req_query(req, "item");
     if (f.item && strlen(f.item) > 64) {
@@ -433,6 +434,8 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
     }
     int64_t now = clock_wall_ms(h->clock);
     f.open_only = (int)open;
+    if (overdue)
+        f.past_due_at_ms = now;
     if (older)
         f.opened_before_ms = now - (int64_t)older * 1000;
     store_case_t after, *afterp = NULL;
@@ -446,9 +449,11 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
         }
         afterp = &after;
     }
-    store_case_t *out = calloc(limit ? limit : 1, sizeof *out);
+    store_case_t *out = calloc(limit ? limit : 1, sizeof *out), last;
     size_t n = 0;
-    if (!out || store_case_list(rd, &f, afterp, out, limit, &n) != 0) {
+    int stopped = 0;
+    if (!out ||
+        store_case_scan(rd, &f, afterp, out, limit, &n, API_SCAN_MAX, &stopped, &last) != 0) {
         free(out);
         http_reply_error(req, 503, "unavailable", "the store could not be read");
         return;
@@ -456,9 +461,14 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, case_json(&out[i], now));
-    json_t *next = n == limit && n ? hex_json(out[n - 1].id, 16) : json_null();
+    /* More may follow: the page is full, or the walk stopped at its bound
+     * (then `next` is the last case looked at, matching or not). */
+    json_t *next = stopped            ? hex_json(last.id, 16)
+                   : n == limit && n ? hex_json(out[n - 1].id, 16)
+                                     : json_null();
     free(out);
-    http_reply_json(req, 200, json_pack("{s:o,s:o}", "cases", list, "next", next));
+    http_reply_json(req, 200,
+                    json_pack("{s:o,s:o,s:b}", "cases", list, "next", next, "partial", stopped));
 }
 
 static json_t *timeline_entry(store_reader_t *rd, uint64_t seq)
@@ -552,7 +562,7 @@ static void get_queues(hub_t *h, http_req_t *req, store_reader_t *rd)
         uint64_t q = 0;
         store_queue_depth(rd, r->code, &q);
         rows[i] = json_pack("{s:s,s:I,s:I,s:I,s:b,s:b}", "region", r->code, "queued",
-                            (json_int_t)q, "held", (json_int_t)held_count(rd, r->code),
+                            (json_int_t)q, "held", (json_int_t)api_held_count(rd, r->code),
                             "in_flight",
                             (json_int_t)(r->delivery ? dispatch_inflight(r->window) : 0),
                             "connected", r->delivery != NULL, "paused", r->op.paused);
@@ -570,7 +580,7 @@ static void get_items(hub_t *h, http_req_t *req, store_reader_t *rd)
     (void)h;
     store_case_stat_t *st = NULL;
     size_t n = 0;
-    if (stats_read(rd, &st, &n) != 0) {
+    if (api_stats_read(rd, &st, &n) != 0) {
         free(st);
         http_reply_error(req, 503, "unavailable", "the store could not be read");
         return;
@@ -622,238 +632,6 @@ static void get_events(hub_t *h, http_req_t *req, store_reader_t *rd)
         free(text);
         json_decref(parts[i]);
     }
-}
-
-/* ---- metrics -------------------------------------------------------------------- */
-
-static void metric(metrics_buf_t *b, const char *name, const char *type, const char *help,
-                   double v)
-{
-    metrics_family(b, name, type, help);
-    metrics_sample(b, name, NULL, v);
-}
-
-enum region_figure {
-    RF_CONNECTED,
-    RF_LAST_SEEN,
-    RF_QUEUED,
-    RF_HELD,
-    RF_IN_FLIGHT,
-    RF_ACCEPTED,
-    RF_DELIVERED,
-    RF_REDELIVERED,
-    RF_CONFIRMED,
-    RF_SUSPENDED,
-    RF_PAUSED,
-};
-
-static double region_figure(hub_t *h, size_t i, store_reader_t *rd, enum region_figure f)
-{
-    const struct hub_region *r = &h->regions[i];
-    uint64_t q = 0;
-    switch (f) {
-    case RF_CONNECTED: return r->delivery != NULL;
-    case RF_LAST_SEEN: return (double)r->last_seen_ms / 1000.0;
-    case RF_QUEUED: store_queue_depth(rd, r->code, &q); return (double)q;
-    case RF_HELD: return (double)held_count(rd, r->code);
-    case RF_IN_FLIGHT: return r->delivery ? (double)dispatch_inflight(r->window) : 0;
-    case RF_ACCEPTED: return (double)r->st.accepted;
-    case RF_DELIVERED: return (double)r->st.delivered;
-    case RF_REDELIVERED: return (double)r->st.redelivered;
-    case RF_CONFIRMED: return (double)r->st.confirmed;
-    case RF_SUSPENDED: return hub_region_suspended(h, i);
-    case RF_PAUSED: return r->op.paused;
-    }
-    return 0;
-}
-
-static const struct {
-    enum region_figure f;
-    const char *name, *type, *help;
-} region_families[] = {
-    {RF_CONNECTED, "nhub_region_connected", "gauge", "1 while the region has a delivery session"},
-    {RF_LAST_SEEN, "nhub_region_last_seen_timestamp_seconds", "gauge",
-     "When the region last sent a frame (0: not since start)"},
-    {RF_QUEUED, "nhub_region_queued_messages", "gauge",
-     "Messages stored for the region and not yet confirmed"},
-    {RF_HELD, "nhub_region_held_messages", "gauge",
-     "Queued messages set aside: the receiver cannot take them yet"},
-    {RF_IN_FLIGHT, "nhub_region_in_flight_messages", "gauge",
-     "Messages delivered to the region and awaiting its confirmation"},
-    {RF_ACCEPTED, "nhub_region_accepted_total", "counter",
-     "Messages from the region stored since start"},
-    {RF_DELIVERED, "nhub_region_delivered_total", "counter",
-     "First deliveries to the region since start"},
-    {RF_REDELIVERED, "nhub_region_redelivered_total", "counter",
-     "Deliveries to the region sent again since start"},
-    {RF_CONFIRMED, "nhub_region_confirmed_total", "counter",
-     "Deliveries the region confirmed since start"},
-    {RF_SUSPENDED, "nhub_region_suspended", "gauge",
-     "1 while the region is suspended (configuration or operator)"},
-    {RF_PAUSED, "nhub_region_paused", "gauge", "1 while delivery to the region is paused"},
-};
-
-static void metrics_regions(metrics_buf_t *b, hub_t *h, store_reader_t *rd)
-{
-    for (size_t k = 0; k < sizeof region_families / sizeof region_families[0]; k++) {
-        metrics_family(b, region_families[k].name, region_families[k].type,
-                       region_families[k].help);
-        for (size_t i = 0; i < h->n_regions; i++) {
-            const char *labels[] = {"region", h->regions[i].code, NULL};
-            metrics_sample(b, region_families[k].name, labels,
-                           region_figure(h, i, rd, region_families[k].f));
-        }
-    }
-    metrics_family(b, "nhub_region_refused_total", "counter",
-                   "Frames and messages of the region refused since start, by code");
-    for (size_t i = 0; i < h->n_regions; i++)
-        for (int c = 0; c < HUB_NACK_CODES; c++) {
-            if (!h->regions[i].st.refused_by[c])
-                continue;
-            json_t *name = code_json(c);
-            const char *labels[] = {"region", h->regions[i].code, "code", json_string_value(name),
-                                    NULL};
-            metrics_sample(b, "nhub_region_refused_total", labels,
-                           (double)h->regions[i].st.refused_by[c]);
-            json_decref(name);
-        }
-}
-
-static void metrics_cases(metrics_buf_t *b, hub_t *h, store_reader_t *rd)
-{
-    uint64_t counts[STORE_CASE_STATES] = {0};
-    store_case_counts(rd, counts);
-    metrics_family(b, "nhub_cases", "gauge", "Cases by state");
-    for (int s = STORE_CASE_OPEN; s < STORE_CASE_STATES; s++) {
-        const char *labels[] = {"state", store_case_state_name(s), NULL};
-        metrics_sample(b, "nhub_cases", labels, (double)counts[s]);
-    }
-    store_case_stat_t *st = NULL;
-    size_t n = 0;
-    stats_read(rd, &st, &n);
-    static const struct {
-        int idx;
-        const char *name, *type, *help;
-    } fams[] = {
-        {STORE_CSTAT_OVERDUE_OPEN, "nhub_cases_overdue", "gauge",
-         "Open cases past their time limit, by handler region and item"},
-        {STORE_CSTAT_OPENED, "nhub_cases_opened_total", "counter",
-         "Cases opened, by handler region and item"},
-        {STORE_CSTAT_IN_TIME, "nhub_cases_answered_in_time_total", "counter",
-         "Cases answered within their time limit, by handler region and item"},
-        {STORE_CSTAT_EXPIRED, "nhub_cases_expired_total", "counter",
-         "Cases closed by the hub for want of an answer, by handler region and item"},
-    };
-    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
-        metrics_family(b, fams[f].name, fams[f].type, fams[f].help);
-        for (size_t i = 0; st && i < n; i++) {
-            const char *labels[] = {"region", st[i].handler, "item", st[i].item, NULL};
-            metrics_sample(b, fams[f].name, labels, (double)st[i].v[fams[f].idx]);
-        }
-    }
-    free(st);
-    (void)h;
-}
-
-static void get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
-{
-    metrics_buf_t b = {0};
-    const hub_counters_t *n = &h->n;
-    uint64_t used = 0, limit = 0, disk_free = 0, disk_size = 0, last = 0;
-    store_usage(h->store, &used, &limit, &disk_free, &disk_size);
-    store_journal_last(rd, &last);
-    char hex[33];
-    metrics_family(&b, "nhub_info", "gauge", "The hub: its id and version");
-    const char *info[] = {"hub_id", log_hex(hex, sizeof hex, store_hub_id(h->store), 16),
-                          "version", API_VERSION, NULL};
-    metrics_sample(&b, "nhub_info", info, 1);
-    metric(&b, "nhub_start_time_seconds", "gauge", "When the hub started",
-           (double)h->started_ms / 1000.0);
-    metric(&b, "nhub_accepted_total", "counter", "Messages stored", (double)n->accepted);
-    metric(&b, "nhub_duplicates_total", "counter", "Repeats acknowledged without storing",
-           (double)n->duplicates);
-    metric(&b, "nhub_rejected_total", "counter", "Messages refused for good (journaled)",
-           (double)n->rejected);
-    metric(&b, "nhub_delivered_total", "counter", "First deliveries sent", (double)n->delivered);
-    metric(&b, "nhub_redelivered_total", "counter", "Deliveries sent again", (double)n->redelivered);
-    metric(&b, "nhub_confirmed_total", "counter", "Deliveries confirmed", (double)n->confirmed);
-    metric(&b, "nhub_hub_messages_total", "counter", "Notices the hub made about cases",
-           (double)n->hub_messages);
-    metric(&b, "nhub_sessions", "gauge", "Adapter sessions", (double)session_count(h->sessions));
-    metric(&b, "nhub_journal_last_seq", "gauge", "Sequence number of the last journal record",
-           (double)last);
-    metric(&b, "nhub_store_used_bytes", "gauge", "Bytes of the store in use", (double)used);
-    metric(&b, "nhub_store_map_bytes", "gauge", "Bytes of the store's current map",
-           (double)store_map_size(h->store));
-    metric(&b, "nhub_store_map_limit_bytes", "gauge", "Largest map the store may grow to",
-           (double)limit);
-    metric(&b, "nhub_store_disk_free_bytes", "gauge", "Free bytes on the store's disk",
-           (double)disk_free);
-    metric(&b, "nhub_store_full", "gauge", "1 while new messages are refused for want of space",
-           h->full);
-    metric(&b, "nhub_ingest_deferred_bytes", "gauge",
-           "Bytes of frames held back for later stages (fair sharing between connections)",
-           (double)h->deferred_total);
-    metric(&b, "nhub_ingest_deferred_frames_total", "counter",
-           "Frames held back for a later stage since start", (double)h->deferred_frames);
-    metrics_family(&b, "nhub_nacks_total", "counter", "NACKs sent, by code");
-    for (int c = 1; c < HUB_NACK_CODES; c++) {
-        if (!n->nacked[c])
-            continue;
-        json_t *name = code_json(c);
-        const char *labels[] = {"code", json_string_value(name), NULL};
-        metrics_sample(&b, "nhub_nacks_total", labels, (double)n->nacked[c]);
-        json_decref(name);
-    }
-    metrics_family(&b, "nhub_security_refusals_total", "counter",
-                   "Connections and frames refused for security reasons, by kind");
-    static const char *const kinds[] = {"auth_refused", "handshake_failed", "identity_refused"};
-    const uint64_t kv[] = {n->auth_refused, n->handshake_failed, n->identity_refused};
-    for (int k = 0; k < 3; k++) {
-        const char *labels[] = {"kind", kinds[k], NULL};
-        metrics_sample(&b, "nhub_security_refusals_total", labels, (double)kv[k]);
-    }
-    static const int sec_codes[] = {
-        NHUB__WIRE__V1__NACK_CODE__NACK_SOURCE_MISMATCH, NHUB__WIRE__V1__NACK_CODE__NACK_UNSIGNED,
-        NHUB__WIRE__V1__NACK_CODE__NACK_BAD_SIGNATURE, NHUB__WIRE__V1__NACK_CODE__NACK_FORBIDDEN,
-        NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED};
-    for (size_t k = 0; k < sizeof sec_codes / sizeof sec_codes[0]; k++) {
-        json_t *name = code_json(sec_codes[k]);
-        const char *labels[] = {"kind", json_string_value(name), NULL};
-        metrics_sample(&b, "nhub_security_refusals_total", labels,
-                       (double)n->nacked[sec_codes[k]]);
-        json_decref(name);
-    }
-    metrics_regions(&b, h, rd);
-    metrics_family(&b, "nhub_item_accepted_total", "counter",
-                   "Messages stored since start, by service item");
-    for (size_t i = 0; i < h->n_item_stats; i++) {
-        const char *labels[] = {"item", h->item_stats[i].item, NULL};
-        metrics_sample(&b, "nhub_item_accepted_total", labels, (double)h->item_stats[i].accepted);
-    }
-    metrics_family(&b, "nhub_item_rejected_total", "counter",
-                   "Messages refused for good since start, by service item");
-    for (size_t i = 0; i < h->n_item_stats; i++) {
-        const char *labels[] = {"item", h->item_stats[i].item, NULL};
-        metrics_sample(&b, "nhub_item_rejected_total", labels, (double)h->item_stats[i].rejected);
-    }
-    metrics_cases(&b, h, rd);
-    metrics_family(&b, "nhub_ack_latency_seconds", "histogram",
-                   "From reading a SEND to sending its ACK (the commit's fsync included)");
-    metrics_hist_write(&b, "nhub_ack_latency_seconds", NULL, &h->ack_latency);
-    metrics_family(&b, "nhub_end_to_end_latency_seconds", "histogram",
-                   "From a message's acceptance to its receiver's confirmation");
-    metrics_hist_write(&b, "nhub_end_to_end_latency_seconds", NULL, &h->e2e_latency);
-    metrics_family(&b, "nhub_commit_duration_seconds", "histogram",
-                   "Time of one group commit (apply and fsync)");
-    metrics_hist_write(&b, "nhub_commit_duration_seconds", NULL, &h->commit_seconds);
-    metrics_family(&b, "nhub_commit_batch_items", "histogram", "Staged items per group commit");
-    metrics_hist_write(&b, "nhub_commit_batch_items", NULL, &h->commit_items);
-    if (b.failed)
-        http_reply_error(req, 503, "unavailable", "out of memory");
-    else
-        http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-    metrics_buf_free(&b);
 }
 
 /* ---- operator actions ---------------------------------------------------------- */
@@ -1021,7 +799,7 @@ static void region_action(hub_t *h, http_req_t *req, const char *code, const cha
         store_reader_t *rd = NULL;
         size_t held = 0;
         if (store_reader_open(h->store, &rd) == 0)
-            held = held_count(rd, code);
+            held = api_held_count(rd, code);
         store_reader_close(&rd);
         /* From the head of the queue again, now: held messages are tried
          * again and every backoff starts over (a receiver may see repeats,
@@ -1146,7 +924,7 @@ static const struct {
     const char *path;
     get_fn fn;
 } gets[] = {
-    {"/metrics", get_metrics},
+    {"/metrics", api_get_metrics},
     {"/api/v1/status", get_status},
     {"/api/v1/regions", get_regions},
     {"/api/v1/queues", get_queues},

@@ -348,7 +348,21 @@ int hub_load_opstate(hub_t *h);
  * map is full); the journal events it appends are committed with it. */
 int hub_txn(hub_t *h, int (*fn)(hub_t *h, store_txn_t *t, void *arg), void *arg);
 
-/* ---- api.c ------------------------------------------------------------------ */
+/* ---- api.c, api_metrics.c ------------------------------------------------------ */
+
+#define API_VERSION "0.1.0" /* nhubd's version, as the API and /metrics report it */
+
+/* GET /metrics (api_metrics.c). */
+void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd);
+
+/* A NACK code's lower-case name as a JSON string ("bad_signature"). */
+json_t *api_code_json(int code);
+
+/* Held messages of `region`, counted up to a bound (API_HELD_COUNT_MAX). */
+size_t api_held_count(store_reader_t *rd, const char *region);
+
+/* Every (handler, item) evaluation figure into *out (caller frees), *n of them. */
+int api_stats_read(store_reader_t *rd, store_case_stat_t **out, size_t *n);
 
 /* Start the HTTP endpoint if the configuration has one. 0 or an error in `err`. */
 int api_start(hub_t *h, char *err, size_t errcap);

@@ -371,6 +371,7 @@ typedef struct store_case_filter {
     int open_only;       /* only cases not closed */
     int64_t opened_after_ms;  /* opened at or after (0 = no bound) */
     int64_t opened_before_ms; /* opened before (0 = no bound) */
+    int64_t past_due_at_ms;   /* only cases open and past their time limit at this time */
 } store_case_filter_t;
 
 /*
@@ -381,6 +382,16 @@ typedef struct store_case_filter {
  */
 int store_case_list(store_reader_t *r, const store_case_filter_t *f, const store_case_t *after,
                     store_case_t *out, size_t max, size_t *n);
+
+/*
+ * As store_case_list, looking at no more than `scan_max` cases (the hub
+ * answers from its loop and must not walk millions for one page). If it
+ * stopped at that bound, *stopped = 1 and *last is the last case looked
+ * at, to pass as `after` to read on; else *stopped = 0.
+ */
+int store_case_scan(store_reader_t *r, const store_case_filter_t *f, const store_case_t *after,
+                    store_case_t *out, size_t max, size_t *n, size_t scan_max, int *stopped,
+                    store_case_t *last);
 
 /* Up to `max` journal seqs of case `id`'s timeline, in order, from `from_seq`:
  * its request's, then those of case_events. */

@@ -439,13 +439,26 @@ static int matches(const store_case_filter_t *f, const store_case_t *c)
         return 0;
     if (f->state && f->state != c->state)
         return 0;
+    if (f->past_due_at_ms && (store_case_closed(c->state) || c->due_ms > f->past_due_at_ms))
+        return 0;
     return !(f->open_only && store_case_closed(c->state));
 }
 
 int store_case_list(store_reader_t *r, const store_case_filter_t *f, const store_case_t *after,
                     store_case_t *out, size_t max, size_t *n)
 {
+    int stopped;
+    store_case_t last;
+    return store_case_scan(r, f, after, out, max, n, SIZE_MAX, &stopped, &last);
+}
+
+int store_case_scan(store_reader_t *r, const store_case_filter_t *f, const store_case_t *after,
+                    store_case_t *out, size_t max, size_t *n, size_t scan_max, int *stopped,
+                    store_case_t *last)
+{
     MDB_cursor *c;
+    size_t scanned = 0;
+    *stopped = 0;
     MDB_val k, v;
     uint8_t key[TIME_KEY_LEN];
     *n = 0;
@@ -470,6 +483,10 @@ int store_case_list(store_reader_t *r, const store_case_filter_t *f, const store
     for (; rc == 0 && *n < max; rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
         if (k.mv_size != TIME_KEY_LEN)
             continue;
+        if (scanned == scan_max) {
+            *stopped = 1;
+            break;
+        }
         int64_t t = (int64_t)get_be64(k.mv_data);
         if (f->opened_after_ms > 0 && t < f->opened_after_ms)
             break;
@@ -485,6 +502,8 @@ int store_case_list(store_reader_t *r, const store_case_filter_t *f, const store
         store_case_t tmp;
         if (decode(id, &cv, &tmp) != 0)
             continue;
+        scanned++;
+        *last = tmp;
         if (matches(f, &tmp))
             out[(*n)++] = tmp;
     }

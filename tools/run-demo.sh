@@ -55,6 +55,8 @@ until grep -q '^ready' "$RUN/ready" 2>/dev/null; do
     sleep 0.1
 done
 echo "run: hub $(cut -d' ' -f2 "$RUN/ready") (pid $HUB_PID), log in $RUN/hub.log"
+URL=$(cut -d' ' -f3 "$RUN/ready")
+[ -n "$URL" ] && echo "run: dashboard $URL/ (operator token: $KEYS/operator.token)"
 
 # Each adapter prints what its application receives, then confirms it.
 "$BIN/nhub-adapter" recv -c conf/adapter-440000.yaml 2>>"$RUN/adapter-440000.log" |

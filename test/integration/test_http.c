@@ -494,6 +494,12 @@ static void test_overdue_case_listed_reminded_by_hand_and_closed_refused(void **
     assert_true(json_is_true(json_object_get(first, "overdue")));
     assert_true(json_real_value(json_object_get(first, "age_s")) >= 86400.0);
     json_decref(l);
+    l = get_json(w, "/api/v1/cases?overdue=1");
+    first = json_array_get(json_object_get(l, "cases"), 0);
+    assert_non_null(first);
+    assert_string_equal(json_string_value(json_object_get(first, "id")), hex);
+    assert_false(json_is_true(json_object_get(l, "partial")));
+    json_decref(l);
     /* By hand: a REMINDER to the handler, journaled with who asked. */
     snprintf(path, sizeof path, "/api/v1/cases/%s/remind", hex);
     assert_int_equal(post(w, path, OT, "{\"by\":\"ops-zhao\"}", NULL), 200);

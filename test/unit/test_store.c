@@ -1514,6 +1514,44 @@ static void test_case_stats_follow_every_case_change(void **state)
         }
 }
 
+/* A bounded walk stops where it was, and reading on from there finds the
+ * rest; past_due_at keeps open cases past their time limit only. */
+static void test_case_scan_is_bounded_and_reads_on(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    for (uint8_t i = 1; i <= 30; i++) {
+        store_case_t c = mk_case(i, 1000 + i, "110000", "650000", "SI-VERIFY-002");
+        c.due_ms = i <= 10 ? 1500 : 9000; /* the oldest ten are due at 1500 */
+        if (i == 3) {
+            c.state = STORE_CASE_ANSWERED; /* closed: never past due */
+            c.next_ms = 0;
+        }
+        put_case(fx->st, NULL, &c);
+    }
+    store_reader_t *r = NULL;
+    assert_int_equal(store_reader_open(fx->st, &r), 0);
+    store_case_filter_t f = {.past_due_at_ms = 2000};
+    store_case_t out[64], last, page_last;
+    size_t n = 0, total = 0;
+    int stopped = 0, pages = 0;
+    const store_case_t *after = NULL;
+    do {
+        assert_int_equal(store_case_scan(r, &f, after, out, 64, &n, 8, &stopped, &last), 0);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(out[i].due_ms <= 2000);
+            assert_false(store_case_closed(out[i].state));
+        }
+        total += n;
+        pages++;
+        page_last = last;
+        after = &page_last;
+    } while (stopped);
+    assert_int_equal(total, 9);  /* ten due, one of them closed */
+    assert_int_equal(pages, 4);  /* 8 + 8 + 8 looked at, then the last 6 */
+    store_reader_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1521,6 +1559,7 @@ int main(void)
         T(test_open_creates_private_dir_and_reopen_keeps_hub_id),
         T(test_cases_round_trip_with_deadlines_in_time_order_and_counts),
         T(test_case_list_filters_newest_first_and_pages),
+        T(test_case_scan_is_bounded_and_reads_on),
         T(test_case_timeline_and_tracked_deliveries),
         T(test_read_only_view_sees_cases_and_cannot_write),
         T(test_open_creates_missing_parents),
