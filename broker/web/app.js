@@ -413,25 +413,19 @@
     }
 
     /*
-     * Overdue cases: every case in state overdue, and any other open case
-     * past its time limit or flagged overdue. The hub moves a case to
-     * overdue when it fires the deadline, a moment after it passed (later
-     * while its store is full), and the API does not promise that a
-     * feedback after that leaves the state at overdue. It has no filter
-     * for that second kind, so the newest open cases are fetched and
-     * filtered here.
+     * Overdue cases: every open case past its time limit (overdue=1: the
+     * hub's own test, now, whatever state a later feedback moved it to)
+     * and every case in state overdue (they are the same cases once the
+     * hub fired their deadlines; both lists are merged by id).
      */
     async function loadCases() {
-        const [overdue, open] = await Promise.all([
+        const [overdue, past] = await Promise.all([
             api('api/v1/cases?state=overdue&limit=50'),
-            api('api/v1/cases?open=1&limit=200'),
+            api('api/v1/cases?overdue=1&limit=200'),
         ]);
-        const now = hubNow();
         const byId = new Map();
         for (const c of Array.isArray(overdue.cases) ? overdue.cases : []) byId.set(c.id, c);
-        for (const c of Array.isArray(open.cases) ? open.cases : []) {
-            if (c.overdue === true || (num(c.due_ms) && num(c.due_ms) < now)) byId.set(c.id, c);
-        }
+        for (const c of Array.isArray(past.cases) ? past.cases : []) byId.set(c.id, c);
         /* Longest past due first: the ones to chase (督办) now. */
         const due = (c) => num(c.due_ms) || num(c.opened_ms);
         state.cases = [...byId.values()].sort((a, b) => due(a) - due(b));
