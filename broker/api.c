@@ -98,19 +98,16 @@ static json_t *figures_json(const struct figures *f)
 {
     const uint64_t *v = f->v;
     double handled = (double)(v[STORE_CSTAT_ANSWERED] + v[STORE_CSTAT_REFUSED]);
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "opened",
-                     (json_int_t)v[STORE_CSTAT_OPENED], "open", (json_int_t)v[STORE_CSTAT_OPEN],
-                     "overdue", (json_int_t)v[STORE_CSTAT_OVERDUE_OPEN], "ever_overdue",
-                     (json_int_t)v[STORE_CSTAT_EVER_OVERDUE], "answered",
-                     (json_int_t)v[STORE_CSTAT_ANSWERED], "answered_in_time",
-                     (json_int_t)v[STORE_CSTAT_IN_TIME], "expired",
-                     (json_int_t)v[STORE_CSTAT_EXPIRED], "refused",
-                     (json_int_t)v[STORE_CSTAT_REFUSED], "mean_handling_s",
-                     handled > 0 ? (double)v[STORE_CSTAT_HANDLING_MS] / handled / 1000.0 : 0.0,
-                     "overdue_rate",
-                     v[STORE_CSTAT_OPENED]
-                         ? (double)v[STORE_CSTAT_EVER_OVERDUE] / (double)v[STORE_CSTAT_OPENED]
-                         : 0.0);
+    return json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "opened", (json_int_t)v[STORE_CSTAT_OPENED],
+        "open", (json_int_t)v[STORE_CSTAT_OPEN], "overdue", (json_int_t)v[STORE_CSTAT_OVERDUE_OPEN],
+        "ever_overdue", (json_int_t)v[STORE_CSTAT_EVER_OVERDUE], "answered",
+        (json_int_t)v[STORE_CSTAT_ANSWERED], "answered_in_time", (json_int_t)v[STORE_CSTAT_IN_TIME],
+        "expired", (json_int_t)v[STORE_CSTAT_EXPIRED], "refused",
+        (json_int_t)v[STORE_CSTAT_REFUSED], "mean_handling_s",
+        handled > 0 ? (double)v[STORE_CSTAT_HANDLING_MS] / handled / 1000.0 : 0.0, "overdue_rate",
+        v[STORE_CSTAT_OPENED] ? (double)v[STORE_CSTAT_EVER_OVERDUE] / (double)v[STORE_CSTAT_OPENED]
+                              : 0.0);
 }
 
 /* All (handler, item) figures; caller frees *out. */
@@ -155,7 +152,8 @@ static json_t *status_json(hub_t *h, store_reader_t *rd)
     json_t *by_state = json_object();
     uint64_t open = 0;
     for (int s = STORE_CASE_OPEN; s < STORE_CASE_STATES; s++) {
-        json_object_set_new(by_state, store_case_state_name(s), json_integer((json_int_t)counts[s]));
+        json_object_set_new(by_state, store_case_state_name(s),
+                            json_integer((json_int_t)counts[s]));
         if (!store_case_closed(s))
             open += counts[s];
     }
@@ -168,18 +166,16 @@ static json_t *status_json(hub_t *h, store_reader_t *rd)
         API_VERSION, "region", h->cfg->hub.region, "now_ms", (json_int_t)clock_wall_ms(h->clock),
         "started_ms", (json_int_t)h->started_ms, "journal", "last_seq", (json_int_t)last, "store",
         "used_bytes", (json_int_t)used, "map_bytes", (json_int_t)store_map_size(h->store),
-        "limit_bytes", (json_int_t)limit, "disk_free_bytes", (json_int_t)disk_free, "full",
-        h->full, "counters", "accepted", (json_int_t)n->accepted, "rejected",
-        (json_int_t)n->rejected, "duplicates", (json_int_t)n->duplicates, "delivered",
-        (json_int_t)n->delivered, "redelivered", (json_int_t)n->redelivered, "confirmed",
-        (json_int_t)n->confirmed, "held", (json_int_t)n->held, "commits", (json_int_t)n->commits,
-        "security_events", (json_int_t)n->security_events, "hub_messages",
-        (json_int_t)n->hub_messages, "sessions", (json_int_t)session_count(h->sessions),
-        "regions_total", (json_int_t)h->n_regions, "regions_connected", (json_int_t)connected,
-        "queued", (json_int_t)queued, "streams", (json_int_t)http_streams(h->http), "cases",
-        "total", (json_int_t)counts[0], "open",
-        (json_int_t)open, "overdue", (json_int_t)counts[STORE_CASE_OVERDUE], "by_state",
-        by_state);
+        "limit_bytes", (json_int_t)limit, "disk_free_bytes", (json_int_t)disk_free, "full", h->full,
+        "counters", "accepted", (json_int_t)n->accepted, "rejected", (json_int_t)n->rejected,
+        "duplicates", (json_int_t)n->duplicates, "delivered", (json_int_t)n->delivered,
+        "redelivered", (json_int_t)n->redelivered, "confirmed", (json_int_t)n->confirmed, "held",
+        (json_int_t)n->held, "commits", (json_int_t)n->commits, "security_events",
+        (json_int_t)n->security_events, "hub_messages", (json_int_t)n->hub_messages, "sessions",
+        (json_int_t)session_count(h->sessions), "regions_total", (json_int_t)h->n_regions,
+        "regions_connected", (json_int_t)connected, "queued", (json_int_t)queued, "streams",
+        (json_int_t)http_streams(h->http), "cases", "total", (json_int_t)counts[0], "open",
+        (json_int_t)open, "overdue", (json_int_t)counts[STORE_CASE_OVERDUE], "by_state", by_state);
 }
 
 static const char *suspended_by(const hub_t *h, size_t i)
@@ -285,8 +281,7 @@ void api_note_refusal(hub_t *h, int code, const char *region, const char *why)
         stream_json(h, "refusal", refusal_json(e));
 }
 
-void api_note_security(hub_t *h, int kind, const char *fpr, const char *address,
-                       const char *reason)
+void api_note_security(hub_t *h, int kind, const char *fpr, const char *address, const char *reason)
 {
     struct hub_recent *e = &h->security[h->n_security++ % HUB_RECENT_MAX];
     memset(e, 0, sizeof *e);
@@ -417,8 +412,8 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
     const char *state = http_req_query(req, "state");
     if (region_param(h, req, "region", &f.region) ||
         query_u64(req, "limit", API_LIST_DEFAULT, API_LIST_MAX, &limit) ||
-        query_u64(req, "older_than", 0, UINT32_MAX, &older) || query_u64(req, "open", 0, 1, &open) ||
-        query_u64(req, "overdue", 0, 1, &overdue))
+        query_u64(req, "older_than", 0, UINT32_MAX, &older) ||
+        query_u64(req, "open", 0, 1, &open) || query_u64(req, "overdue", 0, 1, &overdue))
         return;
     f.item = http_req_query(req, "item");
     if (f.item && strlen(f.item) > 64) {
@@ -463,7 +458,7 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
         json_array_append_new(list, case_json(&out[i], now));
     /* More may follow: the page is full, or the walk stopped at its bound
      * (then `next` is the last case looked at, matching or not). */
-    json_t *next = stopped            ? hex_json(last.id, 16)
+    json_t *next = stopped           ? hex_json(last.id, 16)
                    : n == limit && n ? hex_json(out[n - 1].id, 16)
                                      : json_null();
     free(out);
@@ -481,16 +476,17 @@ static json_t *timeline_entry(store_reader_t *rd, uint64_t seq)
                     (ProtobufCMessage **)&ev) != 0)
         return json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "type", "unreadable");
     char type[48];
-    json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:s}", "seq", (json_int_t)seq,
-                          "time_ms", (json_int_t)ev->time_ms, "type",
-                          event_type_name(ev->type, type, sizeof type), "source", ev->source,
-                          "destination", ev->destination, "region", ev->region, "code",
-                          (json_int_t)ev->code, "reason", ev->reason, "stage",
-                          (json_int_t)ev->stage, "by", ev->actor);
+    json_t *o =
+        json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:s}", "seq", (json_int_t)seq, "time_ms",
+                  (json_int_t)ev->time_ms, "type", event_type_name(ev->type, type, sizeof type),
+                  "source", ev->source, "destination", ev->destination, "region", ev->region,
+                  "code", (json_int_t)ev->code, "reason", ev->reason, "stage",
+                  (json_int_t)ev->stage, "by", ev->actor);
     if (ev->msg_id.len == 16)
         json_object_set_new(o, "msg_id", hex_json(ev->msg_id.data, 16));
     if (ev->case_state)
-        json_object_set_new(o, "case_state", json_string(store_case_state_name((int)ev->case_state)));
+        json_object_set_new(o, "case_state",
+                            json_string(store_case_state_name((int)ev->case_state)));
     wire_free((ProtobufCMessage **)&ev);
     return o;
 }
@@ -513,9 +509,9 @@ static void get_case(hub_t *h, http_req_t *req, store_reader_t *rd, const char *
     json_t *tl = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(tl, timeline_entry(rd, seqs[i]));
-    http_reply_json(req, 200,
-                    json_pack("{s:o,s:o}", "case", case_json(&c, clock_wall_ms(h->clock)),
-                              "timeline", tl));
+    http_reply_json(
+        req, 200,
+        json_pack("{s:o,s:o}", "case", case_json(&c, clock_wall_ms(h->clock)), "timeline", tl));
 }
 
 static void get_held(hub_t *h, http_req_t *req, store_reader_t *rd)
@@ -534,11 +530,11 @@ static void get_held(hub_t *h, http_req_t *req, store_reader_t *rd)
         store_held_scan(rd, h->regions[i].code, 0, buf, want < 256 ? want : 256, &n);
         for (size_t k = 0; k < n; k++)
             json_array_append_new(
-                list, json_pack("{s:s,s:I,s:I,s:s}", "region", h->regions[i].code, "dseq",
-                                (json_int_t)buf[k].dseq, "since_ms", (json_int_t)buf[k].since_ms,
-                                "reason",
-                                buf[k].reason == STORE_HELD_TOO_LARGE ? "too_large"
-                                                                      : "payload_type"));
+                list,
+                json_pack("{s:s,s:I,s:I,s:s}", "region", h->regions[i].code, "dseq",
+                          (json_int_t)buf[k].dseq, "since_ms", (json_int_t)buf[k].since_ms,
+                          "reason",
+                          buf[k].reason == STORE_HELD_TOO_LARGE ? "too_large" : "payload_type"));
     }
     http_reply_json(req, 200, json_pack("{s:o}", "held", list));
 }
@@ -561,9 +557,8 @@ static void get_queues(hub_t *h, http_req_t *req, store_reader_t *rd)
         const struct hub_region *r = &h->regions[i];
         uint64_t q = 0;
         store_queue_depth(rd, r->code, &q);
-        rows[i] = json_pack("{s:s,s:I,s:I,s:I,s:b,s:b}", "region", r->code, "queued",
-                            (json_int_t)q, "held", (json_int_t)api_held_count(rd, r->code),
-                            "in_flight",
+        rows[i] = json_pack("{s:s,s:I,s:I,s:I,s:b,s:b}", "region", r->code, "queued", (json_int_t)q,
+                            "held", (json_int_t)api_held_count(rd, r->code), "in_flight",
                             (json_int_t)(r->delivery ? dispatch_inflight(r->window) : 0),
                             "connected", r->delivery != NULL, "paused", r->op.paused);
     }
@@ -638,8 +633,8 @@ static void get_events(hub_t *h, http_req_t *req, store_reader_t *rd)
 
 struct action {
     http_req_t *req;
-    const char *name;   /* suspend, resume, ... */
-    int region;         /* index, or -1 */
+    const char *name; /* suspend, resume, ... */
+    int region;       /* index, or -1 */
     const uint8_t *case_id;
     char by[STORE_OP_TEXT_MAX + 1]; /* "NAME@ADDRESS" */
     char detail[STORE_OP_TEXT_MAX + 1];
@@ -783,17 +778,18 @@ static void region_action(hub_t *h, http_req_t *req, const char *code, const cha
     } else if (!strcmp(name, "redrive")) {
         /* below */
     } else {
-        http_reply_error(req, 404, "not_found", "no action %s (suspend, resume, pause, unpause, "
-                                                "rate, redrive)",
+        http_reply_error(req, 404, "not_found",
+                         "no action %s (suspend, resume, pause, unpause, "
+                         "rate, redrive)",
                          name);
         goto done;
     }
     if (changed && action_commit(h, &a) != 0)
         goto done;
-    json_t *out = json_pack("{s:s,s:s,s:b,s:b,s:I,s:b}", "region", code, "action", name,
-                            "suspended", hub_region_suspended(h, (size_t)i), "paused",
-                            h->regions[i].op.paused, "rate_limit",
-                            (json_int_t)h->regions[i].op.rate, "changed", changed);
+    json_t *out =
+        json_pack("{s:s,s:s,s:b,s:b,s:I,s:b}", "region", code, "action", name, "suspended",
+                  hub_region_suspended(h, (size_t)i), "paused", h->regions[i].op.paused,
+                  "rate_limit", (json_int_t)h->regions[i].op.rate, "changed", changed);
     if (!strcmp(name, "redrive")) {
         struct hub_region *r = &h->regions[i];
         store_reader_t *rd = NULL;
@@ -854,8 +850,8 @@ static void reload(hub_t *h, http_req_t *req)
     if (rc)
         http_reply_error(req, 400, "bad_request", "%s", err);
     else
-        http_reply_json(req, 200, json_pack("{s:b,s:I}", "reloaded", 1, "regions",
-                                            (json_int_t)h->n_regions));
+        http_reply_json(req, 200,
+                        json_pack("{s:b,s:I}", "reloaded", 1, "regions", (json_int_t)h->n_regions));
 }
 
 /* ---- routing -------------------------------------------------------------------- */
@@ -900,8 +896,8 @@ static void get_regions(hub_t *h, http_req_t *req, store_reader_t *rd)
 }
 
 /* A list of recent events, newest first, under `key`. */
-static void get_recent(http_req_t *req, const char *key, const struct hub_recent *ring,
-                       uint64_t n, json_t *(*fn)(const struct hub_recent *))
+static void get_recent(http_req_t *req, const char *key, const struct hub_recent *ring, uint64_t n,
+                       json_t *(*fn)(const struct hub_recent *))
 {
     uint64_t limit;
     if (!query_u64(req, "limit", HUB_RECENT_MAX, HUB_RECENT_MAX, &limit))
@@ -924,16 +920,11 @@ static const struct {
     const char *path;
     get_fn fn;
 } gets[] = {
-    {"/metrics", api_get_metrics},
-    {"/api/v1/status", get_status},
-    {"/api/v1/regions", get_regions},
-    {"/api/v1/queues", get_queues},
-    {"/api/v1/items", get_items},
-    {"/api/v1/cases", get_cases},
-    {"/api/v1/held", get_held},
-    {"/api/v1/refusals", get_refusals},
-    {"/api/v1/security", get_security},
-    {"/api/v1/journal", get_journal},
+    {"/metrics", api_get_metrics},      {"/api/v1/status", get_status},
+    {"/api/v1/regions", get_regions},   {"/api/v1/queues", get_queues},
+    {"/api/v1/items", get_items},       {"/api/v1/cases", get_cases},
+    {"/api/v1/held", get_held},         {"/api/v1/refusals", get_refusals},
+    {"/api/v1/security", get_security}, {"/api/v1/journal", get_journal},
     {"/api/v1/events", get_events},
 };
 
@@ -978,8 +969,8 @@ int api_start(hub_t *h, char *err, size_t errcap)
     int rc = http_new(&h->cfg->http, handle, h, &h->http, err, errcap);
     if (rc)
         return rc;
-    log_info("hub.http_ready", "url=%s tls=%d read_token=%d operator_token=%d",
-             http_url(h->http), h->cfg->http.tls_cert[0] != 0, h->cfg->http.read_token[0] != 0,
+    log_info("hub.http_ready", "url=%s tls=%d read_token=%d operator_token=%d", http_url(h->http),
+             h->cfg->http.tls_cert[0] != 0, h->cfg->http.read_token[0] != 0,
              h->cfg->http.operator_token[0] != 0);
     return 0;
 }

@@ -7,8 +7,7 @@
  */
 #include "hub_internal.h"
 
-static void metric(metrics_buf_t *b, const char *name, const char *type, const char *help,
-                   double v)
+static void metric(metrics_buf_t *b, const char *name, const char *type, const char *help, double v)
 {
     metrics_family(b, name, type, help);
     metrics_sample(b, name, NULL, v);
@@ -145,8 +144,8 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
     store_journal_last(rd, &last);
     char hex[33];
     metrics_family(&b, "nhub_info", "gauge", "The hub: its id and version");
-    const char *info[] = {"hub_id", log_hex(hex, sizeof hex, store_hub_id(h->store), 16),
-                          "version", API_VERSION, NULL};
+    const char *info[] = {"hub_id", log_hex(hex, sizeof hex, store_hub_id(h->store), 16), "version",
+                          API_VERSION, NULL};
     metrics_sample(&b, "nhub_info", info, 1);
     metric(&b, "nhub_start_time_seconds", "gauge", "When the hub started",
            (double)h->started_ms / 1000.0);
@@ -156,7 +155,8 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
     metric(&b, "nhub_rejected_total", "counter", "Messages refused for good (journaled)",
            (double)n->rejected);
     metric(&b, "nhub_delivered_total", "counter", "First deliveries sent", (double)n->delivered);
-    metric(&b, "nhub_redelivered_total", "counter", "Deliveries sent again", (double)n->redelivered);
+    metric(&b, "nhub_redelivered_total", "counter", "Deliveries sent again",
+           (double)n->redelivered);
     metric(&b, "nhub_confirmed_total", "counter", "Deliveries confirmed", (double)n->confirmed);
     metric(&b, "nhub_hub_messages_total", "counter", "Notices the hub made about cases",
            (double)n->hub_messages);
@@ -201,8 +201,7 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
     for (size_t k = 0; k < sizeof sec_codes / sizeof sec_codes[0]; k++) {
         json_t *name = api_code_json(sec_codes[k]);
         const char *labels[] = {"kind", json_string_value(name), NULL};
-        metrics_sample(&b, "nhub_security_refusals_total", labels,
-                       (double)n->nacked[sec_codes[k]]);
+        metrics_sample(&b, "nhub_security_refusals_total", labels, (double)n->nacked[sec_codes[k]]);
         json_decref(name);
     }
     metrics_regions(&b, h, rd);
@@ -236,4 +235,3 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
         http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     metrics_buf_free(&b);
 }
-

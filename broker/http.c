@@ -123,8 +123,8 @@ void http_reply_json(http_req_t *r, unsigned status, json_t *body)
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
-        http_reply(r, 500, "application/json", "{\"error\":\"internal\",\"detail\":\"out of memory\"}",
-                   46);
+        http_reply(r, 500, "application/json",
+                   "{\"error\":\"internal\",\"detail\":\"out of memory\"}", 46);
         return;
     }
     if (r->response) {
@@ -477,16 +477,18 @@ int http_new(const cfg_http_t *cfg, http_handler_fn fn, void *arg, http_t **out,
         {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
         {MHD_OPTION_END, 0, NULL},
     };
-    h->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_MAX,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)HTTP_CONNECTIONS_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)HTTP_PER_IP_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+                            MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!h->d) {
-        snprintf(err, errcap, "http.listen: cannot listen on %s (address in use, or a bad TLS "
-                              "certificate or key)", cfg->listen);
+        snprintf(err, errcap,
+                 "http.listen: cannot listen on %s (address in use, or a bad TLS "
+                 "certificate or key)",
+                 cfg->listen);
         http_destroy(&h);
         return NHUB_EIO;
     }

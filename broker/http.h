@@ -42,8 +42,8 @@ typedef struct http_req http_req_t;
 
 enum http_role { HTTP_ROLE_NONE = 0, HTTP_ROLE_READ = 1, HTTP_ROLE_OPERATOR = 2 };
 
-#define HTTP_BODY_MAX (64 * 1024) /* bytes of a request body; larger gets 413 */
-#define HTTP_STREAMS_MAX 64       /* live event streams at once; more get 503 */
+#define HTTP_BODY_MAX (64 * 1024)         /* bytes of a request body; larger gets 413 */
+#define HTTP_STREAMS_MAX 64               /* live event streams at once; more get 503 */
 #define HTTP_STREAM_BUFFER_MAX (4u << 20) /* bytes queued for one stream before it is closed */
 
 typedef void (*http_handler_fn)(void *arg, http_req_t *req);

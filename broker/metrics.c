@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double metrics_seconds_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10,
-                                         30,     60,    300,    3600};
+const double metrics_seconds_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                         0.05,   0.1,   0.25,   0.5,   1,    2.5,
+                                         5,      10,    30,     60,    300,  3600};
 const size_t metrics_seconds_n = sizeof metrics_seconds_bounds / sizeof metrics_seconds_bounds[0];
-const double metrics_count_bounds[] = {1,   2,   4,    8,    16,   32,   64,    128,  256,
+const double metrics_count_bounds[] = {1,   2,    4,    8,    16,   32,    64,    128,  256,
                                        512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
 const size_t metrics_count_n = sizeof metrics_count_bounds / sizeof metrics_count_bounds[0];
 

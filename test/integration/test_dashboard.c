@@ -82,9 +82,9 @@ static void test_dashboard_renders_the_hubs_live_state(void **state)
     json_int_t queued = -1;
     for (int tries = 0; tries < 500 && !is_overdue; tries++) {
         char *body = NULL;
-        assert_int_equal(th_http(h, "GET", "/api/v1/cases?state=overdue", TH_READ_TOKEN, NULL,
-                                 &body, 10000),
-                         200);
+        assert_int_equal(
+            th_http(h, "GET", "/api/v1/cases?state=overdue", TH_READ_TOKEN, NULL, &body, 10000),
+            200);
         is_overdue = strstr(body, hex) != NULL;
         free(body);
     }
@@ -103,8 +103,9 @@ static void test_dashboard_renders_the_hubs_live_state(void **state)
     snprintf(expect, sizeof expect, "%s/expect.json", h->dir);
     FILE *f = fopen(expect, "w");
     assert_non_null(f);
-    fprintf(f, "{\"regions\": 32, \"suspended\": \"%s\", \"queued\": %lld, \"overdue_case\": \"%s\"}\n",
-            S, (long long)queued, hex);
+    fprintf(
+        f, "{\"regions\": 32, \"suspended\": \"%s\", \"queued\": %lld, \"overdue_case\": \"%s\"}\n",
+        S, (long long)queued, hex);
     fclose(f);
     snprintf(url, sizeof url, "%s/", h->http_url);
     snprintf(cmd, sizeof cmd,

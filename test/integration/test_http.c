@@ -118,8 +118,8 @@ static int send_msg(raw_t *r, uint64_t *sseq, const uint8_t id[16], const char *
 {
     size_t plen;
     uint8_t *p = sample_bytes(type, &plen), buf[8192];
-    size_t n = raw_envelope_answer(buf, sizeof buf, id, src, dst, VERIFY, kind, type, p, plen,
-                                   case_id);
+    size_t n =
+        raw_envelope_answer(buf, sizeof buf, id, src, dst, VERIFY, kind, type, p, plen, case_id);
     free(p);
     raw_send_env(r, ++*sseq, buf, n);
     ProtobufCMessage *m = NULL;
@@ -217,7 +217,8 @@ static json_t *region_obj(json_t *regions, const char *code)
 static double metric_value(const char *text, const char *prefix)
 {
     size_t n = strlen(prefix);
-    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
         if (!strncmp(line, prefix, n) && (line[n] == ' ' || line[n] == '{'))
             return strtod(strchr(line + n, ' ') + 1, NULL);
     return -1;
@@ -236,10 +237,14 @@ static void test_operator_actions_refused_without_the_operator_token(void **stat
 {
     world_t *w = *state;
     static const char *const actions[] = {
-        "/api/v1/regions/" C "/suspend", "/api/v1/regions/" C "/resume",
-        "/api/v1/regions/" C "/pause",   "/api/v1/regions/" C "/unpause",
-        "/api/v1/regions/" C "/rate",    "/api/v1/regions/" C "/redrive",
-        "/api/v1/cases/00000000000000000000000000000000/remind", "/api/v1/reload",
+        "/api/v1/regions/" C "/suspend",
+        "/api/v1/regions/" C "/resume",
+        "/api/v1/regions/" C "/pause",
+        "/api/v1/regions/" C "/unpause",
+        "/api/v1/regions/" C "/rate",
+        "/api/v1/regions/" C "/redrive",
+        "/api/v1/cases/00000000000000000000000000000000/remind",
+        "/api/v1/reload",
     };
     for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) {
         expect_error(w, "POST", actions[i], NULL, "{}", 401, "unauthorized", "operator token");
@@ -251,9 +256,8 @@ static void test_operator_actions_refused_without_the_operator_token(void **stat
     expect_error(w, "GET", "/api/v1/status", NULL, NULL, 401, "unauthorized", "token");
     expect_error(w, "GET", "/metrics", "wrong-token-0000000000", NULL, 401, "unauthorized", NULL);
     assert_int_equal(th_http(w->h, "GET", "/api/v1/status", OT, NULL, NULL, WAIT_MS), 200);
-    assert_int_equal(th_http(w->h, "GET", "/api/v1/status?access_token=" RT, NULL, NULL, NULL,
-                             WAIT_MS),
-                     200);
+    assert_int_equal(
+        th_http(w->h, "GET", "/api/v1/status?access_token=" RT, NULL, NULL, NULL, WAIT_MS), 200);
     /* Nothing was done by the refused requests. */
     json_t *r = get_json(w, "/api/v1/regions");
     assert_false(json_is_true(json_object_get(region_obj(r, C), "suspended")));
@@ -540,8 +544,8 @@ static void test_overdue_case_listed_reminded_by_hand_and_closed_refused(void **
                      WIRE_ACK);
     snprintf(path, sizeof path, "/api/v1/cases/%s/remind", hex);
     expect_error(w, "POST", path, OT, "{}", 409, "conflict", "closed");
-    expect_error(w, "POST", "/api/v1/cases/0123456789abcdef0123456789abcdef/remind", OT, "{}",
-                 404, "not_found", "no case");
+    expect_error(w, "POST", "/api/v1/cases/0123456789abcdef0123456789abcdef/remind", OT, "{}", 404,
+                 "not_found", "no case");
     json_t *items = get_json(w, "/api/v1/items");
     json_t *it0 = json_array_get(json_object_get(items, "items"), 0);
     assert_string_equal(json_string_value(json_object_get(it0, "item")), VERIFY);
@@ -561,14 +565,12 @@ static void test_bad_requests_get_json_errors_naming_the_problem(void **state)
     expect_error(w, "GET", "/api/v1/cases/zz", RT, NULL, 400, "bad_request", "32 hex");
     expect_error(w, "GET", "/api/v1/cases/0123456789abcdef0123456789abcdef", RT, NULL, 404,
                  "not_found", "no case");
-    expect_error(w, "POST", "/api/v1/regions/999999/suspend", OT, "{}", 404, "not_found",
-                 "999999");
-    expect_error(w, "POST", "/api/v1/regions/" C "/explode", OT, "{}", 404, "not_found",
-                 "explode");
+    expect_error(w, "POST", "/api/v1/regions/999999/suspend", OT, "{}", 404, "not_found", "999999");
+    expect_error(w, "POST", "/api/v1/regions/" C "/explode", OT, "{}", 404, "not_found", "explode");
     expect_error(w, "POST", "/api/v1/regions/" C "/suspend", OT, "{not json", 400, "bad_request",
                  "JSON");
-    expect_error(w, "POST", "/api/v1/regions/" C "/suspend", OT, "{\"by\":42}", 400,
-                 "bad_request", "by");
+    expect_error(w, "POST", "/api/v1/regions/" C "/suspend", OT, "{\"by\":42}", 400, "bad_request",
+                 "by");
     expect_error(w, "DELETE", "/api/v1/status", OT, NULL, 405, "method_not_allowed", "DELETE");
     char *big = malloc(HTTP_BODY_MAX + 2);
     assert_non_null(big);
@@ -619,8 +621,8 @@ static void test_dashboard_and_event_stream_are_served(void **state)
     expect_error(w, "GET", "/assets/nothing.js", NULL, NULL, 404, "not_found", "nothing.js");
     char *text = NULL;
     /* The stream starts with the state and ticks once a second. */
-    int n = th_http_events(w->h, "/api/v1/events?access_token=" RT, NULL, "status", 2, &text,
-                           WAIT_MS);
+    int n =
+        th_http_events(w->h, "/api/v1/events?access_token=" RT, NULL, "status", 2, &text, WAIT_MS);
     assert_int_equal(n, 2);
     assert_non_null(strstr(text, "event: regions\ndata: {\"regions\":["));
     free(text);
@@ -709,9 +711,9 @@ static void test_non_loopback_bind_without_tls_refused_at_start(void **state)
                      2);
     assert_non_null(strstr(err, "http.listen"));
     assert_non_null(strstr(err, "tls_cert"));
-    assert_int_equal(nhubd_with("http:\n  listen: \"127.0.0.1:0\"\n  read_token: \"short\"\n", err,
-                                sizeof err),
-                     2);
+    assert_int_equal(
+        nhubd_with("http:\n  listen: \"127.0.0.1:0\"\n  read_token: \"short\"\n", err, sizeof err),
+        2);
     assert_non_null(strstr(err, "http.read_token"));
     assert_int_equal(nhubd_with("http:\n  listen: \"127.0.0.1:0\"\n  read_token: \"" RT
                                 "\"\n  operator_token: \"" RT "\"\n",
@@ -761,8 +763,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pause_holds_delivery_until_unpaused, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_overdue_case_listed_reminded_by_hand_and_closed_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_requests_get_json_errors_naming_the_problem,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests_get_json_errors_naming_the_problem, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_reload_through_the_api_takes_the_file_or_names_its_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dashboard_and_event_stream_are_served, setup,
