@@ -229,6 +229,9 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
     metrics_hist_write(&b, "nhub_commit_duration_seconds", NULL, &h->commit_seconds);
     metrics_family(&b, "nhub_commit_batch_items", "histogram", "Staged items per group commit");
     metrics_hist_write(&b, "nhub_commit_batch_items", NULL, &h->commit_items);
+    metrics_family(&b, "nhub_commit_bytes", "histogram",
+                   "Bytes of the envelopes of one group commit");
+    metrics_hist_write(&b, "nhub_commit_bytes", NULL, &h->commit_bytes);
     if (b.failed)
         http_reply_error(req, 503, "unavailable", "out of memory");
     else

@@ -418,6 +418,7 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
             h->n.committed_items += n;
             metrics_hist_observe(&h->commit_seconds, (double)(hub_now_us() - t0) / 1e6);
             metrics_hist_observe(&h->commit_items, (double)n);
+            metrics_hist_observe(&h->commit_bytes, (double)bytes);
             /* Deadlines left unfired for want of room are tried again a
              * second later, not on every turn. */
             cases_committed(h, fire || next_deadline > now ? next_deadline

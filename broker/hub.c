@@ -573,6 +573,7 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
     metrics_hist_init(&h->e2e_latency, metrics_seconds_bounds, metrics_seconds_n);
     metrics_hist_init(&h->commit_seconds, metrics_seconds_bounds, metrics_seconds_n);
     metrics_hist_init(&h->commit_items, metrics_count_bounds, metrics_count_n);
+    metrics_hist_init(&h->commit_bytes, metrics_bytes_bounds, metrics_bytes_n);
     if ((rc = hub_load_opstate(h))) {
         snprintf(err, errcap, "cannot read the operators' region state: %s", nhub_strerror(rc));
         goto fail;

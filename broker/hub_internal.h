@@ -267,7 +267,7 @@ struct hub {
     http_t *http;             /* NULL when http.listen is not set */
     int64_t started_ms;       /* wall clock */
     int64_t next_tick;        /* monotonic ms of the next live-stream tick */
-    metrics_hist_t ack_latency, e2e_latency, commit_seconds, commit_items;
+    metrics_hist_t ack_latency, e2e_latency, commit_seconds, commit_items, commit_bytes;
     struct hub_recent refusals[HUB_RECENT_MAX], security[HUB_RECENT_MAX];
     uint64_t n_refusals, n_security; /* ever; the newest is at (n - 1) % HUB_RECENT_MAX */
     int64_t stream_sec;

@@ -16,6 +16,9 @@ const double metrics_seconds_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
                                          0.05,   0.1,   0.25,   0.5,   1,    2.5,
                                          5,      10,    30,     60,    300,  3600};
 const size_t metrics_seconds_n = sizeof metrics_seconds_bounds / sizeof metrics_seconds_bounds[0];
+const double metrics_bytes_bounds[] = {1024,    4096,    16384,    65536,    262144,   1048576,
+                                       2097152, 4194304, 8388608, 16777216, 67108864};
+const size_t metrics_bytes_n = sizeof metrics_bytes_bounds / sizeof metrics_bytes_bounds[0];
 const double metrics_count_bounds[] = {1,   2,    4,    8,    16,   32,    64,    128,  256,
                                        512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
 const size_t metrics_count_n = sizeof metrics_count_bounds / sizeof metrics_count_bounds[0];
@@ -147,7 +150,7 @@ void metrics_hist_write(metrics_buf_t *b, const char *name, const char *const *l
     for (size_t i = 0; i <= h->n_bounds; i++) {
         cum += h->counts[i];
         if (i < h->n_bounds)
-            snprintf(le, sizeof le, "%g", h->bounds[i]);
+            snprintf(le, sizeof le, "%.15g", h->bounds[i]);
         else
             snprintf(le, sizeof le, "+Inf");
         metrics_printf(b, "%s_bucket", name);

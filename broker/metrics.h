@@ -28,6 +28,9 @@ typedef struct metrics_hist {
 /* Seconds, 0.5 ms to an hour: ACK, commit and end-to-end latencies. */
 extern const double metrics_seconds_bounds[];
 extern const size_t metrics_seconds_n;
+/* Bytes, 1 KiB to 64 MiB: the envelopes of one commit. */
+extern const double metrics_bytes_bounds[];
+extern const size_t metrics_bytes_n;
 /* Counts, 1 to 65536 in powers of two: items per commit. */
 extern const double metrics_count_bounds[];
 extern const size_t metrics_count_n;

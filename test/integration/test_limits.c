@@ -153,17 +153,33 @@ static void accepted_order(const th_hub_t *h, const char *flood, const char *sma
     out[o.n] = 0;
 }
 
+/* The value of the sample line `name` in metrics text, -1 if none. */
+static double metric_value(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *line = text; *line;) {
+        if (!strncmp(line, name, n) && line[n] == ' ')
+            return strtod(line + n + 1, NULL);
+        const char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    return -1;
+}
+
 /*
  * Fair sharing at ingest: while one connection floods 1 MB SENDs, another
- * sending one small message at a time gets each of them into a commit
- * that holds at most a share of the flood (one 1 MB envelope), not a
- * stage full of it. Read from the journal, in the order the commits
- * wrote: between two small messages a handful of flood envelopes, where
- * a stage without sharing holds eight of them.
+ * sending one small message at a time is served, and no commit holds more
+ * than one connection's share of a stage (one 1 MB envelope) beside the
+ * others' small ones: the hub's commit-size histogram says so, whatever
+ * the speed of the machine. Without the share, commits of eight such
+ * envelopes (8 MB) are the rule. The journal's commit order is printed.
  */
 static void test_a_flood_from_one_source_does_not_hold_up_another(void **state)
 {
     th_hub_t *h = *state;
+    snprintf(h->http, sizeof h->http, "%s", TH_HTTP_YAML);
     assert_int_equal(th_hub_start(h), 0); /* the test before stopped it */
     raw_t *a = raw_new(g_ctx, h->endpoint), *b = raw_new(g_ctx, h->endpoint);
     raw_hello_ok(a, "140000", 0);
@@ -187,6 +203,8 @@ static void test_a_flood_from_one_source_does_not_hold_up_another(void **state)
             break;
         written = i;
     }
+    free(payload);
+    free(env);
     assert_true(written >= 32);
     /* The small sender: one message, its ACK, the next. */
     for (int i = 1; i <= SMALL; i++) {
@@ -204,27 +222,21 @@ static void test_a_flood_from_one_source_does_not_hold_up_another(void **state)
         assert_int_equal(raw_recv(a, &m, 60000), WIRE_ACK);
         wire_free(&m);
     }
+    char *text = NULL;
+    assert_int_equal(th_http(h, "GET", "/metrics", TH_READ_TOKEN, NULL, &text, 10000), 200);
+    double commits = metric_value(text, "nhub_commit_bytes_count");
+    double up_to_2mb = metric_value(text, "nhub_commit_bytes_bucket{le=\"2097152\"}");
+    double deferred = metric_value(text, "nhub_ingest_deferred_frames_total");
+    free(text);
     char order[4096];
     accepted_order(h, "140000", "150000", order, sizeof order);
-    /* Between consecutive small messages, while the flood lasted. */
-    const char *first = strchr(order, 's'), *last_flood = strrchr(order, 'f');
-    assert_non_null(first);
-    int gaps = 0, worst = 0, run = 0;
-    for (const char *p = first + 1; *p && p < last_flood; p++) {
-        if (*p == 'f') {
-            run++;
-            continue;
-        }
-        if (run > worst)
-            worst = run;
-        run = 0;
-        gaps++;
-    }
     printf("commit order of the two sources (f: 1 MB flood, s: small): %s\n", order);
-    assert_true(gaps >= 3); /* the small messages did come while the flood lasted */
-    assert_true(worst <= 5);
-    free(payload);
-    free(env);
+    printf("commits %.0f, of at most 2 MiB %.0f; frames held back %.0f\n", commits, up_to_2mb,
+           deferred);
+    assert_int_equal(strlen(order), (size_t)written + SMALL); /* all stored */
+    assert_true(commits >= written);
+    assert_true(up_to_2mb == commits); /* no commit held two flood envelopes */
+    assert_true(deferred >= written / 2);
     raw_free(&a);
     raw_free(&b);
 }
