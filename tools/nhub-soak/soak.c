@@ -849,7 +849,7 @@ typedef struct soak_example {
 
 typedef struct soak_counts {
     uint64_t sent, acked, handed, confirmed, rehanded, duplicated, out_of_order;
-    uint64_t misrouted, corrupt, rejected, ack_repeats, ack_unknown, handed_unsent;
+    uint64_t misrouted, corrupt, rejected, ack_repeats, ack_unknown;
     uint64_t confirm_failed;
     uint64_t pending; /* ACKed and not yet handed */
     /* cases, from the records */
@@ -944,6 +944,12 @@ static void check_sender_rec(soak_check_t *k, int i, const soak_rec_t *r, long l
     }
     switch (r->type) {
     case REC_SENT:
+        /* The records are read file by file, so a hand-over can be read
+         * before the S record written ahead of it: check the route here too. */
+        if ((m->flags & (MSG_SENT | MSG_HANDED)) == MSG_HANDED && m->dst != r->dst) {
+            k->n.misrouted++;
+            example_set(&k->ex_misrouted, r, m->dst, off);
+        }
         k->n.sent += !(m->flags & MSG_SENT);
         m->flags |= MSG_SENT;
         m->dst = r->dst;
@@ -986,8 +992,9 @@ static void check_handed(soak_check_t *k, msg_state_t *m, const soak_rec_t *r, l
     m->flags |= MSG_HANDED | MSG_OPEN;
     k->n.handed++;
     k->n.pending -= (m->flags & MSG_ACKED) != 0;
-    k->n.handed_unsent += !(m->flags & MSG_SENT);
-    if ((m->flags & MSG_SENT) && m->dst != r->dst) {
+    if (!(m->flags & MSG_SENT))
+        m->dst = r->dst; /* its S record may not have been read yet: checked there */
+    else if (m->dst != r->dst) {
         k->n.misrouted++;
         example_set(&k->ex_misrouted, r, m->dst, off);
     }
@@ -1080,15 +1087,18 @@ static void check_catch_up(soak_check_t *k, const char *dir)
 }
 
 /* ACKed and never handed (prints the first few), and handed without an A record. */
-static uint64_t check_lost(const soak_check_t *k, FILE *out, uint64_t *handed_unacked)
+static uint64_t check_lost(const soak_check_t *k, FILE *out, uint64_t *handed_unacked,
+                           uint64_t *handed_unsent)
 {
     uint64_t lost = 0;
     *handed_unacked = 0;
+    *handed_unsent = 0;
     for (int i = 0; i < k->senders; i++) {
         const sender_view_t *v = &k->snd[i];
         for (uint64_t s = 1; s <= v->max_seq && s < v->cap; s++) {
             const msg_state_t *m = &v->msgs[s];
             *handed_unacked += (m->flags & MSG_HANDED) && !(m->flags & MSG_ACKED);
+            *handed_unsent += (m->flags & MSG_HANDED) && !(m->flags & MSG_SENT);
             if (!(m->flags & MSG_ACKED) || (m->flags & MSG_HANDED))
                 continue;
             if (lost < 5)
@@ -1698,8 +1708,8 @@ static int soak_report(soak_t *s, int drained, int64_t drain_ms, int stopped_ear
                        int64_t elapsed_ms)
 {
     const soak_counts_t *n = &s->check.n;
-    uint64_t handed_unacked = 0;
-    uint64_t lost = check_lost(&s->check, stdout, &handed_unacked);
+    uint64_t handed_unacked = 0, handed_unsent = 0;
+    uint64_t lost = check_lost(&s->check, stdout, &handed_unacked, &handed_unsent);
     if (stopped_early)
         printf("soak: time bound of %d s reached after %d of %d cycles: stopped early\n",
                s->opt.seconds, s->cycles, s->opt.cycles);
@@ -1739,7 +1749,7 @@ static int soak_report(soak_t *s, int drained, int64_t drain_ms, int stopped_ear
            " handed_unsent=%" PRIu64
            " unexpected_exits=%d pauses=%d drain_ms=%lld elapsed_s=%lld\n",
            n->sent, n->confirmed, n->rehanded, handed_unacked, n->ack_repeats, n->ack_unknown,
-           n->misrouted, n->corrupt, n->rejected, n->confirm_failed, n->handed_unsent,
+           n->misrouted, n->corrupt, n->rejected, n->confirm_failed, handed_unsent,
            s->unexpected_exits, s->pauses, (long long)drain_ms, (long long)(elapsed_ms / 1000));
     printf("soak: cycles=%d hub_kills=%d adapter_kills=%d acked=%" PRIu64 " handed=%" PRIu64
            " lost=%" PRIu64 " duplicated=%" PRIu64 " out_of_order=%" PRIu64 " cases=%" PRIu64
@@ -1749,7 +1759,7 @@ static int soak_report(soak_t *s, int drained, int64_t drain_ms, int stopped_ear
            n->out_of_order, v->counts[0], v->lost, v->open, answered_twice, v->no_answer,
            n->late_feedback, s->opt.seed);
     int bad = lost || n->duplicated || n->out_of_order || n->misrouted || n->corrupt ||
-              n->handed_unsent || n->rejected || n->acked == 0 || s->unexpected_exits || !drained ||
+              handed_unsent || n->rejected || n->acked == 0 || s->unexpected_exits || !drained ||
               s->hub_start_failed || s->hub_stop_failed || !v->read || v->counts[0] == 0 ||
               v->lost || v->open || answered_twice || v->no_answer || v->unknown || v->wrong ||
               n->answer_unsent || n->fb_failed || v->late_not_expired || s->clock_failed;
