@@ -8,8 +8,10 @@
  *    messages with one fsync, all or none. From then on it is resent until the
  *    hub ACKs it (the hub ACKs only what is durable in its store), across
  *    lost connections, hub restarts and restarts of this process.
- *  - Messages from one adapter reach the hub in the order they were sent, so
- *    order is preserved per (source, destination).
+ *  - Messages from one adapter reach the hub in the order they were sent, and
+ *    the hub delivers them in that order per (source, destination, priority
+ *    class of the item: schemas/catalog.yaml), so per item too; urgent items
+ *    may overtake bulk ones.
  *  - nhub_recv() hands each message to the application once: redeliveries of
  *    a message the application has already confirmed are answered and
  *    dropped, also after a restart of this process. A message handed out but

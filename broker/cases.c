@@ -222,9 +222,12 @@ static int hub_message_n(hub_t *h, store_txn_t *t, const store_case_t *c, int ev
     ev.payload_type = CASES_NOTICE_TYPE;
     ev.recipients = 1;
     uint64_t seq, dseq;
+    /* A notice about a case goes in the class of its item, from the hub. */
+    store_lane_t lane = {(uint8_t)catalog_priority(h->catalog, c->item), {0}};
+    memcpy(lane.source, h->cfg->hub.region, sizeof lane.source);
     rc = commit_journal_append(h, t, &ev, &seq);
     if (!rc)
-        rc = store_queue_put(t, dest, seq, id, &dseq);
+        rc = store_queue_put_lane(t, dest, &lane, seq, id, (uint32_t)elen, &dseq);
     if (!rc)
         rc = store_case_event(t, c->id, seq);
     if (!rc) {

@@ -102,6 +102,7 @@ typedef struct catalog_raw_item {
     int64_t reminder_ms;   /* 0: none */
     int64_t grace_ms;
     int64_t answer_valid_ms;
+    int priority; /* enum catalog_priority */
     catalog_raw_payloads_t payloads;
 } catalog_raw_item_t;
 
@@ -110,6 +111,11 @@ typedef struct catalog_raw {
     size_t item_count;
     catalog_raw_item_t items[CATALOG_ITEMS_MAX];
 } catalog_raw_t;
+
+static const char *const catalog_priority_names[] = {"normal", "urgent", "bulk", NULL};
+_Static_assert(CATALOG_PRIORITY_NORMAL == 0 && CATALOG_PRIORITY_URGENT == 1 &&
+                   CATALOG_PRIORITY_BULK == 2,
+               "catalog_priority_names is indexed by enum catalog_priority");
 
 /* A time limit is a deadline for people: under a minute or over a year is a unit typo. */
 static const conf_key_t catalog_item_schema[] = {
@@ -124,6 +130,7 @@ static const conf_key_t catalog_item_schema[] = {
     CONF_KEY_DURATION_MS(catalog_raw_item_t, grace_ms, "grace", 0, MINUTE, 365 * DAY),
     CONF_KEY_DURATION_MS(catalog_raw_item_t, answer_valid_ms, "answer_valid", 0, MINUTE,
                          10 * 365 * DAY),
+    CONF_KEY_ENUM(catalog_raw_item_t, priority, "priority", 0, catalog_priority_names),
     CONF_KEY_MAP(catalog_raw_item_t, payloads, "payloads", 0, catalog_payloads_schema),
     CONF_KEY_END,
 };
@@ -150,6 +157,7 @@ typedef struct catalog_item {
     char name[CATALOG_NAME_MAX + 1];
     unsigned kinds; /* bit k set: wire kind k allowed */
     catalog_times_t times;
+    int priority; /* enum catalog_priority */
     bool typed; /* payloads named: every kind has its types */
     uint8_t type_count[CATALOG_KIND_MAX + 1];
     const ProtobufCMessageDescriptor *types[CATALOG_KIND_MAX + 1][CATALOG_TYPES_MAX];
@@ -526,6 +534,7 @@ static int catalog_build_item(catalog_loader_t *ld, size_t i, catalog_item_t *it
                                 path);
     memcpy(it->code, r->code, sizeof it->code);
     memcpy(it->name, r->name, sizeof it->name);
+    it->priority = r->priority;
     rc = catalog_check_kinds(ld, i, it);
     if (rc == 0)
         rc = catalog_build_times(ld, i, it);
@@ -881,6 +890,18 @@ int catalog_check_payload(const catalog_t *c, const char *item, int kind, const 
                                        "carries %s)",
                           it->code, type && payload_find(type) ? type : "that type",
                           catalog_kinds[kind].name, list);
+}
+
+int catalog_priority(const catalog_t *c, const char *item)
+{
+    const catalog_item_t *it = c ? catalog_find(c, item) : NULL;
+    return it ? it->priority : CATALOG_PRIORITY_NORMAL;
+}
+
+const char *catalog_priority_name(int priority)
+{
+    return priority >= 0 && priority < CATALOG_PRIORITIES ? catalog_priority_names[priority]
+                                                          : "unknown";
 }
 
 const char *catalog_item_name(const catalog_t *c, const char *item)

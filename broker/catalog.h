@@ -176,6 +176,26 @@ int catalog_check_payload(const catalog_t *c, const char *item, int kind, const 
                           char *why, size_t whycap);
 
 /*
+ * Priority classes of delivery (`priority` of an item): a verification
+ * someone waits for at a counter goes before a registration sync batch.
+ * The hub shares each region's deliveries between the classes by weight
+ * and, within a class, between the sending regions (broker/dispatch.h).
+ */
+enum catalog_priority {
+    CATALOG_PRIORITY_NORMAL = 0, /* the default */
+    CATALOG_PRIORITY_URGENT = 1,
+    CATALOG_PRIORITY_BULK = 2,
+};
+#define CATALOG_PRIORITIES 3
+
+/* The priority class of item `item`; CATALOG_PRIORITY_NORMAL for an unknown
+ * item or a NULL catalogue (development mode). */
+int catalog_priority(const catalog_t *c, const char *item);
+
+/* "normal", "urgent", "bulk", or "unknown". */
+const char *catalog_priority_name(int priority);
+
+/*
  * The name of item `item` (UTF-8, for dashboards and logs), or NULL if the
  * item is unknown. Borrowed from `c`, valid until catalog_destroy().
  */

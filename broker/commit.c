@@ -157,11 +157,15 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     }
     uint64_t seq, dseq;
     int broadcast = strcmp(env->destination, WIRE_BROADCAST) == 0;
+    store_lane_t lane = {(uint8_t)catalog_priority(h->catalog, env->item), {0}};
+    memcpy(lane.source, src, sizeof lane.source);
+    uint32_t size = ev.envelope.len > UINT32_MAX ? UINT32_MAX : (uint32_t)ev.envelope.len;
     int rc = commit_journal_append(h, t, &ev, &seq);
     for (size_t i = 0; !rc && i < h->n_regions; i++) {
         if (!recipient(h, env, src, i))
             continue;
-        rc = store_queue_put(t, h->regions[i].code, seq, env->msg_id.data, &dseq);
+        rc = store_queue_put_lane(t, h->regions[i].code, &lane, seq, env->msg_id.data, size,
+                                  &dseq);
         if (!rc && broadcast) /* each copy of a broadcast is followed to its confirmation */
             rc = store_tracked_put(t, env->msg_id.data, h->regions[i].code, dseq, 0);
     }
@@ -431,6 +435,8 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
         }
         if (rc == NHUB_EFULL && !no_writes) {
             h->n.store_full++;
+            if (!h->full) /* found by a commit before hub_check_space saw it coming */
+                log_warn("hub.store_full", "reason=commit items=%zu bytes=%" PRIu64, n, bytes);
             h->full = 1;
             no_writes = 1;
             continue;

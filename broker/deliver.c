@@ -225,50 +225,66 @@ static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_
     }
 }
 
+/*
+ * New messages for the region, as many as its window and rate allow, lane by
+ * lane as the scheduler picks them (dispatch.h): read ahead a few at a time
+ * from each lane within this one snapshot.
+ */
 static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
 {
-    while (r->delivery && r->pending) {
-        size_t room = dispatch_room(r->window), n = 0, allowed = rate_room(r, now);
-        if (allowed < room)
-            room = allowed;
-        if (room == 0)
-            return;
-        if (room > HUB_SCAN_MAX)
-            room = HUB_SCAN_MAX;
-        if (store_queue_scan(rd, r->code, dispatch_cursor(r->window), h->scan, room, &n) != 0)
-            return;
-        if (n < room)
-            r->pending = 0; /* the rest of the queue is in hand */
-        for (size_t i = 0; i < n; i++) {
-            const store_queued_t *q = &h->scan[i];
-            struct hold held;
-            int64_t origin = 0;
-            int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(r->window), 1,
-                                 &held, &origin);
-            if (held.reason) {
-                if (stage_hold(h, r, q, &held) != 0) {
-                    r->pending = 1;
-                    return;
-                }
-                dispatch_skip(r->window, q->dseq);
+    dispatch_t *w = r->window;
+    size_t n_lanes = 0;
+    if (store_lanes_list(rd, r->code, h->lane_keys, HUB_LANES_MAX, &n_lanes) != 0 ||
+        dispatch_lanes_sync(w, h->lane_keys, n_lanes) != 0)
+        return;
+    memset(h->lane_read, 0, n_lanes * sizeof h->lane_read[0]);
+    size_t allowed = rate_room(r, now);
+    int li;
+    while (r->delivery && allowed > 0 && (li = dispatch_next_lane(w)) >= 0) {
+        struct hub_lane_read *b = &h->lane_read[li];
+        store_queued_t *ahead = &h->lane_msgs[(size_t)li * HUB_LANE_READ];
+        if (b->i == b->n) {
+            b->i = b->n = 0;
+            if (store_lane_scan(rd, r->code, dispatch_lane_key(w, (size_t)li),
+                                dispatch_lane_cursor(w, (size_t)li), ahead, HUB_LANE_READ,
+                                &b->n) != 0)
+                return;
+            if (b->n == 0) {
+                dispatch_lane_empty(w, (size_t)li);
                 continue;
             }
-            if (rc) {
-                r->pending = 1;
-                if (delivery_failed(h, r, rc))
-                    return;
-                dispatch_skip(r->window, q->dseq); /* unreadable: left queued, logged */
-                continue;
-            }
-            dispatch_sent_from(r->window, q->dseq, q->seq, now, origin);
-            h->n.delivered++;
-            r->st.delivered++;
-            if (r->op.rate)
-                r->rate_tokens -= 1;
         }
-        if (n == 0)
-            return;
+        const store_queued_t *q = &ahead[b->i];
+        if (!dispatch_lane_fits(w, (size_t)li, q->size)) {
+            dispatch_lane_turn(w, (size_t)li);
+            continue;
+        }
+        b->i++;
+        struct hold held;
+        int64_t origin = 0;
+        int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(w), 1, &held, &origin);
+        if (held.reason) {
+            if (stage_hold(h, r, q, &held) != 0)
+                return; /* no room to stage it: still pending, tried again */
+            dispatch_skip_lane(w, (size_t)li, q->dseq);
+            continue;
+        }
+        if (rc) {
+            if (delivery_failed(h, r, rc))
+                return;
+            dispatch_skip_lane(w, (size_t)li, q->dseq); /* unreadable: left queued, logged */
+            continue;
+        }
+        dispatch_sent_lane(w, (size_t)li, q->dseq, q->seq, q->size, now, origin);
+        h->n.delivered++;
+        r->st.delivered++;
+        allowed--;
+        if (r->op.rate)
+            r->rate_tokens -= 1;
     }
+    /* Every lane read to its end: the rest of the queue is in hand. */
+    if (r->delivery && dispatch_room(w) > 0 && dispatch_next_lane(w) < 0)
+        r->pending = 0;
 }
 
 void deliver_all(hub_t *h)

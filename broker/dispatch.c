@@ -1,7 +1,7 @@
 /*
  * dispatch.c: per-region delivery window (see dispatch.h).
  *
- * The ring holds entries in dseq order from the oldest unconfirmed message
+ * The ring holds entries in send order from the oldest unconfirmed message
  * to the newest sent. `next_due` is a lower bound of the earliest timeout,
  * kept so the hub loop can skip idle regions in O(1); it is recomputed
  * exactly whenever dispatch_due runs.
@@ -11,6 +11,19 @@
 #include "nhub_err.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+/* A lane of the region's queue as the scheduler knows it. */
+struct lane {
+    store_lane_t key;
+    unsigned cls;    /* key.cls, or normal if out of range */
+    uint64_t cursor; /* the dseq to read the lane from */
+    int64_t deficit; /* bytes it may still send in its turn */
+    int empty;       /* nothing beyond the cursor (until the next sync) */
+};
+
+static const int64_t class_weight[DISPATCH_CLASSES] = {DISPATCH_WEIGHT_NORMAL,
+                                                        DISPATCH_WEIGHT_URGENT, DISPATCH_WEIGHT_BULK};
 
 struct dispatch {
     dispatch_entry_t *ring;
@@ -25,6 +38,11 @@ struct dispatch {
     int64_t after_ms, max_ms;
     int64_t next_due;
     int active;
+    struct lane *lanes; /* in the store's key order: class, then source */
+    struct lane *spare; /* as many, for dispatch_lanes_sync */
+    size_t n_lanes, cap_lanes;
+    int64_t wrr[DISPATCH_CLASSES]; /* smooth weighted round robin between classes */
+    int turn[DISPATCH_CLASSES];    /* the lane whose turn it is in each class, -1 none */
 };
 
 dispatch_t *dispatch_new(uint32_t credit_max, int64_t after_ms, int64_t max_ms)
@@ -38,6 +56,8 @@ dispatch_t *dispatch_new(uint32_t credit_max, int64_t after_ms, int64_t max_ms)
     d->after_ms = after_ms > 0 ? after_ms : 1;
     d->max_ms = max_ms >= d->after_ms ? max_ms : d->after_ms;
     d->next_due = INT64_MAX;
+    for (int c = 0; c < DISPATCH_CLASSES; c++)
+        d->turn[c] = -1;
     return d;
 }
 
@@ -46,6 +66,8 @@ void dispatch_destroy(dispatch_t **self)
     if (!self || !*self)
         return;
     free((*self)->ring);
+    free((*self)->lanes);
+    free((*self)->spare);
     free(*self);
     *self = NULL;
 }
@@ -65,6 +87,15 @@ static void clear(dispatch_t *self)
     self->cursor = 0;
     self->last_sent = 0;
     self->next_due = INT64_MAX;
+    for (size_t i = 0; i < self->n_lanes; i++) {
+        self->lanes[i].cursor = 0;
+        self->lanes[i].deficit = 0;
+        self->lanes[i].empty = 0;
+    }
+    for (int c = 0; c < DISPATCH_CLASSES; c++) {
+        self->wrr[c] = 0;
+        self->turn[c] = -1;
+    }
 }
 
 int dispatch_reset(dispatch_t *self, uint32_t credit)
@@ -151,7 +182,8 @@ int dispatch_sent_from(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t no
         self->next_due = e->due_ms;
     self->count++;
     self->unconfirmed++;
-    self->cursor = dseq + 1;
+    if (dseq >= self->cursor)
+        self->cursor = dseq + 1;
     self->last_sent = dseq;
     return 0;
 }
@@ -171,26 +203,20 @@ int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms)
 {
     if (self->count == 0 || !self->active)
         return NHUB_ENOTFOUND;
-    uint64_t first = at(self, 0)->dseq;
-    if (dseq < first)
+    /* Entries are in send order, not dseq order (lanes); confirmations come
+     * mostly in send order too, so the search from the oldest is short. */
+    size_t i = 0;
+    while (i < self->count && at(self, i)->dseq != dseq)
+        i++;
+    if (i == self->count)
         return NHUB_ENOTFOUND;
-    /* Entries are in dseq order but dseqs may skip (set-aside messages):
-     * search from the position the difference suggests, downwards. */
-    size_t i = (size_t)(dseq - first) < self->count ? (size_t)(dseq - first) : self->count - 1;
-    for (;; i--) {
-        dispatch_entry_t *e = at(self, i);
-        if (e->dseq == dseq) {
-            if (e->confirmed)
-                return NHUB_ENOTFOUND;
-            e->confirmed = 1;
-            self->unconfirmed--;
-            if (origin_ms)
-                *origin_ms = e->origin_ms;
-            break;
-        }
-        if (e->dseq < dseq || i == 0)
-            return NHUB_ENOTFOUND;
-    }
+    dispatch_entry_t *e = at(self, i);
+    if (e->confirmed)
+        return NHUB_ENOTFOUND;
+    e->confirmed = 1;
+    self->unconfirmed--;
+    if (origin_ms)
+        *origin_ms = e->origin_ms;
     while (self->count && at(self, 0)->confirmed) {
         self->head = (self->head + 1) % self->cap;
         self->count--;
@@ -226,4 +252,178 @@ int64_t dispatch_next_due(const dispatch_t *self)
 size_t dispatch_inflight(const dispatch_t *self)
 {
     return self->unconfirmed;
+}
+
+/* ---- lanes --------------------------------------------------------------- */
+
+/* The next non-empty lane of class c after lane `from` (circularly, `from`
+ * itself last), or -1. from = -1 starts at the class's first lane. */
+static int next_in_class(const dispatch_t *self, unsigned c, int from)
+{
+    size_t n = self->n_lanes;
+    for (size_t k = 1; k <= n; k++) {
+        size_t i = from < 0 ? k - 1 : ((size_t)from + k) % n;
+        if (self->lanes[i].cls == c && !self->lanes[i].empty)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Give class c's turn to lane j (or none): a new turn brings a quantum. */
+static void give_turn(dispatch_t *self, unsigned c, int j)
+{
+    if (j >= 0 && j != self->turn[c])
+        self->lanes[j].deficit += DISPATCH_QUANTUM;
+    self->turn[c] = j;
+    if (j < 0)
+        self->wrr[c] = 0; /* an idle class keeps no credit */
+}
+
+static int key_cmp(const store_lane_t *a, const store_lane_t *b)
+{
+    return memcmp(a, b, sizeof *a); /* class, then the six digits: the store's key order */
+}
+
+int dispatch_lanes_sync(dispatch_t *self, const store_lane_t *keys, size_t n)
+{
+    if (n > self->cap_lanes) { /* the spare list is merged into, then swapped in */
+        struct lane *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b);
+        if (!a || !b) {
+            free(a);
+            free(b);
+            return NHUB_ENOMEM;
+        }
+        memcpy(a, self->lanes, self->n_lanes * sizeof *a);
+        free(self->lanes);
+        free(self->spare);
+        self->lanes = a;
+        self->spare = b;
+        self->cap_lanes = n;
+    }
+    struct lane *next = self->spare;
+    store_lane_t had[DISPATCH_CLASSES];
+    for (int c = 0; c < DISPATCH_CLASSES; c++)
+        if (self->turn[c] >= 0)
+            had[c] = self->lanes[self->turn[c]].key;
+    /* Both lists are in key order: merge them. */
+    for (size_t i = 0, old = 0; i < n; i++) {
+        struct lane *l = &next[i];
+        *l = (struct lane){0};
+        l->key = keys[i];
+        l->cls = keys[i].cls < DISPATCH_CLASSES ? keys[i].cls : 0;
+        while (old < self->n_lanes && key_cmp(&self->lanes[old].key, &keys[i]) < 0)
+            old++;
+        if (old < self->n_lanes && key_cmp(&self->lanes[old].key, &keys[i]) == 0) {
+            l->cursor = self->lanes[old].cursor;
+            l->deficit = self->lanes[old].deficit;
+        }
+    }
+    int was[DISPATCH_CLASSES];
+    memcpy(was, self->turn, sizeof was);
+    self->spare = self->lanes;
+    self->lanes = next;
+    self->n_lanes = n;
+    /* The turn stays with its lane if it is still there (and keeps what is
+     * left of its quantum), or passes to the lane after it. */
+    for (unsigned c = 0; c < DISPATCH_CLASSES; c++) {
+        int to = -1;
+        for (size_t i = 0; was[c] >= 0 && to < 0 && i < n; i++)
+            if (next[i].cls == c && key_cmp(&next[i].key, &had[c]) >= 0)
+                to = (int)i;
+        if (to >= 0 && key_cmp(&next[to].key, &had[c]) == 0) {
+            self->turn[c] = to;
+            continue;
+        }
+        self->turn[c] = -1;
+        give_turn(self, c, to >= 0 ? to : next_in_class(self, c, -1));
+    }
+    return 0;
+}
+
+size_t dispatch_lane_count(const dispatch_t *self)
+{
+    return self->n_lanes;
+}
+
+const store_lane_t *dispatch_lane_key(const dispatch_t *self, size_t i)
+{
+    return &self->lanes[i].key;
+}
+
+uint64_t dispatch_lane_cursor(const dispatch_t *self, size_t i)
+{
+    return self->lanes[i].cursor;
+}
+
+int dispatch_next_lane(const dispatch_t *self)
+{
+    if (dispatch_room(self) == 0)
+        return -1;
+    int best = -1;
+    int64_t best_score = 0;
+    static const unsigned order[DISPATCH_CLASSES] = {1, 0, 2}; /* ties: urgent, normal, bulk */
+    for (int k = 0; k < DISPATCH_CLASSES; k++) {
+        unsigned c = order[k];
+        if (self->turn[c] < 0)
+            continue;
+        int64_t score = self->wrr[c] + class_weight[c];
+        if (best < 0 || score > best_score) {
+            best = (int)c;
+            best_score = score;
+        }
+    }
+    return best < 0 ? -1 : self->turn[best];
+}
+
+int dispatch_lane_fits(const dispatch_t *self, size_t i, uint32_t size)
+{
+    return (int64_t)size <= self->lanes[i].deficit;
+}
+
+void dispatch_lane_turn(dispatch_t *self, size_t i)
+{
+    unsigned c = self->lanes[i].cls;
+    int j = next_in_class(self, c, (int)i);
+    if (j == (int)i) /* alone in its class: a new turn of its own */
+        self->lanes[i].deficit += DISPATCH_QUANTUM;
+    else
+        give_turn(self, c, j);
+}
+
+void dispatch_lane_empty(dispatch_t *self, size_t i)
+{
+    struct lane *l = &self->lanes[i];
+    unsigned c = l->cls;
+    l->empty = 1;
+    l->deficit = 0; /* an empty lane keeps no credit (deficit round robin) */
+    if (self->turn[c] == (int)i)
+        give_turn(self, c, next_in_class(self, c, (int)i));
+}
+
+int dispatch_sent_lane(dispatch_t *self, size_t i, uint64_t dseq, uint64_t seq, uint32_t size,
+                       int64_t now_ms, int64_t origin_ms)
+{
+    int rc = dispatch_sent_from(self, dseq, seq, now_ms, origin_ms);
+    if (rc)
+        return rc;
+    struct lane *l = &self->lanes[i];
+    if (dseq >= l->cursor)
+        l->cursor = dseq + 1;
+    l->deficit -= size;
+    int64_t total = 0;
+    for (unsigned c = 0; c < DISPATCH_CLASSES; c++)
+        if (self->turn[c] >= 0) {
+            self->wrr[c] += class_weight[c];
+            total += class_weight[c];
+        }
+    self->wrr[l->cls] -= total;
+    return 0;
+}
+
+void dispatch_skip_lane(dispatch_t *self, size_t i, uint64_t dseq)
+{
+    struct lane *l = &self->lanes[i];
+    if (dseq >= l->cursor)
+        l->cursor = dseq + 1;
+    dispatch_skip(self, dseq);
 }

@@ -8,16 +8,42 @@
  * bookkeeping only: no I/O, no store, time passed in by the caller, so it is
  * tested without a clock.
  *
- * In-flight entries are kept in send order (which is dseq order) in a ring;
- * a confirmed entry leaves the ring when everything before it has been
- * confirmed too, so the span from the oldest unconfirmed message to the
- * newest sent one never exceeds the credit.
+ * In-flight entries are kept in send order in a ring; a confirmed entry
+ * leaves the ring when everything sent before it has been confirmed too, so
+ * the span from the oldest unconfirmed message to the newest sent one never
+ * exceeds the credit.
+ *
+ * It also decides what goes next. A region's queue is split into lanes
+ * (store.h): its messages of one priority class from one source, each lane
+ * in dseq order. The classes share the deliveries by weight (urgent 16,
+ * normal 4, bulk 1: DISPATCH_WEIGHT_*), interleaved by smooth weighted
+ * round robin, so an urgent message waits behind at most a delivery or two
+ * of the other classes and bulk still gets one in 21 when everything is
+ * backlogged. Within a class the lanes share by bytes, deficit round robin
+ * with a quantum of DISPATCH_QUANTUM bytes a turn, so a source of 1 MiB
+ * envelopes gets the same bytes as one of 1 KiB envelopes, not 1000 times
+ * the messages. Sends are therefore in dseq order within a lane only; the
+ * prev_dseq of a DELIVER is still the dseq sent before it in the session.
+ *
+ * The caller (deliver.c) reads the lanes; per call it syncs the list of
+ * lanes the store holds (dispatch_lanes_sync), asks which lane is next
+ * (dispatch_next_lane), tells whether that lane's next message fits its
+ * turn (dispatch_lane_fits; if not, dispatch_lane_turn), and records sends
+ * (dispatch_sent_lane) and lanes found empty (dispatch_lane_empty).
  */
 #ifndef NHUB_DISPATCH_H
 #define NHUB_DISPATCH_H
 
+#include "store.h"
+
 #include <stddef.h>
 #include <stdint.h>
+
+#define DISPATCH_CLASSES 3        /* enum catalog_priority: normal, urgent, bulk */
+#define DISPATCH_WEIGHT_NORMAL 4
+#define DISPATCH_WEIGHT_URGENT 16
+#define DISPATCH_WEIGHT_BULK 1
+#define DISPATCH_QUANTUM 16384    /* bytes a lane may send per turn within its class */
 
 typedef struct dispatch dispatch_t;
 
@@ -70,8 +96,8 @@ uint64_t dispatch_last_sent(const dispatch_t *self);
 
 /*
  * Record that message (dseq, seq) was sent for the first time at now_ms.
- * dseq must be >= the cursor; the cursor moves past it. Returns 0 or
- * NHUB_EAGAIN if there is no room.
+ * The cursor moves past it if it is beyond. Returns 0 or NHUB_EAGAIN if
+ * there is no room.
  */
 int dispatch_sent(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t now_ms);
 
@@ -97,7 +123,7 @@ int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms)
 
 /*
  * Collect up to `max` unconfirmed entries whose timeout has passed at now_ms,
- * in dseq order, into out[]; each is counted as sent again (attempt + 1,
+ * in send order, into out[]; each is counted as sent again (attempt + 1,
  * next timeout doubled). Returns how many.
  */
 size_t dispatch_due(dispatch_t *self, int64_t now_ms, dispatch_entry_t *out, size_t max);
@@ -109,5 +135,44 @@ int64_t dispatch_next_due(const dispatch_t *self);
 
 /* Messages in flight and unconfirmed. */
 size_t dispatch_inflight(const dispatch_t *self);
+
+/* ---- lanes --------------------------------------------------------------- */
+
+/*
+ * The lanes the region's queue holds now (store_lanes_list), `n` of them.
+ * A lane seen before keeps its cursor and deficit; a new one starts at the
+ * head; one no longer listed is forgotten. Every lane counts as non-empty
+ * until dispatch_lane_empty says otherwise. A class outside
+ * 0..DISPATCH_CLASSES-1 is served as normal. Returns 0 or NHUB_ENOMEM (the
+ * lanes are then unchanged).
+ */
+int dispatch_lanes_sync(dispatch_t *self, const store_lane_t *lanes, size_t n);
+
+/* Number of lanes known, and lane i's key and the dseq to read it from. */
+size_t dispatch_lane_count(const dispatch_t *self);
+const store_lane_t *dispatch_lane_key(const dispatch_t *self, size_t i);
+uint64_t dispatch_lane_cursor(const dispatch_t *self, size_t i);
+
+/* The lane to serve next, or -1 if every lane is empty (or no room). */
+int dispatch_next_lane(const dispatch_t *self);
+
+/* 1 if a message of `size` bytes fits lane i's turn now. */
+int dispatch_lane_fits(const dispatch_t *self, size_t i, uint32_t size);
+
+/* Lane i's next message does not fit: its turn ends, and the next non-empty
+ * lane of its class (maybe itself, alone) gets DISPATCH_QUANTUM more. */
+void dispatch_lane_turn(dispatch_t *self, size_t i);
+
+/* Lane i has nothing beyond its cursor in the caller's snapshot. */
+void dispatch_lane_empty(dispatch_t *self, size_t i);
+
+/* dispatch_sent_from for a message of lane i (`size` bytes): also moves the
+ * lane's cursor past it and charges its class and turn. */
+int dispatch_sent_lane(dispatch_t *self, size_t i, uint64_t dseq, uint64_t seq, uint32_t size,
+                       int64_t now_ms, int64_t origin_ms);
+
+/* Lane i's message `dseq` was set aside (held, unreadable): the lane's
+ * cursor moves past it without a send. */
+void dispatch_skip_lane(dispatch_t *self, size_t i, uint64_t dseq);
 
 #endif

@@ -66,6 +66,11 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
  * least twice as fast as it fills and catches up after downtime. */
 #define HUB_WINDOW_EXPIRE_MIN 512
 #define HUB_SCAN_MAX 256
+/* Lanes of one region's queue the scheduler serves at a time (sources x
+ * priority classes; more wait until these drain), and the messages read
+ * ahead from each per delivery round. */
+#define HUB_LANES_MAX 1024
+#define HUB_LANE_READ 8
 /*
  * Messages queued towards one peer before sends to it wait (EAGAIN): bounds
  * the hub's memory for a peer that stops reading (a few MiB of small
@@ -247,7 +252,11 @@ struct hub {
     uint8_t *scratch;
     size_t scratch_cap;
     dispatch_entry_t due[HUB_SCAN_MAX];
-    store_queued_t scan[HUB_SCAN_MAX];
+    store_lane_t lane_keys[HUB_LANES_MAX];         /* deliver_new's scratch */
+    struct hub_lane_read {
+        size_t n, i; /* read ahead, taken */
+    } lane_read[HUB_LANES_MAX];
+    store_queued_t lane_msgs[HUB_LANES_MAX * HUB_LANE_READ];
     hub_counters_t n;
     int64_t next_housekeeping, next_stats;
     int64_t last_log[HUB_NACK_CODES]; /* per NACK code, to rate-limit warnings */

@@ -32,7 +32,7 @@
 
 /* 1: the first; 2: rejections are remembered in the window's age index too
  * (they expire with the duplicate window). A format-1 store is upgraded at open. */
-#define STORE_FORMAT 2
+#define STORE_FORMAT 3
 static int set_err(char *err, size_t cap, int code, const char *fmt, const char *a, const char *b)
 {
     if (err && cap)
@@ -49,6 +49,7 @@ static int open_dbs(store_t *s, MDB_txn *txn)
         {"meta", &s->meta},       {"journal", &s->journal}, {"queue", &s->queue},
         {"qtail", &s->qtail},     {"dedup", &s->dedup},     {"dedup_age", &s->dedup_age},
         {"streams", &s->streams}, {"rejects", &s->rejects}, {"held", &s->held},
+        {"lanes", &s->lanes},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         int rc = mdb_dbi_open(txn, dbs[i].name, s->read_only ? 0 : MDB_CREATE, dbs[i].dbi);
@@ -96,11 +97,56 @@ static int upgrade_format1(store_t *s, MDB_txn *txn)
     mdb_cursor_close(c);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
-    const uint8_t fmt[4] = {0, 0, 0, STORE_FORMAT};
-    if ((rc = meta_put(s, txn, "format", fmt, 4)))
+    log_info("store.upgraded", "format=2 rejections=%llu", (unsigned long long)moved);
+    return 0;
+}
+
+#define LKEY_LEN (REGION_LEN + 1 + REGION_LEN + 8) /* region class source dseq */
+#define LVAL_LEN (8 + 16 + 4)                      /* seq msg_id size */
+#define QVAL_OLD 24                                /* seq msg_id: before format 3 */
+#define QVAL_LEN (QVAL_OLD + 1 + REGION_LEN + 4)   /* + class source size */
+static const store_lane_t old_lane = {0, "000000"};
+
+static void lkey(uint8_t key[LKEY_LEN], const char *region, const store_lane_t *lane, uint64_t dseq)
+{
+    memcpy(key, region, REGION_LEN);
+    key[REGION_LEN] = lane->cls;
+    memcpy(key + REGION_LEN + 1, lane->source, REGION_LEN);
+    put_be64(key + 2 * REGION_LEN + 1, dseq);
+}
+
+/*
+ * Format 2 -> 3: every queued message gets its entry in `lanes`. Their class
+ * and source are not in the format-2 queue; they share the lane {0,
+ * 000000} (delivered in dseq order, as before), their size unknown (0).
+ */
+static int index_lanes(store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t n = 0;
+    int rc = mdb_cursor_open(txn, s->queue, &c);
+    if (rc)
         return rc;
-    log_info("store.upgraded", "format=%d rejections=%llu", STORE_FORMAT,
-             (unsigned long long)moved);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != QKEY_LEN || v.mv_size != QVAL_OLD)
+            continue;
+        uint8_t key[LKEY_LEN], val[LVAL_LEN];
+        char region[REGION_LEN + 1];
+        memcpy(region, k.mv_data, REGION_LEN);
+        region[REGION_LEN] = 0;
+        lkey(key, region, &old_lane, get_be64((const uint8_t *)k.mv_data + REGION_LEN));
+        memcpy(val, v.mv_data, QVAL_OLD);
+        memset(val + QVAL_OLD, 0, 4);
+        MDB_val lk = {LKEY_LEN, key}, lv = {LVAL_LEN, val};
+        if ((rc = mdb_put(txn, s->lanes, &lk, &lv, 0)))
+            break;
+        n++;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    log_info("store.lanes_indexed", "queued=%llu", (unsigned long long)n);
     return 0;
 }
 
@@ -130,10 +176,17 @@ static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
     snprintf(fmt_text, sizeof fmt_text, "%u", fmt);
     if (fmt == 0 || fmt > STORE_FORMAT)
         return set_err(err, cap, NHUB_EVERSION, "store: format %s is not supported%s", fmt_text,
-                       " (this nhubd reads formats 1 and 2)");
-    if (fmt < STORE_FORMAT && (rc = upgrade_format1(s, txn)))
+                       " (this nhubd reads formats 1 to 3)");
+    if ((fmt < 2 && (rc = upgrade_format1(s, txn))) || (fmt < 3 && (rc = index_lanes(s, txn))))
         return set_err(err, cap, lmdb_err(rc), "store: cannot upgrade format %s: %s", fmt_text,
                        mdb_strerror(rc));
+    if (fmt < STORE_FORMAT) {
+        const uint8_t now_fmt[4] = {0, 0, 0, STORE_FORMAT};
+        if ((rc = meta_put(s, txn, "format", now_fmt, 4)))
+            return set_err(err, cap, lmdb_err(rc), "store: cannot upgrade format %s: %s",
+                           fmt_text, mdb_strerror(rc));
+        log_info("store.upgraded", "from=%s format=%d", fmt_text, STORE_FORMAT);
+    }
     if ((rc = meta_get(s, txn, "hub_id", s->hub_id, sizeof s->hub_id)))
         return set_err(err, cap, NHUB_ESTORE, "store: hub_id: %s%s", mdb_strerror(rc), "");
     uint8_t seq_be[8];
@@ -565,24 +618,38 @@ static int qtail_put(MDB_txn *txn, const store_t *s, const char *region, uint64_
     return mdb_put(txn, s->qtail, &tk, &tv, 0);
 }
 
-int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const uint8_t msg_id[16],
-                    uint64_t *dseq)
+int store_queue_put_lane(store_txn_t *txn, const char *region, const store_lane_t *lane,
+                         uint64_t seq, const uint8_t msg_id[16], uint32_t size, uint64_t *dseq)
 {
     store_t *s = txn->store;
     uint64_t next, depth;
     int rc = qtail_get(txn->txn, s, region, &next, &depth);
     if (rc)
         return lmdb_err(rc);
-    uint8_t key[QKEY_LEN], val[24];
+    uint8_t key[QKEY_LEN], val[QVAL_LEN], lk_raw[LKEY_LEN], lv_raw[LVAL_LEN];
     qkey(key, region, next);
     put_be64(val, seq);
     memcpy(val + 8, msg_id, 16);
+    val[QVAL_OLD] = lane->cls;
+    memcpy(val + QVAL_OLD + 1, lane->source, REGION_LEN);
+    put_be32(val + QVAL_OLD + 1 + REGION_LEN, size);
+    lkey(lk_raw, region, lane, next);
+    memcpy(lv_raw, val, QVAL_OLD);
+    put_be32(lv_raw + QVAL_OLD, size);
     MDB_val k = {QKEY_LEN, key}, v = {sizeof val, val};
+    MDB_val lk = {LKEY_LEN, lk_raw}, lv = {LVAL_LEN, lv_raw};
     if ((rc = mdb_put(txn->txn, s->queue, &k, &v, 0)) ||
+        (rc = mdb_put(txn->txn, s->lanes, &lk, &lv, 0)) ||
         (rc = qtail_put(txn->txn, s, region, next + 1, depth + 1)))
         return lmdb_err(rc);
     *dseq = next;
     return 0;
+}
+
+int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const uint8_t msg_id[16],
+                    uint64_t *dseq)
+{
+    return store_queue_put_lane(txn, region, &old_lane, seq, msg_id, 0, dseq);
 }
 
 int store_queue_depth(store_reader_t *r, const char *region, uint64_t *n)
@@ -601,11 +668,22 @@ int store_queue_remove(store_txn_t *txn, const char *region, uint64_t dseq,
     int rc = mdb_get(txn->txn, s->queue, &k, &v);
     if (rc)
         return lmdb_err(rc);
-    if (v.mv_size != 24 || memcmp((uint8_t *)v.mv_data + 8, msg_id, 16) != 0)
+    if ((v.mv_size != QVAL_LEN && v.mv_size != QVAL_OLD) ||
+        memcmp((uint8_t *)v.mv_data + 8, msg_id, 16) != 0)
         return NHUB_EINVAL;
     *seq = get_be64(v.mv_data);
+    store_lane_t lane = old_lane;
+    if (v.mv_size == QVAL_LEN) {
+        lane.cls = ((const uint8_t *)v.mv_data)[QVAL_OLD];
+        memcpy(lane.source, (const uint8_t *)v.mv_data + QVAL_OLD + 1, REGION_LEN);
+        lane.source[REGION_LEN] = 0;
+    }
+    uint8_t lk_raw[LKEY_LEN];
+    lkey(lk_raw, region, &lane, dseq);
+    MDB_val lk = {LKEY_LEN, lk_raw};
     uint64_t next, depth;
-    if ((rc = mdb_del(txn->txn, s->queue, &k, NULL)) ||
+    if ((rc = mdb_del(txn->txn, s->lanes, &lk, NULL)) ||
+        (rc = mdb_del(txn->txn, s->queue, &k, NULL)) ||
         (rc = qtail_get(txn->txn, s, region, &next, &depth)))
         return lmdb_err(rc);
     return lmdb_err(qtail_put(txn->txn, s, region, next, depth ? depth - 1 : 0));
@@ -907,12 +985,13 @@ static int region_walk(store_reader_t *r, MDB_dbi dbi, const char *region, uint6
 
 static int take_queued(const MDB_val *k, const MDB_val *v, void *out, size_t i)
 {
-    if (v->mv_size != 24)
+    if (v->mv_size != QVAL_LEN && v->mv_size != QVAL_OLD)
         return 0;
     store_queued_t *q = (store_queued_t *)out + i;
     q->dseq = get_be64((const uint8_t *)k->mv_data + REGION_LEN);
     q->seq = get_be64(v->mv_data);
     memcpy(q->msg_id, (const uint8_t *)v->mv_data + 8, 16);
+    q->size = v->mv_size == QVAL_LEN ? get_be32((const uint8_t *)v->mv_data + QVAL_LEN - 4) : 0;
     return 1;
 }
 
@@ -938,6 +1017,61 @@ int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, 
                      size_t max, size_t *n)
 {
     return region_walk(r, r->store->queue, region, from_dseq, max, take_queued, out, n);
+}
+
+int store_lanes_list(store_reader_t *r, const char *region, store_lane_t *out, size_t max,
+                     size_t *n)
+{
+    MDB_cursor *c;
+    *n = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->lanes, &c);
+    if (rc)
+        return lmdb_err(rc);
+    uint8_t key[LKEY_LEN];
+    memset(key, 0, sizeof key);
+    memcpy(key, region, REGION_LEN);
+    MDB_val k = {LKEY_LEN, key}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && *n < max && k.mv_size == LKEY_LEN &&
+           memcmp(k.mv_data, region, REGION_LEN) == 0) {
+        store_lane_t *l = &out[(*n)++];
+        l->cls = ((const uint8_t *)k.mv_data)[REGION_LEN];
+        memcpy(l->source, (const uint8_t *)k.mv_data + REGION_LEN + 1, REGION_LEN);
+        l->source[REGION_LEN] = 0;
+        lkey(key, region, l, UINT64_MAX); /* past the lane's last entry */
+        k = (MDB_val){LKEY_LEN, key};
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}
+
+int store_lane_scan(store_reader_t *r, const char *region, const store_lane_t *lane,
+                    uint64_t from_dseq, store_queued_t *out, size_t max, size_t *n)
+{
+    MDB_cursor *c;
+    *n = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->lanes, &c);
+    if (rc)
+        return lmdb_err(rc);
+    uint8_t key[LKEY_LEN];
+    lkey(key, region, lane, from_dseq);
+    MDB_val k = {LKEY_LEN, key}, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && *n < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        /* The lane is the key without its dseq. */
+        if (k.mv_size != LKEY_LEN || memcmp(k.mv_data, key, LKEY_LEN - 8) != 0)
+            break;
+        if (v.mv_size != LVAL_LEN)
+            continue;
+        store_queued_t *q = &out[(*n)++];
+        q->dseq = get_be64((const uint8_t *)k.mv_data + LKEY_LEN - 8);
+        q->seq = get_be64(v.mv_data);
+        memcpy(q->msg_id, (const uint8_t *)v.mv_data + 8, 16);
+        q->size = get_be32((const uint8_t *)v.mv_data + 24);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
 }
 
 int store_held_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_held_t *out,

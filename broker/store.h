@@ -5,7 +5,12 @@
  *   meta       "hub_id" (16 random bytes), "format" (u32), "next_seq",
  *              "last_hash" (32)
  *   journal    seq(8) -> chain hash(32) | JournalEvent   (see nhub_journal.proto)
- *   queue      region(6) dseq(8) -> seq(8) msg_id(16)    messages waiting for a region
+ *   queue      region(6) dseq(8) -> seq(8) msg_id(16) class(1) source(6) size(4)
+ *              messages waiting for a region (a store before format 3 has
+ *              seq(8) msg_id(16) alone: those are in the lane of class 0, source 000000)
+ *   lanes      region(6) class(1) source(6) dseq(8) -> seq(8) msg_id(16) size(4)
+ *              the same messages by lane (priority class and source), for the
+ *              delivery scheduler: one entry per queue entry, always
  *   qtail      region(6) -> next dseq(8) queued(8)       1, 2, 3, ... per region, never
  *              reused; and how many of its messages are queued now
  *   dedup      msg_id(16) -> seq(8) time_ms(8)           the duplicate window
@@ -137,7 +142,24 @@ int store_reserve(store_t *self, uint64_t bytes);
  */
 int store_journal_append(store_txn_t *txn, const void *event, size_t len, uint64_t *seq);
 
-/* Queue message `seq` (msg_id) for `region`; sets *dseq to its position. */
+/*
+ * A lane of a region's queue: its messages of one priority class (enum
+ * catalog_priority) from one source region, in dseq order. The delivery
+ * scheduler shares the region's deliveries between its lanes.
+ */
+typedef struct store_lane {
+    uint8_t cls;
+    char source[7]; /* six digits and a NUL */
+} store_lane_t;
+
+/*
+ * Queue message `seq` (msg_id, its envelope `size` bytes) for `region` in
+ * `lane`; sets *dseq to its position (the region's next, whatever the lane).
+ */
+int store_queue_put_lane(store_txn_t *txn, const char *region, const store_lane_t *lane,
+                         uint64_t seq, const uint8_t msg_id[16], uint32_t size, uint64_t *dseq);
+
+/* store_queue_put_lane in lane {0, "000000"} with size 0 (tests, tools). */
 int store_queue_put(store_txn_t *txn, const char *region, uint64_t seq, const uint8_t msg_id[16],
                     uint64_t *dseq);
 
@@ -215,6 +237,7 @@ typedef struct store_queued {
     uint64_t dseq;
     uint64_t seq;
     uint8_t msg_id[16];
+    uint32_t size; /* its envelope's bytes as queued (0 before format 3) */
 } store_queued_t;
 
 /*
@@ -223,6 +246,18 @@ typedef struct store_queued {
  */
 int store_queue_scan(store_reader_t *r, const char *region, uint64_t from_dseq, store_queued_t *out,
                      size_t max, size_t *n);
+
+/*
+ * The lanes of `region` that hold queued messages, in key order (class,
+ * then source), up to `max` into out[]; *n = how many. One seek per lane,
+ * however long the lanes are. Returns 0 or NHUB_ESTORE.
+ */
+int store_lanes_list(store_reader_t *r, const char *region, store_lane_t *out, size_t max,
+                     size_t *n);
+
+/* As store_queue_scan, within one lane of the region. */
+int store_lane_scan(store_reader_t *r, const char *region, const store_lane_t *lane,
+                    uint64_t from_dseq, store_queued_t *out, size_t max, size_t *n);
 
 /* One held message as the reader sees it. */
 typedef struct store_held {

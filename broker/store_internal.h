@@ -23,7 +23,7 @@
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held;
+    MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held, lanes;
     MDB_dbi cases, case_time, case_events, deadlines, tracked; /* store_cases.c */
     uint64_t map_size, map_max;
     uint8_t hub_id[STORE_ID_LEN];
@@ -75,6 +75,19 @@ static inline uint64_t get_be64(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v = (v << 8) | p[i];
     return v;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* Map an LMDB return code to ours; full map and full disk are one condition. */

@@ -100,6 +100,10 @@ int th_hub_write_config(th_hub_t *h);
 /* Write `text` as the configuration file as it is (to test bad files). */
 int th_hub_write_raw_config(th_hub_t *h, const char *text);
 
+/* Set h->security to the development mode with the catalogue at `path`
+ * (relative to the working directory: made absolute). Returns 0 or -1. */
+int th_hub_insecure_catalog(th_hub_t *h, const char *path);
+
 /* Wait up to timeout_ms for the hub's log to contain `needle` `count`
  * times or more. Returns 1 if it did. */
 int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms);

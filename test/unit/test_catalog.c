@@ -233,7 +233,7 @@ static void test_test_catalogue_has_tool_items_and_same_real_items(void **state)
     if (rc != 0)
         print_error("%s\n", err);
     assert_int_equal(rc, 0);
-    assert_int_equal(catalog_count(cat), catalog_count(real) + 5);
+    assert_int_equal(catalog_count(cat), catalog_count(real) + 7);
 
     const char *real_items[] = {"SI-VERIFY-001",   "SI-VERIFY-002", "SI-VERIFY-003", "SI-PUSH-001",
                                 "SI-TRANSFER-001", "SI-UPLOAD-001", "SI-NOTICE-001"};
@@ -253,6 +253,18 @@ static void test_test_catalogue_has_tool_items_and_same_real_items(void **state)
                      0);
     expect_allowed(cat, "BENCH-ITEM", CATALOG_KIND_PUSH, "110000", "440000");
     expect_allowed(cat, "BENCH-BIG", CATALOG_KIND_PUSH, "110000", "640000");
+    expect_allowed(cat, "TEST-URGENT", CATALOG_KIND_REQUEST, "120000", "310000");
+    expect_allowed(cat, "TEST-BULK", CATALOG_KIND_PUSH, "110000", "310000");
+    /* Delivery classes (test_scheduling, the bench's priority section). */
+    assert_int_equal(catalog_priority(cat, "TEST-URGENT"), CATALOG_PRIORITY_URGENT);
+    assert_int_equal(catalog_priority(cat, "TEST-BULK"), CATALOG_PRIORITY_BULK);
+    assert_int_equal(catalog_priority(cat, "TEST-PUSH"), CATALOG_PRIORITY_NORMAL);
+    assert_int_equal(catalog_priority(real, "SI-VERIFY-002"), CATALOG_PRIORITY_URGENT);
+    assert_int_equal(catalog_priority(real, "SI-UPLOAD-001"), CATALOG_PRIORITY_BULK);
+    assert_int_equal(catalog_priority(real, "SI-NOPE"), CATALOG_PRIORITY_NORMAL);
+    assert_int_equal(catalog_priority(NULL, "SI-VERIFY-002"), CATALOG_PRIORITY_NORMAL);
+    assert_string_equal(catalog_priority_name(CATALOG_PRIORITY_BULK), "bulk");
+    assert_string_equal(catalog_priority_name(7), "unknown");
     catalog_destroy(&cat);
     catalog_destroy(&real);
 }
@@ -572,7 +584,7 @@ static void test_items_must_be_present_non_empty_and_known_keys(void **state)
                       "    legal_basis: none\n",
                  "c.yaml:8:5: unknown key \"legal_basis\" in \"items[0]\" (expected one of: code, "
                  "name, kinds, senders, receivers, time_limit, reminder, grace, answer_valid, "
-                 "payloads)");
+                 "priority, payloads)");
     expect_error(HEAD "  - code: A\n"
                       "    name: a\n"
                       "    kinds: [push]\n"

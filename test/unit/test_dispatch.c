@@ -493,6 +493,163 @@ static void test_random_operations_match_span_model(void **state)
     dispatch_destroy(&d);
 }
 
+/* ---- lanes ------------------------------------------------------------------ */
+
+/* A model of a region's queue: lanes of messages, each lane in dseq order. */
+typedef struct model_lane {
+    store_lane_t key;
+    uint32_t size;  /* every message of the lane has this size */
+    uint64_t count; /* messages in it: dseq lane_base + 1 .. + count */
+    uint64_t base;
+} model_lane_t;
+
+/* Run the scheduler the way deliver.c does for `sends` deliveries, each
+ * confirmed at once; `got[l]` counts lane l's sends, `bytes[l]` their bytes,
+ * and `order` (if not NULL) records the lane of each send. */
+static void drive(dispatch_t *d, model_lane_t *m, size_t n, size_t sends, uint64_t *got,
+                  uint64_t *bytes, int *order)
+{
+    store_lane_t keys[8];
+    for (size_t i = 0; i < n; i++)
+        keys[i] = m[i].key;
+    assert_int_equal(dispatch_lanes_sync(d, keys, n), 0);
+    size_t sent = 0;
+    while (sent < sends) {
+        int li = dispatch_next_lane(d);
+        if (li < 0)
+            break;
+        uint64_t next = dispatch_lane_cursor(d, (size_t)li);
+        model_lane_t *l = &m[li];
+        uint64_t first = l->base + 1;
+        uint64_t dseq = next < first ? first : next;
+        if (dseq > l->base + l->count) {
+            dispatch_lane_empty(d, (size_t)li);
+            continue;
+        }
+        if (!dispatch_lane_fits(d, (size_t)li, l->size)) {
+            dispatch_lane_turn(d, (size_t)li);
+            continue;
+        }
+        assert_int_equal(dispatch_sent_lane(d, (size_t)li, dseq, dseq, l->size, 0, 0), 0);
+        assert_int_equal(dispatch_confirm(d, dseq), 0);
+        got[li]++;
+        bytes[li] += l->size;
+        if (order)
+            order[sent] = li;
+        sent++;
+    }
+}
+
+/* Classes share by weight, interleaved: 16 urgent, 4 normal, 1 bulk in 21. */
+static void test_classes_share_by_weight_and_interleave(void **state)
+{
+    (void)state;
+    dispatch_t *d = window(64, 64);
+    model_lane_t m[3] = {
+        {{0, "110000"}, 100, 100000, 0},      /* normal */
+        {{1, "120000"}, 100, 100000, 100000}, /* urgent */
+        {{2, "130000"}, 100, 100000, 200000}, /* bulk */
+    };
+    uint64_t got[3] = {0}, bytes[3] = {0};
+    int order[2100];
+    drive(d, m, 3, 2100, got, bytes, order);
+    assert_int_equal(got[1], 1600);
+    assert_int_equal(got[0], 400);
+    assert_int_equal(got[2], 100);
+    /* Never more than two other sends between two urgent ones. */
+    int since = 0, worst = 0;
+    for (int i = 0; i < 2100; i++) {
+        since = order[i] == 1 ? 0 : since + 1;
+        worst = since > worst ? since : worst;
+    }
+    assert_true(worst <= 2);
+    dispatch_destroy(&d);
+}
+
+/* Within a class the lanes share bytes: 1 MiB envelopes do not take 1000x. */
+static void test_lanes_of_a_class_share_bytes(void **state)
+{
+    (void)state;
+    dispatch_t *d = window(64, 64);
+    model_lane_t m[2] = {
+        {{0, "110000"}, 1 << 20, 100000, 0},  /* big envelopes */
+        {{0, "120000"}, 1024, 1000000, 100000}, /* small ones */
+    };
+    uint64_t got[2] = {0}, bytes[2] = {0};
+    drive(d, m, 2, 20000, got, bytes, NULL);
+    assert_true(got[0] > 0 && got[1] > 0);
+    /* Equal bytes within one big envelope and a quantum. */
+    uint64_t diff = bytes[0] > bytes[1] ? bytes[0] - bytes[1] : bytes[1] - bytes[0];
+    assert_true(diff <= (1u << 20) + DISPATCH_QUANTUM);
+    dispatch_destroy(&d);
+}
+
+/* One lane alone gets every delivery, however big its messages. */
+static void test_a_lane_alone_is_never_held_back(void **state)
+{
+    (void)state;
+    dispatch_t *d = window(64, 64);
+    model_lane_t m[1] = {{{2, "110000"}, 8u << 20, 10, 0}};
+    uint64_t got[1] = {0}, bytes[1] = {0};
+    drive(d, m, 1, 100, got, bytes, NULL);
+    assert_int_equal(got[0], 10);
+    assert_int_equal(dispatch_next_lane(d), -1); /* empty now */
+    dispatch_destroy(&d);
+}
+
+/* A sync keeps what it knows (cursor), forgets lanes gone, adds new ones. */
+static void test_sync_keeps_cursors_and_forgets_lanes_gone(void **state)
+{
+    (void)state;
+    dispatch_t *d = window(64, 64);
+    model_lane_t m[2] = {{{0, "110000"}, 10, 5, 0}, {{0, "120000"}, 10, 5, 5}};
+    uint64_t got[2] = {0}, bytes[2] = {0};
+    drive(d, m, 2, 4, got, bytes, NULL);
+    assert_int_equal(got[0] + got[1], 4);
+    uint64_t c0 = dispatch_lane_cursor(d, 0), c1 = dispatch_lane_cursor(d, 1);
+    assert_true(c0 > 0 || c1 > 0);
+
+    store_lane_t keys[2] = {{0, "100000"}, {0, "120000"}};
+    assert_int_equal(dispatch_lanes_sync(d, keys, 2), 0);
+    assert_int_equal(dispatch_lane_count(d), 2);
+    assert_string_equal(dispatch_lane_key(d, 0)->source, "100000");
+    assert_int_equal(dispatch_lane_cursor(d, 0), 0); /* new */
+    assert_int_equal(dispatch_lane_cursor(d, 1), c1); /* kept */
+    assert_int_equal(dispatch_lanes_sync(d, NULL, 0), 0);
+    assert_int_equal(dispatch_lane_count(d), 0);
+    assert_int_equal(dispatch_next_lane(d), -1);
+    /* A new session starts every lane from the head again. */
+    assert_int_equal(dispatch_lanes_sync(d, keys, 2), 0);
+    assert_int_equal(dispatch_sent_lane(d, 1, 9, 9, 10, 0, 0), 0);
+    assert_int_equal(dispatch_lane_cursor(d, 1), 10);
+    assert_int_equal(dispatch_reset(d, 64), 0);
+    assert_int_equal(dispatch_lane_cursor(d, 1), 0);
+    dispatch_destroy(&d);
+}
+
+/* Sends out of dseq order (lanes) are still confirmed and redelivered. */
+static void test_out_of_order_sends_confirm_and_redeliver(void **state)
+{
+    (void)state;
+    dispatch_t *d = window(8, 8);
+    const uint64_t sends[] = {50, 3, 51, 4};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(dispatch_sent(d, sends[i], sends[i], 0), 0);
+    assert_int_equal(dispatch_confirm(d, 3), 0);
+    assert_int_equal(dispatch_confirm(d, 3), NHUB_ENOTFOUND);
+    assert_int_equal(dispatch_confirm(d, 52), NHUB_ENOTFOUND);
+    assert_int_equal(dispatch_inflight(d), 3);
+    dispatch_entry_t due[8];
+    assert_int_equal(dispatch_due(d, AFTER, due, 8), 3);
+    assert_int_equal(due[0].dseq, 50); /* send order */
+    assert_int_equal(due[1].dseq, 51);
+    assert_int_equal(due[1].prev_dseq, 3);
+    assert_int_equal(due[2].dseq, 4);
+    assert_int_equal(dispatch_confirm(d, 50), 0);
+    assert_int_equal(dispatch_room(d), 6); /* 50 and 3 left the ring */
+    dispatch_destroy(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +675,11 @@ int main(void)
         cmocka_unit_test(test_timeouts_are_clamped_and_can_be_changed),
         cmocka_unit_test(test_entries_carry_the_previously_sent_dseq),
         cmocka_unit_test(test_random_operations_match_span_model),
+        cmocka_unit_test(test_classes_share_by_weight_and_interleave),
+        cmocka_unit_test(test_lanes_of_a_class_share_bytes),
+        cmocka_unit_test(test_a_lane_alone_is_never_held_back),
+        cmocka_unit_test(test_sync_keeps_cursors_and_forgets_lanes_gone),
+        cmocka_unit_test(test_out_of_order_sends_confirm_and_redeliver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -548,14 +548,14 @@ static void test_open_refuses_unknown_format_and_bad_hub_id(void **state)
     store_close(&fx->st);
     uint8_t fmt[4];
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
-    assert_int_equal(fmt[3], 2);
-    const uint8_t v3[4] = {0, 0, 0, 3}, v0[4] = {0, 0, 0, 0};
-    raw_put(fx->dir, "meta", "format", 6, v3, 4);
+    assert_int_equal(fmt[3], 3);
+    const uint8_t v4[4] = {0, 0, 0, 4}, v0[4] = {0, 0, 0, 0};
+    raw_put(fx->dir, "meta", "format", 6, v4, 4);
     char err[256] = "";
     store_t *st = (store_t *)&st;
     assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
     assert_null(st);
-    assert_non_null(strstr(err, "format 3 is not supported"));
+    assert_non_null(strstr(err, "format 4 is not supported"));
     raw_put(fx->dir, "meta", "format", 6, v0, 4);
     assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
     assert_non_null(strstr(err, "format 0"));
@@ -648,6 +648,130 @@ static void test_queue_scan_reads_from_cursor_in_order_and_stops_at_region_end(v
     assert_int_equal(out[3].dseq, 4);
     assert_int_equal(out[3].seq, 1103);
     store_reader_close(&r);
+}
+
+/* Lanes: each queued message is also under (class, source), in dseq order. */
+static void test_lanes_index_the_queue_by_class_and_source(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    const store_lane_t bulk = {2, "440000"}, urgent = {1, "110000"}, normal = {0, "440000"};
+    const store_lane_t *order[] = {&bulk, &bulk, &urgent, &normal, &bulk, &urgent};
+    uint8_t id[16];
+    uint64_t dseq = 0;
+    store_txn_t *t = begin(fx->st);
+    for (unsigned i = 0; i < 6; i++) {
+        make_id(id, i);
+        assert_int_equal(store_queue_put_lane(t, "310000", order[i], 10 + i, id, 100 * i, &dseq),
+                         0);
+        assert_int_equal(dseq, i + 1); /* one numbering per region, whatever the lane */
+    }
+    make_id(id, 50);
+    assert_int_equal(store_queue_put_lane(t, "320000", &urgent, 60, id, 7, &dseq), 0);
+    commit(&t);
+
+    store_reader_t *r = reader(fx->st);
+    store_lane_t lanes[8];
+    size_t n = 0;
+    assert_int_equal(store_lanes_list(r, "310000", lanes, 8, &n), 0);
+    assert_int_equal(n, 3); /* key order: class, then source */
+    assert_memory_equal(&lanes[0], &normal, sizeof normal);
+    assert_memory_equal(&lanes[1], &urgent, sizeof urgent);
+    assert_memory_equal(&lanes[2], &bulk, sizeof bulk);
+    assert_int_equal(store_lanes_list(r, "310000", lanes, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_lanes_list(r, "315000", lanes, 8, &n), 0);
+    assert_int_equal(n, 0);
+
+    store_queued_t out[8];
+    assert_int_equal(store_lane_scan(r, "310000", &bulk, 0, out, 8, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0].dseq, 1);
+    assert_int_equal(out[1].dseq, 2);
+    assert_int_equal(out[2].dseq, 5);
+    assert_int_equal(out[2].seq, 14);
+    assert_int_equal(out[2].size, 400);
+    make_id(id, 4);
+    assert_memory_equal(out[2].msg_id, id, 16);
+    assert_int_equal(store_lane_scan(r, "310000", &bulk, 3, out, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_lane_scan(r, "310000", &urgent, 0, out, 1, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].dseq, 3);
+    /* The queue read by dseq carries the size too. */
+    assert_int_equal(store_queue_scan(r, "310000", 4, out, 8, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0].size, 300);
+    store_reader_close(&r);
+
+    /* Removal takes the lane entry with the queue entry. */
+    t = begin(fx->st);
+    uint64_t seq = 0;
+    make_id(id, 3);
+    assert_int_equal(store_queue_remove(t, "310000", 4, id, &seq), 0);
+    assert_int_equal(seq, 13);
+    commit(&t);
+    r = reader(fx->st);
+    assert_int_equal(store_lanes_list(r, "310000", lanes, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(&lanes[0], &urgent, sizeof urgent);
+    store_reader_close(&r);
+}
+
+/* A format-2 store's queue gets its lanes at open: one lane, in dseq order. */
+static void test_format2_queue_gets_its_lanes_at_open(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    put_n(fx->st, "110000", 3, 0);
+    store_close(&fx->st);
+    /* Back to format 2: queue values without class, source and size, no lanes. */
+    for (uint64_t d = 1; d <= 3; d++) {
+        uint8_t key[14], val[24], lk[21];
+        memcpy(key, "110000", 6);
+        put_be64(key + 6, d);
+        put_be64(val, 1000 + d - 1);
+        make_id(val + 8, (unsigned)(d - 1));
+        raw_put(fx->dir, "queue", key, sizeof key, val, sizeof val);
+        memcpy(lk, "110000", 6);
+        lk[6] = 0;
+        memcpy(lk + 7, "000000", 6);
+        put_be64(lk + 13, d);
+        raw_put(fx->dir, "lanes", lk, sizeof lk, NULL, 0);
+    }
+    const uint8_t v2[4] = {0, 0, 0, 2};
+    raw_put(fx->dir, "meta", "format", 6, v2, 4);
+
+    open_ok(fx);
+    store_reader_t *r = reader(fx->st);
+    store_lane_t lanes[4];
+    store_queued_t out[4];
+    size_t n = 0;
+    assert_int_equal(store_lanes_list(r, "110000", lanes, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(lanes[0].cls, 0);
+    assert_string_equal(lanes[0].source, "000000");
+    assert_int_equal(store_lane_scan(r, "110000", &lanes[0], 0, out, 4, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[2].dseq, 3);
+    assert_int_equal(out[2].seq, 1002);
+    assert_int_equal(out[2].size, 0);
+    store_reader_close(&r);
+    /* An old entry is removed with its lane entry. */
+    uint8_t id[16];
+    uint64_t seq;
+    make_id(id, 0);
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_queue_remove(t, "110000", 1, id, &seq), 0);
+    commit(&t);
+    r = reader(fx->st);
+    assert_int_equal(store_lane_scan(r, "110000", &lanes[0], 0, out, 4, &n), 0);
+    assert_int_equal(n, 2);
+    store_reader_close(&r);
+    store_close(&fx->st);
+    uint8_t fmt[4];
+    assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
+    assert_int_equal(fmt[3], 3);
 }
 
 static void test_queue_remove_returns_seq_and_dseq_is_never_reused(void **state)
@@ -992,7 +1116,7 @@ static void test_format1_store_upgraded_and_its_rejections_expire(void **state)
     uint8_t fmt[4];
     store_close(&fx->st);
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
-    assert_int_equal(fmt[3], 2);
+    assert_int_equal(fmt[3], 3);
     assert_int_equal(raw_get(fx->dir, "dedup_age", taken, 16, key, sizeof key), 16);
     assert_memory_equal(key, other, 16); /* not overwritten */
     open_ok(fx);
@@ -1580,6 +1704,8 @@ int main(void)
         T(test_queue_put_numbers_each_region_from_one),
         T(test_queue_scan_reads_from_cursor_in_order_and_stops_at_region_end),
         T(test_queue_remove_returns_seq_and_dseq_is_never_reused),
+        T(test_lanes_index_the_queue_by_class_and_source),
+        T(test_format2_queue_gets_its_lanes_at_open),
         T(test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry),
         T(test_held_is_recorded_once_per_reason_listed_in_order_and_survives_reopen),
         T(test_dedup_put_then_get_returns_seq),

@@ -54,7 +54,7 @@
  *             hub's peak RssAnon against the figure with no case open.
  *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
@@ -62,6 +62,7 @@
  */
 #include "bench.h"
 #include "cases.h"
+#include "priority.h"
 #include "cfg.h"
 #include "harness.h"
 #include "hub.h"
@@ -1201,7 +1202,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1234,5 +1235,7 @@ int main(int argc, char **argv)
         section_payloads(seconds);
     if (!only || !strcmp(only, "cases"))
         section_cases(quick, seconds);
+    if (!only || !strcmp(only, "priority"))
+        section_priority(quick);
     return 0;
 }
