@@ -49,7 +49,12 @@ SCHEMA_REGISTRY := $(B)/gen/schemas.c
 WEB_FILES := $(sort $(wildcard broker/web/*))
 WEB_ASSETS := $(B)/gen/web_assets.c
 
-COMMON_SRC := $(wildcard proto/*.c)
+# proto/pbjson.c (JSON <-> payload messages) needs jansson, so it is not
+# common code: libnhubcommon's objects all go into libnhub.a, and a
+# province's program must not need jansson for it. Programs that speak JSON
+# link libnhubjson.a before libnhubcommon.a.
+JSON_SRC := proto/pbjson.c
+COMMON_SRC := $(filter-out $(JSON_SRC),$(wildcard proto/*.c))
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
 LIBNHUB_SRC := $(wildcard adapters/lib/*.c)
 ADAPTER_SRC := $(wildcard adapters/cli/*.c)
@@ -60,12 +65,14 @@ INTEG_SRC := $(wildcard test/integration/test_*.c)
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(GEN_C:.c=.o) $(SCHEMA_REGISTRY:.c=.o)
 BROKER_OBJ := $(call obj,$(BROKER_SRC)) $(WEB_ASSETS:.c=.o)
+JSON_OBJ := $(call obj,$(JSON_SRC))
 LIBNHUB_OBJ := $(call obj,$(LIBNHUB_SRC))
 ADAPTER_OBJ := $(call obj,$(ADAPTER_SRC))
 HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
 
 LIB_COMMON := $(B)/lib/libnhubcommon.a
 LIB_BROKER := $(B)/lib/libnhubbroker.a
+LIB_JSON := $(B)/lib/libnhubjson.a
 LIB_NHUB := $(B)/lib/libnhub.a
 LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
@@ -83,7 +90,7 @@ INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SR
 all: deps
 	@$(MAKE) --no-print-directory programs
 
-programs: $(BINS) $(LIB_NHUB)
+programs: $(BINS) $(LIB_NHUB) $(LIB_JSON)
 
 # ---- generated code --------------------------------------------------------
 $(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: proto/%.proto
@@ -121,6 +128,9 @@ $(LIB_COMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 $(LIB_BROKER): $(BROKER_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIB_JSON): $(JSON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 # libnhub.a, the library provinces link, is one object whose only global
@@ -199,6 +209,26 @@ $(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_B
 $(B)/test/unit/test_public_lib: $(call obj,test/unit/test_public_lib.c) $(LIB_NHUB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
+
+# The JSON converter's test: libnhubjson.a, and test-only types of every
+# field kind (test/data/pbjson/*.proto, generated into $(B)/gen/pbjson-test/).
+# malloc is wrapped so the test can make allocations fail (see its top).
+PBJSON_TEST_PROTOS := $(wildcard test/data/pbjson/*.proto)
+PBJSON_TEST_GEN_C := $(patsubst test/data/pbjson/%.proto,$(B)/gen/pbjson-test/%.pb-c.c,\
+	$(PBJSON_TEST_PROTOS))
+PBJSON_TEST_GEN_H := $(PBJSON_TEST_GEN_C:.c=.h)
+
+$(B)/gen/pbjson-test/%.pb-c.c $(B)/gen/pbjson-test/%.pb-c.h: test/data/pbjson/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(B)/gen/pbjson-test -Itest/data/pbjson $<
+
+$(call obj,test/unit/test_pbjson.c): INCLUDES += -I$(B)/gen/pbjson-test
+$(call obj,test/unit/test_pbjson.c): $(PBJSON_TEST_GEN_H)
+
+$(B)/test/unit/test_pbjson: $(call obj,test/unit/test_pbjson.c) $(PBJSON_TEST_GEN_C:.c=.o) \
+	$(LIB_JSON) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS) -Wl,--wrap=malloc
 
 # The nhubctl test runs the program against a real hub.
 $(B)/test/integration/test_nhubctl: | $(B)/bin/nhubctl $(B)/bin/nhubd
