@@ -293,7 +293,8 @@ int dispatch_lanes_sync(dispatch_t *self, const store_lane_t *keys, size_t n)
             free(b);
             return NHUB_ENOMEM;
         }
-        memcpy(a, self->lanes, self->n_lanes * sizeof *a);
+        if (self->n_lanes)
+            memcpy(a, self->lanes, self->n_lanes * sizeof *a);
         free(self->lanes);
         free(self->spare);
         self->lanes = a;
