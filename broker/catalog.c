@@ -125,9 +125,11 @@ static const conf_key_t catalog_item_schema[] = {
     CONF_KEY_STRING_LIST(catalog_raw_item_t, senders, sender_count, "senders", CONF_REQUIRED, 1),
     CONF_KEY_STRING_LIST(catalog_raw_item_t, receivers, receiver_count, "receivers", CONF_REQUIRED,
                          1),
-    CONF_KEY_DURATION_MS(catalog_raw_item_t, time_limit_ms, "time_limit", 0, MINUTE, 365 * DAY),
-    CONF_KEY_DURATION_MS(catalog_raw_item_t, reminder_ms, "reminder", 0, MINUTE, 365 * DAY),
-    CONF_KEY_DURATION_MS(catalog_raw_item_t, grace_ms, "grace", 0, MINUTE, 365 * DAY),
+    /* Case times from one second, so a demonstration catalogue (conf/catalog-demo.yaml)
+     * shows reminders, overdue cases and expiries while one watches. */
+    CONF_KEY_DURATION_MS(catalog_raw_item_t, time_limit_ms, "time_limit", 0, SEC, 365 * DAY),
+    CONF_KEY_DURATION_MS(catalog_raw_item_t, reminder_ms, "reminder", 0, SEC, 365 * DAY),
+    CONF_KEY_DURATION_MS(catalog_raw_item_t, grace_ms, "grace", 0, SEC, 365 * DAY),
     CONF_KEY_DURATION_MS(catalog_raw_item_t, answer_valid_ms, "answer_valid", 0, MINUTE,
                          10 * 365 * DAY),
     CONF_KEY_ENUM(catalog_raw_item_t, priority, "priority", 0, catalog_priority_names),

@@ -138,7 +138,7 @@ int catalog_may_receive(const catalog_t *c, const char *item, const char *region
 
 /*
  * The time limit of the cases of item `item` in milliseconds (time_limit in
- * the file, 1m..365d), or 0 if the item has none or is unknown.
+ * the file, 1s..365d), or 0 if the item has none or is unknown.
  */
 int64_t catalog_time_limit_ms(const catalog_t *c, const char *item);
 

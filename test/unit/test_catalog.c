@@ -460,16 +460,16 @@ static void test_time_limit_is_kept_and_defaults_to_none(void **state)
     catalog_destroy(&c);
 
     expect_error(HEAD "  - {code: A, name: a, kinds: [push], senders: [\"*\"], "
-                      "receivers: [\"*\"], time_limit: 30s}\n",
-                 "c.yaml:3:85: \"items[0].time_limit\": \"30s\" is out of range (expected 1m to "
+                      "receivers: [\"*\"], time_limit: 500ms}\n",
+                 "c.yaml:3:85: \"items[0].time_limit\": \"500ms\" is out of range (expected 1s to "
                  "365d)");
     expect_error(HEAD "  - {code: A, name: a, kinds: [push], senders: [\"*\"], "
                       "receivers: [\"*\"], time_limit: 366d}\n",
-                 "c.yaml:3:85: \"items[0].time_limit\": \"366d\" is out of range (expected 1m to "
+                 "c.yaml:3:85: \"items[0].time_limit\": \"366d\" is out of range (expected 1s to "
                  "365d)");
     expect_error(HEAD "  - {code: A, name: a, kinds: [push], senders: [\"*\"], "
                       "receivers: [\"*\"], time_limit: 0}\n",
-                 "c.yaml:3:85: \"items[0].time_limit\": \"0\" is out of range (expected 1m to "
+                 "c.yaml:3:85: \"items[0].time_limit\": \"0\" is out of range (expected 1s to "
                  "365d)");
     expect_error(HEAD "  - {code: A, name: a, kinds: [push], senders: [\"*\"], "
                       "receivers: [\"*\"], time_limit: soon}\n",
