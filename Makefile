@@ -77,7 +77,7 @@ LIB_NHUB := $(B)/lib/libnhub.a
 LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
 BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen \
-	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases $(B)/bin/nhubctl
+	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases $(B)/bin/nhubctl $(B)/bin/nhub-sim
 UNIT_BINS := $(patsubst test/unit/%.c,$(B)/test/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SRC))
 
@@ -179,6 +179,14 @@ $(B)/bin/nhub-keygen: $(call obj,tools/nhub-keygen/main.c) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
+# nhub-sim: provinces trading through a hub (tools/nhub-sim/README.md). It
+# reads the hub's configuration and catalogue (cfg, catalog) and builds its
+# payloads from the valid samples of test/harness/samples.c.
+SIM_SRC := $(wildcard tools/nhub-sim/*.c)
+$(B)/bin/nhub-sim: $(call obj,$(SIM_SRC) test/harness/samples.c) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
 # nhub-cases: the hub's cases, read beside the running hub (read-only).
 $(B)/bin/nhub-cases: $(call obj,tools/nhub-cases/main.c) $(LIB_BROKER) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
@@ -232,6 +240,8 @@ $(B)/test/unit/test_pbjson: $(call obj,test/unit/test_pbjson.c) $(PBJSON_TEST_GE
 
 # The nhubctl test runs the program against a real hub.
 $(B)/test/integration/test_nhubctl: | $(B)/bin/nhubctl $(B)/bin/nhubd
+# The simulator's test runs it against a real hub.
+$(B)/test/integration/test_sim: | $(B)/bin/nhub-sim $(B)/bin/nhubd
 
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
