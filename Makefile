@@ -240,8 +240,10 @@ $(B)/test/unit/test_pbjson: $(call obj,test/unit/test_pbjson.c) $(PBJSON_TEST_GE
 
 # The nhubctl test runs the program against a real hub.
 $(B)/test/integration/test_nhubctl: | $(B)/bin/nhubctl $(B)/bin/nhubd
-# The simulator's test runs it against a real hub.
+# The simulator's test runs it against a real hub; the `make run` test runs
+# tools/run-demo.sh, which runs the hub, the simulator and nhub-keygen.
 $(B)/test/integration/test_sim: | $(B)/bin/nhub-sim $(B)/bin/nhubd
+$(B)/test/integration/test_run_demo: | $(B)/bin/nhub-sim $(B)/bin/nhubd $(B)/bin/nhub-keygen
 
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
