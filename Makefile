@@ -1,7 +1,8 @@
 # nhub: national hub message-exchange broker.
 #
 #   make            install what is missing, build the programs into build/
-#   make run        install what is missing, build, start a hub and two adapters
+#   make run        install what is missing, build, start a hub and six simulated
+#                   provinces trading through it (tools/run-demo.sh)
 #   make check      install what is missing, build, run all tests (normal and
 #                   ASan+UBSan builds); ends with "N passed, N failed"
 #   make bench      durable-ingest figure (acked msgs/s, ACK latency)
