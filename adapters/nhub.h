@@ -305,6 +305,21 @@ void nhub_delivery_release(nhub_t *self, nhub_delivery_t **d);
  * Returns 0, or NHUB_ECLOSED if interrupted by a signal (or opened offline). */
 int nhub_pump(nhub_t *self, int timeout_ms);
 
+/* Most descriptors nhub_pump_fds takes. */
+#define NHUB_PUMP_FDS_MAX 8
+
+/*
+ * nhub_pump for a program with descriptors of its own (an HTTP server's,
+ * an inotify descriptor): serve the connection for up to timeout_ms (-1 =
+ * until something happens), returning early as soon as one of the `n` fds
+ * is readable or a delivery is ready for nhub_recv, so one thread can wait
+ * on the hub and on its own work at once. The fds are borrowed for the
+ * call. Returns 0 (something is ready or the time is up: look at both),
+ * NHUB_EINVAL (n > NHUB_PUMP_FDS_MAX, or fds NULL with n > 0), or
+ * NHUB_ECLOSED if interrupted by a signal (or opened offline).
+ */
+int nhub_pump_fds(nhub_t *self, const int *fds, size_t n, int timeout_ms);
+
 /* Serve the connection until the outbox is empty (every message ACKed or
  * rejected) or timeout_ms passes. Returns 0, NHUB_ETIMEOUT, or NHUB_ECLOSED
  * if interrupted by a signal (or opened offline with messages waiting). */

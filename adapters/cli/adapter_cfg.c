@@ -10,7 +10,11 @@
 #include "log.h"
 #include "wire.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off", NULL};
@@ -35,6 +39,23 @@ static const conf_key_t adapter_keys[] = {
     CONF_KEY_END,
 };
 
+static const conf_key_t api_keys[] = {
+    CONF_KEY_STRING(api_section_t, listen, "listen", 0),
+    CONF_KEY_STRING(api_section_t, token_file, "token_file", 0),
+    CONF_KEY_SIZE(api_section_t, body_max, "body_max", 0, 1024, 64ll << 20),
+    CONF_KEY_DURATION_MS(api_section_t, lease_ms, "lease", 0, 100, 3600000),
+    CONF_KEY_DURATION_MS(api_section_t, long_poll_max_ms, "long_poll_max", 0, 1000, 600000),
+    CONF_KEY_END,
+};
+
+static const conf_key_t spool_keys[] = {
+    CONF_KEY_STRING(spool_section_t, dir, "dir", 0),
+    CONF_KEY_BOOL(spool_section_t, inbox, "inbox", 0),
+    CONF_KEY_DURATION_MS(spool_section_t, scan_interval_ms, "scan_interval", 0, 10, 60000),
+    CONF_KEY_DURATION_MS(spool_section_t, settle_ms, "settle", 0, 0, 3600000),
+    CONF_KEY_END,
+};
+
 static const conf_key_t log_keys[] = {
     CONF_KEY_ENUM(log_section_t, level, "level", 0, level_names),
     CONF_KEY_END,
@@ -42,6 +63,8 @@ static const conf_key_t log_keys[] = {
 
 static const conf_key_t top_keys[] = {
     CONF_KEY_MAP(adapter_cfg_t, adapter, "adapter", CONF_REQUIRED, adapter_keys),
+    CONF_KEY_MAP(adapter_cfg_t, api, "api", 0, api_keys),
+    CONF_KEY_MAP(adapter_cfg_t, spool, "spool", 0, spool_keys),
     CONF_KEY_MAP(adapter_cfg_t, log, "log", 0, log_keys),
     CONF_KEY_END,
 };
@@ -56,7 +79,91 @@ static void set_defaults(adapter_cfg_t *cfg)
     cfg->adapter.heartbeat_ms = 2000;
     cfg->adapter.map_size_max = 4ull << 30;
     cfg->adapter.confirmed_retention_ms = 8ll * 24 * 3600 * 1000;
+    cfg->api.body_max = 1u << 20;
+    cfg->api.lease_ms = 30000;
+    cfg->api.long_poll_max_ms = 60000;
+    cfg->spool.scan_interval_ms = 500;
+    cfg->spool.settle_ms = 5000;
     cfg->log.level = LOG_INFO;
+}
+
+/* "PORT" or "A.B.C.D:PORT" into cfg->api_addr / api_port; 0 or -1. */
+static int parse_listen(adapter_cfg_t *cfg)
+{
+    const char *s = cfg->api.listen, *colon = strrchr(s, ':');
+    const char *port = colon ? colon + 1 : s;
+    char addr[32] = "127.0.0.1";
+    if (colon) {
+        size_t n = (size_t)(colon - s);
+        if (n == 0 || n >= sizeof addr)
+            return -1;
+        memcpy(addr, s, n);
+        addr[n] = 0;
+    }
+    struct in_addr in;
+    if (inet_pton(AF_INET, addr, &in) != 1)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (!port[0] || *end || errno || p < 0 || p > 65535)
+        return -1;
+    cfg->api_addr = ntohl(in.s_addr);
+    cfg->api_port = (uint16_t)p;
+    return 0;
+}
+
+/* The token file: one line of 16..255 printable characters, surrounding white space dropped. */
+static int read_token(adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    FILE *f = fopen(cfg->api.token_file, "r");
+    char buf[512];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    int bad = !f || ferror(f);
+    if (f)
+        fclose(f);
+    if (bad)
+        return conf_marks_error(marks, "api.token_file", err, errcap,
+                                "api.token_file: cannot read %s: %s", cfg->api.token_file,
+                                strerror(errno));
+    buf[n] = 0;
+    char *p = buf;
+    while (*p && isspace((unsigned char)*p))
+        p++;
+    size_t len = strlen(p);
+    while (len && isspace((unsigned char)p[len - 1]))
+        p[--len] = 0;
+    int ok = len >= 16 && len < sizeof cfg->api_token;
+    for (size_t i = 0; i < len && ok; i++)
+        ok = p[i] > 0x20 && p[i] < 0x7f;
+    if (!ok)
+        return conf_marks_error(marks, "api.token_file", err, errcap,
+                                "api.token_file: %s must hold one token of 16..255 printable "
+                                "characters without spaces",
+                                cfg->api.token_file);
+    memcpy(cfg->api_token, p, len + 1);
+    return 0;
+}
+
+/* The api: and spool: sections. */
+static int check_daemon(adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    if (cfg->api.listen[0] && parse_listen(cfg) != 0)
+        return conf_marks_error(marks, "api.listen", err, errcap,
+                                "api.listen must be \"PORT\" or \"ADDRESS:PORT\" (an IPv4 "
+                                "address, port 0..65535)");
+    if (cfg->api.token_file[0]) {
+        if (!cfg->api.listen[0])
+            return conf_marks_error(marks, "api.token_file", err, errcap,
+                                    "api.token_file needs api.listen");
+        int rc = read_token(cfg, marks, err, errcap);
+        if (rc != 0)
+            return rc;
+    }
+    if (cfg->spool.inbox && !cfg->spool.dir[0])
+        return conf_marks_error(marks, "spool.inbox", err, errcap,
+                                "spool.inbox: true needs spool.dir");
+    return 0;
 }
 
 /*
@@ -128,7 +235,8 @@ static int check(adapter_cfg_t *cfg, const conf_marks_t *marks, char *err, size_
                                     "%s must be a payload type or \"package.v1.*\"", path);
         }
     }
-    return check_security(cfg, marks, err, errcap);
+    int rc = check_security(cfg, marks, err, errcap);
+    return rc ? rc : check_daemon(cfg, marks, err, errcap);
 }
 
 int adapter_cfg_load(const char *path, adapter_cfg_t *cfg, char *err, size_t errcap)

@@ -18,6 +18,19 @@
  *     hub_key_file: "conf/dev-keys/hub.pub"  # the hub's public keys; or
  *     hub_key: "<40 Z85 characters>"         # the hub's CURVE public key inline
  *     insecure_plaintext: false              # true: no CURVE, no signatures (development)
+ *   api:                                     # nhub-adapter run: the local JSON API
+ *     listen: "127.0.0.1:7490"               # "PORT" or "ADDRESS:PORT"; absent = no API
+ *     token_file: "/etc/nhub/api.token"      # optional: Authorization: Bearer <its text>
+ *     body_max: 1MiB                         # largest request body (413 above)
+ *     lease: 30s                             # a delivery GET inbox handed out and not
+ *                                            # confirmed is offered again after this
+ *     long_poll_max: 60s                     # longest ?wait= honoured
+ *   spool:                                   # nhub-adapter run: the spool folders
+ *     dir: "/var/spool/nhub"                 # absent = no spool
+ *     inbox: false                           # true: deliveries go to DIR/inbox/, not the API
+ *     scan_interval: 500ms                   # look at the folders at least this often
+ *     settle: 5s                             # a .json that does not parse is failed once
+ *                                            # it has not changed for this long
  *   log:
  *     level: info                            # debug, info, warn, error, off
  *
@@ -59,6 +72,23 @@ typedef struct adapter_section {
     bool insecure_plaintext;
 } adapter_section_t;
 
+/* The `api:` section (nhub-adapter run). */
+typedef struct api_section {
+    char listen[64]; /* "" = no API */
+    char token_file[1024];
+    uint64_t body_max;
+    int64_t lease_ms;
+    int64_t long_poll_max_ms;
+} api_section_t;
+
+/* The `spool:` section (nhub-adapter run). */
+typedef struct spool_section {
+    char dir[1024]; /* "" = no spool */
+    bool inbox;
+    int64_t scan_interval_ms;
+    int64_t settle_ms;
+} spool_section_t;
+
 /* The `log:` section. */
 typedef struct log_section {
     int level; /* enum log_level */
@@ -66,7 +96,15 @@ typedef struct log_section {
 
 typedef struct adapter_cfg {
     adapter_section_t adapter;
+    api_section_t api;
+    spool_section_t spool;
     log_section_t log;
+    /* From api.listen by adapter_cfg_load: IPv4 address (host order) and port. */
+    uint32_t api_addr;
+    uint16_t api_port;
+    /* The token read from api.token_file (surrounding white space removed);
+     * "" = none. */
+    char api_token[256];
     /* Pointers into `adapter.accepted`, filled by adapter_cfg_options. */
     const char *accepted_ptrs[ADAPTER_CFG_ACCEPTED_MAX];
     /* The hub's CURVE key: adapter.hub_key, or read from adapter.hub_key_file
@@ -77,7 +115,9 @@ typedef struct adapter_cfg {
 /*
  * Fill `*cfg` with defaults, then load the YAML file at `path` over them and
  * check what the schema cannot (region digits, non-empty hub and data_dir,
- * the security keys), reading the hub's key from hub_key_file if given.
+ * the security keys, api.listen, that spool.inbox has a spool.dir), reading
+ * the hub's key from hub_key_file and the API token from api.token_file if
+ * given.
  * Returns 0, or NHUB_EIO / NHUB_ECONFIG / NHUB_ENOMEM with a one-line
  * message in `err` ("FILE:LINE:COLUMN: ...").
  */

@@ -5,6 +5,7 @@
  *   nhub-adapter send   -c ADAPTER.yaml --to CODE --item ITEM --type TYPE ...
  *   nhub-adapter recv   -c ADAPTER.yaml [--count N] [--json] [--timeout S]
  *   nhub-adapter status -c ADAPTER.yaml
+ *   nhub-adapter run    -c ADAPTER.yaml [--ready-fd N]   (daemon.h)
  *
  * `send` puts messages in the durable outbox and then serves the connection
  * until they are acknowledged or --wait runs out (what is left is sent by
@@ -14,6 +15,7 @@
  * only global.
  */
 #include "adapter_cfg.h"
+#include "daemon.h"
 #include "keys.h"
 #include "log.h"
 #include "nhub.h"
@@ -788,6 +790,58 @@ static int cmd_status(int argc, char **argv)
     return ret;
 }
 
+/* ---- run ------------------------------------------------------------------ */
+
+static void run_usage(FILE *out)
+{
+    fputs("usage: nhub-adapter run -c ADAPTER.yaml [--ready-fd N] [--log-level LEVEL]\n"
+          "\n"
+          "Run the adapter as a daemon for the platform: the local HTTP JSON API of the\n"
+          "`api:` section and the spool folders of the `spool:` section (at least one),\n"
+          "until SIGINT or SIGTERM. adapters/README.md describes both.\n"
+          "\n"
+          "  -c, --config FILE     adapter YAML (required)\n"
+          "      --ready-fd N      write \"ready URL\\n\" to descriptor N once serving\n"
+          "      --log-level LEVEL debug, info, warn, error, off (default: from the file)\n"
+          "  -h, --help            this text\n"
+          "\n"
+          "Exit status: 0 after a clean stop, 1 if it could not start.\n",
+          out);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    enum { O_LOG = 256, O_READY };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"ready-fd", required_argument, NULL, O_READY},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    common_t c = {0};
+    long long ready_fd = -1;
+    int o;
+    while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': c.config = optarg; break;
+        case O_LOG: c.log_level = optarg; break;
+        case O_READY:
+            if (parse_count(optarg, 0, 65535, &ready_fd) != 0)
+                return fail("--ready-fd must be a descriptor number");
+            break;
+        case 'h': run_usage(stdout); return 0;
+        default: return fail("run: bad option (try --help)");
+        }
+    }
+    if (optind < argc)
+        return fail("run: unexpected argument \"%s\"", argv[optind]);
+    int ret = load_config(&c);
+    if (ret != 0)
+        return ret;
+    return daemon_run(&c.cfg, c.config, (int)ready_fd, &g_stop);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static void usage(FILE *out)
@@ -798,6 +852,7 @@ static void usage(FILE *out)
           "  send    put messages in the durable outbox and send them to the hub\n"
           "  recv    receive, print and confirm messages for this region\n"
           "  status  show the adapter's store (outbox, stream) without connecting\n"
+          "  run     the daemon: local HTTP JSON API and spool folders for the platform\n"
           "\n"
           "`nhub-adapter COMMAND --help` describes each. See adapters/README.md.\n",
           out);
@@ -823,6 +878,8 @@ int main(int argc, char **argv)
         return cmd_recv(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
     usage(stderr);
     return fail("unknown command \"%s\"", cmd);
 }

@@ -683,16 +683,29 @@ int conn_serve(nhub_t *self, int timeout_ms, done_fn *done)
             wait = NHUB_OUTBOX_LOOK_MS;
         if (wait > 1000000)
             wait = 1000000;
-        zmq_pollitem_t items[2] = {
-            {self->sock, 0, (short)(ZMQ_POLLIN | (self->want_write ? ZMQ_POLLOUT : 0)), 0},
-            {self->mon, 0, ZMQ_POLLIN, 0},
-        };
+        /* The socket and its monitor first (when there is a socket), then
+         * the descriptors of nhub_pump_fds. */
+        zmq_pollitem_t items[2 + NHUB_PUMP_FDS_MAX];
+        int n_items = 0;
+        if (self->sock) {
+            items[n_items++] = (zmq_pollitem_t){
+                self->sock, 0, (short)(ZMQ_POLLIN | (self->want_write ? ZMQ_POLLOUT : 0)), 0};
+            items[n_items++] = (zmq_pollitem_t){self->mon, 0, ZMQ_POLLIN, 0};
+        }
+        int first_extra = n_items;
+        for (size_t i = 0; i < self->n_extra_fds; i++)
+            items[n_items++] = (zmq_pollitem_t){NULL, self->extra_fds[i], ZMQ_POLLIN, 0};
         /* No socket (making one failed): wait for the timer that retries it. */
-        if (zmq_poll(items, self->sock ? 2 : 0, (long)wait) < 0) {
+        if (zmq_poll(items, n_items, (long)wait) < 0) {
             if (zmq_errno() == EINTR || zmq_errno() == ETERM)
                 return lib_set_err(self, NHUB_ECLOSED, "interrupted");
             return lib_set_err(self, NHUB_EZMQ, "zmq_poll: %s", zmq_strerror(zmq_errno()));
         }
+        for (int i = first_extra; i < n_items; i++)
+            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                self->extra_ready = 1;
+        if (!self->sock)
+            continue;
         if (items[1].revents & ZMQ_POLLIN)
             read_monitor(self);
         if (items[0].revents & ZMQ_POLLOUT) {

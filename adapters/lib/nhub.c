@@ -355,6 +355,26 @@ int nhub_pump(nhub_t *self, int timeout_ms)
     return rc == NHUB_ETIMEOUT ? 0 : rc;
 }
 
+static int fd_or_delivery_ready(nhub_t *self)
+{
+    return self->extra_ready || inbox_ready(self->inbox) > 0;
+}
+
+int nhub_pump_fds(nhub_t *self, const int *fds, size_t n, int timeout_ms)
+{
+    if (n > NHUB_PUMP_FDS_MAX || (n && !fds))
+        return lib_set_err(self, NHUB_EINVAL, "nhub_pump_fds takes 0..%d descriptors",
+                           NHUB_PUMP_FDS_MAX);
+    self->extra_fds = fds;
+    self->n_extra_fds = n;
+    self->extra_ready = 0;
+    int rc = conn_serve(self, timeout_ms, fd_or_delivery_ready);
+    self->extra_fds = NULL;
+    self->n_extra_fds = 0;
+    self->extra_ready = 0;
+    return rc == NHUB_ETIMEOUT ? 0 : rc;
+}
+
 int nhub_flush(nhub_t *self, int timeout_ms)
 {
     if (self->offline)

@@ -232,6 +232,13 @@ struct nhub {
     pending_ack_t acks[NHUB_RECV_BURST];
     size_t n_acks;
 
+    /* Descriptors of the caller's own, polled beside the socket during
+     * nhub_pump_fds (borrowed for that call only), and whether one became
+     * readable. */
+    const int *extra_fds;
+    size_t n_extra_fds;
+    int extra_ready;
+
     nhub_stats_t st;
     uint64_t malformed;
     char last_error[256];

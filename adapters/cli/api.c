@@ -1,0 +1,632 @@
+/*
+ * api.c: the handlers of the local JSON API (see api.h), and the small
+ * libmicrohttpd frame around them, kept as broker/http.c keeps the hub's:
+ * external mode on an epoll descriptor, a request state allocated on the
+ * first call of the access handler, the body gathered chunk by chunk
+ * (bounded by api.body_max), and the answer made on the last call.
+ *
+ * A long-poll (GET inbox?wait=S) with nothing to hand out suspends its
+ * connection and goes on the parked list with its deadline; api_run
+ * resumes every parked one when a delivery may be offered or its time is
+ * up, and the access handler, called again after the resume, answers or
+ * parks it again.
+ */
+#include "api.h"
+
+#include "log.h"
+#include "nhub_err.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define API_CONNECTIONS_MAX 128
+#define API_IDLE_TIMEOUT_S 120 /* above the longest long-poll */
+#define API_INBOX_MAX_DEFAULT 100
+#define API_INBOX_MAX 1000
+#define API_PREFIX "/api/v1/"
+
+typedef struct req {
+    api_t *api;
+    struct MHD_Connection *conn;
+    const char *method, *url;
+    char *body;
+    size_t body_len;
+    int too_large;
+    int parked;       /* suspended, on the parked list */
+    int64_t deadline; /* long-poll: answer by then (monotonic ms); 0 = not a waiting poll */
+    struct MHD_Response *response;
+    unsigned status;
+    struct req *prev, *next; /* parked list */
+} req_t;
+
+struct api {
+    daemon_t *dm;
+    struct MHD_Daemon *d;
+    char url[64];
+    req_t *parked;
+    int resumed; /* a connection was resumed since the last MHD_run */
+    int closing; /* api_destroy: answer every parked poll now */
+};
+
+/* ---- answers --------------------------------------------------------------- */
+
+static void reply_json(req_t *r, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (r->response) {
+        free(text);
+        return;
+    }
+    if (!text) {
+        static const char oom[] = "{\"error\":\"internal\",\"detail\":\"out of memory\"}";
+        r->response =
+            MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        status = 500;
+    } else {
+        size_t n = strlen(text);
+        text[n] = 0;
+        r->response = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+        if (!r->response)
+            free(text);
+    }
+    if (r->response) {
+        MHD_add_response_header(r->response, "Content-Type", "application/json");
+        MHD_add_response_header(r->response, "Cache-Control", "no-store");
+    }
+    r->status = status;
+}
+
+static void reply_error(req_t *r, unsigned status, const char *code, const char *field,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void reply_error(req_t *r, unsigned status, const char *code, const char *field,
+                        const char *fmt, ...)
+{
+    char detail[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "detail", detail);
+    if (o && field)
+        json_object_set_new(o, "field", json_string(field));
+    reply_json(r, status, o);
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static const char *state_name(int s)
+{
+    return s == TRACK_ACKED ? "acked" : s == TRACK_REJECTED ? "rejected" : "queued";
+}
+
+/* 1 if the held delivery may be offered now. */
+static int offerable(const held_t *h, int64_t now)
+{
+    return h->lease_until <= now;
+}
+
+static int any_offerable(const daemon_t *dm, int64_t now)
+{
+    for (size_t i = 0; i < dm->n_held; i++)
+        if (offerable(&dm->held[i], now))
+            return 1;
+    return 0;
+}
+
+/* Seconds from a query parameter: 0..max, or -1 if not a number. */
+static long query_long(struct MHD_Connection *c, const char *name, long dflt, long max)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    if (!v)
+        return dflt;
+    char *end = NULL;
+    long x = strtol(v, &end, 10);
+    if (!v[0] || *end || x < 0)
+        return -1;
+    return x > max ? max : x;
+}
+
+/* ---- handlers -------------------------------------------------------------- */
+
+static void post_message(req_t *r)
+{
+    daemon_t *dm = r->api->dm;
+    json_error_t jerr;
+    json_t *body = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!body) {
+        reply_error(r, 400, "malformed_json", NULL, "the body is not JSON: line %d, column %d: %s",
+                    jerr.line, jerr.column, jerr.text);
+        return;
+    }
+    msgjson_t m;
+    msgjson_err_t e;
+    int rc = msgjson_parse(body, dm->cfg->adapter.max_frame, &m, &e);
+    json_decref(body);
+    if (rc == NHUB_ENOMEM) {
+        reply_error(r, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    if (rc != 0) {
+        reply_error(r, e.status,
+                    e.status == 422   ? "payload_rule"
+                    : e.status == 413 ? "too_large"
+                                      : "invalid",
+                    e.field, "%s", e.detail);
+        return;
+    }
+    uint8_t id[NHUB_MSG_ID_LEN];
+    char err[300] = "", hex[33];
+    int dup = 0;
+    rc = daemon_submit(dm, &m, NULL, "", id, &dup, err, sizeof err);
+    msgjson_clear(&m);
+    if (rc == NHUB_EEXIST) {
+        reply_error(r, 409, "conflict", "msgId", "%s", err);
+    } else if (rc == NHUB_EINVAL) {
+        reply_error(r, 400, "invalid", NULL, "%s", err);
+    } else if (rc == NHUB_ETOOBIG) {
+        reply_error(r, 413, "too_large", "payload", "%s", err);
+    } else if (rc != 0) {
+        /* NHUB_EFULL, NHUB_ESTORE, NHUB_ECRYPTO: not stored; the platform may retry. */
+        reply_error(r, 503, "unavailable", NULL, "not stored, try again: %s: %s", nhub_strerror(rc),
+                    err);
+    } else {
+        track_sent_t t;
+        int state = track_sent_get(dm->track, id, &t) == 0 ? t.state : TRACK_QUEUED;
+        reply_json(r, 202,
+                   json_pack("{s:s,s:s,s:b}", "msgId", nhub_msg_id_hex(id, hex), "status",
+                             state_name(state), "duplicate", dup));
+    }
+}
+
+static json_t *case_json(const track_sent_t *t)
+{
+    char hex[33];
+    const char *state = t->expired_ms    ? "expired"
+                        : t->answers     ? "answered"
+                        : t->overdue_ms  ? "overdue"
+                        : t->reminder_ms ? "reminded"
+                                         : "open";
+    json_t *c = json_pack("{s:s,s:i,s:I,s:I,s:I}", "state", state, "answers", (int)t->answers,
+                          "reminderMs", (json_int_t)t->reminder_ms, "overdueMs",
+                          (json_int_t)t->overdue_ms, "expiredMs", (json_int_t)t->expired_ms);
+    if (c)
+        json_object_set_new(
+            c, "answer",
+            t->answers
+                ? json_pack("{s:s,s:s,s:s,s:s,s:I}", "msgId", nhub_msg_id_hex(t->answer_id, hex),
+                            "kind", nhub_kind_name(t->answer_kind), "type", t->answer_type,
+                            "source", t->answer_source, "receivedMs", (json_int_t)t->answer_ms)
+                : json_null());
+    return c;
+}
+
+static void get_message(req_t *r, const char *hexid)
+{
+    daemon_t *dm = r->api->dm;
+    uint8_t id[NHUB_MSG_ID_LEN];
+    track_sent_t t;
+    if (msgjson_hex16(hexid, id) != 0) {
+        reply_error(r, 400, "invalid", "msgId", "the path must end in a msgId (32 hex digits)");
+        return;
+    }
+    track_commit(dm->track); /* what this turn wrote, made readable as committed */
+    int rc = track_sent_get(dm->track, id, &t);
+    if (rc == NHUB_ENOTFOUND) {
+        reply_error(r, 404, "not_found", "msgId", "no message %s was submitted here", hexid);
+        return;
+    }
+    if (rc != 0) {
+        reply_error(r, 503, "unavailable", NULL, "%s", track_error(dm->track));
+        return;
+    }
+    char hex[33];
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "msgId", nhub_msg_id_hex(id, hex),
+                          "status", state_name(t.state), "to", t.to, "item", t.item, "kind",
+                          nhub_kind_name(t.kind), "type", t.type, "submittedMs",
+                          (json_int_t)t.submitted_ms, "settledMs", (json_int_t)t.settled_ms);
+    if (o && t.state == TRACK_REJECTED) {
+        json_object_set_new(o, "code", json_integer(t.code));
+        json_object_set_new(o, "reason", json_string(t.text));
+    }
+    if (o && t.file[0])
+        json_object_set_new(o, "file", json_string(t.file));
+    if (o && (t.kind == NHUB_KIND_REQUEST || t.kind == NHUB_KIND_PUSH))
+        json_object_set_new(o, "case", case_json(&t));
+    reply_json(r, 200, o);
+}
+
+/* 1 if the poll was answered, 0 if it should wait. */
+static int get_inbox(req_t *r, int final)
+{
+    daemon_t *dm = r->api->dm;
+    if (dm->spool_inbox) {
+        reply_error(r, 409, "conflict", NULL,
+                    "deliveries go to the spool folder inbox/ (spool.inbox: true)");
+        return 1;
+    }
+    long wait = query_long(r->conn, "wait", 0, dm->cfg->api.long_poll_max_ms / 1000);
+    long max = query_long(r->conn, "max", API_INBOX_MAX_DEFAULT, API_INBOX_MAX);
+    if (wait < 0 || max <= 0) {
+        reply_error(r, 400, "invalid", wait < 0 ? "wait" : "max", "%s must be a whole number%s",
+                    wait < 0 ? "wait" : "max", wait < 0 ? " of seconds" : " from 1");
+        return 1;
+    }
+    int64_t now = daemon_mono_ms();
+    if (!r->deadline)
+        r->deadline = now + wait * 1000;
+    if (!final && !any_offerable(dm, now) && now < r->deadline)
+        return 0;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < dm->n_held && json_array_size(list) < (size_t)max; i++) {
+        held_t *h = &dm->held[i];
+        if (!offerable(h, now))
+            continue;
+        json_t *j = msgjson_delivery(h->d);
+        if (!j || json_array_append_new(list, j) != 0) {
+            json_decref(list);
+            list = NULL;
+            break;
+        }
+        h->lease_until = now + dm->cfg->api.lease_ms;
+    }
+    reply_json(r, 200, list ? json_pack("{s:o}", "deliveries", list) : NULL);
+    return 1;
+}
+
+static void post_confirm(req_t *r, const char *hexid)
+{
+    daemon_t *dm = r->api->dm;
+    uint8_t id[NHUB_MSG_ID_LEN];
+    char hex[33];
+    if (dm->spool_inbox) {
+        reply_error(r, 409, "conflict", NULL,
+                    "deliveries go to the spool folder inbox/: move a file to done/ to confirm it");
+        return;
+    }
+    if (msgjson_hex16(hexid, id) != 0) {
+        reply_error(r, 400, "invalid", "msgId", "the path must be inbox/MSGID/confirm (32 hex)");
+        return;
+    }
+    long i = daemon_held_find(dm, id);
+    if (i < 0) {
+        if (daemon_recently_confirmed(dm, id))
+            reply_json(r, 200,
+                       json_pack("{s:s,s:b,s:b}", "msgId", nhub_msg_id_hex(id, hex), "confirmed", 1,
+                                 "already", 1));
+        else
+            reply_error(r, 404, "not_found", "msgId",
+                        "no delivery %s is waiting here (unknown, or confirmed long ago)", hexid);
+        return;
+    }
+    size_t idx = (size_t)i;
+    int rc = daemon_confirm(dm, &idx, 1);
+    if (rc != 0) {
+        reply_error(r, 503, "unavailable", NULL, "not confirmed, try again: %s",
+                    nhub_last_error(dm->h));
+        return;
+    }
+    reply_json(r, 200,
+               json_pack("{s:s,s:b,s:b}", "msgId", nhub_msg_id_hex(id, hex), "confirmed", 1,
+                         "already", 0));
+}
+
+static void get_status(req_t *r)
+{
+    daemon_t *dm = r->api->dm;
+    nhub_stats_t st;
+    nhub_stats(dm->h, &st);
+    size_t offered = 0;
+    int64_t now = daemon_mono_ms();
+    for (size_t i = 0; i < dm->n_held; i++)
+        offered += !offerable(&dm->held[i], now) || dm->held[i].spooled;
+    json_t *o =
+        json_pack("{s:s,s:s,s:b,s:s,s:I,s:{s:I,s:I,s:I,s:I},s:{s:s,s:I,s:I,s:I,s:I}}", "region",
+                  dm->cfg->adapter.region, "link", nhub_link_name(st.link), "connected",
+                  st.connected, "linkError", st.link_error, "outbox", (json_int_t)st.outbox, "sent",
+                  "submitted", (json_int_t)dm->submitted, "duplicates", (json_int_t)dm->duplicates,
+                  "acked", (json_int_t)st.acked, "rejected", (json_int_t)st.rejected, "inbox", "to",
+                  dm->spool_inbox ? "spool" : "api", "held", (json_int_t)dm->n_held, "handedOut",
+                  (json_int_t)offered, "received", (json_int_t)dm->received, "confirmed",
+                  (json_int_t)dm->confirmed);
+    reply_json(r, 200, o);
+}
+
+/* ---- routing --------------------------------------------------------------- */
+
+static int authorised(api_t *a, struct MHD_Connection *c)
+{
+    const char *want = a->dm->cfg->api_token;
+    if (!want[0])
+        return 1;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return 0;
+    const char *given = auth + 7;
+    size_t n = strlen(given);
+    return n == strlen(want) && CRYPTO_memcmp(given, want, n) == 0;
+}
+
+/* Route a complete request. Returns 1 if answered, 0 if it waits (a parked long-poll). */
+static int route(req_t *r, int final)
+{
+    const char *path = r->url;
+    int get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST");
+    if (!authorised(r->api, r->conn)) {
+        log_warn("adapterd.token_refused", "method=%s", get ? "GET" : post ? "POST" : "other");
+        reply_error(r, 401, "unauthorized", NULL,
+                    "a valid token is needed: Authorization: Bearer TOKEN (api.token_file)");
+        return 1;
+    }
+    if (r->too_large) {
+        reply_error(r, 413, "too_large", NULL, "the body exceeds api.body_max (%llu bytes)",
+                    (unsigned long long)r->api->dm->cfg->api.body_max);
+        return 1;
+    }
+    if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0) {
+        reply_error(r, 404, "not_found", NULL, "no such resource; the API is under " API_PREFIX);
+        return 1;
+    }
+    path += strlen(API_PREFIX);
+    const char *want = NULL; /* the method the path takes, if the one given is wrong */
+    if (!strcmp(path, "messages")) {
+        if (post) {
+            post_message(r);
+            return 1;
+        }
+        want = "POST";
+    } else if (!strncmp(path, "messages/", 9)) {
+        if (get) {
+            get_message(r, path + 9);
+            return 1;
+        }
+        want = "GET";
+    } else if (!strcmp(path, "inbox")) {
+        if (get)
+            return get_inbox(r, final);
+        want = "GET";
+    } else if (!strncmp(path, "inbox/", 6) && strlen(path) == 6 + 32 + 8 &&
+               !strcmp(path + 6 + 32, "/confirm")) {
+        char hex[33];
+        memcpy(hex, path + 6, 32);
+        hex[32] = 0;
+        if (post) {
+            post_confirm(r, hex);
+            return 1;
+        }
+        want = "POST";
+    } else if (!strcmp(path, "status")) {
+        if (get) {
+            get_status(r);
+            return 1;
+        }
+        want = "GET";
+    }
+    if (want)
+        reply_error(r, 405, "method_not_allowed", NULL, "%s %s" API_PREFIX "%s takes %s", r->method,
+                    "", path, want);
+    else
+        reply_error(r, 404, "not_found", NULL, "no such resource: " API_PREFIX "%s", path);
+    return 1;
+}
+
+static void park(req_t *r)
+{
+    api_t *a = r->api;
+    r->parked = 1;
+    r->prev = NULL;
+    r->next = a->parked;
+    if (a->parked)
+        a->parked->prev = r;
+    a->parked = r;
+    MHD_suspend_connection(r->conn);
+}
+
+static void unpark(req_t *r)
+{
+    api_t *a = r->api;
+    if (!r->parked)
+        return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        a->parked = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->parked = 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    api_t *a = cls;
+    req_t *r = *con_cls;
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r)))
+            return MHD_NO;
+        r->api = a;
+        r->conn = conn;
+        r->method = method;
+        r->url = url;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->too_large || r->body_len + n > a->dm->cfg->api.body_max) {
+            r->too_large = 1; /* read and dropped; answered 413 at the end */
+            free(r->body);
+            r->body = NULL;
+            r->body_len = 0;
+            return MHD_YES;
+        }
+        char *b = realloc(r->body, r->body_len + n + 1);
+        if (!b)
+            return MHD_NO;
+        memcpy(b + r->body_len, upload, n);
+        r->body = b;
+        r->body_len += n;
+        b[r->body_len] = 0;
+        return MHD_YES;
+    }
+    if (r->response == (struct MHD_Response *)1)
+        return MHD_YES; /* answered already */
+    unpark(r);
+    if (!route(r, a->closing)) {
+        park(r);
+        return MHD_YES;
+    }
+    if (!r->response)
+        reply_error(r, 500, "internal", NULL, "no answer was made");
+    if (!r->response)
+        return MHD_NO;
+    enum MHD_Result ok = MHD_queue_response(conn, r->status, r->response);
+    MHD_destroy_response(r->response);
+    r->response = (struct MHD_Response *)1; /* queued; a marker from here on */
+    return ok;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)conn;
+    (void)why;
+    req_t *r = *con_cls;
+    if (!r)
+        return;
+    unpark(r);
+    if (r->response && r->response != (struct MHD_Response *)1)
+        MHD_destroy_response(r->response);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[256], q[300];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = 0;
+    log_warn("adapterd.http_error", "detail=%s", log_quote(q, sizeof q, text));
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+int api_new(daemon_t *dm, api_t **out, char *err, size_t errcap)
+{
+    *out = NULL;
+    api_t *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errcap, "out of memory");
+        return NHUB_ENOMEM;
+    }
+    a->dm = dm;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(dm->cfg->api_port);
+    sa.sin_addr.s_addr = htonl(dm->cfg->api_addr);
+    a->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
+                            NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_MAX,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_IDLE_TIMEOUT_S,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_END);
+    if (!a->d) {
+        snprintf(err, errcap, "api.listen: cannot listen on %s (address in use?)",
+                 dm->cfg->api.listen);
+        free(a);
+        return NHUB_EIO;
+    }
+    const union MHD_DaemonInfo *port = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
+    char addr[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sa.sin_addr, addr, sizeof addr);
+    snprintf(a->url, sizeof a->url, "http://%s:%u", addr,
+             port ? (unsigned)port->port : (unsigned)dm->cfg->api_port);
+    if ((dm->cfg->api_addr >> 24) != 127)
+        log_warn("adapterd.api_not_loopback",
+                 "listen=%s detail=\"the API is reachable from other machines\"",
+                 dm->cfg->api.listen);
+    *out = a;
+    return 0;
+}
+
+static void resume_all(api_t *a)
+{
+    for (req_t *r = a->parked; r; r = r->next) {
+        MHD_resume_connection(r->conn);
+        a->resumed = 1;
+    }
+    /* Each is unparked by the access handler when it runs again. */
+}
+
+void api_destroy(api_t **self)
+{
+    api_t *a = self ? *self : NULL;
+    if (!a)
+        return;
+    a->closing = 1;
+    resume_all(a);
+    MHD_run(a->d); /* the resumed polls are answered (empty) */
+    MHD_stop_daemon(a->d);
+    free(a);
+    *self = NULL;
+}
+
+const char *api_url(const api_t *self)
+{
+    return self->url;
+}
+
+int api_fd(const api_t *self)
+{
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(self->d, MHD_DAEMON_INFO_EPOLL_FD);
+    return i ? i->epoll_fd : -1;
+}
+
+int64_t api_timeout_ms(const api_t *self)
+{
+    if (self->resumed)
+        return 0;
+    int64_t t = -1;
+    MHD_UNSIGNED_LONG_LONG mt;
+    if (MHD_get_timeout(self->d, &mt) == MHD_YES)
+        t = mt > INT32_MAX ? INT32_MAX : (int64_t)mt;
+    int64_t now = daemon_mono_ms();
+    for (const req_t *r = self->parked; r; r = r->next) {
+        int64_t left = r->deadline > now ? r->deadline - now : 0;
+        if (t < 0 || left < t)
+            t = left;
+    }
+    return t;
+}
+
+void api_run(api_t *self)
+{
+    if (self->parked) {
+        int64_t now = daemon_mono_ms();
+        int wake = any_offerable(self->dm, now);
+        for (req_t *r = self->parked; r && !wake; r = r->next)
+            wake = now >= r->deadline;
+        if (wake)
+            resume_all(self);
+    }
+    self->resumed = 0;
+    MHD_run(self->d);
+}

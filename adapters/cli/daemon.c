@@ -1,0 +1,389 @@
+/*
+ * daemon.c: `nhub-adapter run`: start-up, the loop, submissions, the
+ * deliveries held for the platform, and what the hub's answers tell about
+ * the messages submitted here (see daemon.h).
+ */
+#include "daemon.h"
+
+#include "api.h"
+#include "ids.h"
+#include "log.h"
+#include "nhub_err.h"
+#include "payload.h"
+#include "spool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DAEMON_TURN_MAX_MS 1000 /* longest wait of one turn */
+#define CASE_EVENT_REMINDER 1   /* nhub.case.v1.Event */
+#define CASE_EVENT_OVERDUE 2
+#define CASE_EVENT_EXPIRED 3
+
+int64_t daemon_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t daemon_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- what the hub answers -------------------------------------------------- */
+
+static void on_ack(void *arg, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    daemon_t *dm = arg;
+    track_sent_t t;
+    if (track_sent_get(dm->track, id, &t) != 0)
+        memset(&t, 0, sizeof t); /* ACKed before its record was written: kept for it */
+    if (t.state == TRACK_REJECTED)
+        return;
+    t.state = TRACK_ACKED;
+    t.settled_ms = daemon_wall_ms();
+    track_sent_put(dm->track, id, &t);
+}
+
+static void on_reject(void *arg, const uint8_t id[NHUB_MSG_ID_LEN], int code, const char *text)
+{
+    daemon_t *dm = arg;
+    char hex[33], q[400];
+    track_sent_t t;
+    if (track_sent_get(dm->track, id, &t) != 0)
+        memset(&t, 0, sizeof t);
+    t.state = TRACK_REJECTED;
+    t.code = code;
+    snprintf(t.text, sizeof t.text, "%s", text);
+    t.settled_ms = daemon_wall_ms();
+    track_sent_put(dm->track, id, &t);
+    log_warn("adapterd.rejected", "msg_id=%s code=%d reason=%s", nhub_msg_id_hex(id, hex), code,
+             log_quote(q, sizeof q, text));
+    if (t.file[0] && dm->spool)
+        spool_on_rejected(dm->spool, t.file, id, code, text);
+}
+
+/* A delivery naming one of our requests or pushes: an answer, or the hub's notice. */
+static void note_case(daemon_t *dm, const nhub_delivery_t *d)
+{
+    track_sent_t t;
+    if (d->correlation_len != NHUB_MSG_ID_LEN ||
+        track_sent_get(dm->track, d->correlation_id, &t) != 0 ||
+        (t.kind != NHUB_KIND_REQUEST && t.kind != NHUB_KIND_PUSH))
+        return;
+    int64_t when = d->created_ms ? d->created_ms : daemon_wall_ms();
+    if (!strcmp(d->payload_type, "nhub.case.v1.CaseNotice")) {
+        ProtobufCMessage *n = NULL;
+        const ProtobufCMessageDescriptor *desc = payload_find(d->payload_type);
+        int ev = -1;
+        if (desc && payload_decode(desc, d->payload, d->payload_len, &n) == 0)
+            ev = payload_enum_field(n, 1);
+        payload_free(&n);
+        int64_t *slot = ev == CASE_EVENT_REMINDER  ? &t.reminder_ms
+                        : ev == CASE_EVENT_OVERDUE ? &t.overdue_ms
+                        : ev == CASE_EVENT_EXPIRED ? &t.expired_ms
+                                                   : NULL;
+        if (!slot || *slot)
+            return;
+        *slot = when;
+    } else if (d->kind == NHUB_KIND_RESPONSE || d->kind == NHUB_KIND_FEEDBACK) {
+        if (t.answers && !memcmp(t.answer_id, d->msg_id, NHUB_MSG_ID_LEN))
+            return; /* a redelivery of the latest */
+        t.answers++;
+        memcpy(t.answer_id, d->msg_id, NHUB_MSG_ID_LEN);
+        t.answer_kind = d->kind;
+        snprintf(t.answer_type, sizeof t.answer_type, "%s", d->payload_type);
+        snprintf(t.answer_source, sizeof t.answer_source, "%s", d->source);
+        t.answer_ms = when;
+    } else {
+        return;
+    }
+    track_sent_put(dm->track, d->correlation_id, &t);
+}
+
+/* ---- submissions ----------------------------------------------------------- */
+
+int daemon_submit(daemon_t *self, const msgjson_t *m, const uint8_t *id_in, const char *file,
+                  uint8_t id_out[NHUB_MSG_ID_LEN], int *dup, char *err, size_t errcap)
+{
+    uint8_t id[NHUB_MSG_ID_LEN];
+    char hex[33];
+    *dup = 0;
+    if (m->has_msg_id)
+        memcpy(id, m->msg_id, NHUB_MSG_ID_LEN);
+    else if (id_in)
+        memcpy(id, id_in, NHUB_MSG_ID_LEN);
+    else if (ids_msg_id(id, daemon_wall_ms()) != 0) {
+        snprintf(err, errcap, "no random bytes for a msgId");
+        return NHUB_EIO;
+    }
+    memcpy(id_out, id, NHUB_MSG_ID_LEN);
+    track_sent_t t;
+    int rc = track_sent_get(self->track, id, &t);
+    if (rc == 0 && t.kind) {
+        if (memcmp(t.digest, m->digest, sizeof t.digest) != 0) {
+            snprintf(err, errcap, "msgId %s was submitted before with other content",
+                     nhub_msg_id_hex(id, hex));
+            return NHUB_EEXIST;
+        }
+        *dup = 1;
+        self->duplicates++;
+        return 0;
+    }
+    nhub_message_t msg;
+    msgjson_message(m, &msg);
+    msg.msg_id = id;
+    rc = nhub_send(self->h, &msg, NULL);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s", nhub_last_error(self->h));
+        return rc;
+    }
+    self->submitted++;
+    /* An ACK may have come while nhub_send served the connection. */
+    if (track_sent_get(self->track, id, &t) != 0)
+        memset(&t, 0, sizeof t);
+    if (!t.state)
+        t.state = TRACK_QUEUED;
+    t.kind = m->kind;
+    snprintf(t.to, sizeof t.to, "%s", m->to);
+    snprintf(t.item, sizeof t.item, "%s", m->item);
+    snprintf(t.type, sizeof t.type, "%s", m->type);
+    snprintf(t.file, sizeof t.file, "%s", file ? file : "");
+    memcpy(t.digest, m->digest, sizeof t.digest);
+    t.submitted_ms = daemon_wall_ms();
+    if (track_sent_put(self->track, id, &t) != 0)
+        log_warn("adapterd.track_failed", "msg_id=%s error=%s", nhub_msg_id_hex(id, hex),
+                 track_error(self->track));
+    log_debug("adapterd.submitted", "msg_id=%s to=%s item=%s", nhub_msg_id_hex(id, hex), m->to,
+              m->item);
+    return 0;
+}
+
+/* ---- held deliveries ------------------------------------------------------- */
+
+long daemon_held_find(const daemon_t *self, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    for (size_t i = 0; i < self->n_held; i++)
+        if (!memcmp(self->held[i].d->msg_id, id, NHUB_MSG_ID_LEN))
+            return (long)i;
+    return -1;
+}
+
+int daemon_recently_confirmed(const daemon_t *self, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    for (size_t i = 0; i < self->n_recent; i++)
+        if (!memcmp(self->recent[i], id, NHUB_MSG_ID_LEN))
+            return 1;
+    return 0;
+}
+
+static int idx_desc(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int daemon_confirm(daemon_t *self, const size_t *idx, size_t n)
+{
+    if (!n)
+        return 0;
+    nhub_delivery_t **ds = calloc(n, sizeof *ds);
+    size_t *order = calloc(n, sizeof *order);
+    int rc = NHUB_ENOMEM;
+    if (!ds || !order)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        ds[i] = self->held[idx[i]].d;
+    uint8_t(*ids)[NHUB_MSG_ID_LEN] = malloc(n * sizeof *ids);
+    if (!ids)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        memcpy(ids[i], ds[i]->msg_id, NHUB_MSG_ID_LEN);
+    rc = nhub_confirm_batch(self->h, ds, n);
+    if (rc == 0) {
+        char hex[33];
+        for (size_t i = 0; i < n; i++) {
+            memcpy(self->recent[self->recent_head], ids[i], NHUB_MSG_ID_LEN);
+            self->recent_head = (self->recent_head + 1) % DAEMON_RECENT_MAX;
+            if (self->n_recent < DAEMON_RECENT_MAX)
+                self->n_recent++;
+            log_debug("adapterd.confirmed", "msg_id=%s", nhub_msg_id_hex(ids[i], hex));
+        }
+        /* Remove from the highest index down, so the lower ones stay put. */
+        memcpy(order, idx, n * sizeof *order);
+        qsort(order, n, sizeof *order, idx_desc);
+        for (size_t i = 0; i < n; i++) {
+            self->held[order[i]] = self->held[--self->n_held];
+        }
+        self->confirmed += n;
+    } else {
+        log_error("adapterd.confirm_failed", "n=%zu error=%s", n, nhub_last_error(self->h));
+    }
+    free(ids);
+done:
+    free(ds);
+    free(order);
+    return rc;
+}
+
+/* Take what libnhub has ready: each a new held delivery (a repeat replaces nothing). */
+static void take_deliveries(daemon_t *dm)
+{
+    nhub_delivery_t *d = NULL;
+    while (nhub_recv(dm->h, &d, 0) == 0) {
+        if (dm->n_held == dm->cap_held) {
+            size_t cap = dm->cap_held ? dm->cap_held * 2 : 64;
+            held_t *p = realloc(dm->held, cap * sizeof *p);
+            if (!p) {
+                nhub_delivery_release(dm->h, &d); /* the hub delivers it again */
+                return;
+            }
+            dm->held = p;
+            dm->cap_held = cap;
+        }
+        dm->received++;
+        note_case(dm, d);
+        held_t *h = &dm->held[dm->n_held++];
+        *h = (held_t){.d = d};
+        if (dm->spool_inbox)
+            spool_deliver(dm->spool, h);
+        d = NULL;
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static int start_fail(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "nhub-adapter: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* nhub_open with SIGINT/SIGTERM blocked, so ZeroMQ's threads leave them to this one. */
+static int open_hub(daemon_t *dm, const char *cfg_path)
+{
+    nhub_options_t opt;
+    char err[512] = "";
+    adapter_cfg_options(dm->cfg, &opt);
+    opt.on_ack = on_ack;
+    opt.on_ack_arg = dm;
+    opt.on_reject = on_reject;
+    opt.on_reject_arg = dm;
+    /* No consumer of deliveries configured: leave them to the region's receiving adapter. */
+    opt.send_only = !dm->cfg->api.listen[0] && !dm->spool_inbox;
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = nhub_open(&opt, &dm->h, err, sizeof err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return start_fail("%s: %s", cfg_path, err[0] ? err : nhub_strerror(rc));
+    return 0;
+}
+
+static void loop(daemon_t *dm)
+{
+    while (!*dm->stop) {
+        int fds[2], n = 0;
+        int64_t wait = DAEMON_TURN_MAX_MS;
+        if (dm->api) {
+            fds[n++] = api_fd(dm->api);
+            int64_t t = api_timeout_ms(dm->api);
+            if (t >= 0 && t < wait)
+                wait = t;
+        }
+        if (dm->spool) {
+            if (spool_fd(dm->spool) >= 0)
+                fds[n++] = spool_fd(dm->spool);
+            int64_t t = spool_timeout_ms(dm->spool);
+            if (t < wait)
+                wait = t;
+        }
+        int rc = nhub_pump_fds(dm->h, fds, (size_t)n, (int)wait);
+        if (rc != 0 && rc != NHUB_ECLOSED) {
+            log_error("adapterd.serve_failed", "error=%s", nhub_last_error(dm->h));
+            struct timespec ts = {0, 100 * 1000000L}; /* do not spin on a broken socket */
+            nanosleep(&ts, NULL);
+        }
+        if (*dm->stop)
+            break;
+        take_deliveries(dm);
+        if (dm->api)
+            api_run(dm->api);
+        if (dm->spool)
+            spool_run(dm->spool);
+        if (track_commit(dm->track) != 0)
+            log_error("adapterd.track_failed", "error=%s", track_error(dm->track));
+    }
+}
+
+int daemon_run(adapter_cfg_t *cfg, const char *cfg_path, int ready_fd, volatile sig_atomic_t *stop)
+{
+    daemon_t *dm = calloc(1, sizeof *dm);
+    char err[600], dir[1200];
+    int ret = 1;
+    if (!dm)
+        return start_fail("%s%s", "out of memory", "");
+    dm->cfg = cfg;
+    dm->stop = stop;
+    dm->spool_inbox = cfg->spool.inbox;
+    if (!cfg->api.listen[0] && !cfg->spool.dir[0]) {
+        start_fail("%s: nothing to serve: give api.listen, spool.dir or both%s", cfg_path, "");
+        goto done;
+    }
+    if (open_hub(dm, cfg_path) != 0)
+        goto done;
+    snprintf(dir, sizeof dir, "%s/adapterd", cfg->adapter.data_dir);
+    if (track_open(dir, cfg->adapter.map_size_max, &dm->track, err, sizeof err) != 0) {
+        start_fail("%s: %s", cfg_path, err);
+        goto done;
+    }
+    if (cfg->spool.dir[0] && spool_new(dm, &dm->spool, err, sizeof err) != 0) {
+        start_fail("%s: %s", cfg_path, err);
+        goto done;
+    }
+    if (cfg->api.listen[0] && api_new(dm, &dm->api, err, sizeof err) != 0) {
+        start_fail("%s: %s", cfg_path, err);
+        goto done;
+    }
+    log_info("adapterd.ready", "region=%s api=%s spool=%s inbox=%s", cfg->adapter.region,
+             dm->api ? api_url(dm->api) : "-", cfg->spool.dir[0] ? cfg->spool.dir : "-",
+             dm->spool_inbox ? "spool"
+             : dm->api       ? "api"
+                             : "none");
+    if (ready_fd >= 0) {
+        char line[160];
+        int len = snprintf(line, sizeof line, "ready %s\n", dm->api ? api_url(dm->api) : "-");
+        if (write(ready_fd, line, (size_t)len) != len)
+            log_warn("adapterd.ready_fd", "error=%s", strerror(errno));
+        close(ready_fd);
+    }
+    loop(dm);
+    ret = 0;
+    log_info("adapterd.stopped", "submitted=%llu received=%llu confirmed=%llu held=%zu",
+             (unsigned long long)dm->submitted, (unsigned long long)dm->received,
+             (unsigned long long)dm->confirmed, dm->n_held);
+done:
+    api_destroy(&dm->api);
+    spool_destroy(&dm->spool);
+    for (size_t i = 0; i < dm->n_held; i++)
+        nhub_delivery_release(dm->h, &dm->held[i].d); /* not confirmed: the hub keeps them */
+    free(dm->held);
+    track_close(&dm->track);
+    nhub_close(&dm->h);
+    free(dm);
+    return ret;
+}
