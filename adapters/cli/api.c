@@ -324,19 +324,23 @@ static void get_status(req_t *r)
     daemon_t *dm = r->api->dm;
     nhub_stats_t st;
     nhub_stats(dm->h, &st);
-    size_t offered = 0;
+    size_t offered = 0, polls = 0;
     int64_t now = daemon_mono_ms();
     for (size_t i = 0; i < dm->n_held; i++)
         offered += !offerable(&dm->held[i], now) || dm->held[i].spooled;
+    for (const req_t *p = r->api->parked; p; p = p->next)
+        polls++;
+    json_t *sent = json_pack("{s:I,s:I,s:I,s:I}", "submitted", (json_int_t)dm->submitted,
+                             "duplicates", (json_int_t)dm->duplicates, "acked",
+                             (json_int_t)st.acked, "rejected", (json_int_t)st.rejected);
+    json_t *inbox = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "to", dm->spool_inbox ? "spool" : "api",
+                              "held", (json_int_t)dm->n_held, "handedOut", (json_int_t)offered,
+                              "received", (json_int_t)dm->received, "confirmed",
+                              (json_int_t)dm->confirmed, "longPolls", (json_int_t)polls);
     json_t *o =
-        json_pack("{s:s,s:s,s:b,s:s,s:I,s:{s:I,s:I,s:I,s:I},s:{s:s,s:I,s:I,s:I,s:I}}", "region",
-                  dm->cfg->adapter.region, "link", nhub_link_name(st.link), "connected",
-                  st.connected, "linkError", st.link_error, "outbox", (json_int_t)st.outbox, "sent",
-                  "submitted", (json_int_t)dm->submitted, "duplicates", (json_int_t)dm->duplicates,
-                  "acked", (json_int_t)st.acked, "rejected", (json_int_t)st.rejected, "inbox", "to",
-                  dm->spool_inbox ? "spool" : "api", "held", (json_int_t)dm->n_held, "handedOut",
-                  (json_int_t)offered, "received", (json_int_t)dm->received, "confirmed",
-                  (json_int_t)dm->confirmed);
+        json_pack("{s:s,s:s,s:b,s:s,s:I,s:o,s:o}", "region", dm->cfg->adapter.region, "link",
+                  nhub_link_name(st.link), "connected", st.connected, "linkError", st.link_error,
+                  "outbox", (json_int_t)st.outbox, "sent", sent, "inbox", inbox);
     reply_json(r, 200, o);
 }
 
