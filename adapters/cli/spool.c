@@ -313,7 +313,8 @@ static int scan_outbox(spool_t *s)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, name_cmp);
+    if (n)
+        qsort(names, n, sizeof *names, name_cmp);
     size_t done = 0;
     for (size_t i = 0; i < n && done < SPOOL_FILES_PER_TURN && !*s->dm->stop; i++, done++)
         if (send_file(s, names[i]) != 0)

@@ -637,7 +637,7 @@ static int list_json(const char *dir, char names[][64], ino_t *inodes, int max)
         size_t l = strlen(e->d_name);
         if (e->d_name[0] == '.' || l < 5 || strcmp(e->d_name + l - 5, ".json"))
             continue;
-        snprintf(names[n], 64, "%s", e->d_name);
+        snprintf(names[n], 64, "%.63s", e->d_name);
         char p[700];
         struct stat st;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
