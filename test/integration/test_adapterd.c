@@ -861,6 +861,55 @@ static void test_spool_kill9_midway_every_file_arrives_exactly_once(void **state
     daemon_stop(&s);
 }
 
+/* ---- configuration ------------------------------------------------------------- */
+
+/* Run `nhub-adapter run -c FILE` on a bad file: it must exit 1 saying `want` on stderr. */
+static void expect_config_error(const char *yaml, const char *want)
+{
+    char dir[400], cfg[500], errf[500];
+    snprintf(dir, sizeof dir, "%s/badcfg-XXXXXX", g_root);
+    assert_non_null(mkdtemp(dir));
+    snprintf(cfg, sizeof cfg, "%s/adapter.yaml", dir);
+    snprintf(errf, sizeof errf, "%s/stderr", dir);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "adapter:\n  region: \"150000\"\n  hub: \"%s\"\n  data_dir: \"%s/data\"\n"
+             "  insecure_plaintext: true\n%s",
+             g_hub->endpoint, dir, yaml);
+    write_text(cfg, text);
+    char bin[512];
+    th_bin("nhub-adapter", bin, sizeof bin);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        execl(bin, "nhub-adapter", "run", "-c", cfg, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() < deadline)
+        pause_ms(10);
+    char *out = read_text(errf);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 1 || !strstr(out, want))
+        fail_msg("wanted exit 1 and \"%s\", got status %d: %s", want, status, out);
+    free(out);
+}
+
+static void test_config_errors_name_file_line_and_column(void **state)
+{
+    (void)state;
+    expect_config_error("api:\n  listen: \"localhost:x\"\n",
+                        "adapter.yaml:7:11: api.listen must be");
+    expect_config_error("api:\n  listen: \"7490\"\n  lease: 1d\n", "adapter.yaml:8:10:");
+    expect_config_error("api:\n  listen: \"7490\"\n  colour: red\n", "adapter.yaml:8:3:");
+    expect_config_error("spool:\n  inbox: true\n", "adapter.yaml:7:10: spool.inbox: true needs");
+    expect_config_error("api:\n  listen: \"0\"\n  token_file: \"/nonexistent/token\"\n",
+                        "api.token_file: cannot read /nonexistent/token");
+    expect_config_error("log:\n  level: info\n", "nothing to serve");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -868,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_api_bad_inputs_get_4xx_naming_the_field),
         cmocka_unit_test(test_spool_files_out_and_in_atomic_and_confirmed_when_taken),
         cmocka_unit_test(test_spool_kill9_midway_every_file_arrives_exactly_once),
+        cmocka_unit_test(test_config_errors_name_file_line_and_column),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
