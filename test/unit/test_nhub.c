@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -400,6 +401,35 @@ static void test_recv_with_timeout_zero_times_out(void **state)
     nhub_stats(h, &st);
     assert_int_equal(st.connected, 0);
     assert_int_equal(st.received, 0);
+    nhub_close(&h);
+}
+
+static void test_pump_fds_returns_when_a_descriptor_is_readable(void **state)
+{
+    fx_t *fx = *state;
+    nhub_t *h = open_ok(&fx->opt);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    /* Nothing readable: the whole timeout is served. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(nhub_pump_fds(h, p, 1, 50), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 45);
+    /* Readable: back at once, long before the 10 s timeout. */
+    assert_int_equal(write(p[1], "x", 1), 1);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(nhub_pump_fds(h, p, 1, 10000), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms < 5000);
+    int many[NHUB_PUMP_FDS_MAX + 1] = {0};
+    assert_int_equal(nhub_pump_fds(h, many, NHUB_PUMP_FDS_MAX + 1, 0), NHUB_EINVAL);
+    assert_int_equal(nhub_pump_fds(h, NULL, 1, 0), NHUB_EINVAL);
+    assert_int_equal(nhub_pump_fds(h, NULL, 0, 0), 0);
+    close(p[0]);
+    close(p[1]);
     nhub_close(&h);
 }
 
@@ -2622,6 +2652,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_generated_msg_ids_are_distinct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recv_with_timeout_zero_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pump_fds_returns_when_a_descriptor_is_readable, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_flush_times_out_while_outbox_not_empty, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_offline_stores_but_does_not_serve, setup, teardown),
