@@ -154,7 +154,7 @@ $(B)/bin/nhubd: $(call obj,broker/main.c) $(LIB_BROKER) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
-$(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB_INT) $(LIB_COMMON)
+$(B)/bin/nhub-adapter: $(ADAPTER_OBJ) $(LIB_NHUB_INT) $(LIB_JSON) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
@@ -210,7 +210,7 @@ $(B)/test/unit/%: $(call obj,test/unit/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_N
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
 
-$(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
+$(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_JSON) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
 
