@@ -264,14 +264,23 @@ static int stream_allowed(hub_t *h, int64_t now_ms)
     return h->stream_refusals++ < HUB_STREAM_REFUSALS_PER_S;
 }
 
-void api_note_refusal(hub_t *h, int code, const char *region, const char *why)
+/* The next slot of a ring of recent events (the oldest is overwritten),
+ * cleared and stamped with the hub's time; `why` goes in as its reason. */
+static struct hub_recent *recent_push(hub_t *h, struct hub_recent *ring, uint64_t *count,
+                                      int code, const char *why)
 {
-    struct hub_recent *e = &h->refusals[h->n_refusals++ % HUB_RECENT_MAX];
+    struct hub_recent *e = &ring[(*count)++ % HUB_RECENT_MAX];
     memset(e, 0, sizeof *e);
     e->time_ms = clock_wall_ms(h->clock);
     e->code = code;
-    snprintf(e->region, sizeof e->region, "%s", region ? region : "");
     snprintf(e->reason, sizeof e->reason, "%s", why ? why : "");
+    return e;
+}
+
+void api_note_refusal(hub_t *h, int code, const char *region, const char *why)
+{
+    struct hub_recent *e = recent_push(h, h->refusals, &h->n_refusals, code, why);
+    snprintf(e->region, sizeof e->region, "%s", region ? region : "");
     int r = region ? hub_region_lookup(h, region) : -1;
     if (r >= 0) {
         h->regions[r].st.refused++;
@@ -283,13 +292,9 @@ void api_note_refusal(hub_t *h, int code, const char *region, const char *why)
 
 void api_note_security(hub_t *h, int kind, const char *fpr, const char *address, const char *reason)
 {
-    struct hub_recent *e = &h->security[h->n_security++ % HUB_RECENT_MAX];
-    memset(e, 0, sizeof *e);
-    e->time_ms = clock_wall_ms(h->clock);
-    e->code = kind;
+    struct hub_recent *e = recent_push(h, h->security, &h->n_security, kind, reason);
     snprintf(e->fingerprint, sizeof e->fingerprint, "%s", fpr ? fpr : "");
     snprintf(e->address, sizeof e->address, "%s", address ? address : "");
-    snprintf(e->reason, sizeof e->reason, "%s", reason ? reason : "");
     if (stream_allowed(h, e->time_ms))
         stream_json(h, "security", security_json(e));
 }

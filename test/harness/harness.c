@@ -133,6 +133,16 @@ int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms
     }
 }
 
+double th_metric_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, series, n) && (line[n] == ' ' || line[n] == '{'))
+            return strtod(strchr(line + n, ' ') + 1, NULL);
+    return -1;
+}
+
 int th_hub_insecure_catalog(th_hub_t *h, const char *path)
 {
     char real[PATH_MAX];

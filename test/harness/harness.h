@@ -100,6 +100,13 @@ int th_hub_write_config(th_hub_t *h);
 /* Write `text` as the configuration file as it is (to test bad files). */
 int th_hub_write_raw_config(th_hub_t *h, const char *text);
 
+/*
+ * The value of the first sample in Prometheus text `text` whose name (with
+ * its labels, if `series` gives them: name{a="b"}) is `series`; a bare name
+ * also matches its first labelled sample. -1 if there is none.
+ */
+double th_metric_value(const char *text, const char *series);
+
 /* Set h->security to the development mode with the catalogue at `path`
  * (relative to the working directory: made absolute). Returns 0 or -1. */
 int th_hub_insecure_catalog(th_hub_t *h, const char *path);

@@ -213,17 +213,6 @@ static json_t *region_obj(json_t *regions, const char *code)
     return NULL;
 }
 
-/* The value of the first sample line starting with `prefix` in metrics text; -1 if none. */
-static double metric_value(const char *text, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    for (const char *line = text; line && *line;
-         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-        if (!strncmp(line, prefix, n) && (line[n] == ' ' || line[n] == '{'))
-            return strtod(strchr(line + n, ' ') + 1, NULL);
-    return -1;
-}
-
 static char *get_metrics(world_t *w)
 {
     char *text = NULL;
@@ -291,10 +280,10 @@ static void test_metrics_parse_with_promtool_and_move_with_traffic(void **state)
     world_t *w = *state;
     char *before = get_metrics(w);
     promtool_check(w->h, before);
-    double acc0 = metric_value(before, "nhub_accepted_total");
-    double conf0 = metric_value(before, "nhub_region_confirmed_total{region=\"" B "\"}");
-    double ack0 = metric_value(before, "nhub_ack_latency_seconds_count");
-    double q0 = metric_value(before, "nhub_region_queued_messages{region=\"" C "\"}");
+    double acc0 = th_metric_value(before, "nhub_accepted_total");
+    double conf0 = th_metric_value(before, "nhub_region_confirmed_total{region=\"" B "\"}");
+    double ack0 = th_metric_value(before, "nhub_ack_latency_seconds_count");
+    double q0 = th_metric_value(before, "nhub_region_queued_messages{region=\"" C "\"}");
     assert_true(acc0 >= 0 && conf0 >= 0 && ack0 >= 0 && q0 >= 0);
     uint8_t id[16];
     int code;
@@ -310,19 +299,19 @@ static void test_metrics_parse_with_promtool_and_move_with_traffic(void **state)
     for (int tries = 0; tries < 500; tries++) {
         free(after);
         after = get_metrics(w);
-        if (metric_value(after, "nhub_region_confirmed_total{region=\"" B "\"}") >= conf0 + 5)
+        if (th_metric_value(after, "nhub_region_confirmed_total{region=\"" B "\"}") >= conf0 + 5)
             break;
     }
     promtool_check(w->h, after);
-    assert_true(metric_value(after, "nhub_accepted_total") == acc0 + 8);
-    assert_true(metric_value(after, "nhub_region_accepted_total{region=\"" A "\"}") >= 8);
-    assert_true(metric_value(after, "nhub_region_confirmed_total{region=\"" B "\"}") >= conf0 + 5);
-    assert_true(metric_value(after, "nhub_ack_latency_seconds_count") >= ack0 + 8);
-    assert_true(metric_value(after, "nhub_end_to_end_latency_seconds_count") >= 5);
-    assert_true(metric_value(after, "nhub_region_queued_messages{region=\"" C "\"}") == q0 + 3);
-    assert_true(metric_value(after, "nhub_cases{state=\"open\"}") >= 3);
-    assert_true(metric_value(after, "nhub_commit_duration_seconds_count") > 0);
-    assert_true(metric_value(after, "nhub_item_accepted_total{item=\"" VERIFY "\"}") >= 8);
+    assert_true(th_metric_value(after, "nhub_accepted_total") == acc0 + 8);
+    assert_true(th_metric_value(after, "nhub_region_accepted_total{region=\"" A "\"}") >= 8);
+    assert_true(th_metric_value(after, "nhub_region_confirmed_total{region=\"" B "\"}") >= conf0 + 5);
+    assert_true(th_metric_value(after, "nhub_ack_latency_seconds_count") >= ack0 + 8);
+    assert_true(th_metric_value(after, "nhub_end_to_end_latency_seconds_count") >= 5);
+    assert_true(th_metric_value(after, "nhub_region_queued_messages{region=\"" C "\"}") == q0 + 3);
+    assert_true(th_metric_value(after, "nhub_cases{state=\"open\"}") >= 3);
+    assert_true(th_metric_value(after, "nhub_commit_duration_seconds_count") > 0);
+    assert_true(th_metric_value(after, "nhub_item_accepted_total{item=\"" VERIFY "\"}") >= 8);
     free(before);
     free(after);
 }

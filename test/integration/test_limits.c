@@ -153,21 +153,6 @@ static void accepted_order(const th_hub_t *h, const char *flood, const char *sma
     out[o.n] = 0;
 }
 
-/* The value of the sample line `name` in metrics text, -1 if none. */
-static double metric_value(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *line = text; *line;) {
-        if (!strncmp(line, name, n) && line[n] == ' ')
-            return strtod(line + n + 1, NULL);
-        const char *nl = strchr(line, '\n');
-        if (!nl)
-            break;
-        line = nl + 1;
-    }
-    return -1;
-}
-
 /*
  * Fair sharing at ingest: while one connection floods 1 MB SENDs, another
  * sending one small message at a time is served, and no commit holds more
@@ -224,9 +209,9 @@ static void test_a_flood_from_one_source_does_not_hold_up_another(void **state)
     }
     char *text = NULL;
     assert_int_equal(th_http(h, "GET", "/metrics", TH_READ_TOKEN, NULL, &text, 10000), 200);
-    double commits = metric_value(text, "nhub_commit_bytes_count");
-    double up_to_2mb = metric_value(text, "nhub_commit_bytes_bucket{le=\"2097152\"}");
-    double deferred = metric_value(text, "nhub_ingest_deferred_frames_total");
+    double commits = th_metric_value(text, "nhub_commit_bytes_count");
+    double up_to_2mb = th_metric_value(text, "nhub_commit_bytes_bucket{le=\"2097152\"}");
+    double deferred = th_metric_value(text, "nhub_ingest_deferred_frames_total");
     free(text);
     char order[4096];
     accepted_order(h, "140000", "150000", order, sizeof order);

@@ -196,8 +196,44 @@ static int finish_table(ctl_table_t **t, FILE *out, const char *none)
     return rc;
 }
 
-static void region_state(char *buf, size_t cap, const json_t *r)
+/*
+ * A column of a listing: its heading, its alignment ('l' or 'r') and how a
+ * row's cell is written: `fmt` on member `key` of the row (or of its object
+ * member `in`, when given).
+ */
+typedef const char *cell_fn(char *buf, size_t cap, const json_t *o, const char *key);
+typedef struct column {
+    const char *head;
+    char align;
+    cell_fn *fmt;
+    const char *key;
+    const char *in;
+} column_t;
+
+static const char *fmt_str(char *buf, size_t cap, const json_t *o, const char *key)
 {
+    const char *v = get_str(o, key);
+    snprintf(buf, cap, "%s", v ? v : "-");
+    return buf;
+}
+
+static const char *fmt_yes(char *buf, size_t cap, const json_t *o, const char *key)
+{
+    snprintf(buf, cap, "%s", get_bool(o, key) ? "yes" : "no");
+    return buf;
+}
+
+/* An operator's rate limit: "-" for none. */
+static const char *fmt_rate(char *buf, size_t cap, const json_t *o, const char *key)
+{
+    int ok;
+    double rate = get_num(o, key, &ok);
+    return !ok || rate <= 0 ? strcpy(buf, "-") : fmt_int(buf, cap, o, key);
+}
+
+static const char *region_state(char *buf, size_t cap, const json_t *r, const char *key)
+{
+    (void)key;
     const char *by = get_str(r, "suspended_by");
     int suspended = get_bool(r, "suspended"), paused = get_bool(r, "paused");
     if (suspended && paused)
@@ -208,39 +244,62 @@ static void region_state(char *buf, size_t cap, const json_t *r)
         snprintf(buf, cap, "paused");
     else
         snprintf(buf, cap, "-");
+    return buf;
 }
 
-int ctl_show_regions(const json_t *a, FILE *out)
+/* Print array `key` of the answer as a table of `n` columns, or `none`. */
+static int show_listing(const json_t *a, const char *key, const column_t *cols, size_t n,
+                        const char *none, FILE *out)
 {
-    static const char *const head[] = {"CODE",      "NAME",  "CONNECTED", "QUEUED",     "HELD",
-                                       "IN FLIGHT", "STATE", "RATE/S",    "OPEN CASES", "OVERDUE"};
-    const json_t *arr = answer_array(a, "regions");
-    ctl_table_t *t = arr ? ctl_table_new(10, head, "lllrrrlrrr") : NULL;
+    const char *head[16];
+    char align[17];
+    const json_t *arr = answer_array(a, key);
+    if (!arr || n > 16)
+        return -1;
+    for (size_t c = 0; c < n; c++) {
+        head[c] = cols[c].head;
+        align[c] = cols[c].align;
+    }
+    align[n] = 0;
+    ctl_table_t *t = ctl_table_new(n, head, align);
     if (!t)
         return -1;
     size_t i;
-    const json_t *r;
-    char buf[64];
-    json_array_foreach(arr, i, r)
+    const json_t *row;
+    char buf[512];
+    json_array_foreach(arr, i, row)
     {
-        const json_t *cases = json_object_get(r, "cases");
-        int rate_ok;
-        double rate = get_num(r, "rate_limit", &rate_ok);
-        ctl_table_cell(t, get_str(r, "code"));
-        ctl_table_cell(t, get_str(r, "name"));
-        ctl_table_cell(t, get_bool(r, "connected") ? "yes" : "no");
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, r, "queued"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, r, "held"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, r, "in_flight"));
-        region_state(buf, sizeof buf, r);
-        ctl_table_cell(t, buf);
-        ctl_table_cell(t, !rate_ok || rate <= 0 ? "-" : fmt_int(buf, sizeof buf, r, "rate_limit"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, cases, "open"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, cases, "overdue"));
+        for (size_t c = 0; c < n; c++) {
+            const json_t *o = cols[c].in ? json_object_get(row, cols[c].in) : row;
+            ctl_table_cell(t, cols[c].fmt(buf, sizeof buf, o, cols[c].key));
+        }
     }
-    int rc = finish_table(&t, out, "no regions");
+    return finish_table(&t, out, none);
+}
+
+#define COLS(a) (a), sizeof(a) / sizeof((a)[0])
+
+int ctl_show_regions(const json_t *a, FILE *out)
+{
+    static const column_t cols[] = {
+        {"CODE", 'l', fmt_str, "code", NULL},
+        {"NAME", 'l', fmt_str, "name", NULL},
+        {"CONNECTED", 'l', fmt_yes, "connected", NULL},
+        {"QUEUED", 'r', fmt_int, "queued", NULL},
+        {"HELD", 'r', fmt_int, "held", NULL},
+        {"IN FLIGHT", 'r', fmt_int, "in_flight", NULL},
+        {"STATE", 'l', region_state, NULL, NULL},
+        {"RATE/S", 'r', fmt_rate, "rate_limit", NULL},
+        {"OPEN CASES", 'r', fmt_int, "open", "cases"},
+        {"OVERDUE", 'r', fmt_int, "overdue", "cases"},
+    };
+    int rc = show_listing(a, "regions", COLS(cols), "no regions", out);
+    if (rc)
+        return rc;
     /* Reasons are free text of any length: below the table, not in it. */
-    json_array_foreach(arr, i, r)
+    size_t i;
+    const json_t *r;
+    json_array_foreach(answer_array(a, "regions"), i, r)
     {
         const char *why = get_str(r, "suspended_reason");
         if (!get_bool(r, "suspended") || !why || !why[0])
@@ -249,82 +308,50 @@ int ctl_show_regions(const json_t *a, FILE *out)
         ctl_text_clean(code, sizeof code, get_str(r, "code") ? get_str(r, "code") : "-");
         fprintf(out, "%s suspended: %s\n", code, ctl_text_clean(clean, sizeof clean, why));
     }
-    return rc;
+    return 0;
 }
 
 int ctl_show_queues(const json_t *a, FILE *out)
 {
-    static const char *const head[] = {"REGION", "QUEUED", "HELD", "IN FLIGHT"};
-    const json_t *arr = answer_array(a, "queues");
-    ctl_table_t *t = arr ? ctl_table_new(4, head, "lrrr") : NULL;
-    if (!t)
-        return -1;
-    size_t i;
-    const json_t *q;
-    char buf[64];
-    json_array_foreach(arr, i, q)
-    {
-        ctl_table_cell(t, get_str(q, "region"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, q, "queued"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, q, "held"));
-        ctl_table_cell(t, fmt_int(buf, sizeof buf, q, "in_flight"));
-    }
-    return finish_table(&t, out, "no queues");
+    static const column_t cols[] = {
+        {"REGION", 'l', fmt_str, "region", NULL},
+        {"QUEUED", 'r', fmt_int, "queued", NULL},
+        {"HELD", 'r', fmt_int, "held", NULL},
+        {"IN FLIGHT", 'r', fmt_int, "in_flight", NULL},
+    };
+    return show_listing(a, "queues", COLS(cols), "no queues", out);
 }
 
 int ctl_show_items(const json_t *a, FILE *out)
 {
-    static const char *const head[] = {"ITEM",    "OPENED",  "OPEN",    "OVERDUE",      "ANSWERED",
-                                       "IN TIME", "EXPIRED", "REFUSED", "MEAN HANDLING"};
-    static const char *const keys[] = {"opened",           "open",    "overdue", "answered",
-                                       "answered_in_time", "expired", "refused"};
-    const json_t *arr = answer_array(a, "items");
-    ctl_table_t *t = arr ? ctl_table_new(9, head, "lrrrrrrrr") : NULL;
-    if (!t)
-        return -1;
-    size_t i;
-    const json_t *it;
-    char buf[64];
-    json_array_foreach(arr, i, it)
-    {
-        ctl_table_cell(t, get_str(it, "item"));
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            ctl_table_cell(t, fmt_int(buf, sizeof buf, it, keys[k]));
-        ctl_table_cell(t, fmt_seconds(buf, sizeof buf, it, "mean_handling_s"));
-    }
-    return finish_table(&t, out, "no items with cases");
-}
-
-/* A case's age: age_s when sent, else now - opened is not known here. */
-static const char *case_age(char *buf, size_t cap, const json_t *c)
-{
-    return fmt_seconds(buf, cap, c, "age_s");
+    static const column_t cols[] = {
+        {"ITEM", 'l', fmt_str, "item", NULL},
+        {"OPENED", 'r', fmt_int, "opened", NULL},
+        {"OPEN", 'r', fmt_int, "open", NULL},
+        {"OVERDUE", 'r', fmt_int, "overdue", NULL},
+        {"ANSWERED", 'r', fmt_int, "answered", NULL},
+        {"IN TIME", 'r', fmt_int, "answered_in_time", NULL},
+        {"EXPIRED", 'r', fmt_int, "expired", NULL},
+        {"REFUSED", 'r', fmt_int, "refused", NULL},
+        {"MEAN HANDLING", 'r', fmt_seconds, "mean_handling_s", NULL},
+    };
+    return show_listing(a, "items", COLS(cols), "no items with cases", out);
 }
 
 int ctl_show_cases(const json_t *a, FILE *out)
 {
-    static const char *const head[] = {"ID",      "ITEM",   "KIND", "STATE", "REQUESTER",
-                                       "HANDLER", "OPENED", "DUE",  "AGE"};
-    const json_t *arr = answer_array(a, "cases");
-    ctl_table_t *t = arr ? ctl_table_new(9, head, "llllllllr") : NULL;
-    if (!t)
-        return -1;
-    size_t i;
-    const json_t *c;
-    char buf[64];
-    json_array_foreach(arr, i, c)
-    {
-        ctl_table_cell(t, get_str(c, "id"));
-        ctl_table_cell(t, get_str(c, "item"));
-        ctl_table_cell(t, get_str(c, "kind"));
-        ctl_table_cell(t, get_str(c, "state"));
-        ctl_table_cell(t, get_str(c, "requester"));
-        ctl_table_cell(t, get_str(c, "handler"));
-        ctl_table_cell(t, fmt_time(buf, sizeof buf, c, "opened_ms"));
-        ctl_table_cell(t, fmt_time(buf, sizeof buf, c, "due_ms"));
-        ctl_table_cell(t, case_age(buf, sizeof buf, c));
-    }
-    return finish_table(&t, out, "no cases");
+    static const column_t cols[] = {
+        {"ID", 'l', fmt_str, "id", NULL},
+        {"ITEM", 'l', fmt_str, "item", NULL},
+        {"KIND", 'l', fmt_str, "kind", NULL},
+        {"STATE", 'l', fmt_str, "state", NULL},
+        {"REQUESTER", 'l', fmt_str, "requester", NULL},
+        {"HANDLER", 'l', fmt_str, "handler", NULL},
+        {"OPENED", 'l', fmt_time, "opened_ms", NULL},
+        {"DUE", 'l', fmt_time, "due_ms", NULL},
+        {"AGE", 'r', fmt_seconds, "age_s", NULL},
+    };
+    return show_listing(a, "cases", COLS(cols), "no cases", out);
 }
 
 static void print_case(const json_t *c, FILE *out)
@@ -357,7 +384,7 @@ static void print_case(const json_t *c, FILE *out)
     fprintf(out, "  handler %s\n", ctl_text_clean(buf, sizeof buf, hand ? hand : "-"));
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
         fprintf(out, "%-12s %s\n", times[i].label, fmt_time(buf, sizeof buf, c, times[i].key));
-    fprintf(out, "%-12s %s\n", "age", case_age(buf, sizeof buf, c));
+    fprintf(out, "%-12s %s\n", "age", fmt_seconds(buf, sizeof buf, c, "age_s"));
     fprintf(out, "%-12s %s\n", "stage", fmt_int(buf, sizeof buf, c, "stage"));
 }
 
