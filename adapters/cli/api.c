@@ -10,6 +10,15 @@
  * resumes every parked one when a delivery may be offered or its time is
  * up, and the access handler, called again after the resume, answers or
  * parks it again.
+ *
+ * A submission (POST messages) that parses is not stored at once: its
+ * connection is suspended and it waits on the pending list until the
+ * server's pass over the ready connections is over. Then every pending
+ * submission is stored with one commit to libnhub's outbox
+ * (daemon_submit_batch: one fsync for all the platform's clients that
+ * posted in that pass, not one each), its answer is made, and its
+ * connection resumed; the access handler, called again, queues the
+ * answer. So the 202 still comes only once the message is durable.
  */
 #include "api.h"
 
@@ -40,6 +49,8 @@ typedef struct req {
     size_t body_len;
     int too_large;
     int parked;       /* suspended, on the parked list */
+    int pending;      /* suspended, a submission on the pending list */
+    msgjson_t m;      /* the pending submission */
     int64_t deadline; /* long-poll: answer by then (monotonic ms); 0 = not a waiting poll */
     struct MHD_Response *response;
     unsigned status;
@@ -51,6 +62,8 @@ struct api {
     struct MHD_Daemon *d;
     char url[64];
     req_t *parked;
+    req_t *pending[API_CONNECTIONS_MAX]; /* submissions to store, in arrival order */
+    size_t n_pending;
     int resumed; /* a connection was resumed since the last MHD_run */
     int closing; /* api_destroy: answer every parked poll now */
 };
@@ -137,7 +150,8 @@ static long query_long(struct MHD_Connection *c, const char *name, long dflt, lo
 
 /* ---- handlers -------------------------------------------------------------- */
 
-static void post_message(req_t *r)
+/* 1 if answered, 0 if the submission waits on the pending list (see the top). */
+static int post_message(req_t *r)
 {
     daemon_t *dm = r->api->dm;
     json_error_t jerr;
@@ -145,15 +159,14 @@ static void post_message(req_t *r)
     if (!body) {
         reply_error(r, 400, "malformed_json", NULL, "the body is not JSON: line %d, column %d: %s",
                     jerr.line, jerr.column, jerr.text);
-        return;
+        return 1;
     }
-    msgjson_t m;
     msgjson_err_t e;
-    int rc = msgjson_parse(body, dm->cfg->adapter.max_frame, &m, &e);
+    int rc = msgjson_parse(body, dm->cfg->adapter.max_frame, &r->m, &e);
     json_decref(body);
     if (rc == NHUB_ENOMEM) {
         reply_error(r, 503, "unavailable", NULL, "out of memory");
-        return;
+        return 1;
     }
     if (rc != 0) {
         reply_error(r, e.status,
@@ -161,30 +174,81 @@ static void post_message(req_t *r)
                     : e.status == 413 ? "too_large"
                                       : "invalid",
                     e.field, "%s", e.detail);
-        return;
+        return 1;
     }
-    uint8_t id[NHUB_MSG_ID_LEN];
-    char err[300] = "", hex[33];
-    int dup = 0;
-    rc = daemon_submit(dm, &m, NULL, "", id, &dup, err, sizeof err);
-    msgjson_clear(&m);
-    if (rc == NHUB_EEXIST) {
-        reply_error(r, 409, "conflict", "msgId", "%s", err);
-    } else if (rc == NHUB_EINVAL) {
-        reply_error(r, 400, "invalid", NULL, "%s", err);
-    } else if (rc == NHUB_ETOOBIG) {
-        reply_error(r, 413, "too_large", "payload", "%s", err);
-    } else if (rc != 0) {
+    api_t *a = r->api;
+    if (a->n_pending == API_CONNECTIONS_MAX) { /* cannot happen: one request per connection */
+        msgjson_clear(&r->m);
+        reply_error(r, 503, "unavailable", NULL, "too many submissions at once, try again");
+        return 1;
+    }
+    a->pending[a->n_pending++] = r;
+    r->pending = 1;
+    return 0;
+}
+
+/* The answer to a stored (or refused) submission. */
+static void answer_submission(req_t *r, const daemon_sub_t *s)
+{
+    daemon_t *dm = r->api->dm;
+    char hex[33];
+    if (s->rc == NHUB_EEXIST) {
+        reply_error(r, 409, "conflict", "msgId", "%s", s->err);
+    } else if (s->rc == NHUB_EINVAL) {
+        reply_error(r, 400, "invalid", NULL, "%s", s->err);
+    } else if (s->rc == NHUB_ETOOBIG) {
+        reply_error(r, 413, "too_large", "payload", "%s", s->err);
+    } else if (s->rc != 0) {
         /* NHUB_EFULL, NHUB_ESTORE, NHUB_ECRYPTO: not stored; the platform may retry. */
-        reply_error(r, 503, "unavailable", NULL, "not stored, try again: %s: %s", nhub_strerror(rc),
-                    err);
+        reply_error(r, 503, "unavailable", NULL, "not stored, try again: %s: %s",
+                    nhub_strerror(s->rc), s->err);
     } else {
         track_sent_t t;
-        int state = track_sent_get(dm->track, id, &t) == 0 ? t.state : TRACK_QUEUED;
+        int state = track_sent_get(dm->track, s->id, &t) == 0 ? t.state : TRACK_QUEUED;
         reply_json(r, 202,
-                   json_pack("{s:s,s:s,s:b}", "msgId", nhub_msg_id_hex(id, hex), "status",
-                             state_name(state), "duplicate", dup));
+                   json_pack("{s:s,s:s,s:b}", "msgId", nhub_msg_id_hex(s->id, hex), "status",
+                             state_name(state), "duplicate", s->dup));
     }
+}
+
+/* Store every pending submission with one commit, answer each, resume its connection. */
+static void flush_pending(api_t *a)
+{
+    size_t n = a->n_pending;
+    if (!n)
+        return;
+    daemon_sub_t sub[API_CONNECTIONS_MAX];
+    for (size_t i = 0; i < n; i++)
+        sub[i] = (daemon_sub_t){.m = &a->pending[i]->m, .file = ""};
+    daemon_submit_batch(a->dm, sub, n);
+    for (size_t i = 0; i < n; i++) {
+        req_t *r = a->pending[i];
+        answer_submission(r, &sub[i]);
+        if (!r->response)
+            reply_error(r, 500, "internal", NULL, "no answer was made");
+        msgjson_clear(&r->m);
+        r->pending = 0;
+        MHD_resume_connection(r->conn);
+    }
+    a->n_pending = 0;
+    a->resumed = 1;
+}
+
+/* A pending submission whose connection went away: not stored, not answered. */
+static void drop_pending(req_t *r)
+{
+    api_t *a = r->api;
+    if (!r->pending)
+        return;
+    for (size_t i = 0; i < a->n_pending; i++) {
+        if (a->pending[i] != r)
+            continue;
+        memmove(&a->pending[i], &a->pending[i + 1], (a->n_pending - i - 1) * sizeof *a->pending);
+        a->n_pending--;
+        break;
+    }
+    msgjson_clear(&r->m);
+    r->pending = 0;
 }
 
 static json_t *case_json(const track_sent_t *t)
@@ -382,10 +446,8 @@ static int route(req_t *r, int final)
     path += strlen(API_PREFIX);
     const char *want = NULL; /* the method the path takes, if the one given is wrong */
     if (!strcmp(path, "messages")) {
-        if (post) {
-            post_message(r);
-            return 1;
-        }
+        if (post)
+            return post_message(r);
         want = "POST";
     } else if (!strncmp(path, "messages/", 9)) {
         if (get) {
@@ -487,15 +549,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->response == (struct MHD_Response *)1)
         return MHD_YES; /* answered already */
+    if (r->response)
+        goto queue; /* a submission answered by flush_pending, resumed */
     unpark(r);
     if (!route(r, a->closing)) {
-        park(r);
+        if (r->pending)
+            MHD_suspend_connection(conn);
+        else
+            park(r);
         return MHD_YES;
     }
     if (!r->response)
         reply_error(r, 500, "internal", NULL, "no answer was made");
     if (!r->response)
         return MHD_NO;
+queue:;
     enum MHD_Result ok = MHD_queue_response(conn, r->status, r->response);
     MHD_destroy_response(r->response);
     r->response = (struct MHD_Response *)1; /* queued; a marker from here on */
@@ -512,6 +580,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r)
         return;
     unpark(r);
+    drop_pending(r);
     if (r->response && r->response != (struct MHD_Response *)1)
         MHD_destroy_response(r->response);
     free(r->body);
@@ -586,6 +655,7 @@ void api_destroy(api_t **self)
     if (!a)
         return;
     a->closing = 1;
+    flush_pending(a);
     resume_all(a);
     MHD_run(a->d); /* the resumed polls are answered (empty) */
     MHD_stop_daemon(a->d);
@@ -633,4 +703,8 @@ void api_run(api_t *self)
     }
     self->resumed = 0;
     MHD_run(self->d);
+    if (self->n_pending) {
+        flush_pending(self);
+        MHD_run(self->d); /* the answers go out in this turn */
+    }
 }

@@ -112,44 +112,43 @@ static void note_case(daemon_t *dm, const nhub_delivery_t *d)
 
 /* ---- submissions ----------------------------------------------------------- */
 
-int daemon_submit(daemon_t *self, const msgjson_t *m, const uint8_t *id_in, const char *file,
-                  uint8_t id_out[NHUB_MSG_ID_LEN], int *dup, char *err, size_t errcap)
+/* The msgId of s: its own, s->id_in, or a new one. 0 or NHUB_EIO. */
+static int sub_choose_id(daemon_sub_t *s)
 {
-    uint8_t id[NHUB_MSG_ID_LEN];
-    char hex[33];
-    *dup = 0;
-    if (m->has_msg_id)
-        memcpy(id, m->msg_id, NHUB_MSG_ID_LEN);
-    else if (id_in)
-        memcpy(id, id_in, NHUB_MSG_ID_LEN);
-    else if (ids_msg_id(id, daemon_wall_ms()) != 0) {
-        snprintf(err, errcap, "no random bytes for a msgId");
+    if (s->m->has_msg_id)
+        memcpy(s->id, s->m->msg_id, NHUB_MSG_ID_LEN);
+    else if (s->id_in)
+        memcpy(s->id, s->id_in, NHUB_MSG_ID_LEN);
+    else if (ids_msg_id(s->id, daemon_wall_ms()) != 0) {
+        snprintf(s->err, sizeof s->err, "no random bytes for a msgId");
         return NHUB_EIO;
     }
-    memcpy(id_out, id, NHUB_MSG_ID_LEN);
+    return 0;
+}
+
+/* A msgId seen before with `digest`: a duplicate if the content is the same, else NHUB_EEXIST. */
+static int sub_seen(daemon_t *self, daemon_sub_t *s, const uint8_t digest[32])
+{
+    char hex[33];
+    if (memcmp(digest, s->m->digest, 32) != 0) {
+        snprintf(s->err, sizeof s->err, "msgId %s was submitted before with other content",
+                 nhub_msg_id_hex(s->id, hex));
+        return NHUB_EEXIST;
+    }
+    s->dup = 1;
+    self->duplicates++;
+    return 0;
+}
+
+/* s is in libnhub's outbox: its record. */
+static void sub_record(daemon_t *self, const daemon_sub_t *s)
+{
+    char hex[33];
+    const msgjson_t *m = s->m;
     track_sent_t t;
-    int rc = track_sent_get(self->track, id, &t);
-    if (rc == 0 && t.kind) {
-        if (memcmp(t.digest, m->digest, sizeof t.digest) != 0) {
-            snprintf(err, errcap, "msgId %s was submitted before with other content",
-                     nhub_msg_id_hex(id, hex));
-            return NHUB_EEXIST;
-        }
-        *dup = 1;
-        self->duplicates++;
-        return 0;
-    }
-    nhub_message_t msg;
-    msgjson_message(m, &msg);
-    msg.msg_id = id;
-    rc = nhub_send(self->h, &msg, NULL);
-    if (rc != 0) {
-        snprintf(err, errcap, "%s", nhub_last_error(self->h));
-        return rc;
-    }
     self->submitted++;
     /* An ACK may have come while nhub_send served the connection. */
-    if (track_sent_get(self->track, id, &t) != 0)
+    if (track_sent_get(self->track, s->id, &t) != 0)
         memset(&t, 0, sizeof t);
     if (!t.state)
         t.state = TRACK_QUEUED;
@@ -157,15 +156,91 @@ int daemon_submit(daemon_t *self, const msgjson_t *m, const uint8_t *id_in, cons
     snprintf(t.to, sizeof t.to, "%s", m->to);
     snprintf(t.item, sizeof t.item, "%s", m->item);
     snprintf(t.type, sizeof t.type, "%s", m->type);
-    snprintf(t.file, sizeof t.file, "%s", file ? file : "");
+    snprintf(t.file, sizeof t.file, "%s", s->file ? s->file : "");
     memcpy(t.digest, m->digest, sizeof t.digest);
     t.submitted_ms = daemon_wall_ms();
-    if (track_sent_put(self->track, id, &t) != 0)
-        log_warn("adapterd.track_failed", "msg_id=%s error=%s", nhub_msg_id_hex(id, hex),
+    if (track_sent_put(self->track, s->id, &t) != 0)
+        log_warn("adapterd.track_failed", "msg_id=%s error=%s", nhub_msg_id_hex(s->id, hex),
                  track_error(self->track));
-    log_debug("adapterd.submitted", "msg_id=%s to=%s item=%s", nhub_msg_id_hex(id, hex), m->to,
+    log_debug("adapterd.submitted", "msg_id=%s to=%s item=%s", nhub_msg_id_hex(s->id, hex), m->to,
               m->item);
-    return 0;
+}
+
+/* The new ones, msgs[j] for s[which[j]], one nhub_send each (see daemon_submit_batch). */
+static void sub_send_each(daemon_t *self, daemon_sub_t *s, const nhub_message_t *msgs,
+                          const size_t *which, size_t k)
+{
+    int stop = 0;
+    for (size_t j = 0; j < k; j++) {
+        daemon_sub_t *x = &s[which[j]];
+        int rc = stop ? stop : nhub_send(self->h, &msgs[j], NULL);
+        if (rc == 0) {
+            sub_record(self, x);
+            continue;
+        }
+        x->rc = rc;
+        if (!stop)
+            snprintf(x->err, sizeof x->err, "%s", nhub_last_error(self->h));
+        else
+            snprintf(x->err, sizeof x->err, "not tried after an earlier error: %s",
+                     nhub_strerror(rc));
+        if (rc != NHUB_EINVAL && rc != NHUB_ETOOBIG)
+            stop = rc; /* the store's trouble, not the message's: keep the order, try later */
+    }
+}
+
+void daemon_submit_batch(daemon_t *self, daemon_sub_t *s, size_t n)
+{
+    nhub_message_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+    size_t *which = calloc(n ? n : 1, sizeof *which);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        daemon_sub_t *x = &s[i];
+        track_sent_t t;
+        x->dup = 0;
+        x->err[0] = 0;
+        if ((x->rc = sub_choose_id(x)) != 0)
+            continue;
+        if (track_sent_get(self->track, x->id, &t) == 0 && t.kind) {
+            x->rc = sub_seen(self, x, t.digest);
+            continue;
+        }
+        size_t j = 0; /* the same msgId earlier in this batch */
+        while (j < k && memcmp(s[which[j]].id, x->id, NHUB_MSG_ID_LEN) != 0)
+            j++;
+        if (j < k) {
+            x->rc = sub_seen(self, x, s[which[j]].m->digest);
+            continue;
+        }
+        if (!msgs || !which) {
+            x->rc = NHUB_ENOMEM;
+            snprintf(x->err, sizeof x->err, "out of memory");
+            continue;
+        }
+        msgjson_message(x->m, &msgs[k]);
+        msgs[k].msg_id = x->id;
+        which[k++] = i;
+    }
+    if (k > 1 && nhub_send_batch(self->h, msgs, k, NULL) == 0) {
+        for (size_t j = 0; j < k; j++)
+            sub_record(self, &s[which[j]]);
+    } else if (k) {
+        sub_send_each(self, s, msgs, which, k);
+    }
+    free(msgs);
+    free(which);
+}
+
+int daemon_submit(daemon_t *self, const msgjson_t *m, const uint8_t *id_in, const char *file,
+                  uint8_t id_out[NHUB_MSG_ID_LEN], int *dup, char *err, size_t errcap)
+{
+    daemon_sub_t s = {.m = m, .id_in = id_in, .file = file};
+    daemon_submit_batch(self, &s, 1);
+    memcpy(id_out, s.id, NHUB_MSG_ID_LEN);
+    *dup = s.dup;
+    if (s.rc != 0)
+        snprintf(err, errcap, "%s", s.err);
+    return s.rc;
 }
 
 /* ---- held deliveries ------------------------------------------------------- */

@@ -79,6 +79,29 @@ int daemon_run(adapter_cfg_t *cfg, const char *cfg_path, int ready_fd, volatile 
 int daemon_submit(daemon_t *self, const msgjson_t *m, const uint8_t *id_in, const char *file,
                   uint8_t id_out[NHUB_MSG_ID_LEN], int *dup, char *err, size_t errcap);
 
+/* One submission of a batch (daemon_submit_batch). */
+typedef struct daemon_sub {
+    const msgjson_t *m;          /* in: borrowed */
+    const uint8_t *id_in;        /* in: the msgId if m has none; NULL = a new one */
+    const char *file;            /* in: spool file name; "" or NULL for the API */
+    uint8_t id[NHUB_MSG_ID_LEN]; /* out: its msgId */
+    int dup;                     /* out: submitted before with the same content */
+    int rc;                      /* out: as daemon_submit returns */
+    char err[300];               /* out: the detail of an error */
+} daemon_sub_t;
+
+/*
+ * daemon_submit for s[0..n), the new ones committed to libnhub's outbox
+ * together (nhub_send_batch: one fsync). A msgId given twice in the batch
+ * is a duplicate (same content) or NHUB_EEXIST (other content), as if the
+ * two came one after the other. If libnhub refuses the batch, its
+ * messages are sent one at a time, so that each gets its own answer; after
+ * an error that is not the message's own (not NHUB_EINVAL or
+ * NHUB_ETOOBIG) the rest are not tried and get the same error. s[i].rc is
+ * 0 only once s[i] is durable in the outbox (or was already).
+ */
+void daemon_submit_batch(daemon_t *self, daemon_sub_t *s, size_t n);
+
 /* The index of the held delivery `id`, or -1. */
 long daemon_held_find(const daemon_t *self, const uint8_t id[NHUB_MSG_ID_LEN]);
 

@@ -6,7 +6,9 @@
  *      left alone while it keeps changing, and failed once it has been
  *      still for spool.settle: a platform that wrote it in place);
  *   2. its msgId: the file's own, or derived from its name and contents;
- *   3. daemon_submit: nhub_send, durable in libnhub's outbox;
+ *   3. daemon_submit_batch: with the other files of its batch (up to
+ *      SPOOL_BATCH, one nhub_send_batch, one fsync), durable in libnhub's
+ *      outbox;
  *   4. rename to sent/.
  * A crash between 3 and 4 leaves the file in outbox/; the next run sends
  * it again under the same msgId: the daemon's record (or, if that was not
@@ -39,6 +41,7 @@
 #include <unistd.h>
 
 #define SPOOL_FILES_PER_TURN 256 /* outbox files sent per turn: the loop stays responsive */
+#define SPOOL_BATCH 64           /* files per commit to libnhub's outbox */
 #define SPOOL_NAMES_MAX 4096     /* names looked at per scan */
 #define SPOOL_NAME_MAX 200
 
@@ -204,8 +207,19 @@ static int read_spool_file(spool_t *s, const char *name, char **data, size_t *le
     return 0;
 }
 
-/* Send one file. Returns 0 to go on, -1 to stop this scan (the store refused: retry later). */
-static int send_file(spool_t *s, const char *name)
+/* A file read and parsed, waiting for its batch. */
+typedef struct spool_item {
+    const char *name; /* borrowed from the scan's list */
+    msgjson_t m;
+    uint8_t derived[NHUB_MSG_ID_LEN];
+} spool_item_t;
+
+/*
+ * Read and parse outbox/NAME into *it. Returns 0 (ready to submit), 1 (not
+ * to be sent now: gone, failed/ or not complete yet) or -1 (out of memory:
+ * stop this scan).
+ */
+static int load_file(spool_t *s, const char *name, spool_item_t *it)
 {
     daemon_t *dm = s->dm;
     char *data = NULL, why[700];
@@ -216,13 +230,13 @@ static int send_file(spool_t *s, const char *name)
     if (rc != 0) {
         if (rc < 0)
             log_error("adapterd.spool_io", "file=%s error=%s", name, strerror(errno));
-        return 0;
+        return 1;
     }
     if (len > max) {
         snprintf(why, sizeof why, "the file is larger than api.body_max (%zu bytes)", max);
         fail_file(s, name, why);
         free(data);
-        return 0;
+        return 1;
     }
     json_error_t jerr;
     json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -235,45 +249,58 @@ static int send_file(spool_t *s, const char *name)
             fail_file(s, name, why);
         } /* else: perhaps still being written in place; looked at again later */
         free(data);
-        return 0;
+        return 1;
     }
-    msgjson_t m;
     msgjson_err_t e;
-    rc = msgjson_parse(j, dm->cfg->adapter.max_frame, &m, &e);
+    rc = msgjson_parse(j, dm->cfg->adapter.max_frame, &it->m, &e);
     json_decref(j);
     if (rc != 0) {
-        if (rc == NHUB_ENOMEM) {
-            free(data);
+        free(data);
+        if (rc == NHUB_ENOMEM)
             return -1;
-        }
         snprintf(why, sizeof why, "%s%s%s", e.field, e.field[0] ? ": " : "", e.detail);
         /* The detail starts with the field already where the field is a payload path. */
         if (!strncmp(e.detail, e.field, strlen(e.field)) || !strncmp(e.detail, "payload", 7))
             snprintf(why, sizeof why, "%s", e.detail);
         fail_file(s, name, why);
-        free(data);
-        return 0;
+        return 1;
     }
-    uint8_t derived[NHUB_MSG_ID_LEN], id[NHUB_MSG_ID_LEN];
-    derive_id(name, data, len, derived);
+    it->name = name;
+    derive_id(name, data, len, it->derived);
     free(data);
-    char err[300] = "", hex[33];
-    int dup = 0;
-    rc = daemon_submit(dm, &m, derived, name, id, &dup, err, sizeof err);
-    msgjson_clear(&m);
-    if (rc == 0) {
-        move_sent(s, name, id);
-        log_info("adapterd.spool_sent", "file=%s msg_id=%s duplicate=%d", name,
-                 nhub_msg_id_hex(id, hex), dup);
-        return 0;
+    return 0;
+}
+
+/*
+ * Submit the n loaded files together (one commit to libnhub's outbox) and
+ * move each to sent/ or failed/. Returns 0 to go on, -1 to stop this scan
+ * (the store refused: the file and those after it stay in outbox/).
+ */
+static int send_files(spool_t *s, spool_item_t *it, size_t n)
+{
+    daemon_sub_t sub[SPOOL_BATCH];
+    char hex[33], q[400];
+    int ret = 0;
+    for (size_t i = 0; i < n; i++)
+        sub[i] = (daemon_sub_t){.m = &it[i].m, .id_in = it[i].derived, .file = it[i].name};
+    daemon_submit_batch(s->dm, sub, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = it[i].name;
+        int rc = sub[i].rc;
+        msgjson_clear(&it[i].m);
+        if (rc == 0) {
+            move_sent(s, name, sub[i].id);
+            log_info("adapterd.spool_sent", "file=%s msg_id=%s duplicate=%d", name,
+                     nhub_msg_id_hex(sub[i].id, hex), sub[i].dup);
+        } else if (rc == NHUB_EINVAL || rc == NHUB_ETOOBIG || rc == NHUB_EEXIST) {
+            fail_file(s, name, sub[i].err);
+        } else {
+            log_error("adapterd.spool_retry", "file=%s error=%s detail=%s", name, nhub_strerror(rc),
+                      log_quote(q, sizeof q, sub[i].err));
+            ret = -1;
+        }
     }
-    if (rc == NHUB_EINVAL || rc == NHUB_ETOOBIG || rc == NHUB_EEXIST) {
-        fail_file(s, name, err);
-        return 0;
-    }
-    log_error("adapterd.spool_retry", "file=%s error=%s detail=%s", name, nhub_strerror(rc),
-              log_quote(why, sizeof why, err));
-    return -1;
+    return ret;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -315,10 +342,24 @@ static int scan_outbox(spool_t *s)
     closedir(d);
     if (n)
         qsort(names, n, sizeof *names, name_cmp);
+    /* In batches of up to SPOOL_BATCH files: one commit to libnhub's outbox for each. */
+    spool_item_t items[SPOOL_BATCH];
     size_t done = 0;
-    for (size_t i = 0; i < n && done < SPOOL_FILES_PER_TURN && !*s->dm->stop; i++, done++)
-        if (send_file(s, names[i]) != 0)
-            break;
+    int stop = 0;
+    while (done < n && done < SPOOL_FILES_PER_TURN && !stop && !*s->dm->stop) {
+        size_t k = 0;
+        while (done < n && done < SPOOL_FILES_PER_TURN && k < SPOOL_BATCH) {
+            int rc = load_file(s, names[done], &items[k]);
+            if (rc < 0) {
+                stop = 1;
+                break;
+            }
+            done++;
+            k += rc == 0;
+        }
+        if (k && send_files(s, items, k) != 0)
+            stop = 1;
+    }
     int more = n > done;
     for (size_t i = 0; i < n; i++)
         free(names[i]);
