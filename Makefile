@@ -170,10 +170,14 @@ BENCH_PEERS_SET := $(shell mkdir -p $(dir $(BENCH_PEERS_STAMP)); \
 	[ "$$(cat $(BENCH_PEERS_STAMP) 2>/dev/null)" = "peers: $(BENCH_PEER_PKGS)" ] || \
 	echo "peers: $(BENCH_PEER_PKGS)" >$(BENCH_PEERS_STAMP))
 $(call obj,$(BENCH_SRC)): $(BENCH_PEERS_STAMP)
+# The adapter section drives nhub-adapter run's HTTP API with libcurl.
+BENCH_CURL_CFLAGS = $(shell pkg-config --cflags libcurl 2>/dev/null)
+BENCH_CURL_LIBS = $(shell pkg-config --libs libcurl 2>/dev/null)
+$(call obj,tools/nhub-bench/adapter.c): INCLUDES += $(BENCH_CURL_CFLAGS)
 
 $(B)/bin/nhub-bench: $(call obj,$(BENCH_SRC)) $(call obj,test/harness/harness.c test/harness/samples.c) $(LIB_BROKER) $(LIB_NHUB_INT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(BENCH_PEER_LIBS)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(BENCH_PEER_LIBS) $(BENCH_CURL_LIBS)
 
 # nhub-keygen: the key files of a region or of the hub (tools/nhub-keygen/README.md).
 $(B)/bin/nhub-keygen: $(call obj,tools/nhub-keygen/main.c) $(LIB_COMMON)

@@ -53,13 +53,20 @@
  *             expired per second, a plain sender's ACK p99 meanwhile, and the
  *             hub's peak RssAnon against the figure with no case open.
  *
+ *   adapter   nhub-adapter run (adapter.c): JSON API submissions through the
+ *             daemon with 1 and 4 client threads (submissions/s, 202 latency,
+ *             end to end until ACKed) and spool files per second, each
+ *             against libnhub's own nhub_send (one at a time, and batches of
+ *             64) against the same hub in the same run.
+ *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
  */
+#include "adapter.h"
 #include "bench.h"
 #include "cases.h"
 #include "priority.h"
@@ -1202,7 +1209,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1237,5 +1244,7 @@ int main(int argc, char **argv)
         section_cases(quick, seconds);
     if (!only || !strcmp(only, "priority"))
         section_priority(quick);
+    if (!only || !strcmp(only, "adapter"))
+        section_adapter(quick);
     return 0;
 }
