@@ -100,17 +100,52 @@ static void reply_json(req_t *r, unsigned status, json_t *body)
 static void reply_error(req_t *r, unsigned status, const char *code, const char *field,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/*
+ * Make `s` valid UTF-8 in place: each byte that does not begin a well-formed
+ * sequence becomes '?'. An error text echoes what the client sent (a key,
+ * a path) and is cut to fit its buffer, possibly inside a character;
+ * jansson refuses a string that is not UTF-8, and the answer would be lost.
+ */
+static void utf8_clean(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned b = *p;
+        size_t n = b < 0x80             ? 0
+                   : (b & 0xe0) == 0xc0 ? 1
+                   : (b & 0xf0) == 0xe0 ? 2
+                   : (b & 0xf8) == 0xf0 ? 3
+                                        : 9;
+        uint32_t cp = n == 9 ? 0 : n == 0 ? b : b & (0x3fu >> n);
+        size_t i = 1;
+        for (; n != 9 && i <= n && (p[i] & 0xc0) == 0x80; i++)
+            cp = (cp << 6) | (p[i] & 0x3fu);
+        int ok = n != 9 && i == n + 1 && b != 0xc0 && b != 0xc1 && b <= 0xf4 &&
+                 !(n == 2 && cp < 0x800) && !(n == 3 && (cp < 0x10000 || cp > 0x10ffff)) &&
+                 !(cp >= 0xd800 && cp <= 0xdfff);
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n + 1;
+    }
+}
+
 static void reply_error(req_t *r, unsigned status, const char *code, const char *field,
                         const char *fmt, ...)
 {
-    char detail[600];
+    char detail[600], where[200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    utf8_clean(detail);
     json_t *o = json_pack("{s:s,s:s}", "error", code, "detail", detail);
-    if (o && field)
-        json_object_set_new(o, "field", json_string(field));
+    if (o && field) {
+        snprintf(where, sizeof where, "%s", field);
+        utf8_clean(where);
+        json_object_set_new(o, "field", json_string(where));
+    }
     reply_json(r, status, o);
 }
 
@@ -531,6 +566,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
+        if (!authorised(a, conn)) {
+            free(r->body); /* read and dropped: answered 401 at the end, whatever came */
+            r->body = NULL;
+            r->body_len = 0;
+            return MHD_YES;
+        }
         if (r->too_large || r->body_len + n > a->dm->cfg->api.body_max) {
             r->too_large = 1; /* read and dropped; answered 413 at the end */
             free(r->body);

@@ -32,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -334,6 +336,76 @@ static int await_int(daemon_proc_t *d, const char *path, const char *field, json
     return 0;
 }
 
+/* ---- raw HTTP ------------------------------------------------------------------- */
+
+/* A TCP connection to the daemon's API, for what libcurl will not send; -1 on failure. */
+static int raw_connect(const daemon_proc_t *d)
+{
+    const char *colon = strrchr(d->http.http_url, ':');
+    int port = colon ? atoi(colon + 1) : 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int raw_send(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Read the answer until the server closes or `ms` pass: its status (0 if none); text in *out. */
+static long raw_answer(int fd, char **out, int ms)
+{
+    size_t cap = 1 << 16, used = 0;
+    char *buf = calloc(1, cap + 1);
+    int64_t deadline = now_ms() + ms;
+    while (buf && used < cap && now_ms() < deadline) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf + used, cap - used, 0);
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+    }
+    long status = 0;
+    if (buf && !strncmp(buf, "HTTP/1.", 7))
+        status = strtol(buf + 9, NULL, 10);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return status;
+}
+
+/* One request over a fresh connection; the status. */
+static long raw_request(const daemon_proc_t *d, const char *head, const void *body, size_t len,
+                        char **out)
+{
+    int fd = raw_connect(d);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_send(fd, head, strlen(head)), 0);
+    if (len)
+        raw_send(fd, body, len); /* the server may close once it has its answer */
+    long st = raw_answer(fd, out, WAIT_MS);
+    close(fd);
+    return st;
+}
+
 /* ---- setup -------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -600,6 +672,118 @@ static void test_api_bad_inputs_get_4xx_naming_the_field(void **state)
     assert_int_equal(api(&a, "GET", "/api/v1/status", NULL, &o), 200);
     assert_int_equal(jint(o, "sent.submitted"), 0);
     json_decref(o);
+    daemon_stop(&a);
+}
+
+/* The status of `text` as a 4xx JSON error with a detail; fails the test on a 5xx or no JSON. */
+static void expect_4xx(long st, long want, const char *text, const char *what)
+{
+    const char *body = text ? strstr(text, "\r\n\r\n") : NULL;
+    json_error_t je;
+    json_t *o = body ? json_loads(body + 4, 0, &je) : NULL;
+    if (st != want || !o || !json_string_value(json_object_get(o, "detail")))
+        fail_msg("%s: wanted %ld with a JSON error, got %ld: %.300s", what, want, st,
+                 text ? text : "(nothing)");
+    json_decref(o);
+}
+
+static void test_api_hostile_requests_get_4xx_not_5xx(void **state)
+{
+    (void)state;
+    daemon_proc_t a;
+    daemon_init(&a, "210000", API_YAML);
+    daemon_start(&a);
+    const char *auth = "Authorization: Bearer " TOKEN "\r\n";
+    char head[1024], *text = NULL;
+
+    /* An unknown key of many multi-byte characters: its echo is cut, never into bad UTF-8. */
+    size_t kn = 300;
+    char *key = malloc(kn * 2 + 1);
+    for (size_t i = 0; i < kn; i++)
+        memcpy(key + 2 * i, "\xc3\xa9", 2);
+    key[kn * 2] = 0;
+    char *body = malloc(kn * 2 + 64);
+    snprintf(body, kn * 2 + 64, "{\"%s\":1}", key);
+    json_t *o = NULL;
+    long st = api(&a, "POST", "/api/v1/messages", body, &o);
+    if (st != 400 || strcmp(jstr(o, "error"), "invalid") || !jstr(o, "field")[0])
+        fail_msg("long multi-byte key: got %ld", st);
+    json_decref(o);
+    /* The same inside the payload, nested, so the path is cut too. */
+    char *deep = malloc(kn * 2 * 4 + 512);
+    snprintf(
+        deep, kn * 2 * 4 + 512,
+        "{\"to\":\"440000\",\"item\":\"SI-VERIFY-002\",\"kind\":\"request\",\"type\":\"" QUERY_TYPE
+        "\",\"payload\":{\"person\":{\"%.*s\":1}}}",
+        (int)(kn * 2), key);
+    st = api(&a, "POST", "/api/v1/messages", deep, &o);
+    if (st != 400 || strcmp(jstr(o, "error"), "invalid"))
+        fail_msg("long multi-byte payload key: got %ld", st);
+    json_decref(o);
+    free(deep);
+    free(body);
+    free(key);
+
+    /* A path that unescapes to bytes that are not UTF-8. */
+    snprintf(head, sizeof head,
+             "GET /api/v1/%%ff%%fe%%c3 HTTP/1.1\r\nHost: x\r\n%s"
+             "Connection: close\r\n\r\n",
+             auth);
+    st = raw_request(&a, head, NULL, 0, &text);
+    expect_4xx(st, 404, text, "a path of bad UTF-8");
+    free(text);
+
+    /* A body that is not UTF-8, and one nested far deeper than any payload. */
+    static const char bad_utf8[] = "{\"to\":\"\xff\xfe\"}";
+    snprintf(head, sizeof head,
+             "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n%s"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+             auth, sizeof bad_utf8 - 1);
+    st = raw_request(&a, head, bad_utf8, sizeof bad_utf8 - 1, &text);
+    expect_4xx(st, 400, text, "a body of bad UTF-8");
+    free(text);
+    size_t depth = 20000;
+    char *nest = malloc(2 * depth + 1);
+    memset(nest, '[', depth);
+    memset(nest + depth, ']', depth);
+    nest[2 * depth] = 0;
+    assert_int_equal(api(&a, "POST", "/api/v1/messages", nest, &o), 400);
+    assert_string_equal(jstr(o, "error"), "malformed_json");
+    json_decref(o);
+    free(nest);
+
+    /* A chunked upload past body_max: 413, and the daemon goes on. */
+    snprintf(head, sizeof head,
+             "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n%s"
+             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+             auth);
+    int fd = raw_connect(&a);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_send(fd, head, strlen(head)), 0);
+    char chunk[8192 + 16];
+    int hl = snprintf(chunk, sizeof chunk, "2000\r\n");
+    memset(chunk + hl, ' ', 8192);
+    memcpy(chunk + hl + 8192, "\r\n", 2);
+    for (int i = 0; i < 12; i++)
+        if (raw_send(fd, chunk, (size_t)hl + 8192 + 2) != 0)
+            break;
+    raw_send(fd, "0\r\n\r\n", 5);
+    st = raw_answer(fd, &text, WAIT_MS);
+    close(fd);
+    expect_4xx(st, 413, text, "a chunked body past body_max");
+    free(text);
+
+    /* Without the token, a body is not gathered: 401 however large it claims to be. */
+    snprintf(head, sizeof head,
+             "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+             "Content-Length: 60000\r\nConnection: close\r\n\r\n");
+    char *junk = calloc(1, 60000);
+    st = raw_request(&a, head, junk, 60000, &text);
+    free(junk);
+    expect_4xx(st, 401, text, "an unauthorised body");
+    free(text);
+
+    assert_true(await_field(&a, "/api/v1/status", "region", "210000"));
     daemon_stop(&a);
 }
 
@@ -915,6 +1099,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_submit_longpoll_confirm_and_answer_between_two_daemons),
         cmocka_unit_test(test_api_bad_inputs_get_4xx_naming_the_field),
+        cmocka_unit_test(test_api_hostile_requests_get_4xx_not_5xx),
         cmocka_unit_test(test_spool_files_out_and_in_atomic_and_confirmed_when_taken),
         cmocka_unit_test(test_spool_kill9_midway_every_file_arrives_exactly_once),
         cmocka_unit_test(test_config_errors_name_file_line_and_column),
