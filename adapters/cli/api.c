@@ -26,6 +26,7 @@
 #include "nhub_err.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define API_CONNECTIONS_MAX 128
 #define API_IDLE_TIMEOUT_S 120 /* above the longest long-poll */
@@ -51,6 +53,7 @@ typedef struct req {
     int parked;       /* suspended, on the parked list */
     int pending;      /* suspended, a submission on the pending list */
     msgjson_t m;      /* the pending submission */
+    int parked_once;  /* was suspended: its client may have left meanwhile */
     int64_t deadline; /* long-poll: answer by then (monotonic ms); 0 = not a waiting poll */
     struct MHD_Response *response;
     unsigned status;
@@ -343,6 +346,24 @@ static void get_message(req_t *r, const char *hexid)
     reply_json(r, 200, o);
 }
 
+/*
+ * 1 if the client of `r` has closed its connection. A parked long-poll is
+ * not watched by libmicrohttpd while suspended: a client that gave up is
+ * only found out when the answer is written, after the deliveries in it
+ * were leased, and they would be hidden from every live client for
+ * api.lease. A FIN waiting on the socket (recv returns 0) tells it first.
+ */
+static int peer_gone(req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return 0;
+    char c;
+    ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* 1 if the poll was answered, 0 if it should wait. */
 static int get_inbox(req_t *r, int final)
 {
@@ -364,6 +385,10 @@ static int get_inbox(req_t *r, int final)
         r->deadline = now + wait * 1000;
     if (!final && !any_offerable(dm, now) && now < r->deadline)
         return 0;
+    if (r->parked_once && peer_gone(r)) {
+        reply_json(r, 200, json_pack("{s:[]}", "deliveries")); /* nobody reads it */
+        return 1;
+    }
     json_t *list = json_array();
     for (size_t i = 0; list && i < dm->n_held && json_array_size(list) < (size_t)max; i++) {
         held_t *h = &dm->held[i];
@@ -523,6 +548,7 @@ static void park(req_t *r)
 {
     api_t *a = r->api;
     r->parked = 1;
+    r->parked_once = 1;
     r->prev = NULL;
     r->next = a->parked;
     if (a->parked)

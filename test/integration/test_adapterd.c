@@ -787,6 +787,49 @@ static void test_api_hostile_requests_get_4xx_not_5xx(void **state)
     daemon_stop(&a);
 }
 
+static void test_api_longpoll_abandoned_by_its_client_takes_no_delivery(void **state)
+{
+    (void)state;
+    daemon_proc_t a, b;
+    daemon_init(&a, "230000", API_YAML);
+    daemon_init(&b, "220000", API_YAML "  lease: 1h\n");
+    daemon_start(&a);
+    daemon_start(&b);
+    assert_true(await_field(&a, "/api/v1/status", "link", "up"));
+    assert_true(await_field(&b, "/api/v1/status", "link", "up"));
+
+    /* A client parks a long-poll and goes away without waiting for it. */
+    int fd = raw_connect(&b);
+    assert_true(fd >= 0);
+    const char *head = "GET /api/v1/inbox?wait=30 HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer " TOKEN "\r\n\r\n";
+    assert_int_equal(raw_send(fd, head, strlen(head)), 0);
+    assert_true(await_int(&b, "/api/v1/status", "inbox.longPolls", 1));
+    close(fd);
+
+    const char *req = "{\"to\":\"220000\",\"item\":\"SI-VERIFY-002\",\"kind\":\"request\","
+                      "\"type\":\"" QUERY_TYPE "\",\"payload\":" QUERY_PAYLOAD("abandoned") "}";
+    json_t *o = NULL;
+    assert_int_equal(api(&a, "POST", "/api/v1/messages", req, &o), 202);
+    char id[33];
+    snprintf(id, sizeof id, "%s", jstr(o, "msgId"));
+    json_decref(o);
+    assert_true(await_int(&b, "/api/v1/status", "inbox.held", 1));
+
+    /* The delivery was not leased to the closed connection: a live client gets it now. */
+    int64_t t0 = now_ms();
+    assert_int_equal(api(&b, "GET", "/api/v1/inbox?wait=10", NULL, &o), 200);
+    json_t *list = json_object_get(o, "deliveries");
+    if (json_array_size(list) != 1)
+        fail_msg("the live poll got %zu deliveries after %lld ms", json_array_size(list),
+                 (long long)(now_ms() - t0));
+    assert_string_equal(jstr(json_array_get(list, 0), "msgId"), id);
+    json_decref(o);
+    assert_true(now_ms() - t0 < 5000);
+    daemon_stop(&b);
+    daemon_stop(&a);
+}
+
 /* ---- spool -------------------------------------------------------------------- */
 
 static int await_count(const char *dir, const char *suffix, int hidden, int want)
@@ -1100,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_api_submit_longpoll_confirm_and_answer_between_two_daemons),
         cmocka_unit_test(test_api_bad_inputs_get_4xx_naming_the_field),
         cmocka_unit_test(test_api_hostile_requests_get_4xx_not_5xx),
+        cmocka_unit_test(test_api_longpoll_abandoned_by_its_client_takes_no_delivery),
         cmocka_unit_test(test_spool_files_out_and_in_atomic_and_confirmed_when_taken),
         cmocka_unit_test(test_spool_kill9_midway_every_file_arrives_exactly_once),
         cmocka_unit_test(test_config_errors_name_file_line_and_column),
