@@ -55,6 +55,13 @@ struct spool {
 
 /* ---- files ----------------------------------------------------------------- */
 
+/* A file name as the log shows it: quoted, so a name holding a space, a quote
+ * or a newline (the platform chooses names) cannot forge a key or a line. */
+static const char *qname(char buf[SPOOL_NAME_MAX * 4 + 3], const char *name)
+{
+    return log_quote(buf, SPOOL_NAME_MAX * 4 + 3, name);
+}
+
 static int mkdir_p(const char *path)
 {
     char tmp[1100];
@@ -130,31 +137,32 @@ static int move(const char *from_dir, const char *from, const char *to_dir, cons
 /* failed/NAME.error (written first, so a failed file always has it), then the file to failed/. */
 static void fail_file(spool_t *s, const char *name, const char *why)
 {
-    char path[1400], tmp[1400], line[1200], q[600];
+    char path[1400], tmp[1400], line[1200], q[600], qn[SPOOL_NAME_MAX * 4 + 3];
     snprintf(path, sizeof path, "%s/%s.error", s->failed, name);
     snprintf(tmp, sizeof tmp, "%s/.%s.error.tmp", s->failed, name);
     int len = snprintf(line, sizeof line, "%s\n", why);
     if (write_file(tmp, line, (size_t)len) != 0 || rename(tmp, path) != 0 ||
         move(s->outbox, name, s->failed, name) != 0) {
-        log_error("adapterd.spool_io", "file=%s error=%s", name,
+        log_error("adapterd.spool_io", "file=%s error=%s", qname(qn, name),
                   log_quote(q, sizeof q, strerror(errno)));
         return;
     }
-    log_warn("adapterd.spool_failed", "file=%s reason=%s", name, log_quote(q, sizeof q, why));
+    log_warn("adapterd.spool_failed", "file=%s reason=%s", qname(qn, name),
+             log_quote(q, sizeof q, why));
 }
 
 /* Move a sent file to sent/ without replacing an older one of the same name. */
 static void move_sent(spool_t *s, const char *name, const uint8_t id[NHUB_MSG_ID_LEN])
 {
-    char hex[33], alt[300];
+    char hex[33], alt[300], qn[SPOOL_NAME_MAX * 4 + 3];
     if (exists(s->sent, name)) {
         snprintf(alt, sizeof alt, "%s.%s.json", name, nhub_msg_id_hex(id, hex));
         if (move(s->outbox, name, s->sent, alt) != 0)
-            log_error("adapterd.spool_io", "file=%s error=%s", name, strerror(errno));
+            log_error("adapterd.spool_io", "file=%s error=%s", qname(qn, name), strerror(errno));
         return;
     }
     if (move(s->outbox, name, s->sent, name) != 0)
-        log_error("adapterd.spool_io", "file=%s error=%s", name, strerror(errno));
+        log_error("adapterd.spool_io", "file=%s error=%s", qname(qn, name), strerror(errno));
 }
 
 /* The msgId of a file without one: SHA-256 over its name and contents, cut to 16 bytes. */
@@ -172,7 +180,13 @@ static void derive_id(const char *name, const char *data, size_t len, uint8_t id
     memcpy(id, md, NHUB_MSG_ID_LEN);
 }
 
-/* Read outbox/NAME whole; 0, 1 (not a regular file: ignored), or -1 (errno). */
+/*
+ * Read outbox/NAME whole: 0; 1 if it is gone (taken away since the scan
+ * listed it); 2 if it is not a regular file (a symlink, which is never
+ * followed, a directory, a FIFO, a device); or -1 (errno) if it cannot be
+ * read. The last two are failed by the caller, so they do not stay in
+ * outbox/ to be looked at on every scan.
+ */
 static int read_spool_file(spool_t *s, const char *name, char **data, size_t *len,
                            int64_t *mtime_ms, size_t max)
 {
@@ -180,11 +194,11 @@ static int read_spool_file(spool_t *s, const char *name, char **data, size_t *le
     snprintf(path, sizeof path, "%s/%s", s->outbox, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
-        return errno == ENOENT || errno == ELOOP ? 1 : -1;
+        return errno == ENOENT ? 1 : errno == ELOOP ? 2 : -1;
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return 1;
+        return 2;
     }
     *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
     size_t cap = (size_t)st.st_size > max ? max + 1 : (size_t)st.st_size;
@@ -215,9 +229,9 @@ typedef struct spool_item {
 } spool_item_t;
 
 /*
- * Read and parse outbox/NAME into *it. Returns 0 (ready to submit), 1 (not
- * to be sent now: gone, failed/ or not complete yet) or -1 (out of memory:
- * stop this scan).
+ * Read and parse outbox/NAME into *it. Returns 0 (ready to submit), 1 (moved
+ * to failed/), 2 (stays: gone already, or perhaps still being written) or -1
+ * (out of memory: stop this scan).
  */
 static int load_file(spool_t *s, const char *name, spool_item_t *it)
 {
@@ -227,9 +241,15 @@ static int load_file(spool_t *s, const char *name, spool_item_t *it)
     int64_t mtime = 0;
     size_t max = (size_t)dm->cfg->api.body_max;
     int rc = read_spool_file(s, name, &data, &len, &mtime, max);
-    if (rc != 0) {
-        if (rc < 0)
-            log_error("adapterd.spool_io", "file=%s error=%s", name, strerror(errno));
+    if (rc == 1)
+        return 2;
+    if (rc == 2) {
+        fail_file(s, name, "not a regular file (a symlink, directory or device is not sent)");
+        return 1;
+    }
+    if (rc < 0) {
+        snprintf(why, sizeof why, "cannot be read: %s", strerror(errno));
+        fail_file(s, name, why);
         return 1;
     }
     if (len > max) {
@@ -247,9 +267,11 @@ static int load_file(spool_t *s, const char *name, spool_item_t *it)
                      "to NAME.json when it is complete",
                      jerr.line, jerr.column, jerr.text);
             fail_file(s, name, why);
+            free(data);
+            return 1;
         } /* else: perhaps still being written in place; looked at again later */
         free(data);
-        return 1;
+        return 2;
     }
     msgjson_err_t e;
     rc = msgjson_parse(j, dm->cfg->adapter.max_frame, &it->m, &e);
@@ -279,7 +301,7 @@ static int load_file(spool_t *s, const char *name, spool_item_t *it)
 static int send_files(spool_t *s, spool_item_t *it, size_t n)
 {
     daemon_sub_t sub[SPOOL_BATCH];
-    char hex[33], q[400];
+    char hex[33], q[400], qn[SPOOL_NAME_MAX * 4 + 3];
     int ret = 0;
     for (size_t i = 0; i < n; i++)
         sub[i] = (daemon_sub_t){.m = &it[i].m, .id_in = it[i].derived, .file = it[i].name};
@@ -290,13 +312,13 @@ static int send_files(spool_t *s, spool_item_t *it, size_t n)
         msgjson_clear(&it[i].m);
         if (rc == 0) {
             move_sent(s, name, sub[i].id);
-            log_info("adapterd.spool_sent", "file=%s msg_id=%s duplicate=%d", name,
+            log_info("adapterd.spool_sent", "file=%s msg_id=%s duplicate=%d", qname(qn, name),
                      nhub_msg_id_hex(sub[i].id, hex), sub[i].dup);
         } else if (rc == NHUB_EINVAL || rc == NHUB_ETOOBIG || rc == NHUB_EEXIST) {
             fail_file(s, name, sub[i].err);
         } else {
-            log_error("adapterd.spool_retry", "file=%s error=%s detail=%s", name, nhub_strerror(rc),
-                      log_quote(q, sizeof q, sub[i].err));
+            log_error("adapterd.spool_retry", "file=%s error=%s detail=%s", qname(qn, name),
+                      nhub_strerror(rc), log_quote(q, sizeof q, sub[i].err));
             ret = -1;
         }
     }
@@ -315,7 +337,11 @@ static int is_ready_name(const char *name)
     return name[0] != '.' && n > 5 && n < SPOOL_NAME_MAX && !strcmp(name + n - 5, ".json");
 }
 
-/* Send what outbox/ holds, in name order, at most SPOOL_FILES_PER_TURN. 1 if more is left. */
+/*
+ * Send what outbox/ holds, in name order, at most SPOOL_FILES_PER_TURN. 1 if
+ * more is left and this turn moved something: files that stay where they
+ * are (still being written) do not make the loop scan again at once.
+ */
 static int scan_outbox(spool_t *s)
 {
     DIR *d = opendir(s->outbox);
@@ -344,7 +370,7 @@ static int scan_outbox(spool_t *s)
         qsort(names, n, sizeof *names, name_cmp);
     /* In batches of up to SPOOL_BATCH files: one commit to libnhub's outbox for each. */
     spool_item_t items[SPOOL_BATCH];
-    size_t done = 0;
+    size_t done = 0, moved = 0;
     int stop = 0;
     while (done < n && done < SPOOL_FILES_PER_TURN && !stop && !*s->dm->stop) {
         size_t k = 0;
@@ -356,11 +382,13 @@ static int scan_outbox(spool_t *s)
             }
             done++;
             k += rc == 0;
+            moved += rc == 1;
         }
         if (k && send_files(s, items, k) != 0)
             stop = 1;
+        moved += k; /* sent or failed; a store error stops the scan anyway */
     }
-    int more = n > done;
+    int more = n > done && moved > 0;
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -370,7 +398,7 @@ static int scan_outbox(spool_t *s)
 void spool_on_rejected(spool_t *s, const char *file, const uint8_t id[NHUB_MSG_ID_LEN], int code,
                        const char *text)
 {
-    char hex[33], why[600], q[600];
+    char hex[33], why[600], q[600], qn[SPOOL_NAME_MAX * 4 + 3];
     snprintf(why, sizeof why, "msgId %s was refused by the hub: code %d: %s",
              nhub_msg_id_hex(id, hex), code, text);
     char path[1400], tmp[1400];
@@ -380,7 +408,7 @@ void spool_on_rejected(spool_t *s, const char *file, const uint8_t id[NHUB_MSG_I
     why[len] = '\n';
     if (write_file(tmp, why, len + 1) != 0 || rename(tmp, path) != 0 ||
         (exists(s->sent, file) && move(s->sent, file, s->failed, file) != 0))
-        log_error("adapterd.spool_io", "file=%s error=%s", file,
+        log_error("adapterd.spool_io", "file=%s error=%s", qname(qn, file),
                   log_quote(q, sizeof q, strerror(errno)));
 }
 

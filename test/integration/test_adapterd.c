@@ -1001,6 +1001,67 @@ static void test_spool_files_out_and_in_atomic_and_confirmed_when_taken(void **s
     daemon_stop(&s);
 }
 
+static void test_spool_odd_entries_are_failed_and_odd_names_logged_quoted(void **state)
+{
+    (void)state;
+    daemon_proc_t s;
+    daemon_init(&s, "330000", API_YAML "spool:\n  dir: \"SPOOL\"\n  scan_interval: 100ms\n");
+    daemon_start(&s);
+    char out[600], sent[600], failed[600], path[800], target[800];
+    snprintf(out, sizeof out, "%s/outbox", s.spool);
+    snprintf(sent, sizeof sent, "%s/sent", s.spool);
+    snprintf(failed, sizeof failed, "%s/failed", s.spool);
+
+    /* A symlink to a file of valid content elsewhere: never followed, never sent. */
+    snprintf(target, sizeof target, "%s/elsewhere.json", s.dir);
+    write_text(target, SPOOL_FILE("through a link"));
+    snprintf(path, sizeof path, "%s/link.json", out);
+    assert_int_equal(symlink(target, path), 0);
+    snprintf(path, sizeof path, "%s/dir.json", out);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/fifo.json", out);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int unreadable = geteuid() != 0; /* root reads a file of mode 0 */
+    if (unreadable) {
+        snprintf(path, sizeof path, "%s/locked.json", out);
+        write_text(path, SPOOL_FILE("locked"));
+        assert_int_equal(chmod(path, 0), 0);
+    }
+    /* A name the platform chose badly: a quote, a space and a newline. */
+    const char *odd = "odd \"name\"\nlevel=error event=forged.json";
+    drop_file(out, odd, SPOOL_FILE("odd name"));
+
+    assert_true(await_exists(sent, odd));
+    assert_true(await_exists(failed, "link.json.error"));
+    assert_true(await_exists(failed, "dir.json.error"));
+    assert_true(await_exists(failed, "fifo.json.error"));
+    if (unreadable)
+        assert_true(await_exists(failed, "locked.json.error"));
+    assert_true(await_count(out, ".json", 0, 0));
+    snprintf(path, sizeof path, "%s/link.json.error", failed);
+    char *err = read_text(path);
+    assert_non_null(strstr(err, "not a regular file"));
+    free(err);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/link.json", failed);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISLNK(st.st_mode)); /* the link moved, not what it points to */
+    assert_true(file_exists(s.dir, "elsewhere.json"));
+
+    json_t *o = NULL;
+    assert_int_equal(api(&s, "GET", "/api/v1/status", NULL, &o), 200);
+    assert_int_equal(jint(o, "sent.submitted"), 1);
+    json_decref(o);
+    daemon_stop(&s);
+
+    /* The log names the odd file quoted: no line of it was forged. */
+    char *log = read_text(s.log);
+    assert_non_null(log);
+    assert_null(strstr(log, "\nlevel=error event=forged"));
+    assert_non_null(strstr(log, "\\x0alevel=error event=forged.json"));
+    free(log);
+}
+
 /* ---- kill -9 mid-spool -------------------------------------------------------- */
 
 #define SPOOL_N 150
@@ -1145,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_api_hostile_requests_get_4xx_not_5xx),
         cmocka_unit_test(test_api_longpoll_abandoned_by_its_client_takes_no_delivery),
         cmocka_unit_test(test_spool_files_out_and_in_atomic_and_confirmed_when_taken),
+        cmocka_unit_test(test_spool_odd_entries_are_failed_and_odd_names_logged_quoted),
         cmocka_unit_test(test_spool_kill9_midway_every_file_arrives_exactly_once),
         cmocka_unit_test(test_config_errors_name_file_line_and_column),
     };
