@@ -318,12 +318,13 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_RESULTS ?=
 FUZZ_B := $(B)/fuzz
-FUZZ_TARGETS := fuzz_frames fuzz_envelope fuzz_config fuzz_catalog fuzz_payload
+FUZZ_TARGETS := fuzz_frames fuzz_envelope fuzz_config fuzz_catalog fuzz_payload fuzz_pbjson
 FUZZ_MAXLEN_fuzz_frames := 8192
 FUZZ_MAXLEN_fuzz_envelope := 4096
 FUZZ_MAXLEN_fuzz_config := 16384
 FUZZ_MAXLEN_fuzz_catalog := 16384
 FUZZ_MAXLEN_fuzz_payload := 4096
+FUZZ_MAXLEN_fuzz_pbjson := 8192
 FUZZ_BINS := $(addprefix $(FUZZ_B)/,$(FUZZ_TARGETS))
 # See the top of test/fuzz/fuzz_config.c and fuzz_catalog.c.
 FUZZ_LDFLAGS_fuzz_config := -Wl,--wrap=calloc -Wl,--wrap=free
@@ -331,7 +332,7 @@ FUZZ_LDFLAGS_fuzz_catalog := -Wl,--wrap=calloc -Wl,--wrap=free
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -pthread \
 	-fno-strict-aliasing -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 	-fsanitize=fuzzer-no-link,address,undefined $(INCLUDES) $(PKG_CFLAGS)
-FUZZ_OBJ := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(COMMON_SRC) broker/cfg.c broker/catalog.c \
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(COMMON_SRC) $(JSON_SRC) broker/cfg.c broker/catalog.c \
 	broker/translate.c $(GEN_C) $(SCHEMA_REGISTRY))
 
 # $(1) seconds, $(2) results directory (may be empty)
@@ -366,7 +367,7 @@ fuzz-check: deps fuzz-build
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5 FUZZ_RESULTS=build/test-results/fuzz || rc=1; \
 	exit $$rc
 
-$(FUZZ_B)/mkseeds: $(call obj,test/fuzz/mkseeds.c test/harness/samples.c) $(LIB_COMMON)
+$(FUZZ_B)/mkseeds: $(call obj,test/fuzz/mkseeds.c test/harness/samples.c) $(LIB_JSON) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

@@ -6,10 +6,11 @@
  * the frame layout of fuzz_frames.c change.
  *
  *   mkseeds CORPUS_DIR    writes CORPUS_DIR/fuzz_frames/, fuzz_envelope/ and
- *                         fuzz_payload/
+ *                         fuzz_payload/ and fuzz_pbjson/
  */
 #include "nhub_journal.pb-c.h"
 #include "payload.h"
+#include "pbjson.h"
 #include "samples.h"
 #include "wire.h"
 
@@ -247,6 +248,37 @@ static void payload_seeds(void)
     }
 }
 
+/* fuzz_pbjson: each sample as JSON (selector byte i) and as bytes (i | 0x80). */
+static void pbjson_seeds(void)
+{
+    for (size_t i = 0; i < payload_type_count() && i < 128; i++) {
+        const ProtobufCMessageDescriptor *d = payload_type_at(i);
+        size_t len;
+        uint8_t *p = sample_bytes(d->name, &len);
+        json_t *j = NULL;
+        char name[200], why[256];
+        if (!p || pbjson_unpack(d, p, len, &j, why, sizeof why) != 0) {
+            free(p);
+            continue;
+        }
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        size_t tl = text ? strlen(text) : 0;
+        uint8_t *seed = malloc((tl > len ? tl : len) + 1);
+        seed[0] = (uint8_t)i;
+        memcpy(seed + 1, text, tl);
+        snprintf(name, sizeof name, "%s.json", d->name);
+        write_file("fuzz_pbjson", name, seed, tl + 1);
+        seed[0] = (uint8_t)(i | 0x80);
+        memcpy(seed + 1, p, len);
+        snprintf(name, sizeof name, "%s.pb", d->name);
+        write_file("fuzz_pbjson", name, seed, len + 1);
+        free(seed);
+        free(text);
+        free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -257,5 +289,6 @@ int main(int argc, char **argv)
     frames_seeds();
     envelope_seeds();
     payload_seeds();
+    pbjson_seeds();
     return 0;
 }

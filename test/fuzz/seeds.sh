@@ -7,7 +7,7 @@
 set -e
 C=test/fuzz/corpus
 rm -rf "$C"
-mkdir -p "$C/fuzz_frames" "$C/fuzz_envelope" "$C/fuzz_config" "$C/fuzz_catalog" "$C/fuzz_payload"
+mkdir -p "$C/fuzz_frames" "$C/fuzz_envelope" "$C/fuzz_config" "$C/fuzz_catalog" "$C/fuzz_payload" "$C/fuzz_pbjson"
 "$1" "$C"
 
 d="$C/fuzz_config"
