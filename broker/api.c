@@ -365,7 +365,7 @@ void api_turn(hub_t *h)
 
 /* ---- read endpoints ------------------------------------------------------------ */
 
-static int query_u64(http_req_t *req, const char *name, uint64_t def, uint64_t max, uint64_t *out)
+int api_query_u64(http_req_t *req, const char *name, uint64_t def, uint64_t max, uint64_t *out)
 {
     const char *v = http_req_query(req, name);
     *out = def;
@@ -416,9 +416,9 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
     uint64_t limit, older, open, overdue;
     const char *state = http_req_query(req, "state");
     if (region_param(h, req, "region", &f.region) ||
-        query_u64(req, "limit", API_LIST_DEFAULT, API_LIST_MAX, &limit) ||
-        query_u64(req, "older_than", 0, UINT32_MAX, &older) ||
-        query_u64(req, "open", 0, 1, &open) || query_u64(req, "overdue", 0, 1, &overdue))
+        api_query_u64(req, "limit", API_LIST_DEFAULT, API_LIST_MAX, &limit) ||
+        api_query_u64(req, "older_than", 0, UINT32_MAX, &older) ||
+        api_query_u64(req, "open", 0, 1, &open) || api_query_u64(req, "overdue", 0, 1, &overdue))
         return;
     f.item = http_req_query(req, "item");
     if (f.item && strlen(f.item) > 64) {
@@ -524,7 +524,7 @@ static void get_held(hub_t *h, http_req_t *req, store_reader_t *rd)
     const char *region;
     uint64_t limit;
     if (region_param(h, req, "region", &region) ||
-        query_u64(req, "limit", API_LIST_DEFAULT, API_LIST_MAX, &limit))
+        api_query_u64(req, "limit", API_LIST_DEFAULT, API_LIST_MAX, &limit))
         return;
     json_t *list = json_array();
     store_held_t buf[256];
@@ -905,7 +905,7 @@ static void get_recent(http_req_t *req, const char *key, const struct hub_recent
                        json_t *(*fn)(const struct hub_recent *))
 {
     uint64_t limit;
-    if (!query_u64(req, "limit", HUB_RECENT_MAX, HUB_RECENT_MAX, &limit))
+    if (!api_query_u64(req, "limit", HUB_RECENT_MAX, HUB_RECENT_MAX, &limit))
         http_reply_json(req, 200, json_pack("{s:o}", key, recent_json(ring, n, limit, fn)));
 }
 
@@ -930,7 +930,8 @@ static const struct {
     {"/api/v1/items", get_items},       {"/api/v1/cases", get_cases},
     {"/api/v1/held", get_held},         {"/api/v1/refusals", get_refusals},
     {"/api/v1/security", get_security}, {"/api/v1/journal", get_journal},
-    {"/api/v1/events", get_events},
+    {"/api/v1/events", get_events},     {"/api/v1/checkpoint", api_get_checkpoint},
+    {"/api/v1/proof", api_get_proof},   {"/api/v1/consistency", api_get_consistency},
 };
 
 static void route_get(hub_t *h, http_req_t *req, const char *path)

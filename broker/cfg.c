@@ -106,8 +106,17 @@ static const conf_key_t cfg_http_schema[] = {
     CONF_KEY_END,
 };
 
+static const conf_key_t cfg_audit_schema[] = {
+    CONF_KEY_STRING(cfg_audit_t, origin, "origin", 0),
+    CONF_KEY_INT64(cfg_audit_t, checkpoint_every, "checkpoint_every", 0, 1, 10000000),
+    CONF_KEY_DURATION_MS(cfg_audit_t, checkpoint_interval_ms, "checkpoint_interval", 0, SEC,
+                         DAY),
+    CONF_KEY_END,
+};
+
 static const conf_key_t cfg_schema[] = {
     CONF_KEY_MAP(cfg_t, hub, "hub", CONF_REQUIRED, cfg_hub_schema),
+    CONF_KEY_MAP(cfg_t, audit, "audit", 0, cfg_audit_schema),
     CONF_KEY_MAP(cfg_t, security, "security", 0, cfg_security_schema),
     CONF_KEY_MAP(cfg_t, limits, "limits", 0, cfg_limits_schema),
     CONF_KEY_MAP(cfg_t, log, "log", 0, cfg_log_schema),
@@ -133,6 +142,8 @@ static void cfg_defaults(cfg_t *cfg)
         .peer_timeout_ms = 20 * SEC,
     };
     cfg->log.level = LOG_INFO;
+    cfg->audit.checkpoint_every = 10000;
+    cfg->audit.checkpoint_interval_ms = 60 * SEC;
 }
 
 /* ---- checks across keys -------------------------------------------------- */
@@ -392,6 +403,24 @@ static const char *cfg_token_problem(const char *t)
     return NULL;
 }
 
+/* The origin names the log in every checkpoint (one line of a signed note):
+ * printable ASCII without spaces; by default nhub.hub/<hub.region>. */
+static int cfg_check_audit(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
+{
+    cfg_audit_t *a = &cfg->audit;
+    if (!a->origin[0])
+        snprintf(a->origin, sizeof a->origin, "nhub.hub/%s", cfg->hub.region);
+    for (const char *p = a->origin; *p; p++)
+        if (*p <= ' ' || *p > '~')
+            return conf_marks_error(marks, "audit.origin", err, errcap,
+                                    "\"audit.origin\": printable ASCII without spaces, like "
+                                    "nhub.example.gov.cn/hub");
+    if (strlen(a->origin) > CFG_ORIGIN_MAX)
+        return conf_marks_error(marks, "audit.origin", err, errcap,
+                                "\"audit.origin\": at most %d characters", CFG_ORIGIN_MAX);
+    return 0;
+}
+
 static int cfg_check_http(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
 {
     cfg_http_t *h = &cfg->http;
@@ -541,6 +570,8 @@ static int cfg_check(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t er
         rc = cfg_check_security(cfg, marks, err, errcap);
     if (rc == 0)
         rc = cfg_check_http(cfg, marks, err, errcap);
+    if (rc == 0)
+        rc = cfg_check_audit(cfg, marks, err, errcap);
     return rc;
 }
 

@@ -147,8 +147,18 @@ typedef struct cfg_region {
     char suspended_reason[CFG_REASON_MAX + 1];
 } cfg_region_t;
 
+/* The `audit:` section: the signed checkpoints of the journal's Merkle tree. */
+#define CFG_ORIGIN_MAX 200
+typedef struct cfg_audit {
+    char origin[CFG_ORIGIN_MAX + 1]; /* the log's name in its checkpoints; default
+                                        "nhub.hub/<hub.region>" */
+    int64_t checkpoint_every;        /* records; 1..10000000, default 10000 */
+    int64_t checkpoint_interval_ms;  /* 1s..1d, default 60s: at most this long unsigned */
+} cfg_audit_t;
+
 typedef struct cfg {
     cfg_hub_t hub;
+    cfg_audit_t audit;
     cfg_security_t security;
     cfg_limits_t limits;
     cfg_log_t log;

@@ -413,10 +413,13 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
             rc = cases_fire(h, t, now, n ? CASES_FIRE_BUSY : CASES_FIRE_MAX, &fired);
         if (!rc)
             rc = store_deadline_first(t, &next_deadline);
+        if (!rc && !no_writes)
+            rc = checkpoint_maybe(h, t, now, 0);
         if (!rc)
             rc = store_commit(&t);
         else
             store_abort(&t);
+        checkpoint_committed(h, rc == 0);
         if (rc == 0) {
             h->n.commits++;
             h->n.committed_items += n;

@@ -123,6 +123,7 @@ static void housekeeping(hub_t *h)
     int64_t now = hub_now_mono(h);
     if (now >= h->next_housekeeping) {
         hub_check_space(h);
+        checkpoint_housekeeping(h);
         struct expiry e = {h, now - h->cfg->limits.peer_timeout_ms};
         session_foreach(h->sessions, expire_session, &e);
         h->next_housekeeping = now + HUB_HOUSEKEEPING_MS;
@@ -545,6 +546,8 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
                     &h->store, err, errcap);
     if (rc)
         goto fail;
+    if ((rc = checkpoint_setup(h, err, errcap)))
+        goto fail;
     rc = NHUB_ENOMEM;
     h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
     h->stage_bytes = h->cfg->limits.max_frame > HUB_STAGE_BYTES ? h->cfg->limits.max_frame
@@ -612,6 +615,7 @@ void hub_destroy(hub_t **self)
     session_table_destroy(&h->sessions);
     regions_free(&h->regions, h->n_regions);
     store_close(&h->store);
+    checkpoint_teardown(h);
     workers_destroy(&h->workers);
     auth_destroy(&h->auth);
     catalog_destroy(&h->catalog);

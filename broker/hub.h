@@ -46,6 +46,7 @@ typedef struct hub_counters {
     uint64_t committed_items; /* staged items in those commits */
     uint64_t store_full;      /* commits that hit a full store */
     uint64_t replays;         /* stages applied again after the map grew under them */
+    uint64_t checkpoints;     /* signed checkpoints of the journal's tree made */
     uint64_t sessions_opened, sessions_closed;
     uint64_t auth_refused;     /* CURVE clients refused by the ZAP handler */
     uint64_t handshake_failed; /* handshakes that failed otherwise (e.g. no CURVE) */

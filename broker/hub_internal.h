@@ -43,6 +43,7 @@
 #include "translate.h"
 #include "session.h"
 #include "store.h"
+#include "tlog.h"
 #include "wire.h"
 #include "workers.h"
 
@@ -219,6 +220,12 @@ struct hub_recent {
 
 struct hub {
     cfg_t *cfg;
+    /* Checkpoints of the journal's Merkle tree (checkpoint.c). */
+    keys_file_t *cp_keys;     /* the hub's keys (security.key_file), NULL without */
+    tlog_signer_t *cp_signer; /* signs them as audit.origin; NULL: unsigned */
+    uint64_t cp_size;         /* tree size of the last checkpoint */
+    uint64_t cp_pending;      /* of the one in the open transaction, 0 if none */
+    int64_t cp_at;            /* monotonic ms of the last (or of the last look) */
     const nhub_clock_t *clock;
     store_t *store;
     void *zctx, *router;
@@ -363,6 +370,13 @@ int hub_txn(hub_t *h, int (*fn)(hub_t *h, store_txn_t *t, void *arg), void *arg)
 
 /* GET /metrics (api_metrics.c). */
 void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd);
+/* api_audit.c: the latest checkpoint, inclusion and consistency proofs. */
+void api_get_checkpoint(hub_t *h, http_req_t *req, store_reader_t *rd);
+void api_get_proof(hub_t *h, http_req_t *req, store_reader_t *rd);
+void api_get_consistency(hub_t *h, http_req_t *req, store_reader_t *rd);
+/* Query parameter `name` as a whole number 0..max (`def` if absent) into
+ * *out; 0, or -1 after answering 400 naming it. */
+int api_query_u64(http_req_t *req, const char *name, uint64_t def, uint64_t max, uint64_t *out);
 
 /* A NACK code's lower-case name as a JSON string ("bad_signature"). */
 json_t *api_code_json(int code);
@@ -443,6 +457,21 @@ void ingress_drop_deferred(hub_t *h);
 
 /* Pack a journal event into the scratch buffer and append it in `t`; *seq its number. */
 int commit_journal_append(hub_t *h, store_txn_t *t, journal_event_t *ev, uint64_t *seq);
+
+/* ---- checkpoints (checkpoint.c) ---------------------------------------------- */
+
+/* Load the signing key (if security.key_file is set) and the last checkpoint's size. */
+int checkpoint_setup(hub_t *h, char *err, size_t errcap);
+void checkpoint_teardown(hub_t *h);
+/* In transaction t: sign and keep a checkpoint of the tree as t grew it, if
+ * audit.checkpoint_every records were added since the last (or `by_time`). */
+int checkpoint_maybe(hub_t *h, store_txn_t *t, int64_t now_ms, int by_time);
+/* The transaction that may hold one ended (committed or not). */
+void checkpoint_committed(hub_t *h, int committed);
+/* Once audit.checkpoint_interval passed with records not covered: one now. */
+void checkpoint_housekeeping(hub_t *h);
+/* The verifier key of the checkpoints (tlog "vkey" text), or NHUB_ENOTFOUND. */
+int checkpoint_vkey(const hub_t *h, char *out, size_t cap);
 
 /* Commit and answer the ready stage; the current stage becomes ready. */
 void commit_flush_stage(hub_t *h);

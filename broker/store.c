@@ -56,7 +56,8 @@ static int open_dbs(store_t *s, MDB_txn *txn)
         if (rc)
             return rc;
     }
-    return store_cases_open_dbs(s, txn);
+    int rc = store_cases_open_dbs(s, txn);
+    return rc ? rc : store_tree_open_dbs(s, txn);
 }
 
 /*
@@ -271,7 +272,7 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
     int rc = s->md && s->dir ? mdb_env_create(&s->env) : ENOMEM;
     if (rc)
         goto fail_rc;
-    if ((rc = mdb_env_set_maxdbs(s->env, 16)) || (rc = mdb_env_set_maxreaders(s->env, 256)) ||
+    if ((rc = mdb_env_set_maxdbs(s->env, 24)) || (rc = mdb_env_set_maxreaders(s->env, 256)) ||
         (rc = mdb_env_set_mapsize(s->env, (size_t)map_size)))
         goto fail_rc;
     if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)))
@@ -290,6 +291,8 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
         goto fail;
     if ((rc = count_queues(s, txn)))
         goto fail_rc;
+    if ((code = store_tree_load(s, txn, TLOG_SHA256, err, errcap)))
+        goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc)
@@ -306,6 +309,7 @@ fail:
     if (s->env)
         mdb_env_close(s->env);
     EVP_MD_CTX_free(s->md);
+    tlog_state_free(&s->tree);
     free(s->dir);
     free(s);
     return code;
@@ -322,7 +326,7 @@ int store_open_reader(const char *dir, store_t **out, char *err, size_t errcap)
     s->md = EVP_MD_CTX_new();
     s->dir = strdup(dir);
     int rc = s->md && s->dir ? mdb_env_create(&s->env) : ENOMEM;
-    if (!rc && !(rc = mdb_env_set_maxdbs(s->env, 16)) &&
+    if (!rc && !(rc = mdb_env_set_maxdbs(s->env, 24)) &&
         !(rc = mdb_env_set_maxreaders(s->env, 256)) &&
         !(rc = mdb_env_open(s->env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) &&
         !(rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
@@ -355,6 +359,7 @@ void store_close(store_t **self)
     store_t *s = *self;
     mdb_env_close(s->env);
     EVP_MD_CTX_free(s->md);
+    tlog_state_free(&s->tree);
     free(s->dir);
     free(s);
     *self = NULL;
@@ -496,6 +501,7 @@ void store_abort(store_txn_t **txn)
     if (!txn || !*txn)
         return;
     mdb_txn_abort((*txn)->txn);
+    store_tree_rollback(*txn);
     txn_free(txn);
 }
 
@@ -512,12 +518,15 @@ int store_commit(store_txn_t **txn)
         uint8_t seq_be[8];
         put_be64(seq_be, t->next_seq);
         if ((rc = meta_put(s, t->txn, "next_seq", seq_be, 8)) ||
-            (rc = meta_put(s, t->txn, "last_hash", t->last_hash, STORE_HASH_LEN))) {
+            (rc = meta_put(s, t->txn, "last_hash", t->last_hash, STORE_HASH_LEN)) ||
+            (rc = store_tree_flush(t))) {
             store_abort(txn);
             return lmdb_err(rc);
         }
     }
     rc = mdb_txn_commit(t->txn);
+    if (rc)
+        store_tree_rollback(t);
     if (rc == 0 && t->chain_dirty) {
         s->next_seq = t->next_seq;
         memcpy(s->last_hash, t->last_hash, STORE_HASH_LEN);
@@ -570,6 +579,8 @@ int store_journal_append(store_txn_t *txn, const void *event, size_t len, uint64
         return lmdb_err(rc);
     memcpy(v.mv_data, hash, STORE_HASH_LEN);
     memcpy((uint8_t *)v.mv_data + STORE_HASH_LEN, event, len);
+    if ((code = store_tree_append(txn, event, len)))
+        return code;
     memcpy(txn->last_hash, hash, STORE_HASH_LEN);
     *seq = txn->next_seq++;
     txn->chain_dirty = 1;

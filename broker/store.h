@@ -32,6 +32,10 @@
  *   meta "case_counts"  STORE_CASE_STATES x u64: cases in each state
  *   meta "cstat/<handler>/<item>"  STORE_CSTAT_N x u64: the handler's cases of
  *              that item, for evaluation (store_case_stats)
+ *   tree       pos(8) -> hash(32)                       every complete node of the Merkle
+ *              tree over the journal (leaf i = record seq i + 1; pos: tlog_stored_index)
+ *   checkpoints size(8) -> signed note                   the signed checkpoints of the tree
+ *   meta "tree_state"  the tree's compact range (tlog_state_encode), as of the last commit
  *   meta "opstate/<region>"  what operators set for a region through the API
  *              (store_opstate_t): suspension, paused delivery, rate limit
  *
@@ -44,6 +48,8 @@
  */
 #ifndef NHUB_STORE_H
 #define NHUB_STORE_H
+
+#include "tlog.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -258,6 +264,37 @@ int store_lanes_list(store_reader_t *r, const char *region, store_lane_t *out, s
 /* As store_queue_scan, within one lane of the region. */
 int store_lane_scan(store_reader_t *r, const char *region, const store_lane_t *lane,
                     uint64_t from_dseq, store_queued_t *out, size_t max, size_t *n);
+
+/*
+ * The transparency log (store_tree.c, proto/tlog.h). Every journal append
+ * adds its record's JournalEvent bytes as the next leaf, in the same
+ * transaction; leaf i is record seq i + 1.
+ *
+ * store_tree_info: the tree of the reader's snapshot: its size, its root
+ * (if `root` is not NULL) and its hash (if `alg` is not NULL). Returns 0 or
+ * NHUB_ENOTFOUND (a store without a tree).
+ * store_tree_root_at: the root of the tree of the first `n` leaves (1 <= n
+ * <= size). store_tree_node: the stored hash of node (level, index).
+ * The proofs are tlog's over the stored nodes (O(log^2 n) reads).
+ */
+int store_tree_info(store_reader_t *r, uint64_t *size, uint8_t root[32], tlog_alg_t *alg);
+int store_tree_root_at(store_reader_t *r, uint64_t n, uint8_t out[32]);
+int store_tree_node(store_reader_t *r, uint64_t level, uint64_t index, uint8_t out[32]);
+int store_tree_prove_inclusion(store_reader_t *r, uint64_t index, uint64_t size,
+                               tlog_hash_t *proof, size_t cap, size_t *len);
+int store_tree_prove_consistency(store_reader_t *r, uint64_t m, uint64_t n, tlog_hash_t *proof,
+                                 size_t cap, size_t *len);
+
+/* The tree as the open transaction has grown it: size and root. */
+int store_txn_tree(store_txn_t *t, uint64_t *size, uint8_t root[32]);
+
+/* Keep the signed note of the checkpoint of tree size `size`. */
+int store_checkpoint_put(store_txn_t *t, uint64_t size, const char *note, size_t len);
+
+/* The checkpoint of size `size`, or the latest if size is 0: its note (valid
+ * while the reader is open) and its size. 0 or NHUB_ENOTFOUND. */
+int store_checkpoint_get(store_reader_t *r, uint64_t size, const char **note, size_t *len,
+                         uint64_t *got_size);
 
 /* One held message as the reader sees it. */
 typedef struct store_held {

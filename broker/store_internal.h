@@ -8,6 +8,7 @@
 #define NHUB_STORE_INTERNAL_H
 
 #include "store.h"
+#include "tlog.h"
 
 #include "nhub_err.h"
 
@@ -24,6 +25,7 @@
 struct store {
     MDB_env *env;
     MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held, lanes;
+    MDB_dbi tree_db, checkpoints; /* the transparency log (store_tree.c) */
     MDB_dbi cases, case_time, case_events, deadlines, tracked; /* store_cases.c */
     uint64_t map_size, map_max;
     uint8_t hub_id[STORE_ID_LEN];
@@ -31,6 +33,9 @@ struct store {
     uint64_t next_seq;
     uint8_t last_hash[STORE_HASH_LEN];
     EVP_MD_CTX *md;
+    /* The Merkle tree over the journal as of the last commit, or as the
+     * open transaction has grown it (its txn keeps the state to go back to). */
+    tlog_state_t *tree;
     int txn_open;
     int read_only; /* store_open_reader: another process writes */
     char *dir;
@@ -42,6 +47,10 @@ struct store_txn {
     uint64_t next_seq;
     uint8_t last_hash[STORE_HASH_LEN];
     int chain_dirty;
+    /* The tree grew in this transaction: its state before, to restore on abort. */
+    int tree_dirty;
+    size_t tree_backup_len;
+    uint8_t tree_backup[TLOG_STATE_MAX];
     /* Cases entering (+1) and leaving (-1) each state in this transaction,
      * added to meta "case_counts" at the commit (store_cases_flush). */
     int64_t case_delta[STORE_CASE_STATES];
@@ -60,6 +69,13 @@ struct store_reader {
     store_t *store;
     MDB_txn *txn;
 };
+
+/* store_tree.c, for store.c */
+int store_tree_open_dbs(store_t *s, MDB_txn *txn);
+int store_tree_load(store_t *s, MDB_txn *txn, tlog_alg_t alg, char *err, size_t errcap);
+int store_tree_append(store_txn_t *t, const void *event, size_t len);
+int store_tree_flush(store_txn_t *t);
+void store_tree_rollback(store_txn_t *t);
 
 static inline void put_be64(uint8_t *p, uint64_t v)
 {

@@ -107,6 +107,11 @@ int th_hub_write_raw_config(th_hub_t *h, const char *text);
  */
 double th_metric_value(const char *text, const char *series);
 
+/* SHA-256 of a || b || c (b and c may be empty), through OpenSSL: for
+ * tests that check a hash independently of the code under test. */
+void th_sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c, size_t clen,
+               uint8_t out[32]);
+
 /* Set h->security to the development mode with the catalogue at `path`
  * (relative to the working directory: made absolute). Returns 0 or -1. */
 int th_hub_insecure_catalog(th_hub_t *h, const char *path);

@@ -981,6 +981,32 @@ static void test_load_refuses_missing_or_duplicate_key_files(void **state)
 #define TOK_R "read-token-0123456789"
 #define TOK_O "oper-token-0123456789"
 
+static void test_audit_section_has_defaults_and_checks_its_origin(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(HUB_SECTION REG, &cfg, err), 0);
+    assert_string_equal(cfg->audit.origin, "nhub.hub/000000");
+    assert_int_equal(cfg->audit.checkpoint_every, 10000);
+    assert_int_equal(cfg->audit.checkpoint_interval_ms, 60000);
+    cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {origin: nhub.example.gov.cn/hub, "
+                                              "checkpoint_every: 5, checkpoint_interval: 2s}\n",
+                              &cfg, err),
+                     0);
+    assert_string_equal(cfg->audit.origin, "nhub.example.gov.cn/hub");
+    assert_int_equal(cfg->audit.checkpoint_every, 5);
+    assert_int_equal(cfg->audit.checkpoint_interval_ms, 2000);
+    cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {origin: \"two words\"}\n", &cfg, err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, "\"audit.origin\": printable ASCII without spaces"));
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {checkpoint_every: 0}\n", &cfg, err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, "checkpoint_every"));
+}
+
 static void test_http_section_is_parsed_and_checked(void **state)
 {
     (void)state;
@@ -1078,6 +1104,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_file_has_32_regions_and_defaults),
         cmocka_unit_test(test_http_section_is_parsed_and_checked),
+        cmocka_unit_test(test_audit_section_has_defaults_and_checks_its_origin),
         cmocka_unit_test(test_token_files_are_read_and_checked),
         cmocka_unit_test(test_region_lookup_finds_configured_codes_only),
         cmocka_unit_test(test_minimal_file_gets_documented_defaults),

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "nhub_err.h"
 #include "store.h"
 
@@ -772,6 +773,150 @@ static void test_format2_queue_gets_its_lanes_at_open(void **state)
     uint8_t fmt[4];
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
     assert_int_equal(fmt[3], 3);
+}
+
+/* ---- the Merkle tree over the journal ----------------------------------------- */
+
+/* RFC 9162 MTH over leaf hashes leaves[0..n), recursively. */
+static void naive_root(uint8_t (*leaves)[32], uint64_t n, uint8_t out[32])
+{
+    if (n == 1) {
+        memcpy(out, leaves[0], 32);
+        return;
+    }
+    uint64_t k = 1;
+    while (k * 2 < n)
+        k *= 2;
+    uint8_t l[32], r[32];
+    naive_root(leaves, k, l);
+    naive_root(leaves + k, n - k, r);
+    const uint8_t one = 1;
+    th_sha256(&one, 1, l, 32, r, 32, out);
+}
+
+/* The leaf hashes of journal records 1..n, from the journal itself. */
+static void journal_leaves(store_t *st, uint64_t n, uint8_t (*leaves)[32])
+{
+    store_reader_t *r = reader(st);
+    for (uint64_t i = 0; i < n; i++) {
+        const void *ev;
+        size_t len;
+        assert_int_equal(store_journal_get(r, i + 1, &ev, &len, NULL), 0);
+        const uint8_t zero = 0;
+        th_sha256(&zero, 1, ev, len, NULL, 0, leaves[i]);
+    }
+    store_reader_close(&r);
+}
+
+static void test_tree_follows_the_journal_and_proves(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    enum { N = 37 };
+    /* Several transactions, one of them aborted: it must leave no leaf. */
+    append_events(fx->st, 5);
+    store_txn_t *t = begin(fx->st);
+    append_text(t, "aborted-1");
+    append_text(t, "aborted-2");
+    store_abort(&t);
+    append_events(fx->st, 20);
+    reopen(fx); /* the state is read back from meta */
+    append_events(fx->st, N - 25);
+
+    uint8_t leaves[N][32], want[32], got[32];
+    journal_leaves(fx->st, N, leaves);
+    store_reader_t *r = reader(fx->st);
+    uint64_t size = 0;
+    tlog_alg_t alg = 0;
+    assert_int_equal(store_tree_info(r, &size, got, &alg), 0);
+    assert_int_equal(size, N);
+    assert_int_equal(alg, TLOG_SHA256);
+    naive_root(leaves, N, want);
+    assert_memory_equal(got, want, 32);
+
+    tlog_hasher_t *h = NULL;
+    assert_int_equal(tlog_hasher_new(TLOG_SHA256, &h, NULL, 0), 0);
+    tlog_hash_t proof[TLOG_PROOF_MAX];
+    size_t len = 0;
+    for (uint64_t n = 1; n <= N; n++) {
+        uint8_t root_n[32];
+        assert_int_equal(store_tree_root_at(r, n, root_n), 0);
+        naive_root(leaves, n, want);
+        assert_memory_equal(root_n, want, 32);
+        for (uint64_t m = 0; m < n; m++) {
+            assert_int_equal(store_tree_prove_inclusion(r, m, n, proof, TLOG_PROOF_MAX, &len), 0);
+            assert_int_equal(tlog_verify_inclusion(h, m, n, leaves[m], proof, len, root_n), 0);
+        }
+        for (uint64_t m = 1; m <= n; m++) {
+            uint8_t root_m[32];
+            naive_root(leaves, m, root_m);
+            assert_int_equal(store_tree_prove_consistency(r, m, n, proof, TLOG_PROOF_MAX, &len),
+                             0);
+            assert_int_equal(tlog_verify_consistency(h, m, n, root_m, root_n, proof, len), 0);
+        }
+    }
+    /* A proof against the wrong leaf fails. */
+    assert_int_equal(store_tree_prove_inclusion(r, 3, N, proof, TLOG_PROOF_MAX, &len), 0);
+    assert_int_equal(tlog_verify_inclusion(h, 3, N, leaves[4], proof, len, got), NHUB_EREFUSED);
+    assert_int_equal(store_tree_root_at(r, N + 1, want), NHUB_EINVAL);
+    assert_int_equal(store_tree_prove_inclusion(r, N, N, proof, TLOG_PROOF_MAX, &len),
+                     NHUB_EINVAL);
+    tlog_hasher_free(&h);
+    store_reader_close(&r);
+}
+
+/* A store whose tree is missing (from before it) gets it at open. */
+static void test_tree_is_built_at_open_for_an_older_store(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 9);
+    store_reader_t *r = reader(fx->st);
+    uint8_t before[32];
+    uint64_t size = 0;
+    assert_int_equal(store_tree_info(r, &size, before, NULL), 0);
+    store_reader_close(&r);
+    store_close(&fx->st);
+    raw_put(fx->dir, "meta", "tree_state", 10, NULL, 0);
+    for (uint64_t pos = 0; pos < 2 * 9 - 2; pos++) { /* 2n - popcount(9) nodes */
+        uint8_t key[8];
+        put_be64(key, pos);
+        raw_put(fx->dir, "tree", key, 8, NULL, 0);
+    }
+    open_ok(fx);
+    r = reader(fx->st);
+    uint8_t after[32];
+    assert_int_equal(store_tree_info(r, &size, after, NULL), 0);
+    assert_int_equal(size, 9);
+    assert_memory_equal(after, before, 32);
+    uint8_t node[32];
+    assert_int_equal(store_tree_node(r, 3, 0, node), 0); /* the first 8 leaves' node */
+    store_reader_close(&r);
+}
+
+static void test_checkpoints_are_kept_by_size(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_reader_t *r = reader(fx->st);
+    const char *note;
+    size_t len;
+    uint64_t size;
+    assert_int_equal(store_checkpoint_get(r, 0, &note, &len, &size), NHUB_ENOTFOUND);
+    store_reader_close(&r);
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_checkpoint_put(t, 10, "note ten\n", 9), 0);
+    assert_int_equal(store_checkpoint_put(t, 25, "note twenty-five\n", 17), 0);
+    commit(&t);
+    r = reader(fx->st);
+    assert_int_equal(store_checkpoint_get(r, 0, &note, &len, &size), 0);
+    assert_int_equal(size, 25);
+    assert_int_equal(len, 17);
+    assert_memory_equal(note, "note twenty-five\n", 17);
+    assert_int_equal(store_checkpoint_get(r, 10, &note, &len, &size), 0);
+    assert_int_equal(size, 10);
+    assert_int_equal(store_checkpoint_get(r, 11, &note, &len, &size), NHUB_ENOTFOUND);
+    store_reader_close(&r);
 }
 
 static void test_queue_remove_returns_seq_and_dseq_is_never_reused(void **state)
@@ -1706,6 +1851,9 @@ int main(void)
         T(test_queue_remove_returns_seq_and_dseq_is_never_reused),
         T(test_lanes_index_the_queue_by_class_and_source),
         T(test_format2_queue_gets_its_lanes_at_open),
+        T(test_tree_follows_the_journal_and_proves),
+        T(test_tree_is_built_at_open_for_an_older_store),
+        T(test_checkpoints_are_kept_by_size),
         T(test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry),
         T(test_held_is_recorded_once_per_reason_listed_in_order_and_survives_reopen),
         T(test_dedup_put_then_get_returns_seq),
