@@ -218,6 +218,9 @@ $(B)/test/integration/%: $(call obj,test/integration/%.c) $(HARNESS_OBJ) $(LIB_B
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) $(TEST_LIBS)
 
+# test_adapterd writes the daemon's record (adapters/cli/track.c) as an earlier run left it.
+$(B)/test/integration/test_adapterd: $(call obj,adapters/cli/track.c)
+
 # Linked as a province's program links the library: libnhub.a and nothing else of ours.
 $(B)/test/unit/test_public_lib: $(call obj,test/unit/test_public_lib.c) $(LIB_NHUB)
 	@mkdir -p $(dir $@)

@@ -56,6 +56,15 @@ static const conf_key_t spool_keys[] = {
     CONF_KEY_END,
 };
 
+static const conf_key_t track_keys[] = {
+    CONF_KEY_DURATION_MS(track_section_t, retention_ms, "retention", 0, 1000,
+                         3650ll * 24 * 3600 * 1000),
+    CONF_KEY_DURATION_MS(track_section_t, max_age_ms, "max_age", 0, 1000,
+                         3650ll * 24 * 3600 * 1000),
+    CONF_KEY_SIZE(track_section_t, map_size_max, "map_size_max", 0, 64ll << 10, 1ll << 40),
+    CONF_KEY_END,
+};
+
 static const conf_key_t log_keys[] = {
     CONF_KEY_ENUM(log_section_t, level, "level", 0, level_names),
     CONF_KEY_END,
@@ -65,6 +74,7 @@ static const conf_key_t top_keys[] = {
     CONF_KEY_MAP(adapter_cfg_t, adapter, "adapter", CONF_REQUIRED, adapter_keys),
     CONF_KEY_MAP(adapter_cfg_t, api, "api", 0, api_keys),
     CONF_KEY_MAP(adapter_cfg_t, spool, "spool", 0, spool_keys),
+    CONF_KEY_MAP(adapter_cfg_t, track, "track", 0, track_keys),
     CONF_KEY_MAP(adapter_cfg_t, log, "log", 0, log_keys),
     CONF_KEY_END,
 };
@@ -84,6 +94,7 @@ static void set_defaults(adapter_cfg_t *cfg)
     cfg->api.long_poll_max_ms = 60000;
     cfg->spool.scan_interval_ms = 500;
     cfg->spool.settle_ms = 5000;
+    cfg->track.max_age_ms = 30ll * 24 * 3600 * 1000;
     cfg->log.level = LOG_INFO;
 }
 
@@ -163,6 +174,14 @@ static int check_daemon(adapter_cfg_t *cfg, const conf_marks_t *marks, char *err
     if (cfg->spool.inbox && !cfg->spool.dir[0])
         return conf_marks_error(marks, "spool.inbox", err, errcap,
                                 "spool.inbox: true needs spool.dir");
+    if (!cfg->track.retention_ms)
+        cfg->track.retention_ms = cfg->adapter.confirmed_retention_ms;
+    if (!cfg->track.map_size_max)
+        cfg->track.map_size_max = cfg->adapter.map_size_max;
+    if (cfg->track.max_age_ms < cfg->track.retention_ms)
+        return conf_marks_error(marks, "track.max_age", err, errcap,
+                                "track.max_age must be at least track.retention (%lld ms)",
+                                (long long)cfg->track.retention_ms);
     return 0;
 }
 

@@ -31,6 +31,13 @@
  *     scan_interval: 500ms                   # look at the folders at least this often
  *     settle: 5s                             # a .json that does not parse is failed once
  *                                            # it has not changed for this long
+ *   track:                                   # nhub-adapter run: its own record (track.h)
+ *     retention: 8d                          # settled records and spent spool marks are
+ *                                            # pruned this long after; default
+ *                                            # adapter.confirmed_retention
+ *     max_age: 30d                           # any record is pruned this long after its
+ *                                            # submission (>= retention)
+ *     map_size_max: 4GiB                     # limit of its LMDB; default adapter.map_size_max
  *   log:
  *     level: info                            # debug, info, warn, error, off
  *
@@ -89,6 +96,13 @@ typedef struct spool_section {
     int64_t settle_ms;
 } spool_section_t;
 
+/* The `track:` section (nhub-adapter run). */
+typedef struct track_section {
+    int64_t retention_ms; /* 0 in the file's absence: adapter.confirmed_retention */
+    int64_t max_age_ms;
+    uint64_t map_size_max; /* 0 in the file's absence: adapter.map_size_max */
+} track_section_t;
+
 /* The `log:` section. */
 typedef struct log_section {
     int level; /* enum log_level */
@@ -98,6 +112,7 @@ typedef struct adapter_cfg {
     adapter_section_t adapter;
     api_section_t api;
     spool_section_t spool;
+    track_section_t track;
     log_section_t log;
     /* From api.listen by adapter_cfg_load: IPv4 address (host order) and port. */
     uint32_t api_addr;

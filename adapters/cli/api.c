@@ -323,7 +323,11 @@ static void get_message(req_t *r, const char *hexid)
     track_commit(dm->track); /* what this turn wrote, made readable as committed */
     int rc = track_sent_get(dm->track, id, &t);
     if (rc == NHUB_ENOTFOUND) {
-        reply_error(r, 404, "not_found", "msgId", "no message %s was submitted here", hexid);
+        reply_error(r, 404, "not_found", "msgId",
+                    "no message %s is known here: it was not submitted here, or it is older "
+                    "than the retention (track.retention, %lld s after it was settled) and "
+                    "its record was pruned",
+                    hexid, (long long)(dm->cfg->track.retention_ms / 1000));
         return;
     }
     if (rc != 0) {
@@ -461,10 +465,16 @@ static void get_status(req_t *r)
                               "held", (json_int_t)dm->n_held, "handedOut", (json_int_t)offered,
                               "received", (json_int_t)dm->received, "confirmed",
                               (json_int_t)dm->confirmed, "longPolls", (json_int_t)polls);
+    track_counts_t tc;
+    track_counts(dm->track, &tc);
+    json_t *track = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "records", (json_int_t)tc.records,
+                              "marks", (json_int_t)tc.marks, "pruned", (json_int_t)tc.pruned,
+                              "writeFailures", (json_int_t)tc.write_failed, "full",
+                              (json_int_t)tc.full, "madeRoom", (json_int_t)tc.emergency);
     json_t *o =
-        json_pack("{s:s,s:s,s:b,s:s,s:I,s:o,s:o}", "region", dm->cfg->adapter.region, "link",
+        json_pack("{s:s,s:s,s:b,s:s,s:I,s:o,s:o,s:o}", "region", dm->cfg->adapter.region, "link",
                   nhub_link_name(st.link), "connected", st.connected, "linkError", st.link_error,
-                  "outbox", (json_int_t)st.outbox, "sent", sent, "inbox", inbox);
+                  "outbox", (json_int_t)st.outbox, "sent", sent, "inbox", inbox, "track", track);
     reply_json(r, 200, o);
 }
 

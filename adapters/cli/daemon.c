@@ -8,6 +8,7 @@
 #include "api.h"
 #include "ids.h"
 #include "log.h"
+#include "nhub/common/v1/common.pb-c.h"
 #include "nhub_err.h"
 #include "payload.h"
 #include "spool.h"
@@ -20,8 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DAEMON_TURN_MAX_MS 1000 /* longest wait of one turn */
-#define CASE_EVENT_REMINDER 1   /* nhub.case.v1.Event */
+#define DAEMON_TURN_MAX_MS 1000   /* longest wait of one turn */
+#define DAEMON_PRUNE_SCAN 1024    /* records looked at per database in one pruning step */
+#define DAEMON_PRUNE_MAX 256      /* records deleted in one step: a turn stays short */
+#define DAEMON_PRUNE_IDLE_MS 1000 /* after a round with nothing left: the next one */
+#define CASE_EVENT_REMINDER 1     /* nhub.case.v1.Event */
 #define CASE_EVENT_OVERDUE 2
 #define CASE_EVENT_EXPIRED 3
 
@@ -72,6 +76,21 @@ static void on_reject(void *arg, const uint8_t id[NHUB_MSG_ID_LEN], int code, co
         spool_on_rejected(dm->spool, t.file, id, code, text);
 }
 
+/* 1 if answer `d` closes its case: a response, or a feedback at stage done or refused. */
+static int answer_closes(const nhub_delivery_t *d)
+{
+    if (d->kind == NHUB_KIND_RESPONSE)
+        return 1;
+    ProtobufCMessage *m = NULL;
+    const ProtobufCMessageDescriptor *desc = payload_find(d->payload_type);
+    int stage = -1;
+    if (desc && payload_decode(desc, d->payload, d->payload_len, &m) == 0)
+        stage = payload_enum_field(m, 1); /* the catalogue makes field 1 a feedback's stage */
+    payload_free(&m);
+    return stage == NHUB__COMMON__V1__STAGE__STAGE_DONE ||
+           stage == NHUB__COMMON__V1__STAGE__STAGE_REFUSED;
+}
+
 /* A delivery naming one of our requests or pushes: an answer, or the hub's notice. */
 static void note_case(daemon_t *dm, const nhub_delivery_t *d)
 {
@@ -95,9 +114,13 @@ static void note_case(daemon_t *dm, const nhub_delivery_t *d)
         if (!slot || *slot)
             return;
         *slot = when;
+        if (ev == CASE_EVENT_EXPIRED && !t.closed_ms)
+            t.closed_ms = when;
     } else if (d->kind == NHUB_KIND_RESPONSE || d->kind == NHUB_KIND_FEEDBACK) {
         if (t.answers && !memcmp(t.answer_id, d->msg_id, NHUB_MSG_ID_LEN))
             return; /* a redelivery of the latest */
+        if (!t.closed_ms && answer_closes(d))
+            t.closed_ms = when;
         t.answers++;
         memcpy(t.answer_id, d->msg_id, NHUB_MSG_ID_LEN);
         t.answer_kind = d->kind;
@@ -159,9 +182,9 @@ static void sub_record(daemon_t *self, const daemon_sub_t *s)
     snprintf(t.file, sizeof t.file, "%s", s->file ? s->file : "");
     memcpy(t.digest, m->digest, sizeof t.digest);
     t.submitted_ms = daemon_wall_ms();
-    if (track_sent_put(self->track, s->id, &t) != 0)
-        log_warn("adapterd.track_failed", "msg_id=%s error=%s", nhub_msg_id_hex(s->id, hex),
-                 track_error(self->track));
+    /* A failure (counted and logged by track.c) loses the record, not the message: it is in
+     * the outbox; a resubmission is then dropped by the hub's dedup_window instead. */
+    track_sent_put(self->track, s->id, &t);
     log_debug("adapterd.submitted", "msg_id=%s to=%s item=%s", nhub_msg_id_hex(s->id, hex), m->to,
               m->item);
 }
@@ -369,11 +392,32 @@ static int open_hub(daemon_t *dm, const char *cfg_path)
     return 0;
 }
 
+/* A spool mark is spent once its delivery is neither held nor in inbox/ (track_policy_t). */
+static int mark_spent(void *arg, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    daemon_t *dm = arg;
+    return daemon_held_find(dm, id) < 0 && (!dm->spool || !spool_in_inbox(dm->spool, id));
+}
+
+/* One bounded pruning step of the daemon's record when it is due (track.h). */
+static void prune(daemon_t *dm)
+{
+    int64_t now = daemon_mono_ms();
+    if (now < dm->prune_due)
+        return;
+    int rc = track_prune(dm->track, daemon_wall_ms(), DAEMON_PRUNE_SCAN, DAEMON_PRUNE_MAX, NULL);
+    dm->prune_due = rc == 1 ? now : now + DAEMON_PRUNE_IDLE_MS;
+}
+
 static void loop(daemon_t *dm)
 {
     while (!*dm->stop) {
         int fds[2], n = 0;
-        int64_t wait = DAEMON_TURN_MAX_MS;
+        int64_t wait = dm->prune_due - daemon_mono_ms();
+        if (wait > DAEMON_TURN_MAX_MS)
+            wait = DAEMON_TURN_MAX_MS;
+        if (wait < 0)
+            wait = 0;
         if (dm->api) {
             fds[n++] = api_fd(dm->api);
             int64_t t = api_timeout_ms(dm->api);
@@ -400,8 +444,8 @@ static void loop(daemon_t *dm)
             api_run(dm->api);
         if (dm->spool)
             spool_run(dm->spool);
-        if (track_commit(dm->track) != 0)
-            log_error("adapterd.track_failed", "error=%s", track_error(dm->track));
+        prune(dm);
+        track_commit(dm->track); /* a failure is counted and logged by track.c */
     }
 }
 
@@ -422,10 +466,15 @@ int daemon_run(adapter_cfg_t *cfg, const char *cfg_path, int ready_fd, volatile 
     if (open_hub(dm, cfg_path) != 0)
         goto done;
     snprintf(dir, sizeof dir, "%s/adapterd", cfg->adapter.data_dir);
-    if (track_open(dir, cfg->adapter.map_size_max, &dm->track, err, sizeof err) != 0) {
+    if (track_open(dir, cfg->track.map_size_max, &dm->track, err, sizeof err) != 0) {
         start_fail("%s: %s", cfg_path, err);
         goto done;
     }
+    track_policy_t policy = {.retention_ms = cfg->track.retention_ms,
+                             .max_age_ms = cfg->track.max_age_ms,
+                             .mark_spent = mark_spent,
+                             .arg = dm};
+    track_set_policy(dm->track, &policy);
     if (cfg->spool.dir[0] && spool_new(dm, &dm->spool, err, sizeof err) != 0) {
         start_fail("%s: %s", cfg_path, err);
         goto done;

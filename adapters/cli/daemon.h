@@ -56,6 +56,7 @@ typedef struct daemon {
     uint8_t recent[DAEMON_RECENT_MAX][NHUB_MSG_ID_LEN]; /* ring of confirmed msg_ids */
     size_t n_recent, recent_head;
     uint64_t submitted, duplicates, received, confirmed;
+    int64_t prune_due; /* monotonic ms of the next pruning step of the record */
     volatile sig_atomic_t *stop;
 } daemon_t;
 

@@ -22,7 +22,10 @@
  * with the temp file still there the rename is redone; with MSGID.json in
  * inbox/ it waits for the platform; with neither, the platform has taken
  * it, and it is confirmed. Without a mark nothing was shown to the
- * platform (a temp file is not), so it is written.
+ * platform (a temp file is not), so it is written. If the daemon's record
+ * takes no writes (full: track.h), the mark goes into a file of its own,
+ * DATA_DIR/adapterd/marks/MSGID (fsynced with its folder), looked at
+ * where the record has none: a full record stops no delivery.
  */
 #include "spool.h"
 
@@ -49,6 +52,7 @@ struct spool {
     daemon_t *dm;
     char dir[1024];
     char outbox[1100], sent[1100], failed[1100], inbox[1100], done[1100];
+    char marks[1100]; /* file marks, where the record could not take one */
     int ino;
     int64_t next_scan; /* monotonic ms */
 };
@@ -414,6 +418,49 @@ void spool_on_rejected(spool_t *s, const char *file, const uint8_t id[NHUB_MSG_I
 
 /* ---- deliveries -> inbox/ ---------------------------------------------------- */
 
+int spool_in_inbox(const spool_t *s, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    char hex[33], name[64], tmpname[72];
+    nhub_msg_id_hex(id, hex);
+    snprintf(name, sizeof name, "%s.json", hex);
+    snprintf(tmpname, sizeof tmpname, ".%s.json.tmp", hex);
+    return exists(s->inbox, name) || exists(s->inbox, tmpname);
+}
+
+/* The record took no mark (full or failing): a durable file mark instead. 0 or -1 (errno). */
+static int file_mark_put(spool_t *s, const char *hex)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", s->marks, hex);
+    if (write_file(path, "written\n", 8) != 0 || fsync_dir(s->marks) != 0)
+        return -1;
+    log_warn("adapterd.spool_file_mark",
+             "msg_id=%s detail=\"the record takes no writes: the "
+             "delivery's mark is a file in DATA_DIR/adapterd/marks\"",
+             hex);
+    return 0;
+}
+
+static void file_mark_del(spool_t *s, const uint8_t id[NHUB_MSG_ID_LEN])
+{
+    char hex[33], path[1400];
+    snprintf(path, sizeof path, "%s/%s", s->marks, nhub_msg_id_hex(id, hex));
+    unlink(path); /* usually there is none */
+}
+
+/* The mark of `hex` durable, in the record or else as a file. 0 or an error. */
+static int mark_written(spool_t *s, const uint8_t id[NHUB_MSG_ID_LEN], const char *hex)
+{
+    track_t *t = s->dm->track;
+    track_spool_t mark = {.state = TRACK_SPOOL_WRITTEN, .written_ms = daemon_wall_ms()};
+    int rc = track_spool_put(t, id, &mark);
+    if (rc == 0)
+        rc = track_commit(t);
+    if (rc == 0)
+        return 0;
+    return file_mark_put(s, hex) == 0 ? 0 : rc;
+}
+
 int spool_deliver(spool_t *s, held_t *h)
 {
     daemon_t *dm = s->dm;
@@ -424,6 +471,8 @@ int spool_deliver(spool_t *s, held_t *h)
     snprintf(tmp, sizeof tmp, "%s/%s", s->inbox, tmpname);
     track_spool_t mark;
     int rc = track_spool_get(dm->track, h->d->msg_id, &mark);
+    if (rc == NHUB_ENOTFOUND && exists(s->marks, hex))
+        rc = 0; /* a file mark, from a time the record was full */
     if (rc == 0) {
         /* Handed over before (or about to be): finish the rename if it did not happen. */
         if (exists(s->inbox, tmpname)) {
@@ -437,9 +486,7 @@ int spool_deliver(spool_t *s, held_t *h)
         return rc;
     if (exists(s->inbox, name) || exists(s->done, name)) {
         /* Shown already by a run whose record is gone (a new data_dir): not again. */
-        mark = (track_spool_t){.state = TRACK_SPOOL_WRITTEN, .written_ms = daemon_wall_ms()};
-        if ((rc = track_spool_put(dm->track, h->d->msg_id, &mark)) != 0 ||
-            (rc = track_commit(dm->track)) != 0)
+        if ((rc = mark_written(s, h->d->msg_id, hex)) != 0)
             return rc;
         h->spooled = 1;
         return 0;
@@ -462,9 +509,7 @@ int spool_deliver(spool_t *s, held_t *h)
     free(line);
     if (wrc != 0)
         goto io_failed;
-    mark = (track_spool_t){.state = TRACK_SPOOL_WRITTEN, .written_ms = daemon_wall_ms()};
-    if ((rc = track_spool_put(dm->track, h->d->msg_id, &mark)) != 0 ||
-        (rc = track_commit(dm->track)) != 0) {
+    if ((rc = mark_written(s, h->d->msg_id, hex)) != 0) {
         unlink(tmp);
         return rc;
     }
@@ -503,8 +548,10 @@ static void check_inbox(spool_t *s)
         for (size_t i = 0; ids && i < n; i++)
             memcpy(ids[i], dm->held[taken[i]].d->msg_id, NHUB_MSG_ID_LEN);
         if (ids && daemon_confirm(dm, taken, n) == 0) {
-            for (size_t i = 0; i < n; i++)
-                track_spool_del(dm->track, ids[i]);
+            for (size_t i = 0; i < n; i++) {
+                track_spool_del(dm->track, ids[i]); /* lost in a crash: pruning sweeps it */
+                file_mark_del(s, ids[i]);
+            }
         }
         free(ids);
     }
@@ -529,7 +576,8 @@ int spool_new(daemon_t *dm, spool_t **out, char *err, size_t errcap)
     snprintf(s->failed, sizeof s->failed, "%s/failed", s->dir);
     snprintf(s->inbox, sizeof s->inbox, "%s/inbox", s->dir);
     snprintf(s->done, sizeof s->done, "%s/done", s->dir);
-    const char *dirs[] = {s->outbox, s->sent, s->failed, s->inbox, s->done};
+    snprintf(s->marks, sizeof s->marks, "%s/adapterd/marks", dm->cfg->adapter.data_dir);
+    const char *dirs[] = {s->outbox, s->sent, s->failed, s->inbox, s->done, s->marks};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         if (mkdir_p(dirs[i]) != 0) {
             snprintf(err, errcap, "spool.dir: cannot make %s: %s", dirs[i], strerror(errno));

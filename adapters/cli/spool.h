@@ -55,6 +55,9 @@ void spool_run(spool_t *self);
  */
 int spool_deliver(spool_t *self, held_t *h);
 
+/* 1 if the delivery `id` is in inbox/ (as MSGID.json or its temp file). */
+int spool_in_inbox(const spool_t *self, const uint8_t id[NHUB_MSG_ID_LEN]);
+
 /*
  * The hub refused the message of spool file `file` (in sent/) for good:
  * move it to failed/ with an .error naming the code and reason.

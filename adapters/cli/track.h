@@ -17,6 +17,25 @@
  * will be sent; a `sent` record lost with an uncommitted turn only means a
  * retried submission with the same msgId is sent again, which the hub
  * answers as a duplicate (its dedup_window).
+ *
+ * Pruning (track_prune): nothing here is needed for ever. A `sent` record
+ * goes once it is settled (ACKed or rejected, and for a request or push
+ * its case closed: answered, finished by a final feedback, or expired)
+ * and has not changed for the retention, or whatever its state once it is
+ * older than max_age; a spool mark goes once the retention has passed and
+ * the caller says its delivery is neither held nor in inbox/ (normally a
+ * mark is deleted when its delivery is confirmed; one left behind by a
+ * crash between the confirm and the commit of the turn is swept here).
+ * Each call looks at a bounded number of records and remembers where it
+ * stopped, so the cost of a turn does not grow with the store.
+ *
+ * A full store (MDB_MAP_FULL, NHUB_EFULL): a write that does not fit first
+ * makes room by pruning every settled record whatever its age (and spent
+ * marks), then is tried once more. Writes that still fail are counted
+ * (track_counts) and logged once when the failing starts
+ * (event=adapterd.track_full) and once when writes succeed again; the
+ * caller carries on without the record (see daemon.c and spool.c for what
+ * each write's loss means).
  */
 #ifndef NHUB_ADAPTER_TRACK_H
 #define NHUB_ADAPTER_TRACK_H
@@ -55,6 +74,8 @@ typedef struct track_sent {
     char answer_source[8];
     int64_t answer_ms;
     int64_t reminder_ms, overdue_ms, expired_ms; /* the hub's notices; 0 = none */
+    /* Appended after the first release: a shorter record reads with these zero. */
+    int64_t closed_ms; /* the case closed (answer, final feedback, expiry); 0 = open or none */
 } track_sent_t;
 
 #define TRACK_VERSION 1u
@@ -89,6 +110,41 @@ int track_spool_get(track_t *self, const uint8_t id[NHUB_MSG_ID_LEN], track_spoo
 int track_spool_put(track_t *self, const uint8_t id[NHUB_MSG_ID_LEN], const track_spool_t *rec);
 /* Forget `id`'s spool mark (it was confirmed). 0, NHUB_ENOTFOUND or NHUB_ESTORE. */
 int track_spool_del(track_t *self, const uint8_t id[NHUB_MSG_ID_LEN]);
+
+/* What track_prune removes, and the callback that says a spool mark is spent. */
+typedef struct track_policy {
+    int64_t retention_ms; /* settled records and spent marks: kept this long */
+    int64_t max_age_ms;   /* any record: kept at most this long after its submission */
+    /* 1 if the delivery `id` is neither held nor in the spool's inbox/. NULL: marks are kept. */
+    int (*mark_spent)(void *arg, const uint8_t id[NHUB_MSG_ID_LEN]);
+    void *arg;
+} track_policy_t;
+
+/* Set the pruning policy (copied). Until it is set, nothing is pruned. */
+void track_set_policy(track_t *self, const track_policy_t *policy);
+
+/*
+ * One bounded step of pruning, in the open transaction, at wall clock
+ * `now_ms`: look at up to `scan` records after where the last step
+ * stopped, delete at most `max` of them. *deleted (may be NULL) is how
+ * many went. Returns 1 if there is more to look at (the step stopped
+ * before the end of both databases, or deleted `max`), 0 if it went round
+ * to the start (call again in a while), or a negative NHUB_ESTORE /
+ * NHUB_EFULL.
+ */
+int track_prune(track_t *self, int64_t now_ms, size_t scan, size_t max, size_t *deleted);
+
+/* Counters since track_open. */
+typedef struct track_counts {
+    uint64_t records;      /* `sent` records now in the store (committed) */
+    uint64_t marks;        /* spool marks now in the store (committed) */
+    uint64_t pruned;       /* records and marks deleted by pruning */
+    uint64_t write_failed; /* writes or commits that failed (their content lost) */
+    uint64_t full;         /* of those, because the store was full */
+    uint64_t emergency;    /* prunings forced by a full store */
+} track_counts_t;
+
+void track_counts(track_t *self, track_counts_t *out);
 
 /* The last LMDB error text. */
 const char *track_error(const track_t *self);

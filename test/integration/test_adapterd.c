@@ -14,8 +14,10 @@
  * killed with SIGKILL in the middle of a spool of many files loses none and
  * sends none twice. Every wait polls a condition under a deadline.
  */
+#include "cli/track.h"
 #include "harness.h"
 #include "nhub.h"
+#include "nhub_err.h"
 #include "payload.h"
 #include "pbjson.h"
 
@@ -37,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1152,6 +1155,244 @@ static void test_spool_kill9_midway_every_file_arrives_exactly_once(void **state
 /* ---- configuration ------------------------------------------------------------- */
 
 /* Run `nhub-adapter run -c FILE` on a bad file: it must exit 1 saying `want` on stderr. */
+/* ---- the daemon's record: pruning ----------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fill_id(uint8_t id[NHUB_MSG_ID_LEN], uint8_t tag)
+{
+    memset(id, 0x5a, NHUB_MSG_ID_LEN);
+    id[0] = tag;
+}
+
+static void put_sent(track_t *t, uint8_t tag, int kind, int state, int64_t submitted,
+                     int64_t settled)
+{
+    uint8_t id[NHUB_MSG_ID_LEN];
+    track_sent_t r = {
+        .state = state, .kind = kind, .submitted_ms = submitted, .settled_ms = settled};
+    fill_id(id, tag);
+    snprintf(r.to, sizeof r.to, "340000");
+    snprintf(r.item, sizeof r.item, "SI-VERIFY-002");
+    snprintf(r.type, sizeof r.type, QUERY_TYPE);
+    assert_int_equal(track_sent_put(t, id, &r), 0);
+}
+
+static void put_mark(track_t *t, uint8_t tag, int64_t written)
+{
+    uint8_t id[NHUB_MSG_ID_LEN];
+    track_spool_t m = {.state = TRACK_SPOOL_WRITTEN, .written_ms = written};
+    fill_id(id, tag);
+    assert_int_equal(track_spool_put(t, id, &m), 0);
+}
+
+static long get_tagged(daemon_proc_t *d, uint8_t tag, json_t **o)
+{
+    uint8_t id[NHUB_MSG_ID_LEN];
+    char hex[33], path[100];
+    fill_id(id, tag);
+    snprintf(path, sizeof path, "/api/v1/messages/%s", nhub_msg_id_hex(id, hex));
+    return api(d, "GET", path, NULL, o);
+}
+
+static void test_record_settled_and_spent_pruned_after_retention_unsettled_kept(void **state)
+{
+    (void)state;
+    daemon_proc_t a, b;
+    daemon_init(&a, "150000",
+                API_YAML "spool:\n  dir: \"SPOOL\"\n  inbox: true\n"
+                         "track:\n  retention: 1s\n  max_age: 1h\n");
+    daemon_init(&b, "340000", API_YAML);
+
+    /* What an earlier run of A left in its record, ten seconds (or two hours) ago. */
+    char data[600], rec[700], inbox[600];
+    snprintf(data, sizeof data, "%s/data", a.dir);
+    snprintf(rec, sizeof rec, "%s/adapterd", data);
+    assert_int_equal(mkdir(data, 0700), 0);
+    int64_t now = wall_ms(), past = now - 10000;
+    track_t *t = NULL;
+    char err[300];
+    assert_int_equal(track_open(rec, 1 << 20, &t, err, sizeof err), 0);
+    put_sent(t, 1, NHUB_KIND_NOTICE, TRACK_ACKED, past, past);         /* settled: goes */
+    put_sent(t, 2, NHUB_KIND_REQUEST, TRACK_QUEUED, past, 0);          /* not acked: stays */
+    put_sent(t, 3, NHUB_KIND_REQUEST, TRACK_QUEUED, now - 7200000, 0); /* past max_age: goes */
+    put_sent(t, 4, NHUB_KIND_REQUEST, TRACK_ACKED, past, past);        /* case open: stays */
+    put_mark(t, 5, past); /* its delivery neither held nor in inbox/: goes */
+    put_mark(t, 6, past); /* its file still in inbox/: stays */
+    assert_int_equal(track_commit(t), 0);
+    track_close(&t);
+    assert_null(t);
+    snprintf(inbox, sizeof inbox, "%s/inbox", a.spool);
+    assert_int_equal(mkdir(a.spool, 0700), 0);
+    assert_int_equal(mkdir(inbox, 0700), 0);
+    uint8_t id6[NHUB_MSG_ID_LEN];
+    char hex6[33], name6[64];
+    fill_id(id6, 6);
+    snprintf(name6, sizeof name6, "%s.json", nhub_msg_id_hex(id6, hex6));
+    drop_file(inbox, name6, "{}\n");
+
+    daemon_start(&a);
+    daemon_start(&b);
+    assert_true(await_field(&a, "/api/v1/status", "link", "up"));
+    assert_true(await_field(&b, "/api/v1/status", "link", "up"));
+
+    /* A request from A, answered by B: once its case is closed, its record goes too. */
+    const char *req = "{\"to\":\"340000\",\"item\":\"SI-VERIFY-002\",\"kind\":\"request\","
+                      "\"type\":\"" QUERY_TYPE "\",\"payload\":" QUERY_PAYLOAD("pruned") "}";
+    json_t *o = NULL;
+    assert_int_equal(api(&a, "POST", "/api/v1/messages", req, &o), 202);
+    char id[33], mpath[100];
+    snprintf(id, sizeof id, "%s", jstr(o, "msgId"));
+    json_decref(o);
+    snprintf(mpath, sizeof mpath, "/api/v1/messages/%s", id);
+    assert_int_equal(api(&a, "GET", mpath, NULL, &o), 200);
+    json_decref(o);
+    assert_int_equal(api(&b, "GET", "/api/v1/inbox?wait=10", NULL, &o), 200);
+    assert_string_equal(jstr(json_array_get(json_object_get(o, "deliveries"), 0), "msgId"), id);
+    json_decref(o);
+    char path[200], ans[1024];
+    snprintf(path, sizeof path, "/api/v1/inbox/%s/confirm", id);
+    assert_int_equal(api(&b, "POST", path, "", &o), 200);
+    json_decref(o);
+    snprintf(ans, sizeof ans,
+             "{\"to\":\"150000\",\"item\":\"SI-VERIFY-002\",\"kind\":\"response\","
+             "\"type\":\"nhub.insured.v1.StatusAnswer\",\"correlationId\":\"%s\","
+             "\"payload\":{\"outcome\":\"OUTCOME_NOT_FOUND\",\"reason\":\"no record\","
+             "\"office\":{\"code\":\"3400000001\",\"name\":\"安徽\"}}}",
+             id);
+    assert_int_equal(api(&b, "POST", "/api/v1/messages", ans, &o), 202);
+    json_decref(o);
+
+    int64_t deadline = now_ms() + WAIT_MS;
+    long st = 0;
+    while ((st = api(&a, "GET", mpath, NULL, &o)) == 200 && now_ms() < deadline) {
+        json_decref(o);
+        pause_ms(50);
+    }
+    assert_int_equal(st, 404);
+    assert_string_equal(jstr(o, "field"), "msgId");
+    assert_non_null(strstr(jstr(o, "detail"), "older than the retention"));
+    json_decref(o);
+
+    /* The step that pruned it looked at every record: what is kept was kept on purpose. */
+    assert_int_equal(get_tagged(&a, 1, &o), 404);
+    json_decref(o);
+    assert_int_equal(get_tagged(&a, 3, &o), 404);
+    json_decref(o);
+    assert_int_equal(get_tagged(&a, 2, &o), 200);
+    assert_string_equal(jstr(o, "status"), "queued");
+    json_decref(o);
+    assert_int_equal(get_tagged(&a, 4, &o), 200);
+    assert_string_equal(jstr(o, "case.state"), "open");
+    json_decref(o);
+    assert_true(await_int(&a, "/api/v1/status", "track.pruned", 4));
+    assert_int_equal(api(&a, "GET", "/api/v1/status", NULL, &o), 200);
+    assert_int_equal(jint(o, "track.writeFailures"), 0);
+    json_decref(o);
+    daemon_stop(&a);
+    daemon_stop(&b);
+
+    /* The spent mark went, the one whose file is in inbox/ stayed. */
+    assert_int_equal(track_open(rec, 1 << 20, &t, err, sizeof err), 0);
+    uint8_t id5[NHUB_MSG_ID_LEN];
+    track_spool_t m;
+    fill_id(id5, 5);
+    assert_int_equal(track_spool_get(t, id5, &m), NHUB_ENOTFOUND);
+    assert_int_equal(track_spool_get(t, id6, &m), 0);
+    track_close(&t);
+}
+
+/* A full record (track.map_size_max tiny): submissions and deliveries go on, counted. */
+static void test_record_full_loses_no_submission_and_stops_no_delivery(void **state)
+{
+    (void)state;
+    daemon_proc_t a, b;
+    daemon_init(&a, "360000",
+                API_YAML "spool:\n  dir: \"SPOOL\"\n  inbox: true\n"
+                         "track:\n  map_size_max: 64KiB\n  retention: 1h\n");
+    daemon_init(&b, "350000", API_YAML);
+    daemon_start(&a);
+    daemon_start(&b);
+    assert_true(await_field(&a, "/api/v1/status", "link", "up"));
+    assert_true(await_field(&b, "/api/v1/status", "link", "up"));
+
+    /* A's requests are open cases: nothing to prune, and the record fills up. */
+    enum { N_OUT = 120, N_IN = 20 };
+    json_t *o = NULL;
+    for (int i = 0; i < N_OUT; i++) {
+        char req[2048];
+        snprintf(req, sizeof req,
+                 "{\"to\":\"350000\",\"item\":\"SI-VERIFY-002\",\"kind\":\"request\","
+                 "\"type\":\"" QUERY_TYPE "\",\"payload\":" QUERY_PAYLOAD("full-%d") "}",
+                 i);
+        long st = api(&a, "POST", "/api/v1/messages", req, &o);
+        json_decref(o);
+        assert_int_equal(st, 202);
+    }
+    assert_int_equal(api(&a, "GET", "/api/v1/status", NULL, &o), 200);
+    assert_true(jint(o, "track.full") > 0);
+    assert_true(jint(o, "track.writeFailures") >= jint(o, "track.full"));
+    json_decref(o);
+    /* Every one of them reaches B all the same. */
+    int got = 0;
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (got < N_OUT && now_ms() < deadline) {
+        assert_int_equal(api(&b, "GET", "/api/v1/inbox?wait=2&max=1000", NULL, &o), 200);
+        json_t *list = json_object_get(o, "deliveries");
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            char path[200];
+            snprintf(path, sizeof path, "/api/v1/inbox/%s/confirm",
+                     jstr(json_array_get(list, i), "msgId"));
+            json_t *c = NULL;
+            assert_int_equal(api(&b, "POST", path, "", &c), 200);
+            got += !json_is_true(json_object_get(c, "already"));
+            json_decref(c);
+        }
+        json_decref(o);
+    }
+    assert_int_equal(got, N_OUT);
+
+    /* B's messages to A are written into A's inbox/ though A's record takes few or no marks
+     * (pages freed by earlier transactions let some small writes through). */
+    for (int i = 0; i < N_IN; i++) {
+        char req[2048];
+        snprintf(req, sizeof req,
+                 "{\"to\":\"360000\",\"item\":\"SI-VERIFY-002\",\"kind\":\"request\","
+                 "\"type\":\"" QUERY_TYPE "\",\"payload\":" QUERY_PAYLOAD("in-%d") "}",
+                 i);
+        assert_int_equal(api(&b, "POST", "/api/v1/messages", req, &o), 202);
+        json_decref(o);
+    }
+    char inbox[500];
+    snprintf(inbox, sizeof inbox, "%s/inbox", a.spool);
+    assert_true(await_count(inbox, ".json", 0, N_IN));
+    /* Taken by the platform: each confirmed once, none written again. */
+    char names[N_IN][64];
+    ino_t inodes[N_IN];
+    assert_int_equal(list_json(inbox, names, inodes, N_IN), N_IN);
+    for (int i = 0; i < N_IN; i++) {
+        char p[800];
+        snprintf(p, sizeof p, "%.480s/%.63s", inbox, names[i]);
+        assert_int_equal(unlink(p), 0);
+    }
+    assert_true(await_int(&a, "/api/v1/status", "inbox.confirmed", N_IN));
+    assert_int_equal(count_files(inbox, ".json", 0), 0);
+    assert_int_equal(api(&a, "GET", "/api/v1/status", NULL, &o), 200);
+    assert_int_equal(jint(o, "inbox.held"), 0);
+    json_decref(o);
+    char *text = read_text(a.log);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "event=adapterd.track_full"));
+    free(text);
+    daemon_stop(&a);
+    daemon_stop(&b);
+}
+
 static void expect_config_error(const char *yaml, const char *want)
 {
     char dir[400], cfg[500], errf[500];
@@ -1208,6 +1449,8 @@ int main(void)
         cmocka_unit_test(test_spool_files_out_and_in_atomic_and_confirmed_when_taken),
         cmocka_unit_test(test_spool_odd_entries_are_failed_and_odd_names_logged_quoted),
         cmocka_unit_test(test_spool_kill9_midway_every_file_arrives_exactly_once),
+        cmocka_unit_test(test_record_settled_and_spent_pruned_after_retention_unsettled_kept),
+        cmocka_unit_test(test_record_full_loses_no_submission_and_stops_no_delivery),
         cmocka_unit_test(test_config_errors_name_file_line_and_column),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
