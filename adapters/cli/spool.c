@@ -54,7 +54,8 @@ struct spool {
     char outbox[1100], sent[1100], failed[1100], inbox[1100], done[1100];
     char marks[1100]; /* file marks, where the record could not take one */
     int ino;
-    int64_t next_scan; /* monotonic ms */
+    int wd_outbox, wd_inbox; /* the inotify watches */
+    int64_t next_scan;       /* monotonic ms */
 };
 
 /* ---- files ----------------------------------------------------------------- */
@@ -587,8 +588,9 @@ int spool_new(daemon_t *dm, spool_t **out, char *err, size_t errcap)
     }
     s->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (s->ino >= 0) {
-        if (inotify_add_watch(s->ino, s->outbox, IN_MOVED_TO | IN_CLOSE_WRITE) < 0 ||
-            inotify_add_watch(s->ino, s->inbox, IN_MOVED_FROM | IN_DELETE) < 0) {
+        s->wd_outbox = inotify_add_watch(s->ino, s->outbox, IN_MOVED_TO | IN_CLOSE_WRITE);
+        s->wd_inbox = inotify_add_watch(s->ino, s->inbox, IN_MOVED_FROM | IN_DELETE);
+        if (s->wd_outbox < 0 || s->wd_inbox < 0) {
             close(s->ino);
             s->ino = -1;
         }
@@ -622,19 +624,49 @@ int64_t spool_timeout_ms(const spool_t *self)
     return left > 0 ? left : 0;
 }
 
+/*
+ * Read the pending inotify events: *out if a NAME.json arrived in outbox/,
+ * *in if one left inbox/ (or the queue overflowed: both). Temp files
+ * written and renamed (the platform's NAME.tmp, the daemon's own
+ * .MSGID.json.tmp) are not worth a scan: each would cost a look at every
+ * file in the folder.
+ */
+static void read_events(spool_t *s, int *out, int *in)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+    while ((n = read(s->ino, buf, sizeof buf)) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *e = (const struct inotify_event *)p;
+            p += sizeof *e + e->len;
+            if (e->mask & IN_Q_OVERFLOW) {
+                *out = *in = 1;
+                continue;
+            }
+            if (!e->len || !is_ready_name(e->name))
+                continue;
+            if (e->wd == s->wd_outbox)
+                *out = 1;
+            else if (e->wd == s->wd_inbox)
+                *in = 1;
+        }
+    }
+}
+
 void spool_run(spool_t *s)
 {
-    int changed = 0;
-    if (s->ino >= 0) {
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        while (read(s->ino, buf, sizeof buf) > 0)
-            changed = 1; /* what changed does not matter: the scan looks at everything */
-    }
+    int out = 0, in = 0;
+    if (s->ino >= 0)
+        read_events(s, &out, &in);
     int64_t now = daemon_mono_ms();
-    if (!changed && now < s->next_scan)
+    int due = now >= s->next_scan; /* the safety net: everything, now and then */
+    if (!due && !out && !in)
         return;
-    int more = scan_outbox(s);
-    if (s->dm->spool_inbox)
+    int more = 0;
+    if (due || out)
+        more = scan_outbox(s);
+    if (s->dm->spool_inbox && (due || in))
         check_inbox(s);
-    s->next_scan = more ? now : now + s->dm->cfg->spool.scan_interval_ms;
+    if (due || out)
+        s->next_scan = more ? now : now + s->dm->cfg->spool.scan_interval_ms;
 }

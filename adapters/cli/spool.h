@@ -17,8 +17,9 @@
  * The msgId of a file is its "msgId" field, or the first 16 bytes of
  * SHA-256 over its name and contents, so a file sent again after a crash
  * before its move to sent/ carries the same msgId and the hub drops the
- * repeat. The folders are looked at when inotify reports a change and at
- * least every spool.scan_interval.
+ * repeat. outbox/ is looked at when inotify reports a NAME.json arriving
+ * there, inbox/ when one leaves it, and both at least every
+ * spool.scan_interval (the safety net for what inotify does not say).
  */
 #ifndef NHUB_ADAPTER_SPOOL_H
 #define NHUB_ADAPTER_SPOOL_H
