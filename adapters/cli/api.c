@@ -42,6 +42,7 @@
 #define API_INBOX_MAX_DEFAULT 100
 #define API_INBOX_MAX 1000
 #define API_PREFIX "/api/v1/"
+#define API_BATCH_MAX 500 /* messages in one POST messages:batch */
 
 typedef struct req {
     api_t *api;
@@ -247,6 +248,150 @@ static void answer_submission(req_t *r, const daemon_sub_t *s)
                    json_pack("{s:s,s:s,s:b}", "msgId", nhub_msg_id_hex(s->id, hex), "status",
                              state_name(state), "duplicate", s->dup));
     }
+}
+
+/* The JSON of one stored submission: msgId, status, duplicate. */
+static json_t *stored_json(daemon_t *dm, const daemon_sub_t *s)
+{
+    char hex[33];
+    track_sent_t t;
+    int state = track_sent_get(dm->track, s->id, &t) == 0 ? t.state : TRACK_QUEUED;
+    return json_pack("{s:s,s:s,s:b}", "msgId", nhub_msg_id_hex(s->id, hex), "status",
+                     state_name(state), "duplicate", s->dup);
+}
+
+/* The HTTP status and code of a submission's error (as answer_submission gives them). */
+static unsigned sub_status(int rc, const char **code)
+{
+    *code = rc == NHUB_EEXIST    ? "conflict"
+            : rc == NHUB_EINVAL  ? "invalid"
+            : rc == NHUB_ETOOBIG ? "too_large"
+                                 : "unavailable";
+    return rc == NHUB_EEXIST ? 409 : rc == NHUB_EINVAL ? 400 : rc == NHUB_ETOOBIG ? 413 : 503;
+}
+
+/*
+ * Parse every element of the array `body` into m[0..n): 0, or the index
+ * of the first bad one + 1 with *e filled (its field prefixed "[i]."), or
+ * -1 out of memory.
+ */
+static long batch_parse(daemon_t *dm, const json_t *body, msgjson_t *m, size_t n, msgjson_err_t *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = msgjson_parse(json_array_get(body, i), dm->cfg->adapter.max_frame, &m[i], e);
+        if (rc == NHUB_ENOMEM)
+            return -1;
+        if (rc == 0)
+            continue;
+        /* e->field is a path of the converter's, far shorter than its buffer. */
+        char field[sizeof e->field + 32];
+        snprintf(field, sizeof field, "[%zu]%s%s", i, e->field[0] ? "." : "", e->field);
+        snprintf(e->field, sizeof e->field, "%.*s", (int)sizeof e->field - 1, field);
+        return (long)i + 1;
+    }
+    return 0;
+}
+
+/* Answer a batch whose messages were all stored (202) or not all (the first error's status). */
+static void answer_batch(req_t *r, const daemon_sub_t *sub, size_t n)
+{
+    daemon_t *dm = r->api->dm;
+    json_t *results = json_array();
+    size_t bad = n, dups = 0;
+    for (size_t i = 0; results && i < n; i++) {
+        json_t *j;
+        char hex[33];
+        if (sub[i].rc == 0) {
+            j = stored_json(dm, &sub[i]);
+            dups += sub[i].dup;
+        } else {
+            const char *code;
+            sub_status(sub[i].rc, &code);
+            j = json_pack("{s:s,s:s,s:s}", "msgId", nhub_msg_id_hex(sub[i].id, hex), "error", code,
+                          "detail", sub[i].err);
+            if (bad == n)
+                bad = i;
+        }
+        json_array_append_new(results, j);
+    }
+    if (!results) {
+        reply_error(r, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    if (bad == n) {
+        reply_json(r, 202,
+                   json_pack("{s:I,s:I,s:o}", "stored", (json_int_t)n, "duplicates",
+                             (json_int_t)dups, "results", results));
+        return;
+    }
+    const char *code;
+    unsigned status = sub_status(sub[bad].rc, &code);
+    char field[40];
+    snprintf(field, sizeof field, "[%zu]%s", bad, sub[bad].rc == NHUB_EEXIST ? ".msgId" : "");
+    json_t *o = json_pack("{s:s,s:s,s:s,s:o}", "error", code, "field", field, "detail",
+                          "not every message of the batch was stored: see results (the ones with "
+                          "a status are stored; resubmit the others)",
+                          "results", results);
+    reply_json(r, status, o);
+}
+
+/*
+ * POST messages:batch: a JSON array of up to API_BATCH_MAX submissions.
+ * All are checked first: one bad message refuses the batch (nothing
+ * stored), naming it by index ("[3].payload.person.idNumber"). Then all
+ * are stored with one commit (daemon_submit_batch) and answered 202 once
+ * every one is durable.
+ */
+static void post_batch(req_t *r)
+{
+    daemon_t *dm = r->api->dm;
+    json_error_t jerr;
+    json_t *body = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    msgjson_t *m = NULL;
+    daemon_sub_t *sub = NULL;
+    size_t n = 0;
+    if (!body) {
+        reply_error(r, 400, "malformed_json", NULL, "the body is not JSON: line %d, column %d: %s",
+                    jerr.line, jerr.column, jerr.text);
+        goto done;
+    }
+    n = json_is_array(body) ? json_array_size(body) : 0;
+    if (!n) {
+        reply_error(r, 400, "invalid", "", "the body must be a JSON array of 1 to %d messages",
+                    API_BATCH_MAX);
+        goto done;
+    }
+    if (n > API_BATCH_MAX) {
+        reply_error(r, 413, "too_large", "", "%zu messages: a batch holds at most %d", n,
+                    API_BATCH_MAX);
+        goto done;
+    }
+    m = calloc(n, sizeof *m);
+    sub = calloc(n, sizeof *sub);
+    msgjson_err_t e;
+    long bad = m && sub ? batch_parse(dm, body, m, n, &e) : -1;
+    if (bad < 0) {
+        reply_error(r, 503, "unavailable", NULL, "out of memory");
+        goto done;
+    }
+    if (bad > 0) {
+        reply_error(r, e.status,
+                    e.status == 422   ? "payload_rule"
+                    : e.status == 413 ? "too_large"
+                                      : "invalid",
+                    e.field, "message [%ld] of the batch, nothing stored: %s", bad - 1, e.detail);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        sub[i] = (daemon_sub_t){.m = &m[i], .file = ""};
+    daemon_submit_batch(dm, sub, n);
+    answer_batch(r, sub, n);
+done:
+    for (size_t i = 0; m && i < n; i++)
+        msgjson_clear(&m[i]);
+    free(m);
+    free(sub);
+    json_decref(body);
 }
 
 /* Store every pending submission with one commit, answer each, resume its connection. */
@@ -518,6 +663,12 @@ static int route(req_t *r, int final)
     if (!strcmp(path, "messages")) {
         if (post)
             return post_message(r);
+        want = "POST";
+    } else if (!strcmp(path, "messages:batch")) {
+        if (post) {
+            post_batch(r);
+            return 1;
+        }
         want = "POST";
     } else if (!strncmp(path, "messages/", 9)) {
         if (get) {

@@ -3,6 +3,8 @@
  * on an epoll descriptor, run by the daemon's loop; no thread).
  *
  *   POST /api/v1/messages                submit; 202 once in the outbox
+ *   POST /api/v1/messages:batch          submit up to 500 (a JSON array) with one
+ *                                        commit; 202 once all are in the outbox
  *   GET  /api/v1/messages/MSGID          a submitted message and its case
  *   GET  /api/v1/inbox?wait=S&max=N      deliveries (long-poll up to S seconds)
  *   POST /api/v1/inbox/MSGID/confirm     the platform has taken a delivery

@@ -678,6 +678,143 @@ static void test_api_bad_inputs_get_4xx_naming_the_field(void **state)
     daemon_stop(&a);
 }
 
+/* A JSON array of `n` StatusQuery requests to `to`; message `bad` (or -1) with `bad_part`. */
+static char *batch_body(int n, const char *to, const char *tag, int bad, const char *bad_payload)
+{
+    size_t cap = (size_t)n * 600 + 1024, used = 0;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    b[used++] = '[';
+    for (int i = 0; i < n; i++) {
+        char purpose[64];
+        snprintf(purpose, sizeof purpose, "%s-%d", tag, i);
+        int w = snprintf(b + used, cap - used,
+                         "%s{\"msgId\":\"%08x%024x\",\"to\":\"%s\",\"item\":\"SI-VERIFY-002\","
+                         "\"kind\":\"request\",\"type\":\"" QUERY_TYPE "\",\"payload\":",
+                         i ? "," : "", (unsigned)(tag[0] * 65536 + tag[1]), (unsigned)i, to);
+        used += (size_t)w;
+        if (i == bad)
+            w = snprintf(b + used, cap - used, "%s}}", bad_payload);
+        else
+            w = snprintf(b + used, cap - used,
+                         "{\"person\":{\"idNumber\":\"11010519491231002X\",\"name\":\"张三\"},"
+                         "\"purpose\":\"%s\",\"office\":{\"code\":\"1101000001\"}}}",
+                         purpose);
+        used += (size_t)w;
+        assert_true(used < cap - 2);
+    }
+    b[used++] = ']';
+    b[used] = 0;
+    return b;
+}
+
+static void test_api_batch_stored_at_once_one_bad_refuses_all_over_limit_refused(void **state)
+{
+    (void)state;
+    daemon_proc_t a, b;
+    daemon_init(&a, "370000", API_YAML);
+    daemon_init(&b, "410000", API_YAML);
+    daemon_start(&a);
+    daemon_start(&b);
+    assert_true(await_field(&a, "/api/v1/status", "link", "up"));
+    assert_true(await_field(&b, "/api/v1/status", "link", "up"));
+
+    /* Round trip: ten messages, one answer, all delivered. */
+    enum { N = 10 };
+    char *body = batch_body(N, "410000", "ok", -1, NULL);
+    json_t *o = NULL;
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", body, &o), 202);
+    assert_int_equal(jint(o, "stored"), N);
+    assert_int_equal(jint(o, "duplicates"), 0);
+    json_t *res = json_object_get(o, "results");
+    assert_int_equal(json_array_size(res), N);
+    char ids[N][33];
+    for (int i = 0; i < N; i++) {
+        json_t *x = json_array_get(res, (size_t)i);
+        snprintf(ids[i], sizeof ids[i], "%s", jstr(x, "msgId"));
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_false(json_is_true(json_object_get(x, "duplicate")));
+    }
+    json_decref(o);
+    char mpath[100];
+    snprintf(mpath, sizeof mpath, "/api/v1/messages/%s", ids[N - 1]);
+    assert_true(await_field(&a, mpath, "status", "acked"));
+    int got = 0;
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (got < N && now_ms() < deadline) {
+        assert_int_equal(api(&b, "GET", "/api/v1/inbox?wait=2&max=100", NULL, &o), 200);
+        json_t *list = json_object_get(o, "deliveries");
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            json_t *dv = json_array_get(list, i);
+            char path[200], want[32];
+            snprintf(want, sizeof want, "ok-%d", got);
+            assert_string_equal(jstr(dv, "payload.purpose"), want); /* in the batch's order */
+            assert_string_equal(jstr(dv, "msgId"), ids[got]);
+            snprintf(path, sizeof path, "/api/v1/inbox/%s/confirm", jstr(dv, "msgId"));
+            json_t *c = NULL;
+            assert_int_equal(api(&b, "POST", path, "", &c), 200);
+            json_decref(c);
+            got++;
+        }
+        json_decref(o);
+    }
+    assert_int_equal(got, N);
+    /* The same batch again: every one a duplicate, none sent twice. */
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", body, &o), 202);
+    assert_int_equal(jint(o, "duplicates"), N);
+    json_decref(o);
+    free(body);
+
+    /* One bad message refuses the whole batch, naming it by its index. */
+    assert_int_equal(api(&a, "GET", "/api/v1/status", NULL, &o), 200);
+    json_int_t submitted = jint(o, "sent.submitted");
+    json_decref(o);
+    body = batch_body(6, "410000", "bd", 3,
+                      "{\"person\":{\"idNumber\":\"110105194912310021\",\"name\":\"张三\"},"
+                      "\"purpose\":\"x\",\"office\":{\"code\":\"1101000001\"}");
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", body, &o), 422);
+    assert_string_equal(jstr(o, "error"), "payload_rule");
+    assert_string_equal(jstr(o, "field"), "[3].payload.person.idNumber");
+    assert_non_null(strstr(jstr(o, "detail"), "nothing stored"));
+    json_decref(o);
+    free(body);
+    body = batch_body(4, "410000", "uf", 1, "{\"colour\":1");
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", body, &o), 400);
+    assert_string_equal(jstr(o, "field"), "[1].payload.colour");
+    json_decref(o);
+    free(body);
+    assert_int_equal(api(&a, "GET", "/api/v1/status", NULL, &o), 200);
+    assert_int_equal(jint(o, "sent.submitted"), submitted);
+    json_decref(o);
+
+    /* Over the limit, empty, not an array, the wrong method. */
+    char *many = malloc(501 * 3 + 3);
+    size_t k = 0;
+    many[k++] = '[';
+    for (int i = 0; i < 501; i++) {
+        if (i)
+            many[k++] = ',';
+        many[k++] = '{';
+        many[k++] = '}';
+    }
+    many[k++] = ']';
+    many[k] = 0;
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", many, &o), 413);
+    assert_string_equal(jstr(o, "error"), "too_large");
+    assert_non_null(strstr(jstr(o, "detail"), "at most 500"));
+    json_decref(o);
+    free(many);
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", "[]", &o), 400);
+    json_decref(o);
+    assert_int_equal(api(&a, "POST", "/api/v1/messages:batch", "{\"to\":\"410000\"}", &o), 400);
+    assert_string_equal(jstr(o, "error"), "invalid");
+    json_decref(o);
+    assert_int_equal(api(&a, "GET", "/api/v1/messages:batch", NULL, &o), 405);
+    json_decref(o);
+    daemon_stop(&a);
+    daemon_stop(&b);
+}
+
 /* The status of `text` as a 4xx JSON error with a detail; fails the test on a 5xx or no JSON. */
 static void expect_4xx(long st, long want, const char *text, const char *what)
 {
@@ -1446,6 +1583,7 @@ int main(void)
         cmocka_unit_test(test_api_bad_inputs_get_4xx_naming_the_field),
         cmocka_unit_test(test_api_hostile_requests_get_4xx_not_5xx),
         cmocka_unit_test(test_api_longpoll_abandoned_by_its_client_takes_no_delivery),
+        cmocka_unit_test(test_api_batch_stored_at_once_one_bad_refuses_all_over_limit_refused),
         cmocka_unit_test(test_spool_files_out_and_in_atomic_and_confirmed_when_taken),
         cmocka_unit_test(test_spool_odd_entries_are_failed_and_odd_names_logged_quoted),
         cmocka_unit_test(test_spool_kill9_midway_every_file_arrives_exactly_once),

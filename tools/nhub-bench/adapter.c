@@ -23,6 +23,10 @@
  *            own, and wait for the 202. Submissions/s and latency from the
  *            first POST to the last 202; end to end until the daemon's
  *            GET status says the hub ACKed every one and its outbox is empty.
+ *   batch    the same daemon, one client: API_BATCH_POSTS messages in POST
+ *            /api/v1/messages:batch of API_BATCH each (a JSON array, a
+ *            msgId in each), one after the other; submissions/s and the
+ *            latency of a batch's 202, end to end as for the API.
  *   spool    the same daemon: SPOOL_FILES files of the POST body's shape
  *            (without msgId: the daemon derives it) written into outbox/ as
  *            NAME.tmp and renamed to NAME.json, as the contract says; from
@@ -30,7 +34,8 @@
  *            ACKed its message.
  *
  * The ratios are to libnhub's figure of the same run: one at a time for
- * the single API client, batches for the four clients and the spool. The
+ * the single API client, batches for the four clients, the API batches
+ * and the spool. The
  * daemon and the hub are stopped and the temporary directory removed
  * whatever happened; a daemon that does not stop within STOP_MS of SIGTERM
  * is killed, and a failure prints the tail of the daemon's log first.
@@ -70,7 +75,9 @@
 #define BATCH 64
 #define LIB_ONE 2000
 #define LIB_BATCH (BATCH * 400)
-#define API_POSTS 2000 /* per point, shared by its clients */
+#define API_POSTS 2000        /* per point, shared by its clients */
+#define API_BATCH 100         /* messages per POST messages:batch */
+#define API_BATCH_POSTS 10000 /* messages of the batch point */
 #define SPOOL_FILES 2000
 #define QUICK_DIV 5 /* --quick: a fifth of each */
 #define CLIENTS_MAX 4
@@ -564,6 +571,67 @@ done:
     return rc;
 }
 
+/* The JSON array of API_BATCH messages with msgIds first_id.. (caller frees). */
+static char *batch_json(const adb_t *r, uint64_t first_id)
+{
+    static const char one[] = BODY_HEAD ",\"msgId\":\"%s\"}";
+    size_t cap = API_BATCH * (sizeof one + 40) + 8, used = 0;
+    char *b = malloc(cap), hex[33];
+    if (!b)
+        return NULL;
+    b[used++] = '[';
+    for (unsigned i = 0; i < API_BATCH; i++) {
+        uint8_t id[NHUB_MSG_ID_LEN];
+        bench_make_id(id, r->id_tag, first_id + i);
+        if (i)
+            b[used++] = ',';
+        used += (size_t)snprintf(b + used, cap - used, one, nhub_msg_id_hex(id, hex));
+    }
+    b[used++] = ']';
+    b[used] = 0;
+    return b;
+}
+
+/* One client posting `total` messages in batches of API_BATCH. 0 or -1. */
+static int batch_point(adb_t *r, http_t *h, unsigned long total, figure_t *f)
+{
+    char url[200];
+    unsigned long batches = total / API_BATCH;
+    long long acked0 = 0, outbox = 0;
+    int64_t *lat = calloc(batches ? batches : 1, sizeof *lat);
+    int rc = -1;
+    snprintf(url, sizeof url, "%s/api/v1/messages:batch", r->url);
+    if (!lat || !batches || daemon_status(r, h, &acked0, &outbox) != 0)
+        goto done;
+    int64_t t0 = mono_us();
+    for (unsigned long i = 0; i < batches; i++) {
+        char *body = batch_json(r, r->next_id);
+        r->next_id += API_BATCH;
+        if (!body)
+            goto done;
+        int64_t s = mono_us();
+        long st = http_do(h, url, body);
+        lat[i] = mono_us() - s;
+        free(body);
+        if (st != 202) {
+            fprintf(stderr, "nhub-bench: adapter: POST messages:batch answered %ld: %.200s\n", st,
+                    h->buf ? h->buf : "");
+            goto done;
+        }
+    }
+    int64_t t1 = mono_us();
+    if (daemon_await_acked(r, h, acked0 + (long long)(batches * API_BATCH)) != 0)
+        goto done;
+    f->n = batches * API_BATCH;
+    f->rate = per_s(f->n, t1 - t0);
+    f->e2e = per_s(f->n, mono_us() - t0);
+    quantiles(lat, batches, &f->p50, &f->p99);
+    rc = 0;
+done:
+    free(lat);
+    return rc;
+}
+
 /* ---- the spool ---------------------------------------------------------------- */
 
 /* Files in `dir` whose name ends in `suffix` and does not start with '.'; -1 if unreadable. */
@@ -645,7 +713,7 @@ static int spool_point(adb_t *r, http_t *h, unsigned long m, figure_t *f)
 /* ---- the section -------------------------------------------------------------- */
 
 typedef struct figures {
-    figure_t one, batch, api[2], spool;
+    figure_t one, batch, api[2], api_batch, spool;
     size_t payload_len;
 } figures_t;
 
@@ -667,6 +735,9 @@ static int run(adb_t *r, int quick, figures_t *fg)
     unsigned long files = quick ? SPOOL_FILES / QUICK_DIV : SPOOL_FILES;
     for (int i = 0; i < 2 && rc == 0; i++)
         rc = api_point(r, &h, clients[i], posts, &fg->api[i]);
+    if (rc == 0)
+        rc = batch_point(r, &h, quick ? API_BATCH_POSTS / QUICK_DIV : API_BATCH_POSTS,
+                         &fg->api_batch);
     if (rc == 0)
         rc = spool_point(r, &h, files, &fg->spool);
     http_close(&h);
@@ -696,6 +767,12 @@ static void print(const figures_t *fg)
                a->p50, a->p99, a->e2e, ratio(a->e2e, base->e2e),
                i == 0 ? "one at a time" : "batches");
     }
+    const figure_t *ab = &fg->api_batch;
+    printf("  API batch of %d, 1 client        %6lu msgs  %7.0f submissions/s %5.2fx   "
+           "202 p50 %.2f p99 %.2f ms per batch; end to end %.0f msgs/s ACKed %.2fx (ratios to "
+           "batches)\n",
+           API_BATCH, ab->n, ab->rate, ratio(ab->rate, b->e2e), ab->p50, ab->p99, ab->e2e,
+           ratio(ab->e2e, b->e2e));
     printf("  spool                            %6lu files %7.0f files/s ACKed %5.2fx   "
            "all in sent/ at %.0f files/s (ratio to batches)\n",
            s->n, s->e2e, ratio(s->e2e, b->e2e), s->rate);
@@ -704,10 +781,11 @@ static void print(const figures_t *fg)
            "opening a case; libnhub: region %s in this process, default options (window 256); "
            "daemon: $NHUB_BIN/nhub-adapter run, region %s, default options, log level info, "
            "the API on loopback, HTTP/1.1 keep-alive (libcurl), a msgId in each POST, each "
-           "client posting one after another; spool: files without msgId written as NAME.tmp "
+           "client posting one after another; API batches: one client, %d messages in a JSON "
+           "array per POST messages:batch; spool: files without msgId written as NAME.tmp "
            "and renamed to NAME.json; ratios to libnhub's ACKed rate\n",
            TEST_CATALOG, ITEM, TYPE, fg->payload_len, sizeof(BODY_HEAD "}") - 1, DEST, LIB_SRC,
-           DAEMON_SRC);
+           DAEMON_SRC, API_BATCH);
 }
 
 void section_adapter(int quick)
