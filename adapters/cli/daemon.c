@@ -25,6 +25,7 @@
 #define DAEMON_PRUNE_SCAN 1024    /* records looked at per database in one pruning step */
 #define DAEMON_PRUNE_MAX 256      /* records deleted in one step: a turn stays short */
 #define DAEMON_PRUNE_IDLE_MS 1000 /* after a round with nothing left: the next one */
+#define DAEMON_PRUNE_NEXT_MS 10   /* within a round: a large store is walked in the background */
 #define CASE_EVENT_REMINDER 1     /* nhub.case.v1.Event */
 #define CASE_EVENT_OVERDUE 2
 #define CASE_EVENT_EXPIRED 3
@@ -406,7 +407,10 @@ static void prune(daemon_t *dm)
     if (now < dm->prune_due)
         return;
     int rc = track_prune(dm->track, daemon_wall_ms(), DAEMON_PRUNE_SCAN, DAEMON_PRUNE_MAX, NULL);
-    dm->prune_due = rc == 1 ? now : now + DAEMON_PRUNE_IDLE_MS;
+    /* A backlog is worked off turn after turn; a walk with nothing to delete takes its time. */
+    dm->prune_due = rc == TRACK_PRUNE_BACKLOG ? now
+                    : rc == TRACK_PRUNE_MORE  ? now + DAEMON_PRUNE_NEXT_MS
+                                              : now + DAEMON_PRUNE_IDLE_MS;
 }
 
 static void loop(daemon_t *dm)

@@ -581,7 +581,9 @@ int spool_new(daemon_t *dm, spool_t **out, char *err, size_t errcap)
     const char *dirs[] = {s->outbox, s->sent, s->failed, s->inbox, s->done, s->marks};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         if (mkdir_p(dirs[i]) != 0) {
-            snprintf(err, errcap, "spool.dir: cannot make %s: %s", dirs[i], strerror(errno));
+            snprintf(err, errcap, "%s: cannot make %s: %s",
+                     dirs[i] == s->marks ? "adapter.data_dir" : "spool.dir", dirs[i],
+                     strerror(errno));
             free(s);
             return NHUB_EIO;
         }

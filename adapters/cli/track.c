@@ -352,7 +352,7 @@ static int prune_step(track_t *t, walk_t *w, int *more)
     }
     t->n.pruned += w->deleted;
     if (more)
-        *more = !wrapped || w->deleted >= w->max;
+        *more = w->deleted >= w->max ? TRACK_PRUNE_BACKLOG : !wrapped ? TRACK_PRUNE_MORE : 0;
     return 0;
 }
 

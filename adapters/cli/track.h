@@ -127,12 +127,15 @@ void track_set_policy(track_t *self, const track_policy_t *policy);
  * One bounded step of pruning, in the open transaction, at wall clock
  * `now_ms`: look at up to `scan` records after where the last step
  * stopped, delete at most `max` of them. *deleted (may be NULL) is how
- * many went. Returns 1 if there is more to look at (the step stopped
- * before the end of both databases, or deleted `max`), 0 if it went round
- * to the start (call again in a while), or a negative NHUB_ESTORE /
- * NHUB_EFULL.
+ * many went. Returns TRACK_PRUNE_BACKLOG if it deleted `max` (more may be
+ * waiting: call again soon), TRACK_PRUNE_MORE if it stopped before the end
+ * of a database, 0 if both walks went round to the start (call again in a
+ * while), or a negative NHUB_ESTORE / NHUB_EFULL.
  */
 int track_prune(track_t *self, int64_t now_ms, size_t scan, size_t max, size_t *deleted);
+
+#define TRACK_PRUNE_MORE 1
+#define TRACK_PRUNE_BACKLOG 2
 
 /* Counters since track_open. */
 typedef struct track_counts {
