@@ -106,7 +106,10 @@ static const conf_key_t cfg_http_schema[] = {
     CONF_KEY_END,
 };
 
+static const char *const cfg_tree_hash_names[] = {"sha256", "sm3", NULL};
+
 static const conf_key_t cfg_audit_schema[] = {
+    CONF_KEY_ENUM(cfg_audit_t, tree_hash, "tree_hash", 0, cfg_tree_hash_names),
     CONF_KEY_STRING(cfg_audit_t, origin, "origin", 0),
     CONF_KEY_INT64(cfg_audit_t, checkpoint_every, "checkpoint_every", 0, 1, 10000000),
     CONF_KEY_DURATION_MS(cfg_audit_t, checkpoint_interval_ms, "checkpoint_interval", 0, SEC,

@@ -154,7 +154,9 @@ typedef struct cfg_audit {
                                         "nhub.hub/<hub.region>" */
     int64_t checkpoint_every;        /* records; 1..10000000, default 10000 */
     int64_t checkpoint_interval_ms;  /* 1s..1d, default 60s: at most this long unsigned */
+    int tree_hash;                   /* CFG_TREE_SHA256 (default) or CFG_TREE_SM3, for a new tree */
 } cfg_audit_t;
+enum { CFG_TREE_SHA256 = 0, CFG_TREE_SM3 = 1 };
 
 typedef struct cfg {
     cfg_hub_t hub;

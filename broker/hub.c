@@ -542,10 +542,14 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
     int rc = load_security(h->cfg, &h->auth, &h->catalog, err, errcap);
     if (rc)
         goto fail;
-    rc = store_open(h->cfg->hub.data_dir, h->cfg->limits.map_size, h->cfg->limits.map_size_max,
-                    &h->store, err, errcap);
+    tlog_alg_t tree = h->cfg->audit.tree_hash == CFG_TREE_SM3 ? TLOG_SM3 : TLOG_SHA256;
+    rc = store_open_tree(h->cfg->hub.data_dir, h->cfg->limits.map_size,
+                         h->cfg->limits.map_size_max, tree, &h->store, err, errcap);
     if (rc)
         goto fail;
+    if (store_tree_alg(h->store) != tree) /* fixed when the tree was made */
+        log_warn("hub.tree_hash_kept", "store=%s configured=%s",
+                 tlog_alg_name(store_tree_alg(h->store)), tlog_alg_name(tree));
     if ((rc = checkpoint_setup(h, err, errcap)))
         goto fail;
     rc = NHUB_ENOMEM;

@@ -256,6 +256,12 @@ static int count_queues(store_t *s, MDB_txn *txn)
 int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out, char *err,
                size_t errcap)
 {
+    return store_open_tree(dir, map_size, map_size_max, TLOG_SHA256, out, err, errcap);
+}
+
+int store_open_tree(const char *dir, uint64_t map_size, uint64_t map_size_max, tlog_alg_t tree_alg,
+                    store_t **out, char *err, size_t errcap)
+{
     *out = NULL;
     int erc = path_mkdir_p(dir);
     if (erc != 0)
@@ -291,7 +297,7 @@ int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_
         goto fail;
     if ((rc = count_queues(s, txn)))
         goto fail_rc;
-    if ((code = store_tree_load(s, txn, TLOG_SHA256, err, errcap)))
+    if ((code = store_tree_load(s, txn, tree_alg, err, errcap)))
         goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
@@ -363,6 +369,11 @@ void store_close(store_t **self)
     free(s->dir);
     free(s);
     *self = NULL;
+}
+
+tlog_alg_t store_tree_alg(const store_t *self)
+{
+    return self->tree ? tlog_state_alg(self->tree) : TLOG_SHA256;
 }
 
 const uint8_t *store_hub_id(const store_t *self)

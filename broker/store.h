@@ -69,6 +69,15 @@ typedef struct store_txn store_txn_t;
 int store_open(const char *dir, uint64_t map_size, uint64_t map_size_max, store_t **out, char *err,
                size_t errcap);
 
+/* store_open, with the hash of the journal's Merkle tree when the store has
+ * none yet (a new store, or one from before the tree); an existing tree
+ * keeps the hash it was made with (store_tree_alg says which). */
+int store_open_tree(const char *dir, uint64_t map_size, uint64_t map_size_max, tlog_alg_t tree_alg,
+                    store_t **out, char *err, size_t errcap);
+
+/* The hash of the store's Merkle tree. */
+tlog_alg_t store_tree_alg(const store_t *self);
+
 /*
  * Open the store in `dir` for reading only, beside the nhubd that writes it
  * (tools, tests): never creates or changes anything, never takes the

@@ -990,7 +990,14 @@ static void test_audit_section_has_defaults_and_checks_its_origin(void **state)
     assert_string_equal(cfg->audit.origin, "nhub.hub/000000");
     assert_int_equal(cfg->audit.checkpoint_every, 10000);
     assert_int_equal(cfg->audit.checkpoint_interval_ms, 60000);
+    assert_int_equal(cfg->audit.tree_hash, CFG_TREE_SHA256);
     cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {tree_hash: sm3}\n", &cfg, err), 0);
+    assert_int_equal(cfg->audit.tree_hash, CFG_TREE_SM3);
+    cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {tree_hash: md5}\n", &cfg, err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, "tree_hash"));
     assert_int_equal(load_dev(HUB_SECTION REG "audit: {origin: nhub.example.gov.cn/hub, "
                                               "checkpoint_every: 5, checkpoint_interval: 2s}\n",
                               &cfg, err),

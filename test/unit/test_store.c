@@ -894,6 +894,40 @@ static void test_tree_is_built_at_open_for_an_older_store(void **state)
     store_reader_close(&r);
 }
 
+/* SM3 where national cryptography is required: chosen for a new tree, kept after. */
+static void test_tree_hash_sm3_is_kept_once_chosen(void **state)
+{
+    fx_t *fx = *state;
+    char err[256] = "";
+    assert_int_equal(store_open_tree(fx->dir, MIB, MIB, TLOG_SM3, &fx->st, err, sizeof err), 0);
+    assert_int_equal(store_tree_alg(fx->st), TLOG_SM3);
+    append_events(fx->st, 5);
+    store_close(&fx->st);
+    open_ok(fx); /* asks for SHA-256: the tree stays SM3 */
+    assert_int_equal(store_tree_alg(fx->st), TLOG_SM3);
+    store_reader_t *r = reader(fx->st);
+    uint64_t size = 0;
+    uint8_t root[32];
+    tlog_alg_t alg = 0;
+    assert_int_equal(store_tree_info(r, &size, root, &alg), 0);
+    assert_int_equal(alg, TLOG_SM3);
+    tlog_hasher_t *h = NULL;
+    assert_int_equal(tlog_hasher_new(TLOG_SM3, &h, NULL, 0), 0);
+    tlog_hash_t proof[TLOG_PROOF_MAX];
+    size_t len = 0;
+    for (uint64_t m = 0; m < size; m++) {
+        uint8_t leaf[32];
+        const void *ev;
+        size_t evlen;
+        assert_int_equal(store_journal_get(r, m + 1, &ev, &evlen, NULL), 0);
+        assert_int_equal(tlog_hash_leaf(h, ev, evlen, leaf), 0);
+        assert_int_equal(store_tree_prove_inclusion(r, m, size, proof, TLOG_PROOF_MAX, &len), 0);
+        assert_int_equal(tlog_verify_inclusion(h, m, size, leaf, proof, len, root), 0);
+    }
+    tlog_hasher_free(&h);
+    store_reader_close(&r);
+}
+
 static void test_checkpoints_are_kept_by_size(void **state)
 {
     fx_t *fx = *state;
@@ -1854,6 +1888,7 @@ int main(void)
         T(test_tree_follows_the_journal_and_proves),
         T(test_tree_is_built_at_open_for_an_older_store),
         T(test_checkpoints_are_kept_by_size),
+        T(test_tree_hash_sm3_is_kept_once_chosen),
         T(test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry),
         T(test_held_is_recorded_once_per_reason_listed_in_order_and_survives_reopen),
         T(test_dedup_put_then_get_returns_seq),
