@@ -78,7 +78,7 @@ LIB_NHUB := $(B)/lib/libnhub.a
 LIB_NHUB_INT := $(B)/lib/libnhub-internal.a
 
 BINS := $(B)/bin/nhubd $(B)/bin/nhub-adapter $(B)/bin/nhub-bench $(B)/bin/nhub-keygen \
-	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases $(B)/bin/nhubctl $(B)/bin/nhub-sim
+	$(B)/bin/nhub-schema-check $(B)/bin/nhub-cases $(B)/bin/nhub-audit $(B)/bin/nhubctl $(B)/bin/nhub-sim
 UNIT_BINS := $(patsubst test/unit/%.c,$(B)/test/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst test/integration/%.c,$(B)/test/integration/%,$(INTEG_SRC))
 
@@ -197,6 +197,12 @@ $(B)/bin/nhub-cases: $(call obj,tools/nhub-cases/main.c) $(LIB_BROKER) $(LIB_COM
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
+# nhub-audit: the journal and its transparency log verified, proofs made and
+# checked, read beside the running hub (read-only).
+$(B)/bin/nhub-audit: $(call obj,tools/nhub-audit/main.c) $(LIB_BROKER) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
 # nhubctl: the operators' command line for the hub's HTTP API: libcurl and
 # jansson, and of ours only libnhubcommon (log_time).
 CTL_PKGS := libcurl jansson
@@ -250,6 +256,7 @@ $(B)/test/unit/test_pbjson: $(call obj,test/unit/test_pbjson.c) $(PBJSON_TEST_GE
 $(B)/test/integration/test_nhubctl: | $(B)/bin/nhubctl $(B)/bin/nhubd
 # The simulator's test runs it against a real hub; the `make run` test runs
 # tools/run-demo.sh, which runs the hub, the simulator and nhub-keygen.
+$(B)/test/integration/test_audit_tool: | $(B)/bin/nhub-audit $(B)/bin/nhubd
 $(B)/test/integration/test_sim: | $(B)/bin/nhub-sim $(B)/bin/nhubd
 $(B)/test/integration/test_run_demo: | $(B)/bin/nhub-sim $(B)/bin/nhubd $(B)/bin/nhub-keygen
 

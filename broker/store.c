@@ -1223,3 +1223,33 @@ int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq)
     mdb_cursor_close(c);
     return code;
 }
+
+int store_journal_walk(store_reader_t *r, uint64_t from, store_journal_fn fn, void *arg,
+                       uint64_t *bad_seq)
+{
+    MDB_cursor *c;
+    uint64_t last = from ? from - 1 : 0;
+    *bad_seq = 0;
+    int rc = mdb_cursor_open(r->txn, r->store->journal, &c);
+    if (rc)
+        return lmdb_err(rc);
+    uint8_t key[8];
+    put_be64(key, from);
+    MDB_val k = {8, key}, v;
+    int code = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); !rc && !code;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 || v.mv_size < STORE_HASH_LEN) {
+            *bad_seq = last + 1;
+            code = NHUB_EMALFORMED;
+            break;
+        }
+        last = get_be64(k.mv_data);
+        code = fn(arg, last, v.mv_data, (const uint8_t *)v.mv_data + STORE_HASH_LEN,
+                  v.mv_size - STORE_HASH_LEN);
+    }
+    mdb_cursor_close(c);
+    if (code)
+        return code;
+    return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}

@@ -305,6 +305,12 @@ int store_checkpoint_put(store_txn_t *t, uint64_t size, const char *note, size_t
 int store_checkpoint_get(store_reader_t *r, uint64_t size, const char **note, size_t *len,
                          uint64_t *got_size);
 
+/* The first checkpoint of a size above `after`, in size order: its note
+ * (valid while the reader is open) and its size. 0 or NHUB_ENOTFOUND
+ * (none left), NHUB_ESTORE. */
+int store_checkpoint_next(store_reader_t *r, uint64_t after, const char **note, size_t *len,
+                          uint64_t *size);
+
 /* One held message as the reader sees it. */
 typedef struct store_held {
     uint64_t dseq;
@@ -350,6 +356,21 @@ int store_journal_last(store_reader_t *r, uint64_t *seq);
  * first seq that is missing or wrong.
  */
 int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq);
+
+/*
+ * Call fn(arg, seq, hash, event, len) for every journal record from seq
+ * `from` on, in key order, as stored: seqs are the records' keys (a gap is
+ * the caller's to notice), `hash` is the stored 32-byte chain hash and
+ * `event` the JournalEvent bytes (both valid until the reader is closed).
+ * Stops at the first non-zero answer of fn and returns it; otherwise 0
+ * after the last record, NHUB_EMALFORMED if a key is not 8 bytes or a
+ * value is shorter than its chain hash (*bad_seq = the seq after the
+ * last good one), or NHUB_ESTORE.
+ */
+typedef int (*store_journal_fn)(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN],
+                                const void *event, size_t len);
+int store_journal_walk(store_reader_t *r, uint64_t from, store_journal_fn fn, void *arg,
+                       uint64_t *bad_seq);
 
 /* ---- cases (store_cases.c) --------------------------------------------------- */
 

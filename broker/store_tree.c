@@ -295,3 +295,27 @@ int store_checkpoint_get(store_reader_t *r, uint64_t size, const char **note, si
     mdb_cursor_close(c);
     return rc == 0 ? 0 : lmdb_err(rc);
 }
+
+int store_checkpoint_next(store_reader_t *r, uint64_t after, const char **note, size_t *len,
+                          uint64_t *size)
+{
+    if (after == UINT64_MAX)
+        return NHUB_ENOTFOUND;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, r->store->checkpoints, &c);
+    if (rc)
+        return lmdb_err(rc);
+    uint8_t key[8];
+    put_be64(key, after + 1);
+    MDB_val k = {8, key}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size != 8)
+        rc = MDB_CORRUPTED;
+    if (rc == 0) {
+        *note = v.mv_data;
+        *len = v.mv_size;
+        *size = get_be64(k.mv_data);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 ? 0 : lmdb_err(rc);
+}

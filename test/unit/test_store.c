@@ -953,6 +953,74 @@ static void test_checkpoints_are_kept_by_size(void **state)
     store_reader_close(&r);
 }
 
+static void test_checkpoint_next_walks_sizes_in_order(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_txn_t *t = begin(fx->st);
+    assert_int_equal(store_checkpoint_put(t, 25, "note twenty-five\n", 17), 0);
+    assert_int_equal(store_checkpoint_put(t, 10, "note ten\n", 9), 0);
+    commit(&t);
+    store_reader_t *r = reader(fx->st);
+    const char *note;
+    size_t len;
+    uint64_t size = 0;
+    assert_int_equal(store_checkpoint_next(r, 0, &note, &len, &size), 0);
+    assert_int_equal(size, 10);
+    assert_memory_equal(note, "note ten\n", len);
+    assert_int_equal(store_checkpoint_next(r, 10, &note, &len, &size), 0);
+    assert_int_equal(size, 25);
+    assert_int_equal(len, 17);
+    assert_int_equal(store_checkpoint_next(r, 25, &note, &len, &size), NHUB_ENOTFOUND);
+    assert_int_equal(store_checkpoint_next(r, UINT64_MAX, &note, &len, &size), NHUB_ENOTFOUND);
+    store_reader_close(&r);
+}
+
+struct walked {
+    uint64_t seqs[8];
+    size_t n;
+    size_t stop_after; /* answer 1 after this many, 0: never */
+};
+
+static int walk_one(void *arg, uint64_t seq, const uint8_t hash[32], const void *event, size_t len)
+{
+    struct walked *w = arg;
+    char want[32];
+    snprintf(want, sizeof want, "event-%llu", (unsigned long long)seq);
+    assert_non_null(hash);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(event, want, len);
+    w->seqs[w->n++] = seq;
+    return w->stop_after && w->n == w->stop_after ? 1 : 0;
+}
+
+static void test_journal_walk_gives_records_in_order_from_a_seq_and_stops_when_asked(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 5);
+    store_close(&fx->st);
+    tamper_journal(fx->dir, 3, 0, 1); /* a gap: the walk shows it, the caller names it */
+    open_ok(fx);
+    store_reader_t *r = reader(fx->st);
+    struct walked w = {{0}, 0, 0};
+    uint64_t bad = 9;
+    assert_int_equal(store_journal_walk(r, 1, walk_one, &w, &bad), 0);
+    assert_int_equal(w.n, 4);
+    assert_int_equal(w.seqs[1], 2);
+    assert_int_equal(w.seqs[2], 4);
+    assert_int_equal(bad, 0);
+    w.n = 0;
+    assert_int_equal(store_journal_walk(r, 4, walk_one, &w, &bad), 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.seqs[0], 4);
+    w.n = 0;
+    w.stop_after = 2;
+    assert_int_equal(store_journal_walk(r, 1, walk_one, &w, &bad), 1);
+    assert_int_equal(w.n, 2);
+    store_reader_close(&r);
+}
+
 static void test_queue_remove_returns_seq_and_dseq_is_never_reused(void **state)
 {
     fx_t *fx = *state;
@@ -1889,6 +1957,8 @@ int main(void)
         T(test_tree_is_built_at_open_for_an_older_store),
         T(test_checkpoints_are_kept_by_size),
         T(test_tree_hash_sm3_is_kept_once_chosen),
+        T(test_checkpoint_next_walks_sizes_in_order),
+        T(test_journal_walk_gives_records_in_order_from_a_seq_and_stops_when_asked),
         T(test_queue_remove_with_wrong_msg_id_is_not_found_and_keeps_entry),
         T(test_held_is_recorded_once_per_reason_listed_in_order_and_survives_reopen),
         T(test_dedup_put_then_get_returns_seq),

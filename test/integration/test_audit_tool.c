@@ -1,0 +1,462 @@
+/*
+ * test_audit_tool.c: nhub-audit over the store of a real nhubd. verify
+ * passes beside the running hub; then, on copies of the stopped hub's data
+ * directory altered through LMDB directly (as an attacker with the disk
+ * would), it fails and names the record or checkpoint each time. prove and
+ * check-proof round-trip, and a proof does not prove another record.
+ */
+#include "harness.h"
+#include "keys.h"
+#include "nhub.h"
+#include "proc.h"
+#include "store.h"
+#include "tlog.h"
+
+#include <fcntl.h>
+#include <lmdb.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define EVERY 10 /* audit.checkpoint_every */
+#define SENT 25
+#define WAIT_MS 10000
+#define ORIGIN "nhub.test/hub"
+
+typedef struct fixture {
+    th_hub_t hub;
+    keys_file_t *key;
+    char data[400];      /* the hub's data directory */
+    char vkey_file[400]; /* its verifier key, from the test's own copy of the key */
+    uint64_t first_cp;   /* the smallest checkpoint size */
+    uint64_t records;
+} fixture_t;
+
+typedef struct run {
+    int status;
+    char out[8192];
+    char err[8192];
+} run_t;
+
+static void read_text(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+/* Run nhub-audit with `args` (NULL-terminated); stdout to `out_file` if not NULL. */
+static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const char *const *args)
+{
+    char bin[512], out_path[400], err_path[400];
+    const char *argv[32];
+    size_t n = 0;
+    th_bin("nhub-audit", bin, sizeof bin);
+    snprintf(out_path, sizeof out_path, "%s", out_file ? out_file : "");
+    if (!out_file)
+        snprintf(out_path, sizeof out_path, "%s/audit.out", fx->hub.dir);
+    snprintf(err_path, sizeof err_path, "%s/audit.err", fx->hub.dir);
+    argv[n++] = bin;
+    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    read_text(out_path, r->out, sizeof r->out);
+    read_text(err_path, r->err, sizeof r->err);
+}
+
+#define AUDIT(fx, r, ...) run_audit(fx, r, NULL, (const char *const[]){__VA_ARGS__, NULL})
+#define AUDIT_TO(fx, r, file, ...) run_audit(fx, r, file, (const char *const[]){__VA_ARGS__, NULL})
+
+static void send_some(const th_hub_t *h, int n)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/adapter-110000", h->dir);
+    nhub_options_t o;
+    memset(&o, 0, sizeof o);
+    o.region = "110000";
+    o.hub_endpoint = h->endpoint;
+    o.data_dir = path;
+    o.send_only = 1;
+    o.insecure_plaintext = 1;
+    nhub_t *a = NULL;
+    assert_int_equal(nhub_open(&o, &a, err, sizeof err), 0);
+    for (int i = 0; i < n; i++) {
+        nhub_message_t m;
+        memset(&m, 0, sizeof m);
+        m.destination = "440000"; /* not connected: they queue */
+        m.item = "TEST-PUSH";
+        m.kind = NHUB_KIND_PUSH;
+        m.payload_type = "nhub.test.v1.Counter";
+        m.payload = "audit";
+        m.payload_len = 5;
+        assert_int_equal(nhub_send(a, &m, NULL), 0);
+    }
+    assert_int_equal(nhub_flush(a, WAIT_MS), 0);
+    nhub_close(&a);
+}
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof *fx);
+    if (!fx || th_hub_init(&fx->hub, NULL) != 0 ||
+        keys_generate("000000", KEYS_ED25519, 1764000000000, &fx->key) != 0)
+        return -1;
+    char secret[400], pub[400], err[512], vkey[TLOG_VKEY_MAX];
+    snprintf(secret, sizeof secret, "%s/hub.key", fx->hub.dir);
+    snprintf(pub, sizeof pub, "%s/hub.pub", fx->hub.dir);
+    if (keys_write(fx->key, secret, pub, 0, err, sizeof err) != 0)
+        return -1;
+    tlog_signer_t *signer = NULL;
+    if (tlog_signer_new(ORIGIN, fx->key, &signer, err, sizeof err) != 0 ||
+        tlog_signer_vkey(signer, vkey, sizeof vkey) != 0)
+        return -1;
+    tlog_signer_free(&signer);
+    snprintf(fx->vkey_file, sizeof fx->vkey_file, "%s/hub.vkey", fx->hub.dir);
+    FILE *f = fopen(fx->vkey_file, "w");
+    if (!f || fprintf(f, "%s\n", vkey) < 0 || fclose(f) != 0)
+        return -1;
+    snprintf(fx->data, sizeof fx->data, "%s/hub-data", fx->hub.dir);
+    snprintf(fx->hub.security, sizeof fx->hub.security,
+             "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
+    snprintf(fx->hub.http, sizeof fx->hub.http,
+             "audit:\n  origin: \"" ORIGIN "\"\n  checkpoint_every: %d\n"
+             "  checkpoint_interval: 1h\n%s",
+             EVERY, TH_HTTP_YAML);
+    if (th_hub_start(&fx->hub) != 0) {
+        th_log_dump(&fx->hub, stderr);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    keys_free(&fx->key);
+    th_hub_stop(&fx->hub);
+    th_hub_cleanup(&fx->hub);
+    free(fx);
+    return 0;
+}
+
+/* ---- raw LMDB, as an attacker with the disk has it ----------------------------------- */
+
+static MDB_env *raw_open(const char *dir, MDB_txn **txn, const char *db, MDB_dbi *dbi)
+{
+    MDB_env *env = NULL;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 0), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, txn), 0);
+    assert_int_equal(mdb_dbi_open(*txn, db, 0, dbi), 0);
+    return env;
+}
+
+static size_t raw_get(const char *dir, const char *db, const void *key, size_t klen, void *buf,
+                      size_t cap)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_env *env = raw_open(dir, &txn, db, &dbi);
+    MDB_val k = {klen, (void *)key}, v;
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_true(v.mv_size <= cap);
+    memcpy(buf, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return v.mv_size;
+}
+
+/* Put key -> val, or delete key when val is NULL. */
+static void raw_put(const char *dir, const char *db, const void *key, size_t klen, const void *val,
+                    size_t vlen)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_env *env = raw_open(dir, &txn, db, &dbi);
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    if (val)
+        assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    else
+        assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void be64(uint8_t out[8], uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* A fresh copy of the (stopped) hub's data directory, named for `what`. */
+static void copy_data(const fixture_t *fx, const char *what, char *out, size_t cap)
+{
+    char cmd[1200];
+    snprintf(out, cap, "%s/copy-%s", fx->hub.dir, what);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", fx->data, out);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* verify on `dir` fails (exit 1) with a line naming seq `seq` and saying `want`. */
+static void assert_verify_fails(const fixture_t *fx, const char *dir, uint64_t seq,
+                                const char *want)
+{
+    run_t r;
+    char head[64];
+    AUDIT(fx, &r, "verify", "--data", dir, "--vkey-file", fx->vkey_file);
+    snprintf(head, sizeof head, "FAIL seq %llu at ", (unsigned long long)seq);
+    if (r.status != 1 || strncmp(r.out, head, strlen(head)) != 0 || !strstr(r.out, want))
+        fprintf(stderr, "verify %s: status %d, out: %s, err: %s\nwanted: %s... %s\n", dir,
+                r.status, r.out, r.err, head, want);
+    assert_int_equal(r.status, 1);
+    assert_memory_equal(r.out, head, strlen(head));
+    assert_non_null(strstr(r.out, want));
+    const char *nl = strchr(r.out, '\n'); /* one line */
+    assert_non_null(nl);
+    assert_int_equal(nl[1], '\0');
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_verify_passes_beside_the_running_hub(void **state)
+{
+    fixture_t *fx = *state;
+    send_some(&fx->hub, SENT);
+    run_t r;
+    AUDIT(fx, &r, "verify", "--data", fx->data, "--vkey-file", fx->vkey_file);
+    if (r.status != 0)
+        fprintf(stderr, "verify: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.out, "OK ", 3);
+    assert_non_null(strstr(r.out, "records/s"));
+    long long records = th_number_after(r.out, "OK ");
+    long long checkpoints = th_number_after(r.out, "records, ");
+    assert_true(records > SENT);
+    assert_true(checkpoints >= 1); /* the one of the first EVERY records, at least */
+
+    /* Without a key it says the signatures were not checked. */
+    AUDIT(fx, &r, "verify", "--data", fx->data);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "signatures not checked"));
+    /* Usage and IO errors are 2. */
+    AUDIT(fx, &r, "verify");
+    assert_int_equal(r.status, 2);
+    AUDIT(fx, &r, "verify", "--data", "/nonexistent/nhub-audit");
+    assert_int_equal(r.status, 2);
+}
+
+/* The store's first checkpoint size and its records count, from a reader. */
+static void read_shape(fixture_t *fx)
+{
+    store_t *st = NULL;
+    store_reader_t *rd = NULL;
+    char err[256];
+    const char *note;
+    size_t len;
+    assert_int_equal(store_open_reader(fx->data, &st, err, sizeof err), 0);
+    assert_int_equal(store_reader_open(st, &rd), 0);
+    assert_int_equal(store_checkpoint_next(rd, 0, &note, &len, &fx->first_cp), 0);
+    assert_int_equal(store_journal_last(rd, &fx->records), 0);
+    store_reader_close(&rd);
+    store_close(&st);
+}
+
+static void test_prove_and_check_proof_round_trip(void **state)
+{
+    fixture_t *fx = *state;
+    char proof[400], rec5[400], rec6[400];
+    snprintf(proof, sizeof proof, "%s/5.proof", fx->hub.dir);
+    snprintf(rec5, sizeof rec5, "%s/5.record", fx->hub.dir);
+    snprintf(rec6, sizeof rec6, "%s/6.record", fx->hub.dir);
+    run_t r;
+    AUDIT_TO(fx, &r, proof, "prove", "--data", fx->data, "5");
+    assert_int_equal(r.status, 0);
+    char text[8192];
+    read_text(proof, text, sizeof text);
+    assert_memory_equal(text, "c2sp.org/tlog-proof@v1\nindex 4\n", 31);
+    assert_non_null(strstr(text, "\n\n" ORIGIN "\n"));
+    AUDIT_TO(fx, &r, rec5, "record", "--data", fx->data, "5");
+    assert_int_equal(r.status, 0);
+    AUDIT_TO(fx, &r, rec6, "record", "--data", fx->data, "6");
+    assert_int_equal(r.status, 0);
+
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec5);
+    if (r.status != 0)
+        fprintf(stderr, "check-proof: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.out, "OK record 5 ", 12);
+    /* The leaf hash given instead of the record: the same. */
+    char leafhex[65], data[4096];
+    uint8_t leaf[32];
+    const uint8_t zero = 0;
+    FILE *f = fopen(rec5, "rb");
+    assert_non_null(f);
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    th_sha256(&zero, 1, data, n, NULL, 0, leaf);
+    for (int i = 0; i < 32; i++)
+        snprintf(leafhex + 2 * i, 3, "%02x", leaf[i]);
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", leafhex);
+    assert_int_equal(r.status, 0);
+
+    /* Another record is not proven by it. */
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec6);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "FAIL record 5 is not proven"));
+    /* A proof in a checkpoint of an explicit size (the first: the hub commits in
+     * batches, so it covers EVERY records or a few more); one of no checkpoint's
+     * size is refused. */
+    read_shape(fx);
+    char size[32];
+    snprintf(size, sizeof size, "%llu", (unsigned long long)fx->first_cp);
+    AUDIT_TO(fx, &r, proof, "prove", "--data", fx->data, "5", "--size", size);
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec5);
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "prove", "--data", fx->data, "5", "--size", "3");
+    assert_int_equal(r.status, 1);
+    /* Another key: the signature does not verify. */
+    keys_file_t *other = NULL;
+    tlog_signer_t *s = NULL;
+    char err[256], vkey[TLOG_VKEY_MAX];
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &other), 0);
+    assert_int_equal(tlog_signer_new(ORIGIN, other, &s, err, sizeof err), 0);
+    assert_int_equal(tlog_signer_vkey(s, vkey, sizeof vkey), 0);
+    AUDIT(fx, &r, "check-proof", "--vkey", vkey, proof, "--record", rec5);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "signature does not verify with key " ORIGIN));
+    tlog_signer_free(&s);
+    keys_free(&other);
+}
+
+static void test_verify_names_each_alteration(void **state)
+{
+    fixture_t *fx = *state;
+    assert_int_equal(th_hub_stop(&fx->hub), 0);
+    read_shape(fx);
+    assert_true(fx->first_cp >= EVERY && fx->first_cp < fx->records);
+    char dir[512], key[8], val[4096], other_key[8], other_val[4096];
+    run_t r;
+
+    /* The stopped store still verifies. */
+    AUDIT(fx, &r, "verify", "--data", fx->data, "--vkey-file", fx->vkey_file);
+    assert_int_equal(r.status, 0);
+
+    /* One byte of record 7's event. */
+    copy_data(fx, "flip", dir, sizeof dir);
+    be64((uint8_t *)key, 7);
+    size_t len = raw_get(dir, "journal", key, 8, val, sizeof val);
+    val[len - 1] ^= 0x01;
+    raw_put(dir, "journal", key, 8, val, len);
+    assert_verify_fails(fx, dir, 7, "chain hash does not follow record 6");
+
+    /* Record 12 deleted. */
+    copy_data(fx, "delete", dir, sizeof dir);
+    be64((uint8_t *)key, 12);
+    raw_put(dir, "journal", key, 8, NULL, 0);
+    assert_verify_fails(fx, dir, 12, "record missing: seq 12 after 11");
+
+    /* The last record deleted: the tree still counts it. */
+    copy_data(fx, "delete-last", dir, sizeof dir);
+    be64((uint8_t *)key, fx->records);
+    raw_put(dir, "journal", key, 8, NULL, 0);
+    char want[128];
+    snprintf(want, sizeof want, "record missing: seq %llu after %llu",
+             (unsigned long long)fx->records, (unsigned long long)(fx->records - 1));
+    assert_verify_fails(fx, dir, fx->records, want);
+
+    /* Records 3 and 4 swapped. */
+    copy_data(fx, "swap", dir, sizeof dir);
+    be64((uint8_t *)key, 3);
+    be64((uint8_t *)other_key, 4);
+    len = raw_get(dir, "journal", key, 8, val, sizeof val);
+    size_t other_len = raw_get(dir, "journal", other_key, 8, other_val, sizeof other_val);
+    raw_put(dir, "journal", key, 8, other_val, other_len);
+    raw_put(dir, "journal", other_key, 8, val, len);
+    assert_verify_fails(fx, dir, 3, "chain hash does not follow record 2");
+
+    /* Record 9's leaf in the stored tree. */
+    copy_data(fx, "leaf", dir, sizeof dir);
+    uint64_t pos;
+    assert_int_equal(tlog_stored_index(0, 8, &pos), 0);
+    be64((uint8_t *)key, pos);
+    len = raw_get(dir, "tree", key, 8, val, sizeof val);
+    val[0] ^= 0x01;
+    raw_put(dir, "tree", key, 8, val, len);
+    assert_verify_fails(fx, dir, 9, "leaf differs from the stored tree");
+
+    /* The first checkpoint's root line changed. */
+    char cpname[64];
+    snprintf(cpname, sizeof cpname, "checkpoint %llu: root differs",
+             (unsigned long long)fx->first_cp);
+    copy_data(fx, "root", dir, sizeof dir);
+    be64((uint8_t *)key, fx->first_cp);
+    len = raw_get(dir, "checkpoints", key, 8, val, sizeof val - 1);
+    val[len] = '\0';
+    char *root_line = strchr(strchr(val, '\n') + 1, '\n') + 1;
+    root_line[0] = root_line[0] == 'A' ? 'B' : 'A';
+    raw_put(dir, "checkpoints", key, 8, val, len);
+    assert_verify_fails(fx, dir, fx->first_cp, cpname);
+
+    /* The first checkpoint re-signed with another key of the same name. */
+    copy_data(fx, "resign", dir, sizeof dir);
+    len = raw_get(dir, "checkpoints", key, 8, val, sizeof val - 1);
+    val[len] = '\0';
+    size_t body = (size_t)(strstr(val, "\n\n") - val) + 1;
+    keys_file_t *other = NULL;
+    tlog_signer_t *s = NULL;
+    char err[256], resigned[4096];
+    size_t resigned_len = 0;
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &other), 0);
+    assert_int_equal(tlog_signer_new(ORIGIN, other, &s, err, sizeof err), 0);
+    assert_int_equal(
+        tlog_note_sign(s, val, body, resigned, sizeof resigned, &resigned_len), 0);
+    raw_put(dir, "checkpoints", key, 8, resigned, resigned_len);
+    snprintf(cpname, sizeof cpname, "checkpoint %llu: signature does not verify with key " ORIGIN,
+             (unsigned long long)fx->first_cp);
+    assert_verify_fails(fx, dir, fx->first_cp, cpname);
+    /* Without the key, the re-signed store is only unchecked, not wrong. */
+    AUDIT(fx, &r, "verify", "--data", dir);
+    assert_int_equal(r.status, 0);
+    tlog_signer_free(&s);
+    keys_free(&other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verify_passes_beside_the_running_hub),
+        cmocka_unit_test(test_prove_and_check_proof_round_trip),
+        cmocka_unit_test(test_verify_names_each_alteration),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
