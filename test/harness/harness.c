@@ -2,6 +2,7 @@
  * harness.c: start, stop and kill real nhubd processes for tests (see harness.h).
  */
 #include "harness.h"
+#include "nhub.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -132,6 +133,42 @@ int th_log_wait(const th_hub_t *h, const char *needle, int count, int timeout_ms
         struct pollfd none;
         poll(&none, 0, 20); /* the hub writes its log on its own: look again shortly */
     }
+}
+
+int th_send_pushes(const th_hub_t *h, const char *src, const char *dst, int n, int timeout_ms)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/adapter-%s", h->dir, src);
+    nhub_options_t o;
+    memset(&o, 0, sizeof o);
+    o.region = src;
+    o.hub_endpoint = h->endpoint;
+    o.data_dir = path;
+    o.send_only = 1;
+    o.insecure_plaintext = 1;
+    nhub_t *a = NULL;
+    if (nhub_open(&o, &a, err, sizeof err) != 0) {
+        fprintf(stderr, "th_send_pushes: nhub_open %s: %s\n", src, err);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        nhub_message_t m;
+        memset(&m, 0, sizeof m);
+        m.destination = dst;
+        m.item = "TEST-PUSH";
+        m.kind = NHUB_KIND_PUSH;
+        m.payload_type = "nhub.test.v1.Counter";
+        m.payload = "audit";
+        m.payload_len = 5;
+        rc = nhub_send(a, &m, NULL);
+    }
+    if (rc == 0)
+        rc = nhub_flush(a, timeout_ms);
+    if (rc != 0)
+        fprintf(stderr, "th_send_pushes: %s\n", nhub_last_error(a));
+    nhub_close(&a);
+    return rc == 0 ? 0 : -1;
 }
 
 void th_sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c, size_t clen,

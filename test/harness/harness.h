@@ -107,6 +107,14 @@ int th_hub_write_raw_config(th_hub_t *h, const char *text);
  */
 double th_metric_value(const char *text, const char *series);
 
+/*
+ * Send `n` opaque TEST-PUSH messages ("nhub.test.v1.Counter") from `src` to
+ * `dst` through a send-only libnhub adapter in h->dir/adapter-SRC (the
+ * development mode), and wait up to timeout_ms for their ACKs. Returns 0,
+ * or -1 with the reason on stderr.
+ */
+int th_send_pushes(const th_hub_t *h, const char *src, const char *dst, int n, int timeout_ms);
+
 /* SHA-256 of a || b || c (b and c may be empty), through OpenSSL: for
  * tests that check a hash independently of the code under test. */
 void th_sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c, size_t clen,

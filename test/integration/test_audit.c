@@ -184,34 +184,6 @@ static json_t *get_json(const th_hub_t *h, const char *path, long want)
     return o;
 }
 
-static void send_some(const th_hub_t *h, int n)
-{
-    char path[512], err[256];
-    snprintf(path, sizeof path, "%s/adapter-110000", h->dir);
-    nhub_options_t o;
-    memset(&o, 0, sizeof o);
-    o.region = "110000";
-    o.hub_endpoint = h->endpoint;
-    o.data_dir = path;
-    o.send_only = 1;
-    o.insecure_plaintext = 1;
-    nhub_t *a = NULL;
-    assert_int_equal(nhub_open(&o, &a, err, sizeof err), 0);
-    for (int i = 0; i < n; i++) {
-        nhub_message_t m;
-        memset(&m, 0, sizeof m);
-        m.destination = "440000"; /* not connected: they queue */
-        m.item = "TEST-PUSH";
-        m.kind = NHUB_KIND_PUSH;
-        m.payload_type = "nhub.test.v1.Counter";
-        m.payload = "audit";
-        m.payload_len = 5;
-        assert_int_equal(nhub_send(a, &m, NULL), 0);
-    }
-    assert_int_equal(nhub_flush(a, WAIT_MS), 0);
-    nhub_close(&a);
-}
-
 struct seen {
     int checkpoints;
     uint64_t last_size;
@@ -233,7 +205,8 @@ static void test_checkpoints_are_signed_and_proofs_check_out(void **state)
 {
     fixture_t *fx = *state;
     th_hub_t *h = &fx->hub;
-    send_some(h, SENT);
+    assert_int_equal(th_send_pushes(h, "110000", "440000", SENT, WAIT_MS),
+                     0); /* 440000 not connected: they queue */
 
     /* A checkpoint came once EVERY records were journaled. */
     json_t *cp = get_json(h, "/api/v1/checkpoint", 200);

@@ -93,34 +93,6 @@ static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const
 #define AUDIT(fx, r, ...) run_audit(fx, r, NULL, (const char *const[]){__VA_ARGS__, NULL})
 #define AUDIT_TO(fx, r, file, ...) run_audit(fx, r, file, (const char *const[]){__VA_ARGS__, NULL})
 
-static void send_some(const th_hub_t *h, int n)
-{
-    char path[512], err[256];
-    snprintf(path, sizeof path, "%s/adapter-110000", h->dir);
-    nhub_options_t o;
-    memset(&o, 0, sizeof o);
-    o.region = "110000";
-    o.hub_endpoint = h->endpoint;
-    o.data_dir = path;
-    o.send_only = 1;
-    o.insecure_plaintext = 1;
-    nhub_t *a = NULL;
-    assert_int_equal(nhub_open(&o, &a, err, sizeof err), 0);
-    for (int i = 0; i < n; i++) {
-        nhub_message_t m;
-        memset(&m, 0, sizeof m);
-        m.destination = "440000"; /* not connected: they queue */
-        m.item = "TEST-PUSH";
-        m.kind = NHUB_KIND_PUSH;
-        m.payload_type = "nhub.test.v1.Counter";
-        m.payload = "audit";
-        m.payload_len = 5;
-        assert_int_equal(nhub_send(a, &m, NULL), 0);
-    }
-    assert_int_equal(nhub_flush(a, WAIT_MS), 0);
-    nhub_close(&a);
-}
-
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof *fx);
@@ -235,8 +207,8 @@ static void assert_verify_fails(const fixture_t *fx, const char *dir, uint64_t s
     AUDIT(fx, &r, "verify", "--data", dir, "--vkey-file", fx->vkey_file);
     snprintf(head, sizeof head, "FAIL seq %llu at ", (unsigned long long)seq);
     if (r.status != 1 || strncmp(r.out, head, strlen(head)) != 0 || !strstr(r.out, want))
-        fprintf(stderr, "verify %s: status %d, out: %s, err: %s\nwanted: %s... %s\n", dir,
-                r.status, r.out, r.err, head, want);
+        fprintf(stderr, "verify %s: status %d, out: %s, err: %s\nwanted: %s... %s\n", dir, r.status,
+                r.out, r.err, head, want);
     assert_int_equal(r.status, 1);
     assert_memory_equal(r.out, head, strlen(head));
     assert_non_null(strstr(r.out, want));
@@ -250,7 +222,8 @@ static void assert_verify_fails(const fixture_t *fx, const char *dir, uint64_t s
 static void test_verify_passes_beside_the_running_hub(void **state)
 {
     fixture_t *fx = *state;
-    send_some(&fx->hub, SENT);
+    assert_int_equal(th_send_pushes(&fx->hub, "110000", "440000", SENT, WAIT_MS),
+                     0); /* 440000 not connected: they queue */
     run_t r;
     AUDIT(fx, &r, "verify", "--data", fx->data, "--vkey-file", fx->vkey_file);
     if (r.status != 0)
@@ -438,8 +411,7 @@ static void test_verify_names_each_alteration(void **state)
     size_t resigned_len = 0;
     assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &other), 0);
     assert_int_equal(tlog_signer_new(ORIGIN, other, &s, err, sizeof err), 0);
-    assert_int_equal(
-        tlog_note_sign(s, val, body, resigned, sizeof resigned, &resigned_len), 0);
+    assert_int_equal(tlog_note_sign(s, val, body, resigned, sizeof resigned, &resigned_len), 0);
     raw_put(dir, "checkpoints", key, 8, resigned, resigned_len);
     snprintf(cpname, sizeof cpname, "checkpoint %llu: signature does not verify with key " ORIGIN,
              (unsigned long long)fx->first_cp);
