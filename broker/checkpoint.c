@@ -54,6 +54,8 @@ int checkpoint_maybe(hub_t *h, store_txn_t *t, int64_t now_ms, int by_time)
     uint64_t size;
     uint8_t root[TLOG_HASH_LEN];
     int rc = store_txn_tree(t, &size, root);
+    if (rc == NHUB_ENOTFOUND)
+        return 0; /* no tree kept (hub_measure_chain_only) */
     if (rc || size <= h->cp_size)
         return rc;
     if (!by_time && size - h->cp_size < (uint64_t)h->cfg->audit.checkpoint_every)

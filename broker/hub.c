@@ -596,6 +596,14 @@ fail:
     return rc;
 }
 
+int hub_measure_chain_only(hub_t *self)
+{
+    int rc = store_drop_tree(self->store);
+    if (rc == 0)
+        log_warn("hub.chain_only", "reason=%s", "measurement: no Merkle tree, no checkpoints");
+    return rc;
+}
+
 void hub_destroy(hub_t **self)
 {
     if (!self || !*self)

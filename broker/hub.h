@@ -73,6 +73,15 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
  */
 int hub_check_config(const cfg_t *cfg, char *err, size_t errcap);
 
+/*
+ * Measurement only (nhub-bench's baseline for the transparency log's cost):
+ * from now on the hub keeps the journal's hash chain without its Merkle
+ * tree, and so makes no checkpoint (store_drop_tree). Call before hub_run.
+ * The next start builds the tree again over the whole journal. Returns 0 or
+ * the store's error.
+ */
+int hub_measure_chain_only(hub_t *self);
+
 /* Close the socket and the store; accepts NULL; sets *self to NULL. */
 void hub_destroy(hub_t **self);
 

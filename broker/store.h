@@ -294,6 +294,16 @@ int store_tree_prove_inclusion(store_reader_t *r, uint64_t index, uint64_t size,
 int store_tree_prove_consistency(store_reader_t *r, uint64_t m, uint64_t n, tlog_hash_t *proof,
                                  size_t cap, size_t *len);
 
+/*
+ * For measurement only (nhub-bench's baseline of the journal's chain
+ * alone): stop keeping the tree. Its nodes and state are deleted now and
+ * appends leave it alone; store_txn_tree answers NHUB_ENOTFOUND. The next
+ * store_open builds the tree again over the whole journal, as for a store
+ * from before the tree. 0, NHUB_EINVAL (a reader, or a transaction open),
+ * NHUB_ESTORE.
+ */
+int store_drop_tree(store_t *self);
+
 /* The tree as the open transaction has grown it: size and root. */
 int store_txn_tree(store_txn_t *t, uint64_t *size, uint8_t root[32]);
 

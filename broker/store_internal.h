@@ -36,6 +36,7 @@ struct store {
     /* The Merkle tree over the journal as of the last commit, or as the
      * open transaction has grown it (its txn keeps the state to go back to). */
     tlog_state_t *tree;
+    int chain_only; /* store_drop_tree: no tree kept (measurement only) */
     int txn_open;
     int read_only; /* store_open_reader: another process writes */
     char *dir;

@@ -114,9 +114,32 @@ int store_tree_load(store_t *s, MDB_txn *txn, tlog_alg_t alg, char *err, size_t 
     return rc ? (lmdb_err(rc) == NHUB_EFULL ? NHUB_EFULL : NHUB_ESTORE) : 0;
 }
 
+int store_drop_tree(store_t *s)
+{
+    if (s->read_only || s->txn_open)
+        return NHUB_EINVAL;
+    MDB_txn *txn;
+    MDB_val k = {10, "tree_state"};
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lmdb_err(rc);
+    if ((rc = mdb_drop(txn, s->tree_db, 0)) ||
+        ((rc = mdb_del(txn, s->meta, &k, NULL)) && rc != MDB_NOTFOUND)) {
+        mdb_txn_abort(txn);
+        return lmdb_err(rc);
+    }
+    if ((rc = mdb_txn_commit(txn)))
+        return lmdb_err(rc);
+    s->chain_only = 1;
+    log_warn("store.tree_dropped", "reason=%s", "measurement: the journal's chain alone");
+    return 0;
+}
+
 int store_tree_append(store_txn_t *t, const void *event, size_t len)
 {
     store_t *s = t->store;
+    if (s->chain_only)
+        return 0;
     if (!t->tree_dirty) {
         if (tlog_state_encode(s->tree, t->tree_backup, sizeof t->tree_backup,
                               &t->tree_backup_len) != 0)
@@ -128,7 +151,7 @@ int store_tree_append(store_txn_t *t, const void *event, size_t len)
 
 int store_tree_flush(store_txn_t *t)
 {
-    return t->tree_dirty ? state_put(t->store, t->txn) : 0;
+    return t->store->chain_only ? 0 : t->tree_dirty ? state_put(t->store, t->txn) : 0;
 }
 
 void store_tree_rollback(store_txn_t *t)
@@ -148,6 +171,8 @@ void store_tree_rollback(store_txn_t *t)
 
 int store_txn_tree(store_txn_t *t, uint64_t *size, uint8_t root[TLOG_HASH_LEN])
 {
+    if (t->store->chain_only)
+        return NHUB_ENOTFOUND;
     *size = tlog_state_size(t->store->tree);
     return tlog_root(t->store->tree, root);
 }

@@ -894,6 +894,39 @@ static void test_tree_is_built_at_open_for_an_older_store(void **state)
     store_reader_close(&r);
 }
 
+/* The benchmark's baseline: the chain alone while dropped, the same tree after a reopen. */
+static void test_a_dropped_tree_is_built_again_at_the_next_open(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 6);
+    assert_int_equal(store_drop_tree(fx->st), 0);
+    store_reader_t *r = reader(fx->st);
+    uint64_t size = 0;
+    assert_int_equal(store_tree_info(r, &size, NULL, NULL), NHUB_ENOTFOUND);
+    store_reader_close(&r);
+    append_events(fx->st, 5); /* the chain goes on; no leaf, no node is kept */
+    store_txn_t *t = begin(fx->st);
+    uint8_t root[32];
+    assert_int_equal(store_txn_tree(t, &size, root), NHUB_ENOTFOUND);
+    store_abort(&t);
+    uint64_t n = 0, bad = 0;
+    r = reader(fx->st);
+    assert_int_equal(store_journal_verify(r, &n, &bad), 0);
+    assert_int_equal(n, 11);
+    store_reader_close(&r);
+
+    reopen(fx);
+    uint8_t leaves[11][32], want[32];
+    journal_leaves(fx->st, 11, leaves);
+    naive_root(leaves, 11, want);
+    r = reader(fx->st);
+    assert_int_equal(store_tree_info(r, &size, root, NULL), 0);
+    assert_int_equal(size, 11);
+    assert_memory_equal(root, want, 32);
+    store_reader_close(&r);
+}
+
 /* SM3 where national cryptography is required: chosen for a new tree, kept after. */
 static void test_tree_hash_sm3_is_kept_once_chosen(void **state)
 {
@@ -1955,6 +1988,7 @@ int main(void)
         T(test_format2_queue_gets_its_lanes_at_open),
         T(test_tree_follows_the_journal_and_proves),
         T(test_tree_is_built_at_open_for_an_older_store),
+        T(test_a_dropped_tree_is_built_again_at_the_next_open),
         T(test_checkpoints_are_kept_by_size),
         T(test_tree_hash_sm3_is_kept_once_chosen),
         T(test_checkpoint_next_walks_sizes_in_order),

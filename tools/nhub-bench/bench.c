@@ -59,14 +59,20 @@
  *             against libnhub's own nhub_send (one at a time, and batches of
  *             64) against the same hub in the same run.
  *
+ *   audit     the transparency log at a national journal's size (audit.c):
+ *             10,000,000 records written through the store's append, then
+ *             inclusion and consistency proof times in that tree and
+ *             nhub-audit verify's records per second.
+ *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
  * 100,000 backlog, 2 s per point.
  */
 #include "adapter.h"
+#include "audit.h"
 #include "bench.h"
 #include "cases.h"
 #include "priority.h"
@@ -1036,15 +1042,9 @@ static int64_t sim_mono(void *arg)
     return clock_mono_ms(nhub_clock_system());
 }
 
-struct hub_thread {
-    hub_t *hub;
-    volatile sig_atomic_t stop, reload;
-    int rc;
-};
-
-static void *hub_thread(void *arg)
+void *bench_hub_thread(void *arg)
 {
-    struct hub_thread *t = arg;
+    bench_hub_thread_t *t = arg;
     t->rc = hub_run(t->hub, &t->stop, &t->reload, NULL);
     return NULL;
 }
@@ -1090,9 +1090,9 @@ static int window_phase(const char *cfg_path, int n, int64_t *refused)
         fprintf(stderr, "nhub-bench: window: %s\n", err);
         return -1;
     }
-    struct hub_thread ht = {.hub = hub};
+    bench_hub_thread_t ht = {.hub = hub};
     pthread_t tid;
-    pthread_create(&tid, NULL, hub_thread, &ht);
+    pthread_create(&tid, NULL, bench_hub_thread, &ht);
     void *ctx = zmq_ctx_new();
     const int window = 256; /* open_sender's */
     client_t tx, bad, rx;
@@ -1209,7 +1209,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1246,5 +1246,7 @@ int main(int argc, char **argv)
         section_priority(quick);
     if (!only || !strcmp(only, "adapter"))
         section_adapter(quick);
+    if (!only || !strcmp(only, "audit"))
+        section_audit(quick, seconds);
     return 0;
 }

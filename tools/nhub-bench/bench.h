@@ -15,6 +15,7 @@
 #include "wire.h"
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -85,6 +86,15 @@ int bench_start_hub(th_hub_t *hub);
  */
 int bench_ingest(th_hub_t *hub, int senders, int window, int seconds, int idle,
                  const bench_feed_t *feed, bench_result_t *r);
+
+/* A hub in the bench's own process (hub.h): bench_hub_thread(&t) runs
+ * hub_run(t.hub) until t.stop is set; t.rc is its result. */
+typedef struct bench_hub_thread {
+    struct hub *hub;
+    volatile sig_atomic_t stop, reload;
+    int rc;
+} bench_hub_thread_t;
+void *bench_hub_thread(void *arg);
 
 /* The last mean_batch the stopped hub logged (event=hub.stats); 0 if none. */
 double bench_mean_batch(const th_hub_t *hub);
