@@ -49,7 +49,7 @@
 #define PLAIN_ITEM "BENCH-PLAIN"
 #define PROBE_ITEM "BENCH-ITEM"
 #define SENDERS 4
-#define ROUNDS 3 /* of the ingest comparison (1 with --quick) */
+#define ROUNDS 7 /* of the ingest comparison (1 with --quick) */
 #define WINDOW 64
 #define LIMITS "  batch_max: 4096\n  map_size: 8GiB\n  map_size_max: 32GiB\n"
 #define OPEN_FULL 1000000
@@ -546,6 +546,22 @@ void section_cases(int quick, int seconds)
     const bench_result_t *med[2];
     for (int c = 0; c < 2; c++)
         med[c] = median_run(runs[c], ok[c], rounds);
+    /* The headline ratio is the median of the rounds' own ratios: the two
+     * points of a round run back to back, so what the disk does over
+     * minutes weighs on both alike. */
+    double ratios[ROUNDS], ratio = 0;
+    int n_ratios = 0;
+    for (int k = 0; k < rounds; k++)
+        if (ok[0][k] && ok[1][k] && runs[0][k].rate > 0)
+            ratios[n_ratios++] = runs[1][k].rate / runs[0][k].rate;
+    for (int i = 1; i < n_ratios; i++) /* insertion sort */
+        for (int j = i; j > 0 && ratios[j] < ratios[j - 1]; j--) {
+            double t = ratios[j];
+            ratios[j] = ratios[j - 1];
+            ratios[j - 1] = t;
+        }
+    if (n_ratios)
+        ratio = ratios[n_ratios / 2];
     if (med[1])
         printf("  ingest, requests opening cases  %8.0f msgs/s   p50 %.2f  p99 %.2f ms\n",
                med[1]->rate, med[1]->p50, med[1]->p99);
@@ -553,14 +569,14 @@ void section_cases(int quick, int seconds)
         printf("  ingest, requests opening cases  failed (see above)\n");
     if (med[0])
         printf("  ingest, same without a case     %8.0f msgs/s   p50 %.2f  p99 %.2f ms   "
-               "ratio %.2f\n",
-               med[0]->rate, med[0]->p50, med[0]->p99,
-               med[1] && med[0]->rate > 0 ? med[1]->rate / med[0]->rate : 0);
+               "ratio %.2f (target 0.8)\n",
+               med[0]->rate, med[0]->p50, med[0]->p99, ratio);
     else
         printf("  ingest, same without a case     failed (see above)\n");
     if (rounds > 1) {
-        printf("  detail: the median of %d rounds, each point on a fresh hub (plain, cases; "
-               "cases, plain; ...):\n          cases msgs/s",
+        printf("  detail: rates are the medians of %d rounds, each point on a fresh hub (plain, "
+               "cases;\n          cases, plain; ...), the ratio the median of the rounds' "
+               "ratios:\n          cases msgs/s",
                rounds);
         for (int k = 0; k < rounds; k++)
             printf(" %8.0f", ok[1][k] ? runs[1][k].rate : 0.0);
