@@ -412,6 +412,54 @@ int nhub_store_info(nhub_t *self, nhub_store_info_t *out);
 typedef int64_t(nhub_clock_fn)(void *arg);
 void nhub_set_clock(nhub_t *self, nhub_clock_fn *wall_ms, nhub_clock_fn *mono_ms, void *arg);
 
+/* ---- receipts ---------------------------------------------------------------
+ *
+ * A receipt is the hub's proof that it journaled a message: the message's
+ * ACCEPTED journal record, its inclusion proof in the hub's Merkle tree and
+ * the signed checkpoint of that tree, as one text file (proto/README.md,
+ * "Receipts"). Anyone checks it offline with the hub's checkpoint verifier
+ * key (its "vkey", from the hub's operators or GET /api/v1/checkpoint).
+ */
+
+/*
+ * Fetch the receipt of message `msg_id` (one this region sent, or one it
+ * received) from the hub, serving the connection up to `timeout_ms` (real
+ * time, -1 = forever) for the answer. The hub signs a checkpoint on the
+ * spot if none covers the message yet. Returns 0 and *text (the receipt
+ * file's text, NUL-terminated; caller frees with free()) and *len (may be
+ * NULL); NHUB_ENOTFOUND (the hub knows no such message this region may
+ * see), NHUB_EREFUSED (the hub cannot make one: no signing key, too large;
+ * nhub_last_error says why), NHUB_ETIMEOUT, NHUB_ECLOSED (opened offline),
+ * NHUB_EINVAL or NHUB_ENOMEM. The receipt is not checked: nhub_receipt_verify.
+ */
+int nhub_receipt_get(nhub_t *self, const uint8_t msg_id[NHUB_MSG_ID_LEN], int timeout_ms,
+                     char **text, size_t *len);
+
+/* What a receipt that verified says about its message. */
+typedef struct nhub_receipt_info {
+    uint8_t msg_id[NHUB_MSG_ID_LEN];
+    uint64_t seq;       /* the hub's journal record of it */
+    uint64_t tree_size; /* records the signed checkpoint covers */
+    int64_t time_ms;    /* when the hub accepted it (the hub's clock) */
+    char origin[256];   /* the checkpoint's origin (the hub's name, audit.origin) */
+    char source[8], destination[8]; /* destination: a region code or "*" */
+    char item[65];
+} nhub_receipt_info_t;
+
+/*
+ * Check receipt text (`len` bytes) offline against the hub's verifier key
+ * `vkey` ("NAME+HEX8+BASE64", as the hub publishes it), for message
+ * `msg_id` (NULL: the one the receipt names): the checkpoint's signature,
+ * the record (the ACCEPTED event of that msg_id) and its inclusion proof.
+ * Returns 0 and *info (may be NULL); NHUB_EMALFORMED (not a receipt, or a
+ * bad vkey), NHUB_EREFUSED (a check failed) or another error, with the
+ * failing part named first in `err` ("checkpoint: ...", "record: ...",
+ * "msg_id: ...", "inclusion: ..."; "vkey: ..." for the key).
+ */
+int nhub_receipt_verify(const char *text, size_t len, const char *vkey,
+                        const uint8_t *msg_id, nhub_receipt_info_t *info, char *err,
+                        size_t errcap);
+
 /* Detail of the last error on `self` (never NULL; empty if none). */
 const char *nhub_last_error(const nhub_t *self);
 

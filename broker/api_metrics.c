@@ -186,6 +186,14 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
         metrics_sample(&b, "nhub_nacks_total", labels, (double)n->nacked[c]);
         json_decref(name);
     }
+    metric(&b, "nhub_receipts_served_total", "counter", "RECEIPTs sent to regions since start",
+           (double)n->receipts_served);
+    metrics_family(&b, "nhub_receipts_refused_total", "counter",
+                   "RECEIPT_GETs refused since start, by reason");
+    for (int k = 0; k < RECEIPTS_REFUSALS; k++) {
+        const char *labels[] = {"reason", receipts_refusal_names[k], NULL};
+        metrics_sample(&b, "nhub_receipts_refused_total", labels, (double)n->receipts_refused[k]);
+    }
     metrics_family(&b, "nhub_security_refusals_total", "counter",
                    "Connections and frames refused for security reasons, by kind");
     static const char *const kinds[] = {"auth_refused", "handshake_failed", "identity_refused"};

@@ -102,6 +102,17 @@ static int by_time(hub_t *h, store_txn_t *t, void *arg)
     return checkpoint_maybe(h, t, clock_wall_ms(h->clock), 1);
 }
 
+int checkpoint_now(hub_t *h)
+{
+    if (h->full)
+        return NHUB_EFULL; /* the reserve is for confirmations */
+    int rc = hub_txn(h, by_time, NULL);
+    checkpoint_committed(h, rc == 0);
+    if (rc)
+        log_error("hub.checkpoint_failed", "on_request=1 rc=%d", rc);
+    return rc;
+}
+
 void checkpoint_housekeeping(hub_t *h)
 {
     if (h->full || hub_now_mono(h) - h->cp_at < h->cfg->audit.checkpoint_interval_ms)

@@ -176,6 +176,8 @@ static int apply_accept(hub_t *h, store_txn_t *t, struct item *it, uint64_t sseq
     if (!rc)
         rc = store_dedup_put(t, env->msg_id.data, seq, now);
     if (!rc)
+        rc = store_msgseq_put(t, env->msg_id.data, seq);
+    if (!rc)
         rc = store_stream_put(t, it->stream_id, sseq, src);
     it->reply = WIRE_ACK;
     it->r_seq = seq;

@@ -47,6 +47,8 @@ typedef struct hub_counters {
     uint64_t store_full;      /* commits that hit a full store */
     uint64_t replays;         /* stages applied again after the map grew under them */
     uint64_t checkpoints;     /* signed checkpoints of the journal's tree made */
+    uint64_t receipts_served; /* RECEIPTs sent */
+    uint64_t receipts_refused[8]; /* RECEIPT_GETs refused, by reason (receipts.c) */
     uint64_t sessions_opened, sessions_closed;
     uint64_t auth_refused;     /* CURVE clients refused by the ZAP handler */
     uint64_t handshake_failed; /* handshakes that failed otherwise (e.g. no CURVE) */

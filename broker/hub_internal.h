@@ -472,6 +472,20 @@ void checkpoint_committed(hub_t *h, int committed);
 void checkpoint_housekeeping(hub_t *h);
 /* The verifier key of the checkpoints (tlog "vkey" text), or NHUB_ENOTFOUND. */
 int checkpoint_vkey(const hub_t *h, char *out, size_t cap);
+/* Sign a checkpoint of every record committed, now, in a transaction of its
+ * own (nothing if the last one covers them). 0 or the transaction's error. */
+int checkpoint_now(hub_t *h);
+
+/* ---- receipts.c ------------------------------------------------------------- */
+
+/* Why RECEIPT_GETs were refused (hub_counters_t.receipts_refused, by index):
+ * "unknown", "not_covered", "too_large", "invalid", "store_error". */
+#define RECEIPTS_REFUSALS 5
+extern const char *const receipts_refusal_names[RECEIPTS_REFUSALS];
+
+/* Answer a RECEIPT_GET of session `s` (one with a region): RECEIPT, or a NACK. */
+void receipts_serve(hub_t *h, const session_t *s, const void *rid, size_t rid_len,
+                    const void *body, size_t len);
 
 /* Commit and answer the ready stage; the current stage becomes ready. */
 void commit_flush_stage(hub_t *h);

@@ -357,6 +357,7 @@ void ingress_frames(hub_t *h, const wire_frames_t *f)
     case WIRE_SEND: on_send(h, s, rid, rid_len, body, len, fpr); break;
     case WIRE_DELIVERED: on_delivered(h, s, rid, rid_len, body, len); break;
     case WIRE_HEARTBEAT: on_heartbeat(h, rid, rid_len, body, len); break;
+    case WIRE_RECEIPT_GET: receipts_serve(h, s, rid, rid_len, body, len); break;
     case WIRE_BYE:
         if (s)
             deliver_session_close(h, s, "bye");

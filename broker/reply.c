@@ -13,7 +13,7 @@ static const char *nack_name(int code)
         "store_full",     "store_error",    "shutting_down",   "stream_conflict", "unsigned",
         "bad_signature",  "forbidden",      "suspended",       "unauthenticated", "payload_unknown",
         "payload_not_allowed", "payload_malformed", "payload_invalid", "case_unknown",
-        "case_closed", "case_not_handler",
+        "case_closed", "case_not_handler", "receipt_unknown", "receipt_not_covered",
     };
     if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
         return "unknown";

@@ -31,8 +31,9 @@
 #include <sys/statvfs.h>
 
 /* 1: the first; 2: rejections are remembered in the window's age index too
- * (they expire with the duplicate window). A format-1 store is upgraded at open. */
-#define STORE_FORMAT 3
+ * (they expire with the duplicate window); 3: lanes; 4: the msgseq index
+ * (store_msgseq.c). An older store is upgraded at open. */
+#define STORE_FORMAT 4
 static int set_err(char *err, size_t cap, int code, const char *fmt, const char *a, const char *b)
 {
     if (err && cap)
@@ -57,6 +58,8 @@ static int open_dbs(store_t *s, MDB_txn *txn)
             return rc;
     }
     int rc = store_cases_open_dbs(s, txn);
+    if (!rc)
+        rc = store_msgseq_open_db(s, txn);
     return rc ? rc : store_tree_open_dbs(s, txn);
 }
 
@@ -177,8 +180,9 @@ static int load_meta(store_t *s, MDB_txn *txn, char *err, size_t cap)
     snprintf(fmt_text, sizeof fmt_text, "%u", fmt);
     if (fmt == 0 || fmt > STORE_FORMAT)
         return set_err(err, cap, NHUB_EVERSION, "store: format %s is not supported%s", fmt_text,
-                       " (this nhubd reads formats 1 to 3)");
-    if ((fmt < 2 && (rc = upgrade_format1(s, txn))) || (fmt < 3 && (rc = index_lanes(s, txn))))
+                       " (this nhubd reads formats 1 to 4)");
+    if ((fmt < 2 && (rc = upgrade_format1(s, txn))) || (fmt < 3 && (rc = index_lanes(s, txn))) ||
+        (fmt < 4 && (rc = store_msgseq_begin(s, txn))))
         return set_err(err, cap, lmdb_err(rc), "store: cannot upgrade format %s: %s", fmt_text,
                        mdb_strerror(rc));
     if (fmt < STORE_FORMAT) {
@@ -303,6 +307,8 @@ int store_open_tree(const char *dir, uint64_t map_size, uint64_t map_size_max, t
     txn = NULL;
     if (rc)
         goto fail_rc;
+    if ((code = store_msgseq_index(s, err, errcap)))
+        goto fail;
     *out = s;
     return 0;
 fail_rc:

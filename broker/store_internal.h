@@ -27,6 +27,8 @@ struct store {
     MDB_dbi meta, journal, queue, qtail, dedup, dedup_age, streams, rejects, held, lanes;
     MDB_dbi tree_db, checkpoints; /* the transparency log (store_tree.c) */
     MDB_dbi cases, case_time, case_events, deadlines, tracked; /* store_cases.c */
+    MDB_dbi msgseq; /* store_msgseq.c */
+    int no_msgseq;  /* a reader of a store before format 4: no msgseq database */
     uint64_t map_size, map_max;
     uint8_t hub_id[STORE_ID_LEN];
     /* Chain state as of the last commit; a transaction works on a copy. */
@@ -137,6 +139,14 @@ static inline int meta_put(store_t *s, MDB_txn *txn, const char *key, const void
     MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)data};
     return mdb_put(txn, s->meta, &k, &v, 0);
 }
+
+/* store_msgseq.c, for store.c: open `msgseq` (an LMDB code); start indexing
+ * the journal of a store before format 4 (meta "msgseq_from", in load_meta's
+ * transaction); index what is left, in transactions of their own, after the
+ * open's (0, or NHUB_EFULL / NHUB_ESTORE with a message in `err`). */
+int store_msgseq_open_db(store_t *s, MDB_txn *txn);
+int store_msgseq_begin(store_t *s, MDB_txn *txn);
+int store_msgseq_index(store_t *s, char *err, size_t errcap);
 
 /* store_cases.c: open its databases (in store_open's transaction). An LMDB code. */
 int store_cases_open_dbs(store_t *s, MDB_txn *txn);

@@ -21,6 +21,7 @@ static const char *const cmd_names[] = {
     [WIRE_HELLO] = "HELLO",         [WIRE_WELCOME] = "WELCOME",     [WIRE_SEND] = "SEND",
     [WIRE_ACK] = "ACK",             [WIRE_NACK] = "NACK",           [WIRE_DELIVER] = "DELIVER",
     [WIRE_DELIVERED] = "DELIVERED", [WIRE_HEARTBEAT] = "HEARTBEAT", [WIRE_BYE] = "BYE",
+    [WIRE_RECEIPT_GET] = "RECEIPT_GET", [WIRE_RECEIPT] = "RECEIPT",
 };
 
 const char *wire_cmd_name(int cmd)
@@ -69,6 +70,8 @@ const ProtobufCMessageDescriptor *wire_body_descriptor(wire_cmd_t cmd)
     case WIRE_DELIVERED: return &nhub__wire__v1__delivered__descriptor;
     case WIRE_HEARTBEAT: return &nhub__wire__v1__heartbeat__descriptor;
     case WIRE_BYE: return &nhub__wire__v1__bye__descriptor;
+    case WIRE_RECEIPT_GET: return &nhub__wire__v1__receipt_get__descriptor;
+    case WIRE_RECEIPT: return &nhub__wire__v1__receipt__descriptor;
     }
     return NULL;
 }

@@ -43,6 +43,8 @@ typedef Nhub__Wire__V1__Delivered wire_delivered_t;
 typedef Nhub__Wire__V1__Heartbeat wire_heartbeat_t;
 typedef Nhub__Wire__V1__Bye wire_bye_t;
 typedef Nhub__Wire__V1__NackCode wire_nack_code_t;
+typedef Nhub__Wire__V1__ReceiptGet wire_receipt_get_t;
+typedef Nhub__Wire__V1__Receipt wire_receipt_t;
 
 typedef enum wire_cmd {
     WIRE_HELLO = 1,
@@ -54,8 +56,10 @@ typedef enum wire_cmd {
     WIRE_DELIVERED = 7,
     WIRE_HEARTBEAT = 8,
     WIRE_BYE = 9,
+    WIRE_RECEIPT_GET = 10,
+    WIRE_RECEIPT = 11,
 } wire_cmd_t;
-#define WIRE_CMD_MAX WIRE_BYE
+#define WIRE_CMD_MAX WIRE_RECEIPT
 
 /* Name of a command ("SEND"), or "UNKNOWN". */
 const char *wire_cmd_name(int cmd);

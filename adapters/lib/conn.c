@@ -409,6 +409,7 @@ typedef void(frame_handler_fn)(nhub_t *self, const ProtobufCMessage *body);
 static frame_handler_fn *const handlers[WIRE_CMD_MAX + 1] = {
     [WIRE_WELCOME] = on_welcome,      [WIRE_ACK] = send_on_ack,        [WIRE_NACK] = send_on_nack,
     [WIRE_DELIVER] = recv_on_deliver, [WIRE_HEARTBEAT] = on_heartbeat, [WIRE_BYE] = on_bye,
+    [WIRE_RECEIPT] = receipt_on_receipt,
 };
 
 static void frame_malformed(nhub_t *self, const char *why, int cmd)

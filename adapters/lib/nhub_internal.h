@@ -25,6 +25,8 @@
  *            checked and queued in the inbox, confirmations made durable
  *            before their DELIVERED is written, DELIVEREDs proven committed
  *            by the hub's answers to HEARTBEATs, old confirmations expired.
+ *   receipt.c  RECEIPT_GET -> RECEIPT: one receipt asked for at a time, its
+ *            answer (or the NACK about it) taken by conn.c's handlers.
  *   nhub.c   opening and closing a handle (options, keys, store, socket),
  *            statistics, the clock, the views of the store, and the helpers
  *            every file uses (lib_: the clock, errors, batch calls).
@@ -239,6 +241,18 @@ struct nhub {
     size_t n_extra_fds;
     int extra_ready;
 
+    /* The receipt nhub_receipt_get waits for (receipt.c). */
+    struct receipt_wait {
+        int active;  /* a call is waiting */
+        int written; /* its RECEIPT_GET went out in the current session */
+        int done;    /* answered: rc, and text (owned) if 0 */
+        int rc;
+        uint8_t msg_id[16];
+        char *text;
+        size_t len;
+        char why[200];
+    } receipt;
+
     nhub_stats_t st;
     uint64_t malformed;
     char last_error[256];
@@ -309,6 +323,14 @@ typedef int(done_fn)(nhub_t *self);
  * NHUB_ECLOSED if a signal interrupted the wait, or NHUB_EZMQ.
  */
 int conn_serve(nhub_t *self, int timeout_ms, done_fn *done);
+
+/* ---- receipt.c ------------------------------------------------------------ */
+
+/* The hub's RECEIPT (conn.c's handler). */
+void receipt_on_receipt(nhub_t *self, const ProtobufCMessage *m);
+
+/* A NACK about the receipt being waited for: taken (1) or not (0). */
+int receipt_on_nack(nhub_t *self, const wire_nack_t *n);
 
 /* ---- send.c --------------------------------------------------------------- */
 

@@ -432,6 +432,8 @@ void send_on_nack(nhub_t *self, const ProtobufCMessage *m)
               log_quote(text, sizeof text, n->text));
     if (n->stream_seq != 0 && self->stale_until_welcome)
         return; /* about a SEND of the stream used before this HELLO */
+    if (receipt_on_nack(self, n))
+        return;
     switch (n->code) {
     case NHUB__WIRE__V1__NACK_CODE__NACK_STREAM_CONFLICT:
         on_conflict(self, n);

@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "nhub_err.h"
+#include "nhub_journal.pb-c.h"
 #include "store.h"
 
 #include <ftw.h>
@@ -549,14 +550,14 @@ static void test_open_refuses_unknown_format_and_bad_hub_id(void **state)
     store_close(&fx->st);
     uint8_t fmt[4];
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
-    assert_int_equal(fmt[3], 3);
-    const uint8_t v4[4] = {0, 0, 0, 4}, v0[4] = {0, 0, 0, 0};
-    raw_put(fx->dir, "meta", "format", 6, v4, 4);
+    assert_int_equal(fmt[3], 4);
+    const uint8_t v5[4] = {0, 0, 0, 5}, v0[4] = {0, 0, 0, 0};
+    raw_put(fx->dir, "meta", "format", 6, v5, 4);
     char err[256] = "";
     store_t *st = (store_t *)&st;
     assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
     assert_null(st);
-    assert_non_null(strstr(err, "format 4 is not supported"));
+    assert_non_null(strstr(err, "format 5 is not supported"));
     raw_put(fx->dir, "meta", "format", 6, v0, 4);
     assert_int_equal(store_open(fx->dir, MIB, MIB, &st, err, sizeof err), NHUB_EVERSION);
     assert_non_null(strstr(err, "format 0"));
@@ -772,7 +773,7 @@ static void test_format2_queue_gets_its_lanes_at_open(void **state)
     store_close(&fx->st);
     uint8_t fmt[4];
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
-    assert_int_equal(fmt[3], 3);
+    assert_int_equal(fmt[3], 4);
 }
 
 /* ---- the Merkle tree over the journal ----------------------------------------- */
@@ -892,6 +893,84 @@ static void test_tree_is_built_at_open_for_an_older_store(void **state)
     uint8_t node[32];
     assert_int_equal(store_tree_node(r, 3, 0, node), 0); /* the first 8 leaves' node */
     store_reader_close(&r);
+}
+
+/* ---- msg_id -> seq (msgseq) -------------------------------------------------- */
+
+/* Append a JournalEvent of `type` about message `n` (make_id); its seq. */
+static uint64_t append_message_event(store_txn_t *t, int type, unsigned n)
+{
+    Nhub__Journal__V1__JournalEvent ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    uint8_t id[16], buf[128];
+    make_id(id, n);
+    ev.type = type;
+    ev.msg_id.data = id;
+    ev.msg_id.len = 16;
+    size_t len = nhub__journal__v1__journal_event__pack(&ev, buf);
+    uint64_t seq = 0;
+    assert_int_equal(store_journal_append(t, buf, len, &seq), 0);
+    if (type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED)
+        assert_int_equal(store_msgseq_put(t, id, seq), 0);
+    return seq;
+}
+
+static int msg_seq(store_t *st, unsigned n, uint64_t *seq)
+{
+    uint8_t id[16];
+    make_id(id, n);
+    store_reader_t *r = reader(st);
+    int rc = store_msg_seq(r, id, seq);
+    store_reader_close(&r);
+    return rc;
+}
+
+static void test_msgseq_finds_accepted_messages_and_a_format3_store_is_indexed_at_open(
+    void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_txn_t *t = begin(fx->st);
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 1);   /* seq 1 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED, 1);  /* seq 2 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REJECTED, 2);   /* seq 3 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 3);   /* seq 4 */
+    append_text(t, "not a journal event");                                       /* seq 5 */
+    commit(&t);
+    uint64_t seq = 0;
+    assert_int_equal(msg_seq(fx->st, 1, &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(msg_seq(fx->st, 3, &seq), 0);
+    assert_int_equal(seq, 4);
+    assert_int_equal(msg_seq(fx->st, 2, &seq), NHUB_ENOTFOUND); /* rejected: no message */
+    assert_int_equal(msg_seq(fx->st, 9, &seq), NHUB_ENOTFOUND);
+    store_close(&fx->st);
+
+    /* Back to format 3: no msgseq entries. The open indexes the journal. */
+    for (unsigned n = 1; n <= 3; n += 2) {
+        uint8_t id[16];
+        make_id(id, n);
+        raw_put(fx->dir, "msgseq", id, 16, NULL, 0);
+    }
+    const uint8_t v3[4] = {0, 0, 0, 3};
+    raw_put(fx->dir, "meta", "format", 6, v3, 4);
+    open_ok(fx);
+    assert_int_equal(msg_seq(fx->st, 1, &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(msg_seq(fx->st, 3, &seq), 0);
+    assert_int_equal(seq, 4);
+    assert_int_equal(msg_seq(fx->st, 2, &seq), NHUB_ENOTFOUND);
+    store_close(&fx->st);
+    uint8_t fmt[4];
+    assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
+    assert_int_equal(fmt[3], 4);
+
+    /* A record no longer in the journal (pruned) has no seq to give. */
+    uint8_t key[8];
+    put_be64(key, 1);
+    raw_put(fx->dir, "journal", key, 8, NULL, 0);
+    open_ok(fx);
+    assert_int_equal(msg_seq(fx->st, 1, &seq), NHUB_ENOTFOUND);
+    assert_int_equal(msg_seq(fx->st, 3, &seq), 0);
 }
 
 /* The benchmark's baseline: the chain alone while dropped, the same tree after a reopen. */
@@ -1396,7 +1475,7 @@ static void test_format1_store_upgraded_and_its_rejections_expire(void **state)
     uint8_t fmt[4];
     store_close(&fx->st);
     assert_int_equal(raw_get(fx->dir, "meta", "format", 6, fmt, sizeof fmt), 4);
-    assert_int_equal(fmt[3], 3);
+    assert_int_equal(fmt[3], 4);
     assert_int_equal(raw_get(fx->dir, "dedup_age", taken, 16, key, sizeof key), 16);
     assert_memory_equal(key, other, 16); /* not overwritten */
     open_ok(fx);
@@ -1988,6 +2067,7 @@ int main(void)
         T(test_format2_queue_gets_its_lanes_at_open),
         T(test_tree_follows_the_journal_and_proves),
         T(test_tree_is_built_at_open_for_an_older_store),
+        T(test_msgseq_finds_accepted_messages_and_a_format3_store_is_indexed_at_open),
         T(test_a_dropped_tree_is_built_again_at_the_next_open),
         T(test_checkpoints_are_kept_by_size),
         T(test_tree_hash_sm3_is_kept_once_chosen),

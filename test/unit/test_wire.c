@@ -50,10 +50,11 @@ static void test_header_make_then_parse_round_trips_every_command(void **state)
 static void test_command_names_and_descriptors(void **state)
 {
     (void)state;
-    const char *names[] = {NULL,      "HELLO",   "WELCOME",   "SEND",     "ACK",
-                           "NACK",    "DELIVER", "DELIVERED", "HEARTBEAT", "BYE"};
-    const char *types[] = {NULL,   "Hello",   "Welcome",   "Send",      "Ack",
-                           "Nack", "Deliver", "Delivered", "Heartbeat", "Bye"};
+    const char *names[] = {NULL,      "HELLO",   "WELCOME",   "SEND",      "ACK",
+                           "NACK",    "DELIVER", "DELIVERED", "HEARTBEAT", "BYE",
+                           "RECEIPT_GET", "RECEIPT"};
+    const char *types[] = {NULL,   "Hello",   "Welcome",   "Send",      "Ack",       "Nack",
+                           "Deliver", "Delivered", "Heartbeat", "Bye", "ReceiptGet", "Receipt"};
     for (int c = WIRE_HELLO; c <= WIRE_CMD_MAX; c++) {
         assert_string_equal(wire_cmd_name(c), names[c]);
         const ProtobufCMessageDescriptor *d = wire_body_descriptor((wire_cmd_t)c);
@@ -61,10 +62,10 @@ static void test_command_names_and_descriptors(void **state)
         assert_string_equal(d->short_name, types[c]);
     }
     assert_string_equal(wire_cmd_name(0), "UNKNOWN");
-    assert_string_equal(wire_cmd_name(10), "UNKNOWN");
+    assert_string_equal(wire_cmd_name(WIRE_CMD_MAX + 1), "UNKNOWN");
     assert_string_equal(wire_cmd_name(-1), "UNKNOWN");
     assert_null(wire_body_descriptor((wire_cmd_t)0));
-    assert_null(wire_body_descriptor((wire_cmd_t)10));
+    assert_null(wire_body_descriptor((wire_cmd_t)(WIRE_CMD_MAX + 1)));
 }
 
 static void test_header_with_bad_magic_length_or_reserved_is_malformed(void **state)
