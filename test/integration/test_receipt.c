@@ -1,0 +1,331 @@
+/*
+ * test_receipt.c: a region's receipts from a real nhubd over the wire
+ * (RECEIPT_GET, libnhub's nhub_receipt_get), checked offline with
+ * nhub_receipt_verify against the verifier key made here from the hub's
+ * own key: as the message's source and destination, as a receiver of a
+ * broadcast; refused alike for a region that is neither and for a msg_id
+ * that never came; after a restart; from a tree hashed with SM3; and from
+ * a hub without a signing key (RECEIPT_NOT_COVERED).
+ *
+ * Checkpoints come every 1000 records or hourly here, so every receipt of
+ * a new message makes the hub sign one on the spot.
+ */
+#include "harness.h"
+#include "keys.h"
+#include "nhub.h"
+#include "tlog.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#define WAIT_MS 10000
+#define ORIGIN "nhub.test/receipts"
+
+typedef struct fixture {
+    th_hub_t hub;
+    keys_file_t *key;
+    char vkey[TLOG_VKEY_MAX];
+    const char *tree_hash;
+} fixture_t;
+
+static int start(void **state, const char *tree_hash, int with_key)
+{
+    fixture_t *fx = calloc(1, sizeof *fx);
+    if (!fx || th_hub_init(&fx->hub, NULL) != 0 ||
+        keys_generate("000000", KEYS_ED25519, 1764000000000, &fx->key) != 0)
+        return -1;
+    fx->tree_hash = tree_hash;
+    char secret[400], pub[400], err[512];
+    snprintf(secret, sizeof secret, "%s/hub.key", fx->hub.dir);
+    snprintf(pub, sizeof pub, "%s/hub.pub", fx->hub.dir);
+    if (keys_write(fx->key, secret, pub, 0, err, sizeof err) != 0)
+        return -1;
+    tlog_signer_t *signer = NULL;
+    if (tlog_signer_new(ORIGIN, fx->key, &signer, err, sizeof err) != 0 ||
+        tlog_signer_vkey(signer, fx->vkey, sizeof fx->vkey) != 0)
+        return -1;
+    tlog_signer_free(&signer);
+    if (with_key)
+        snprintf(fx->hub.security, sizeof fx->hub.security,
+                 "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
+    snprintf(fx->hub.http, sizeof fx->hub.http,
+             "audit:\n  origin: \"" ORIGIN "\"\n  checkpoint_every: 1000\n"
+             "  checkpoint_interval: 1h\n  tree_hash: %s\n%s",
+             tree_hash, TH_HTTP_YAML);
+    if (th_hub_start(&fx->hub) != 0) {
+        th_log_dump(&fx->hub, stderr);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int setup_sha256(void **state)
+{
+    return start(state, "sha256", 1);
+}
+
+static int setup_sm3(void **state)
+{
+    return start(state, "sm3", 1);
+}
+
+static int setup_no_key(void **state)
+{
+    return start(state, "sha256", 0);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    keys_free(&fx->key);
+    th_hub_stop(&fx->hub);
+    th_hub_cleanup(&fx->hub);
+    free(fx);
+    return 0;
+}
+
+/* An adapter of `region` (receiving, unless send_only). */
+static nhub_t *adapter(const fixture_t *fx, const char *region, int send_only)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/adapter-%s", fx->hub.dir, region);
+    nhub_options_t o;
+    memset(&o, 0, sizeof o);
+    o.region = region;
+    o.hub_endpoint = fx->hub.endpoint;
+    o.data_dir = path;
+    o.send_only = send_only;
+    o.insecure_plaintext = 1;
+    nhub_t *a = NULL;
+    if (nhub_open(&o, &a, err, sizeof err) != 0)
+        fail_msg("nhub_open %s: %s", region, err);
+    return a;
+}
+
+/* Send one message from `a` to `dst` and wait for its ACK; its msg_id. */
+static void send_one(nhub_t *a, const char *dst, uint8_t id[16])
+{
+    nhub_message_t m;
+    memset(&m, 0, sizeof m);
+    m.destination = dst;
+    m.item = "TEST-PUSH";
+    m.kind = NHUB_KIND_PUSH;
+    m.payload_type = "nhub.test.v1.Counter";
+    m.payload = "receipt";
+    m.payload_len = 7;
+    assert_int_equal(nhub_send(a, &m, id), 0);
+    if (nhub_flush(a, WAIT_MS) != 0)
+        fail_msg("flush: %s", nhub_last_error(a));
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Fetch the receipt of `id` as `a` and verify it with the hub's key; the text. */
+static char *fetch_ok(const fixture_t *fx, nhub_t *a, const uint8_t id[16],
+                      nhub_receipt_info_t *info, double *ms)
+{
+    char *text = NULL, err[400];
+    size_t len = 0;
+    double t0 = now_ms();
+    int rc = nhub_receipt_get(a, id, WAIT_MS, &text, &len);
+    if (ms)
+        *ms = now_ms() - t0;
+    if (rc != 0)
+        fail_msg("nhub_receipt_get: %d %s", rc, nhub_last_error(a));
+    assert_int_equal(strlen(text), len);
+    if (nhub_receipt_verify(text, len, fx->vkey, id, info, err, sizeof err) != 0)
+        fail_msg("verify: %s", err);
+    assert_memory_equal(info->msg_id, id, 16);
+    return text;
+}
+
+static void test_source_destination_and_broadcast_receivers_get_receipts(void **state)
+{
+    fixture_t *fx = *state;
+    nhub_t *src = adapter(fx, "110000", 0), *dst = adapter(fx, "440000", 0),
+           *third = adapter(fx, "120000", 0);
+    uint8_t id[16], other[16];
+    send_one(src, "440000", id);
+    send_one(src, "440000", other);
+
+    nhub_receipt_info_t info;
+    double signed_ms, covered_ms, dst_ms;
+    char *text = fetch_ok(fx, src, id, &info, &signed_ms); /* signs a checkpoint now */
+    assert_string_equal(info.source, "110000");
+    assert_string_equal(info.destination, "440000");
+    assert_string_equal(info.item, "TEST-PUSH");
+    assert_string_equal(info.origin, ORIGIN);
+    assert_true(info.seq >= 1 && info.seq < info.tree_size + 1);
+    char want[64];
+    snprintf(want, sizeof want, "\ntree-hash %s\n", fx->tree_hash);
+    assert_non_null(strstr(text, want));
+    uint64_t first_seq = info.seq;
+    free(text);
+    text = fetch_ok(fx, src, other, &info, &covered_ms); /* covered by that checkpoint */
+    free(text);
+    text = fetch_ok(fx, dst, id, &info, &dst_ms); /* the destination, before receiving it */
+    assert_int_equal(info.seq, first_seq);
+    free(text);
+    fprintf(stderr, "receipt fetch (%s): %.2f ms signing a checkpoint, %.2f and %.2f ms covered\n",
+            fx->tree_hash, signed_ms, covered_ms, dst_ms);
+
+    /* Neither source nor destination; a msg_id that never came: the same answer. */
+    char *none = NULL;
+    uint8_t unknown[16];
+    memset(unknown, 0x5a, sizeof unknown);
+    assert_int_equal(nhub_receipt_get(third, id, WAIT_MS, &none, NULL), NHUB_ENOTFOUND);
+    assert_null(none);
+    char said[256];
+    snprintf(said, sizeof said, "%s", nhub_last_error(third));
+    assert_int_equal(nhub_receipt_get(src, unknown, WAIT_MS, &none, NULL), NHUB_ENOTFOUND);
+    assert_string_equal(nhub_last_error(src), said);
+
+    /* A broadcast: every receiver may have its receipt. */
+    uint8_t b[16];
+    send_one(src, "*", b);
+    text = fetch_ok(fx, third, b, &info, NULL);
+    assert_string_equal(info.destination, "*");
+    free(text);
+
+    /* The figures. */
+    char *metrics = NULL;
+    assert_int_equal(th_http(&fx->hub, "GET", "/metrics", TH_READ_TOKEN, NULL, &metrics, WAIT_MS),
+                     200);
+    assert_true(th_metric_value(metrics, "nhub_receipts_served_total") >= 4);
+    assert_true(th_metric_value(metrics, "nhub_receipts_refused_total{reason=\"unknown\"}") >= 2);
+    free(metrics);
+    nhub_close(&third);
+    nhub_close(&dst);
+    nhub_close(&src);
+}
+
+/* Flip one character of the line of `text` starting with `prefix`, `at` into it. */
+static void flip(char *text, const char *prefix, size_t at)
+{
+    char *p = strstr(text, prefix);
+    assert_non_null(p);
+    p += strlen(prefix) + at;
+    *p = *p == 'A' ? 'B' : 'A';
+}
+
+static void test_a_saved_receipt_checks_alone_and_fails_when_altered_or_with_another_key(
+    void **state)
+{
+    fixture_t *fx = *state;
+    nhub_t *src = adapter(fx, "110000", 1);
+    uint8_t id[16];
+    send_one(src, "440000", id);
+    nhub_receipt_info_t info;
+    char *text = fetch_ok(fx, src, id, &info, NULL);
+    nhub_close(&src);
+    char err[400];
+    size_t len = strlen(text);
+
+    /* Another hub's key. */
+    keys_file_t *k = NULL;
+    tlog_signer_t *s = NULL;
+    char vkey[TLOG_VKEY_MAX];
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &k), 0);
+    assert_int_equal(tlog_signer_new(ORIGIN, k, &s, NULL, 0), 0);
+    assert_int_equal(tlog_signer_vkey(s, vkey, sizeof vkey), 0);
+    tlog_signer_free(&s);
+    keys_free(&k);
+    assert_int_equal(nhub_receipt_verify(text, len, vkey, id, NULL, err, sizeof err),
+                     NHUB_EREFUSED);
+    assert_memory_equal(err, "checkpoint: not signed", 22);
+    assert_int_equal(nhub_receipt_verify(text, len, "not a key", id, NULL, err, sizeof err),
+                     NHUB_EMALFORMED);
+    assert_memory_equal(err, "vkey: ", 6);
+
+    /* Each part altered. */
+    static const struct {
+        const char *prefix;
+        size_t at;
+        const char *part;
+    } parts[] = {
+        {"\nrecord ", 40, "inclusion: "},
+        {"\nindex ", 4, "inclusion: "},
+        {"\n\n" ORIGIN "\n", 4, "checkpoint: "},
+        {"\xe2\x80\x94 " ORIGIN " ", 12, "checkpoint: "},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        char *bad = strdup(text);
+        flip(bad, parts[i].prefix, parts[i].at);
+        int rc = nhub_receipt_verify(bad, len, fx->vkey, id, NULL, err, sizeof err);
+        if (rc == 0 || strncmp(err, parts[i].part, strlen(parts[i].part)) != 0)
+            fail_msg("part %zu: %d \"%s\", want %s", i, rc, err, parts[i].part);
+        free(bad);
+    }
+    uint8_t another[16];
+    memcpy(another, id, 16);
+    another[15] ^= 1;
+    assert_int_equal(nhub_receipt_verify(text, len, fx->vkey, another, NULL, err, sizeof err),
+                     NHUB_EREFUSED);
+    assert_memory_equal(err, "msg_id: ", 8);
+    free(text);
+}
+
+static void test_receipts_of_old_messages_come_after_a_restart(void **state)
+{
+    fixture_t *fx = *state;
+    nhub_t *src = adapter(fx, "110000", 1);
+    uint8_t id[16];
+    send_one(src, "440000", id);
+    nhub_close(&src);
+    assert_int_equal(th_hub_stop(&fx->hub), 0);
+    assert_int_equal(th_hub_start(&fx->hub), 0);
+    src = adapter(fx, "110000", 1);
+    nhub_receipt_info_t info;
+    free(fetch_ok(fx, src, id, &info, NULL));
+    assert_string_equal(info.destination, "440000");
+    nhub_close(&src);
+}
+
+static void test_a_hub_without_a_signing_key_says_not_covered(void **state)
+{
+    fixture_t *fx = *state;
+    nhub_t *src = adapter(fx, "110000", 1);
+    uint8_t id[16], unknown[16];
+    send_one(src, "440000", id);
+    char *text = NULL;
+    assert_int_equal(nhub_receipt_get(src, id, WAIT_MS, &text, NULL), NHUB_EREFUSED);
+    assert_null(text);
+    assert_non_null(strstr(nhub_last_error(src), "code 27"));
+    assert_non_null(strstr(nhub_last_error(src), "signing key"));
+    /* Still no existence told to a stranger. */
+    memset(unknown, 0x33, sizeof unknown);
+    assert_int_equal(nhub_receipt_get(src, unknown, WAIT_MS, &text, NULL), NHUB_ENOTFOUND);
+    nhub_close(&src);
+}
+
+int main(void)
+{
+    const struct CMUnitTest sha256[] = {
+        cmocka_unit_test(test_source_destination_and_broadcast_receivers_get_receipts),
+        cmocka_unit_test(test_a_saved_receipt_checks_alone_and_fails_when_altered_or_with_another_key),
+        cmocka_unit_test(test_receipts_of_old_messages_come_after_a_restart),
+    };
+    const struct CMUnitTest sm3[] = {
+        cmocka_unit_test(test_source_destination_and_broadcast_receivers_get_receipts),
+    };
+    const struct CMUnitTest no_key[] = {
+        cmocka_unit_test(test_a_hub_without_a_signing_key_says_not_covered),
+    };
+    int failed = cmocka_run_group_tests_name("sha256", sha256, setup_sha256, teardown);
+    failed += cmocka_run_group_tests_name("sm3", sm3, setup_sm3, teardown);
+    failed += cmocka_run_group_tests_name("no_key", no_key, setup_no_key, teardown);
+    return failed;
+}
