@@ -35,6 +35,8 @@ static const conf_key_t adapter_keys[] = {
     CONF_KEY_STRING(adapter_section_t, key_file, "key_file", 0),
     CONF_KEY_STRING(adapter_section_t, hub_key, "hub_key", 0),
     CONF_KEY_STRING(adapter_section_t, hub_key_file, "hub_key_file", 0),
+    CONF_KEY_STRING(adapter_section_t, hub_vkey, "hub_vkey", 0),
+    CONF_KEY_STRING(adapter_section_t, hub_vkey_file, "hub_vkey_file", 0),
     CONF_KEY_BOOL(adapter_section_t, insecure_plaintext, "insecure_plaintext", 0),
     CONF_KEY_END,
 };

@@ -18,6 +18,8 @@
  *     hub_key_file: "conf/dev-keys/hub.pub"  # the hub's public keys; or
  *     hub_key: "<40 Z85 characters>"         # the hub's CURVE public key inline
  *     insecure_plaintext: false              # true: no CURVE, no signatures (development)
+ *     hub_vkey_file: "conf/hub.vkey"         # the hub's checkpoint verifier key, for
+ *     hub_vkey: "<NAME+HEX8+BASE64>"         # nhub-adapter receipt; one or the other
  *   api:                                     # nhub-adapter run: the local JSON API
  *     listen: "127.0.0.1:7490"               # "PORT" or "ADDRESS:PORT"; absent = no API
  *     token_file: "/etc/nhub/api.token"      # optional: Authorization: Bearer <its text>
@@ -76,6 +78,8 @@ typedef struct adapter_section {
     char key_file[1024];
     char hub_key[64];
     char hub_key_file[1024];
+    char hub_vkey[512];      /* the hub's checkpoint verifier key (receipts), or */
+    char hub_vkey_file[1024]; /* a file holding it */
     bool insecure_plaintext;
 } adapter_section_t;
 

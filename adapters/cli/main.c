@@ -6,6 +6,7 @@
  *   nhub-adapter recv   -c ADAPTER.yaml [--count N] [--json] [--timeout S]
  *   nhub-adapter status -c ADAPTER.yaml
  *   nhub-adapter run    -c ADAPTER.yaml [--ready-fd N]   (daemon.h)
+ *   nhub-adapter receipt -c ADAPTER.yaml MSG_ID [-o FILE] | --check FILE
  *
  * `send` puts messages in the durable outbox and then serves the connection
  * until they are acknowledged or --wait runs out (what is left is sent by
@@ -790,6 +791,227 @@ static int cmd_status(int argc, char **argv)
     return ret;
 }
 
+/* ---- receipt -------------------------------------------------------------- */
+
+#define EXIT_CHECK 1    /* the receipt does not verify */
+#define EXIT_USAGE 2    /* bad arguments, configuration or file */
+#define EXIT_NO_RECEIPT 3 /* the hub gave none (unknown message, no signing key, no answer) */
+#define VKEY_MAX 512
+
+static void receipt_usage(FILE *out)
+{
+    fputs("usage: nhub-adapter receipt -c ADAPTER.yaml MSG_ID [-o FILE] [--timeout SECONDS]\n"
+          "       nhub-adapter receipt --check FILE [-c ADAPTER.yaml | --vkey-file F | --vkey K]\n"
+          "                            [--msg-id MSG_ID]\n"
+          "\n"
+          "Fetch the hub's receipt for message MSG_ID (32 hex digits; one this region sent\n"
+          "or received): its journal record, its inclusion proof and the signed checkpoint\n"
+          "of the hub's Merkle tree. It is verified against the hub's checkpoint verifier\n"
+          "key (adapter.hub_vkey or adapter.hub_vkey_file, or --vkey/--vkey-file), a\n"
+          "summary printed, and the receipt written to FILE (default MSG_ID.receipt).\n"
+          "With --check, verify a saved receipt offline: nothing but the file and the key.\n"
+          "\n"
+          "  -c, --config FILE     adapter YAML (required to fetch)\n"
+          "  -o, --output FILE     where to write the receipt\n"
+          "      --check FILE      verify FILE instead of fetching\n"
+          "      --msg-id MSG_ID   with --check: the message it must be the receipt of\n"
+          "      --vkey KEY        the hub's verifier key (NAME+HEX8+BASE64)\n"
+          "      --vkey-file FILE  a file holding it (as GET /api/v1/checkpoint's \"vkey\")\n"
+          "      --timeout S       wait this long for the hub (default 10)\n"
+          "  -h, --help            this text\n"
+          "\n"
+          "Exit status: 0 verified; 1 it does not verify (the message names the part:\n"
+          "checkpoint, record, msg_id or inclusion); 2 usage, configuration or file error;\n"
+          "3 the hub gave no receipt (unknown message, no signing key, no answer).\n",
+          out);
+}
+
+typedef struct receipt_args {
+    common_t c;
+    const char *msg_id, *output, *check, *vkey, *vkey_file;
+    int64_t timeout_ms;
+} receipt_args_t;
+
+/* Read a whole file of at most `max` bytes: 0 and *out (NUL-terminated, free it), or -1. */
+static int read_file(const char *path, size_t max, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = f ? malloc(max + 1) : NULL;
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int bad = !f || !buf || ferror(f) || n > max;
+    if (f)
+        fclose(f);
+    if (bad) {
+        free(buf);
+        return -1;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* The verifier key: --vkey, --vkey-file, then the configuration's. 0 or EXIT_USAGE. */
+static int receipt_vkey(const receipt_args_t *a, const adapter_cfg_t *cfg, char out[VKEY_MAX])
+{
+    const char *file = a->vkey_file;
+    if (a->vkey || (!file && cfg && cfg->adapter.hub_vkey[0])) {
+        snprintf(out, VKEY_MAX, "%s", a->vkey ? a->vkey : cfg->adapter.hub_vkey);
+        return 0;
+    }
+    if (!file && cfg && cfg->adapter.hub_vkey_file[0])
+        file = cfg->adapter.hub_vkey_file;
+    if (!file) {
+        fail("receipt: no hub verifier key: set adapter.hub_vkey or adapter.hub_vkey_file, "
+             "or give --vkey or --vkey-file");
+        return EXIT_USAGE;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (read_file(file, VKEY_MAX - 1, &text, &len) != 0) {
+        fail("receipt: cannot read the verifier key file %s: %s", file,
+             errno ? strerror(errno) : "too long");
+        return EXIT_USAGE;
+    }
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+        text[--len] = 0;
+    snprintf(out, VKEY_MAX, "%s", text);
+    free(text);
+    return 0;
+}
+
+static int parse_receipt(int argc, char **argv, receipt_args_t *a)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"output", required_argument, NULL, 'o'},
+        {"check", required_argument, NULL, 'k'},   {"msg-id", required_argument, NULL, 'm'},
+        {"vkey", required_argument, NULL, 'v'},    {"vkey-file", required_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    a->timeout_ms = 10000;
+    int o;
+    while ((o = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': a->c.config = optarg; break;
+        case 'o': a->output = optarg; break;
+        case 'k': a->check = optarg; break;
+        case 'm': a->msg_id = optarg; break;
+        case 'v': a->vkey = optarg; break;
+        case 'f': a->vkey_file = optarg; break;
+        case 't':
+            if (parse_seconds(optarg, &a->timeout_ms) != 0)
+                return fail("receipt: --timeout must be a number of seconds") + 1;
+            break;
+        case 'h': receipt_usage(stdout); return HELP_SHOWN;
+        default: return fail("receipt: bad option (try --help)") + 1;
+        }
+    }
+    if (optind < argc && !a->check && !a->msg_id)
+        a->msg_id = argv[optind++];
+    if (optind < argc)
+        return fail("receipt: unexpected argument \"%s\"", argv[optind]) + 1;
+    if (!a->check && !a->msg_id)
+        return fail("receipt: give MSG_ID, or --check FILE (try --help)") + 1;
+    if (a->check && a->output)
+        return fail("receipt: --output goes with fetching, not --check") + 1;
+    return 0;
+}
+
+static void print_receipt_summary(const nhub_receipt_info_t *info, const char *vkey)
+{
+    char hex[33], when[40];
+    time_t secs = (time_t)(info->time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    const char *plus = strchr(vkey, '+');
+    printf("OK receipt of %s\n  record %llu of the hub's journal, accepted %s.%03dZ\n"
+           "  %s -> %s, item %s\n  in checkpoint %s of %llu records, signed by %.*s\n",
+           nhub_msg_id_hex(info->msg_id, hex), (unsigned long long)info->seq, when,
+           (int)(info->time_ms % 1000), info->source, info->destination, info->item, info->origin,
+           (unsigned long long)info->tree_size, plus ? (int)(plus - vkey) : 0, vkey);
+}
+
+/* Verify receipt text; print the summary or why not. 0 or EXIT_CHECK. */
+static int receipt_check_text(const char *what, const char *text, size_t len, const char *vkey,
+                              const uint8_t *msg_id)
+{
+    nhub_receipt_info_t info;
+    char err[512];
+    int rc = nhub_receipt_verify(text, len, vkey, msg_id, &info, err, sizeof err);
+    if (rc == NHUB_EMALFORMED && strncmp(err, "vkey: ", 6) == 0) {
+        fail("receipt: the hub verifier key is not one: %s", err + 6);
+        return EXIT_USAGE;
+    }
+    if (rc != 0) {
+        fail("receipt: %s does not verify: %s", what, err[0] ? err : nhub_strerror(rc));
+        return EXIT_CHECK;
+    }
+    print_receipt_summary(&info, vkey);
+    return 0;
+}
+
+static int receipt_fetch(receipt_args_t *a, const uint8_t id[NHUB_MSG_ID_LEN], const char *vkey)
+{
+    nhub_t *h = NULL;
+    if (open_adapter(&a->c, &h) != 0)
+        return EXIT_USAGE;
+    char *text = NULL, path[64];
+    size_t len = 0;
+    int rc = nhub_receipt_get(h, id, (int)a->timeout_ms, &text, &len), ret = 0;
+    if (rc != 0) {
+        fail("receipt: %s: %s", a->msg_id, nhub_last_error(h));
+        nhub_close(&h);
+        return rc == NHUB_EINVAL || rc == NHUB_ENOMEM ? EXIT_USAGE : EXIT_NO_RECEIPT;
+    }
+    nhub_close(&h);
+    if ((ret = receipt_check_text("the hub's receipt", text, len, vkey, id)) == 0) {
+        char hex[33];
+        if (!a->output) {
+            snprintf(path, sizeof path, "%s.receipt", nhub_msg_id_hex(id, hex));
+            a->output = path;
+        }
+        FILE *f = fopen(a->output, "wb");
+        int bad = !f || fwrite(text, 1, len, f) != len;
+        if ((f && fclose(f) != 0) || bad)
+            ret = fail("receipt: cannot write %s: %s", a->output, strerror(errno)) + 1;
+        else
+            printf("wrote %s\n", a->output);
+    }
+    free(text);
+    return ret;
+}
+
+static int cmd_receipt(int argc, char **argv)
+{
+    receipt_args_t a;
+    memset(&a, 0, sizeof a);
+    int ret = parse_receipt(argc, argv, &a);
+    if (ret != 0)
+        return ret == HELP_SHOWN ? 0 : EXIT_USAGE;
+    a.c.log_level = "warn";
+    if ((a.c.config || !a.check) && load_config(&a.c) != 0)
+        return EXIT_USAGE;
+    uint8_t id[NHUB_MSG_ID_LEN];
+    if (a.msg_id && parse_hex16(a.msg_id, id) != 0)
+        return fail("receipt: MSG_ID must be 32 hex digits, not \"%s\"", a.msg_id) + 1;
+    char vkey[VKEY_MAX];
+    if ((ret = receipt_vkey(&a, a.c.config ? &a.c.cfg : NULL, vkey)) != 0)
+        return ret;
+    if (!a.check)
+        return receipt_fetch(&a, id, vkey);
+    char *text = NULL;
+    size_t len = 0;
+    errno = 0;
+    if (read_file(a.check, 128u << 20, &text, &len) != 0)
+        return fail("receipt: cannot read %s: %s", a.check, errno ? strerror(errno) : "too large") +
+               1;
+    ret = receipt_check_text(a.check, text, len, vkey, a.msg_id ? id : NULL);
+    free(text);
+    return ret;
+}
+
 /* ---- run ------------------------------------------------------------------ */
 
 static void run_usage(FILE *out)
@@ -853,6 +1075,7 @@ static void usage(FILE *out)
           "  recv    receive, print and confirm messages for this region\n"
           "  status  show the adapter's store (outbox, stream) without connecting\n"
           "  run     the daemon: local HTTP JSON API and spool folders for the platform\n"
+          "  receipt fetch and verify the hub's receipt for a message; --check a saved one\n"
           "\n"
           "`nhub-adapter COMMAND --help` describes each. See adapters/README.md.\n",
           out);
@@ -880,6 +1103,8 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "receipt") == 0)
+        return cmd_receipt(argc - 1, argv + 1);
     usage(stderr);
     return fail("unknown command \"%s\"", cmd);
 }

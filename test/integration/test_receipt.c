@@ -12,6 +12,7 @@
  */
 #include "harness.h"
 #include "keys.h"
+#include "proc.h"
 #include "nhub.h"
 #include "tlog.h"
 
@@ -221,7 +222,7 @@ static void flip(char *text, const char *prefix, size_t at)
     *p = *p == 'A' ? 'B' : 'A';
 }
 
-static void test_a_saved_receipt_checks_alone_and_fails_when_altered_or_with_another_key(
+static void test_a_receipt_fails_with_another_key_for_another_message_or_altered(
     void **state)
 {
     fixture_t *fx = *state;
@@ -250,7 +251,128 @@ static void test_a_saved_receipt_checks_alone_and_fails_when_altered_or_with_ano
                      NHUB_EMALFORMED);
     assert_memory_equal(err, "vkey: ", 6);
 
-    /* Each part altered. */
+    /* A byte of the record. */
+    char *bad = strdup(text);
+    flip(bad, "\nrecord ", 40);
+    assert_int_equal(nhub_receipt_verify(bad, len, fx->vkey, id, NULL, err, sizeof err),
+                     NHUB_EREFUSED);
+    assert_memory_equal(err, "inclusion: ", 11);
+    free(bad);
+    uint8_t another[16];
+    memcpy(another, id, 16);
+    another[15] ^= 1;
+    assert_int_equal(nhub_receipt_verify(text, len, fx->vkey, another, NULL, err, sizeof err),
+                     NHUB_EREFUSED);
+    assert_memory_equal(err, "msg_id: ", 8);
+    free(text);
+}
+
+/* ---- nhub-adapter receipt ------------------------------------------------------ */
+
+struct cli {
+    int status;
+    char *out, *err;
+};
+
+/* Run nhub-adapter with `args` (NULL-terminated); its status, stdout and stderr. */
+static struct cli run_cli(const fixture_t *fx, const char *const *args)
+{
+    char bin[512], errp[512];
+    const char *argv[16] = {th_bin("nhub-adapter", bin, sizeof bin)};
+    size_t n = 1;
+    for (; args[n - 1] && n < 15; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    snprintf(errp, sizeof errp, "%s/cli.err", fx->hub.dir);
+    remove(errp);
+    th_proc_t p;
+    assert_int_equal(th_proc_start(&p, argv, NULL, errp, 0), 0);
+    th_proc_read_all(&p, WAIT_MS);
+    struct cli r = {th_proc_reap(&p, WAIT_MS), strdup(p.text), NULL};
+    th_proc_free(&p);
+    size_t len = 0;
+    FILE *f = fopen(errp, "r");
+    r.err = calloc(1, 4096);
+    if (f) {
+        len = fread(r.err, 1, 4095, f);
+        fclose(f);
+    }
+    r.err[len] = 0;
+    return r;
+}
+
+static void cli_free(struct cli *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static void write_text(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = calloc(1, 1 << 20);
+    *len = fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_adapter_cli_fetches_writes_and_checks_receipts_offline(void **state)
+{
+    fixture_t *fx = *state;
+    char cfg[512], vkf[512], rf[512], yaml[2048], hex[33];
+    snprintf(cfg, sizeof cfg, "%s/adapter-cli.yaml", fx->hub.dir);
+    snprintf(vkf, sizeof vkf, "%s/hub.vkey", fx->hub.dir);
+    snprintf(rf, sizeof rf, "%s/saved.receipt", fx->hub.dir);
+    snprintf(yaml, sizeof yaml,
+             "adapter:\n  region: \"440000\"\n  hub: \"%s\"\n  data_dir: \"%s/cli-440000\"\n"
+             "  insecure_plaintext: true\n  hub_vkey_file: \"%s\"\n",
+             fx->hub.endpoint, fx->hub.dir, vkf);
+    write_text(cfg, yaml, strlen(yaml));
+    char vline[TLOG_VKEY_MAX + 2];
+    snprintf(vline, sizeof vline, "%s\n", fx->vkey);
+    write_text(vkf, vline, strlen(vline));
+    nhub_t *src = adapter(fx, "110000", 1);
+    uint8_t id[16];
+    send_one(src, "440000", id);
+    nhub_close(&src);
+    nhub_msg_id_hex(id, hex);
+
+    /* The destination fetches it; the summary names the message; the file is written. */
+    struct cli r = run_cli(fx, (const char *[]){"receipt", "-c", cfg, hex, "-o", rf, NULL});
+    if (r.status != 0)
+        fail_msg("receipt: %d %s %s", r.status, r.out, r.err);
+    char want[128];
+    snprintf(want, sizeof want, "OK receipt of %s\n", hex);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, "110000 -> 440000, item TEST-PUSH"));
+    assert_non_null(strstr(r.out, "signed by " ORIGIN));
+    assert_non_null(strstr(r.out, "wrote "));
+    cli_free(&r);
+
+    /* Offline: the file and the key alone. */
+    r = run_cli(fx, (const char *[]){"receipt", "--check", rf, "--vkey-file", vkf, NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, want));
+    cli_free(&r);
+    r = run_cli(fx, (const char *[]){"receipt", "--check", rf, "--vkey-file", vkf, "--msg-id",
+                                     "00000000000000000000000000000001", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "msg_id: "));
+    cli_free(&r);
+
+    /* Each part altered: --check fails naming it. */
+    size_t len;
+    char *text = read_text(rf, &len), bad[600];
+    snprintf(bad, sizeof bad, "%s/bad.receipt", fx->hub.dir);
     static const struct {
         const char *prefix;
         size_t at;
@@ -260,22 +382,50 @@ static void test_a_saved_receipt_checks_alone_and_fails_when_altered_or_with_ano
         {"\nindex ", 4, "inclusion: "},
         {"\n\n" ORIGIN "\n", 4, "checkpoint: "},
         {"\xe2\x80\x94 " ORIGIN " ", 12, "checkpoint: "},
+        {"\nmsg-id ", 0, "record: "},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        char *bad = strdup(text);
-        flip(bad, parts[i].prefix, parts[i].at);
-        int rc = nhub_receipt_verify(bad, len, fx->vkey, id, NULL, err, sizeof err);
-        if (rc == 0 || strncmp(err, parts[i].part, strlen(parts[i].part)) != 0)
-            fail_msg("part %zu: %d \"%s\", want %s", i, rc, err, parts[i].part);
-        free(bad);
+        char *t = strdup(text);
+        if (parts[i].prefix[1] == 'm') { /* a hex digit, not base64 */
+            char *d = strstr(t, parts[i].prefix) + strlen(parts[i].prefix);
+            *d = *d == '0' ? '1' : '0';
+        } else
+            flip(t, parts[i].prefix, parts[i].at);
+        write_text(bad, t, len);
+        free(t);
+        r = run_cli(fx, (const char *[]){"receipt", "--check", bad, "--vkey-file", vkf, NULL});
+        if (r.status != 1 || !strstr(r.err, parts[i].part))
+            fail_msg("part %zu: status %d, \"%s\", want %s", i, r.status, r.err, parts[i].part);
+        cli_free(&r);
     }
-    uint8_t another[16];
-    memcpy(another, id, 16);
-    another[15] ^= 1;
-    assert_int_equal(nhub_receipt_verify(text, len, fx->vkey, another, NULL, err, sizeof err),
-                     NHUB_EREFUSED);
-    assert_memory_equal(err, "msg_id: ", 8);
     free(text);
+
+    /* Another hub's key; no key at all; an unknown message; a bad MSG_ID. */
+    keys_file_t *k = NULL;
+    tlog_signer_t *s = NULL;
+    char other[TLOG_VKEY_MAX];
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &k), 0);
+    assert_int_equal(tlog_signer_new(ORIGIN, k, &s, NULL, 0), 0);
+    assert_int_equal(tlog_signer_vkey(s, other, sizeof other), 0);
+    tlog_signer_free(&s);
+    keys_free(&k);
+    r = run_cli(fx, (const char *[]){"receipt", "--check", rf, "--vkey", other, NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "checkpoint: not signed with key " ORIGIN));
+    cli_free(&r);
+    r = run_cli(fx, (const char *[]){"receipt", "--check", rf, NULL});
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "no hub verifier key"));
+    cli_free(&r);
+    r = run_cli(fx, (const char *[]){"receipt", "-c", cfg, "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
+                                     "-o", bad, NULL});
+    assert_int_equal(r.status, 3);
+    assert_non_null(strstr(r.err, "no message of that msg_id"));
+    cli_free(&r);
+    r = run_cli(fx, (const char *[]){"receipt", "-c", cfg, "xyz", NULL});
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "32 hex digits"));
+    cli_free(&r);
 }
 
 static void test_receipts_of_old_messages_come_after_a_restart(void **state)
@@ -315,7 +465,8 @@ int main(void)
 {
     const struct CMUnitTest sha256[] = {
         cmocka_unit_test(test_source_destination_and_broadcast_receivers_get_receipts),
-        cmocka_unit_test(test_a_saved_receipt_checks_alone_and_fails_when_altered_or_with_another_key),
+        cmocka_unit_test(test_a_receipt_fails_with_another_key_for_another_message_or_altered),
+        cmocka_unit_test(test_adapter_cli_fetches_writes_and_checks_receipts_offline),
         cmocka_unit_test(test_receipts_of_old_messages_come_after_a_restart),
     };
     const struct CMUnitTest sm3[] = {
