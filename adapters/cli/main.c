@@ -955,6 +955,7 @@ static int receipt_check_text(const char *what, const char *text, size_t len, co
 static int receipt_fetch(receipt_args_t *a, const uint8_t id[NHUB_MSG_ID_LEN], const char *vkey)
 {
     nhub_t *h = NULL;
+    a->c.opt.send_only = 1; /* the region's deliveries stay with the adapter receiving them */
     if (open_adapter(&a->c, &h) != 0)
         return EXIT_USAGE;
     char *text = NULL, path[64];
