@@ -127,6 +127,14 @@ static void send_one(nhub_t *a, const char *dst, uint8_t id[16])
         fail_msg("flush: %s", nhub_last_error(a));
 }
 
+struct cli {
+    int status;
+    char *out, *err;
+};
+static struct cli run_prog(const fixture_t *fx, const char *prog, const char *const *args);
+static void cli_free(struct cli *r);
+static void write_text(const char *path, const char *text, size_t len);
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -174,6 +182,17 @@ static void test_source_destination_and_broadcast_receivers_get_receipts(void **
     snprintf(want, sizeof want, "\ntree-hash %s\n", fx->tree_hash);
     assert_non_null(strstr(text, want));
     uint64_t first_seq = info.seq;
+    /* nhub-audit check-proof takes the receipt as it is, whatever the tree's hash. */
+    char rf[512], vkf[512];
+    snprintf(rf, sizeof rf, "%s/first.receipt", fx->hub.dir);
+    snprintf(vkf, sizeof vkf, "%s/audit.vkey", fx->hub.dir);
+    write_text(rf, text, strlen(text));
+    write_text(vkf, fx->vkey, strlen(fx->vkey));
+    struct cli r = run_prog(fx, "nhub-audit",
+                            (const char *[]){"check-proof", "--vkey-file", vkf, rf, NULL});
+    if (r.status != 0 || strncmp(r.out, "OK receipt of ", 14) != 0)
+        fail_msg("nhub-audit check-proof: %d %s %s", r.status, r.out, r.err);
+    cli_free(&r);
     free(text);
     text = fetch_ok(fx, src, other, &info, &covered_ms); /* covered by that checkpoint */
     free(text);
@@ -269,16 +288,11 @@ static void test_a_receipt_fails_with_another_key_for_another_message_or_altered
 
 /* ---- nhub-adapter receipt ------------------------------------------------------ */
 
-struct cli {
-    int status;
-    char *out, *err;
-};
-
-/* Run nhub-adapter with `args` (NULL-terminated); its status, stdout and stderr. */
-static struct cli run_cli(const fixture_t *fx, const char *const *args)
+/* Run program `prog` with `args` (NULL-terminated); its status, stdout and stderr. */
+static struct cli run_prog(const fixture_t *fx, const char *prog, const char *const *args)
 {
     char bin[512], errp[512];
-    const char *argv[16] = {th_bin("nhub-adapter", bin, sizeof bin)};
+    const char *argv[16] = {th_bin(prog, bin, sizeof bin)};
     size_t n = 1;
     for (; args[n - 1] && n < 15; n++)
         argv[n] = args[n - 1];
@@ -299,6 +313,11 @@ static struct cli run_cli(const fixture_t *fx, const char *const *args)
     }
     r.err[len] = 0;
     return r;
+}
+
+static struct cli run_cli(const fixture_t *fx, const char *const *args)
+{
+    return run_prog(fx, "nhub-adapter", args);
 }
 
 static void cli_free(struct cli *r)
@@ -399,6 +418,10 @@ static void test_adapter_cli_fetches_writes_and_checks_receipts_offline(void **s
         cli_free(&r);
     }
     free(text);
+    r = run_prog(fx, "nhub-audit", (const char *[]){"check-proof", "--vkey-file", vkf, bad, NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "FAIL record: "));
+    cli_free(&r);
 
     /* Another hub's key; no key at all; an unknown message; a bad MSG_ID. */
     keys_file_t *k = NULL;

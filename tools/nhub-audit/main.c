@@ -39,7 +39,8 @@ static const command_t COMMANDS[] = {
     {"check-proof", audit_check_proof, AUDIT_NEEDS_VKEY, 1, 1, "PROOF_FILE",
      "  check-proof (--vkey VKEY | --vkey-file FILE) PROOF_FILE --record FILE_OR_LEAFHEX\n"
      "        check a proof offline: the checkpoint's signature, then that the record\n"
-     "        (a file of its bytes, or its leaf hash in 64 hex digits) is in it\n"},
+     "        (a file of its bytes, or its leaf hash in 64 hex digits) is in it;\n"
+     "        PROOF_FILE may be a region's receipt (nhub-adapter receipt), no --record\n"},
 };
 
 /* Options that take a value, and where it goes. */

@@ -5,18 +5,22 @@
  *   nhub-audit prove --data DIR SEQ [--size N]
  *   nhub-audit record --data DIR SEQ
  *   nhub-audit check-proof (--vkey VKEY | --vkey-file FILE) PROOF_FILE --record FILE_OR_LEAFHEX
+ *   nhub-audit check-proof (--vkey VKEY | --vkey-file FILE) RECEIPT_FILE
  *
  * check-proof needs no store: a proof file (C2SP tlog-proof), the hub's
  * verifier key obtained from its operators, and the record's bytes (or its
- * leaf hash).
+ * leaf hash); or a region's receipt (proto/receipt.h), which carries the
+ * record, the tree's hash and a tlog-proof, and says which message it is.
  */
 #include "audit.h"
 #include "nhub_err.h"
+#include "receipt.h"
 #include "store.h"
 #include "tlog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define RECORD_MAX (64u << 20) /* bytes of a record file check-proof reads */
 #define PROOF_FILE_MAX (TLOG_NOTE_MAX + 8192)
@@ -97,6 +101,42 @@ static int load_leaf(const char *arg, tlog_hasher_t *h, uint8_t leaf[TLOG_HASH_L
     return rc ? 2 : 0;
 }
 
+static const char *hex16(const uint8_t id[16], char out[33])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+    return out;
+}
+
+/* A receipt: everything but the key is in it. 0, 1 (does not verify) or 2. */
+static int check_receipt(const audit_args_t *a, const char *text, size_t len,
+                         const tlog_verifier_t *vkey)
+{
+    if (a->record) {
+        fprintf(stderr, "nhub-audit: %s is a receipt, which carries its record: no --record\n",
+                a->pos[0]);
+        return 2;
+    }
+    receipt_t *rc = NULL;
+    receipt_info_t info;
+    char err[512], hex[33];
+    if (receipt_parse(text, len, &rc, err, sizeof err) != 0) {
+        printf("FAIL the receipt does not parse: %s\n", err);
+        return 1;
+    }
+    int ret = receipt_verify(rc, vkey, NULL, &info, err, sizeof err) == 0 ? 0 : 1;
+    if (ret)
+        printf("FAIL %s\n", err);
+    else
+        printf("OK receipt of %s: record %llu (%s -> %s) is in the %s checkpoint of size %llu "
+               "signed by %s\n",
+               hex16(rc->msg_id, hex), (unsigned long long)info.seq, info.source,
+               info.destination, tlog_alg_name(rc->alg), (unsigned long long)info.tree_size,
+               tlog_verifier_name(vkey));
+    receipt_free(&rc);
+    return ret;
+}
+
 int audit_check_proof(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey)
 {
     (void)r;
@@ -107,10 +147,19 @@ int audit_check_proof(const audit_args_t *a, store_reader_t *r, const tlog_verif
     tlog_checkpoint_t cp;
     tlog_hasher_t *h = NULL;
     tlog_proof_t *p = malloc(sizeof *p);
-    char *text = p ? audit_read_all(proof_path, PROOF_FILE_MAX, &len) : NULL;
+    char *text = p ? audit_read_all(proof_path, RECEIPT_TEXT_MAX, &len) : NULL;
     int rc = 2;
     if (!text) {
         fprintf(stderr, "nhub-audit: cannot read the proof file %s\n", proof_path);
+        goto done;
+    }
+    if (len > strlen(RECEIPT_MAGIC) &&
+        memcmp(text, RECEIPT_MAGIC "\n", strlen(RECEIPT_MAGIC) + 1) == 0) {
+        rc = check_receipt(a, text, len, vkey);
+        goto done;
+    }
+    if (!record) {
+        fprintf(stderr, "nhub-audit: check-proof of a tlog-proof file needs --record\n");
         goto done;
     }
     if (tlog_hasher_new(TLOG_SHA256, &h, err, sizeof err) != 0 ||
