@@ -232,6 +232,18 @@ static void test_source_destination_and_broadcast_receivers_get_receipts(void **
     nhub_close(&src);
 }
 
+/* The verifier key of another hub of the same origin, into out[TLOG_VKEY_MAX]. */
+static void another_hub_vkey(char *out)
+{
+    keys_file_t *k = NULL;
+    tlog_signer_t *s = NULL;
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &k), 0);
+    assert_int_equal(tlog_signer_new(ORIGIN, k, &s, NULL, 0), 0);
+    assert_int_equal(tlog_signer_vkey(s, out, TLOG_VKEY_MAX), 0);
+    tlog_signer_free(&s);
+    keys_free(&k);
+}
+
 /* Flip one character of the line of `text` starting with `prefix`, `at` into it. */
 static void flip(char *text, const char *prefix, size_t at)
 {
@@ -255,14 +267,8 @@ static void test_a_receipt_fails_with_another_key_for_another_message_or_altered
     size_t len = strlen(text);
 
     /* Another hub's key. */
-    keys_file_t *k = NULL;
-    tlog_signer_t *s = NULL;
     char vkey[TLOG_VKEY_MAX];
-    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &k), 0);
-    assert_int_equal(tlog_signer_new(ORIGIN, k, &s, NULL, 0), 0);
-    assert_int_equal(tlog_signer_vkey(s, vkey, sizeof vkey), 0);
-    tlog_signer_free(&s);
-    keys_free(&k);
+    another_hub_vkey(vkey);
     assert_int_equal(nhub_receipt_verify(text, len, vkey, id, NULL, err, sizeof err),
                      NHUB_EREFUSED);
     assert_memory_equal(err, "checkpoint: not signed", 22);
@@ -424,14 +430,8 @@ static void test_adapter_cli_fetches_writes_and_checks_receipts_offline(void **s
     cli_free(&r);
 
     /* Another hub's key; no key at all; an unknown message; a bad MSG_ID. */
-    keys_file_t *k = NULL;
-    tlog_signer_t *s = NULL;
     char other[TLOG_VKEY_MAX];
-    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &k), 0);
-    assert_int_equal(tlog_signer_new(ORIGIN, k, &s, NULL, 0), 0);
-    assert_int_equal(tlog_signer_vkey(s, other, sizeof other), 0);
-    tlog_signer_free(&s);
-    keys_free(&k);
+    another_hub_vkey(other);
     r = run_cli(fx, (const char *[]){"receipt", "--check", rf, "--vkey", other, NULL});
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "checkpoint: not signed with key " ORIGIN));
