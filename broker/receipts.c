@@ -58,8 +58,8 @@ static void refuse(struct receipt_job *j, const void *rid, size_t rid_len, int w
 {
     hub_t *h = j->h;
     h->n.receipts_refused[why]++;
-    reply_nack(h, rid, rid_len, refusal[why].code, refusal[why].retryable || retry, j->msg_id, 0,
-               0, text);
+    reply_nack(h, rid, rid_len, refusal[why].code, refusal[why].retryable || retry, j->msg_id, 0, 0,
+               text);
 }
 
 /* Whether the session's region may see the record's message. */
@@ -89,8 +89,7 @@ static int find_record(struct receipt_job *j)
         return RR_UNKNOWN + 1;
     if (rc || store_journal_get(j->rd, j->seq, &j->record, &j->record_len, NULL))
         return RR_STORE + 1;
-    journal_event_t *ev =
-        nhub__journal__v1__journal_event__unpack(NULL, j->record_len, j->record);
+    journal_event_t *ev = nhub__journal__v1__journal_event__unpack(NULL, j->record_len, j->record);
     int ok = ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED && may_see(j, ev);
     if (ev)
         nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
@@ -151,8 +150,8 @@ static int send_receipt(struct receipt_job *j, const void *rid, size_t rid_len)
     return rc;
 }
 
-void receipts_serve(hub_t *h, const session_t *s, const void *rid, size_t rid_len,
-                    const void *body, size_t len)
+void receipts_serve(hub_t *h, const session_t *s, const void *rid, size_t rid_len, const void *body,
+                    size_t len)
 {
     struct receipt_job j = {.h = h, .s = s};
     wire_receipt_get_t *get = NULL;

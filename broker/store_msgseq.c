@@ -97,8 +97,8 @@ static int index_chunk(store_t *s, MDB_txn *txn, uint64_t *from, uint64_t *n, in
             continue;
         Nhub__Journal__V1__JournalEvent *ev = nhub__journal__v1__journal_event__unpack(
             NULL, v.mv_size - STORE_HASH_LEN, (const uint8_t *)v.mv_data + STORE_HASH_LEN);
-        int accepted = ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED &&
-                       ev->msg_id.len == 16;
+        int accepted =
+            ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED && ev->msg_id.len == 16;
         if (accepted && (rc = msgseq_put(txn, s, ev->msg_id.data, seq)) == 0)
             (*n)++;
         if (ev)

@@ -153,8 +153,9 @@ static int parse_header(receipt_t *r, const char *t, size_t len, size_t *pos, ch
         return fail(err, cap, NHUB_EMALFORMED, "receipt line 4: not \"record BASE64\"");
     int rc = decode_record(r, v, vn);
     if (rc)
-        return fail(err, cap, rc, rc == NHUB_ENOMEM ? "out of memory"
-                                                     : "receipt line 4: the record is not base64");
+        return fail(err, cap, rc,
+                    rc == NHUB_ENOMEM ? "out of memory"
+                                      : "receipt line 4: the record is not base64");
     return 0;
 }
 

@@ -60,8 +60,8 @@ int receipt_on_nack(nhub_t *self, const wire_nack_t *n)
         return 0;
     struct receipt_wait *w = &self->receipt;
     w->done = 1;
-    w->rc = n->code == NHUB__WIRE__V1__NACK_CODE__NACK_RECEIPT_UNKNOWN ? NHUB_ENOTFOUND
-                                                                       : NHUB_EREFUSED;
+    w->rc =
+        n->code == NHUB__WIRE__V1__NACK_CODE__NACK_RECEIPT_UNKNOWN ? NHUB_ENOTFOUND : NHUB_EREFUSED;
     snprintf(w->why, sizeof w->why, "the hub refused the receipt (code %d): %s", (int)n->code,
              n->text ? n->text : "");
     return 1;

@@ -188,8 +188,8 @@ static void test_source_destination_and_broadcast_receivers_get_receipts(void **
     snprintf(vkf, sizeof vkf, "%s/audit.vkey", fx->hub.dir);
     write_text(rf, text, strlen(text));
     write_text(vkf, fx->vkey, strlen(fx->vkey));
-    struct cli r = run_prog(fx, "nhub-audit",
-                            (const char *[]){"check-proof", "--vkey-file", vkf, rf, NULL});
+    struct cli r =
+        run_prog(fx, "nhub-audit", (const char *[]){"check-proof", "--vkey-file", vkf, rf, NULL});
     if (r.status != 0 || strncmp(r.out, "OK receipt of ", 14) != 0)
         fail_msg("nhub-audit check-proof: %d %s %s", r.status, r.out, r.err);
     cli_free(&r);
@@ -253,8 +253,7 @@ static void flip(char *text, const char *prefix, size_t at)
     *p = *p == 'A' ? 'B' : 'A';
 }
 
-static void test_a_receipt_fails_with_another_key_for_another_message_or_altered(
-    void **state)
+static void test_a_receipt_fails_with_another_key_for_another_message_or_altered(void **state)
 {
     fixture_t *fx = *state;
     nhub_t *src = adapter(fx, "110000", 1);
@@ -440,8 +439,8 @@ static void test_adapter_cli_fetches_writes_and_checks_receipts_offline(void **s
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "no hub verifier key"));
     cli_free(&r);
-    r = run_cli(fx, (const char *[]){"receipt", "-c", cfg, "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
-                                     "-o", bad, NULL});
+    r = run_cli(fx, (const char *[]){"receipt", "-c", cfg, "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", "-o",
+                                     bad, NULL});
     assert_int_equal(r.status, 3);
     assert_non_null(strstr(r.err, "no message of that msg_id"));
     cli_free(&r);

@@ -109,18 +109,17 @@ static char *make_receipt(fixture_t *fx, tlog_alg_t alg, int leaf, const keys_fi
     tlog_signer_free(&signer);
     tlog_hash_t proof[TLOG_PROOF_MAX];
     struct leaves l = {tlog_state_hasher(s), fx};
-    assert_int_equal(tlog_prove_inclusion(l.h, (uint64_t)leaf, LEAVES, get_hash, &l, proof,
-                                          TLOG_PROOF_MAX, &n),
-                     0);
+    assert_int_equal(
+        tlog_prove_inclusion(l.h, (uint64_t)leaf, LEAVES, get_hash, &l, proof, TLOG_PROOF_MAX, &n),
+        0);
     assert_int_equal(tlog_proof_format((uint64_t)leaf, proof, n, note, nlen, proof_text,
                                        sizeof proof_text, &plen),
                      0);
     uint8_t id[16];
     memset(id, leaf + 1, 16);
     char *text = NULL;
-    assert_int_equal(receipt_format(id, alg, fx->rec[leaf], fx->rec_len[leaf], proof_text, plen,
-                                    &text, len),
-                     0);
+    assert_int_equal(
+        receipt_format(id, alg, fx->rec[leaf], fx->rec_len[leaf], proof_text, plen, &text, len), 0);
     tlog_state_free(&s);
     return text;
 }
@@ -160,8 +159,8 @@ static void test_receipt_round_trip_verifies_and_says_what_it_proves(void **stat
         char *text = make_receipt(fx, algs[a], PROVEN, fx->key, &len);
         assert_int_equal(strlen(text), len);
         assert_memory_equal(text, "nhub-receipt v1\nmsg-id 05050505", 31);
-        assert_non_null(strstr(text, algs[a] == TLOG_SM3 ? "\ntree-hash sm3\n"
-                                                         : "\ntree-hash sha256\n"));
+        assert_non_null(
+            strstr(text, algs[a] == TLOG_SM3 ? "\ntree-hash sm3\n" : "\ntree-hash sha256\n"));
         assert_non_null(strstr(text, "\nc2sp.org/tlog-proof@v1\nindex 4\n"));
         receipt_t *r = NULL;
         char err[300];
@@ -300,8 +299,7 @@ static void test_malformed_receipts_are_refused_naming_the_line(void **state)
         if (check(text, cut, v, NULL, err, sizeof err) == 0)
             fail_msg("a receipt cut at %zu of %zu bytes verified", cut, len);
     tlog_verifier_free(&v);
-    assert_int_equal(receipt_parse(text, RECEIPT_TEXT_MAX + 1, &r, err, sizeof err),
-                     NHUB_ETOOBIG);
+    assert_int_equal(receipt_parse(text, RECEIPT_TEXT_MAX + 1, &r, err, sizeof err), NHUB_ETOOBIG);
     free(text);
 }
 
