@@ -81,9 +81,10 @@ static size_t accepted_event(uint64_t i, uint8_t *buf, size_t cap)
 }
 
 /* How a store of the comparison keeps its journal. */
-enum { KEEP_CHAIN, KEEP_TREE, KEEP_CHECKPOINTS, KEEPS };
+enum { KEEP_CHAIN, KEEP_TREE, KEEP_CHECKPOINTS, KEEP_MSGSEQ, KEEPS };
 static const char *const keep_name[KEEPS] = {"the chain alone", "chain + tree",
-                                             "chain + tree + checkpoints"};
+                                             "chain + tree + checkpoints",
+                                             "... + msg_id index (receipts)"};
 
 /* In t: a signed checkpoint of the tree as t grew it, journaled, as
  * broker/checkpoint.c makes one. */
@@ -141,9 +142,15 @@ static int write_store(const char *dir, uint64_t n, unsigned per_txn, int keep,
             uint64_t seq;
             rc = len ? store_journal_append(t, buf, len, &seq) : NHUB_EINVAL;
             *bytes += len;
+            if (!rc && keep == KEEP_MSGSEQ) { /* as commit.c indexes an ACCEPTED record */
+                uint8_t id[16];
+                const uint8_t tag[2] = {(uint8_t)(i >> 8), (uint8_t)i};
+                bench_make_id(id, tag, i);
+                rc = store_msgseq_put(t, id, seq);
+            }
         }
         since += per_txn;
-        if (!rc && keep == KEEP_CHECKPOINTS && since >= AUDIT_TXN) {
+        if (!rc && keep >= KEEP_CHECKPOINTS && since >= AUDIT_TXN) {
             rc = checkpoint(t, signer, 1790000000000 + (int64_t)i);
             since = 0;
         }
