@@ -37,7 +37,8 @@
  *   checkpoints size(8) -> signed note                   the signed checkpoints of the tree
  *   meta "tree_state"  the tree's compact range (tlog_state_encode), as of the last commit
  *   msgseq     msg_id(16) -> seq(8)                   every ACCEPTED record by its msg_id,
- *              kept as long as the journal (format 4; store_msgseq.c)
+ *              kept as long as the journal (format 4; store_msgseq.c); a msg_id
+ *              used again after the duplicate window names its latest record
  *   meta "opstate/<region>"  what operators set for a region through the API
  *              (store_opstate_t): suspension, paused delivery, rate limit
  *
