@@ -698,11 +698,7 @@ fail:
 
 /* ---- loading ----------------------------------------------------------------- */
 
-/*
- * Read the whole of `path` into a new NUL-terminated buffer (the caller
- * wipes and frees it), after checking that only its owner can read it.
- */
-static int keys_read_secret_file(const char *path, char **text, size_t *len, char *err,
+int keys_read_secret_file(const char *path, char **text, size_t *len, char *err,
                                  size_t errcap)
 {
     int rc = NHUB_EIO;

@@ -105,6 +105,16 @@ int keys_write(const keys_file_t *k, const char *secret_path, const char *public
                int force, char *err, size_t errcap);
 
 /*
+ * Read the whole of secret file `path` (at most 64 KiB) into a new
+ * NUL-terminated buffer *text of *len bytes, after checking that it is a
+ * regular file only its owner can read (otherwise NHUB_ECONFIG with a
+ * message saying to chmod 600). The caller wipes (OPENSSL_cleanse, *len
+ * bytes) and frees it. Returns 0, or NHUB_EIO / NHUB_ECONFIG / NHUB_ENOMEM
+ * with a message in `err` naming the file.
+ */
+int keys_read_secret_file(const char *path, char **text, size_t *len, char *err, size_t errcap);
+
+/*
  * Read a secret key file. Checks the mode (no group/other access: NHUB_ECONFIG
  * with a message saying to chmod 600), every key's form, and that each public
  * key belongs to its secret key. Unknown or missing keys are errors (conf.h
