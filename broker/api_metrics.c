@@ -160,6 +160,9 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
     metric(&b, "nhub_confirmed_total", "counter", "Deliveries confirmed", (double)n->confirmed);
     metric(&b, "nhub_hub_messages_total", "counter", "Notices the hub made about cases",
            (double)n->hub_messages);
+    metric(&b, "nhub_sealed_unopened_total", "counter",
+           "Deliveries of a sealed envelope the payload key could not open (left queued)",
+           (double)n->sealed_unopened);
     metric(&b, "nhub_sessions", "gauge", "Adapter sessions", (double)session_count(h->sessions));
     metric(&b, "nhub_journal_last_seq", "gauge", "Sequence number of the last journal record",
            (double)last);

@@ -69,10 +69,15 @@ static const conf_key_t cfg_log_schema[] = {
 
 static const char *const cfg_mode_names[] = {"curve", "insecure-plaintext", NULL};
 
+/* Indexed by enum cfg_payload_cipher. */
+static const char *const cfg_payload_cipher_names[] = {"aes-256-gcm", "sm4-ctr-hmac-sm3", NULL};
+
 static const conf_key_t cfg_security_schema[] = {
     CONF_KEY_ENUM(cfg_security_t, mode, "mode", 0, cfg_mode_names),
     CONF_KEY_STRING(cfg_security_t, key_file, "key_file", 0),
     CONF_KEY_STRING(cfg_security_t, catalog, "catalog", 0),
+    CONF_KEY_STRING(cfg_security_t, payload_key_file, "payload_key_file", 0),
+    CONF_KEY_ENUM(cfg_security_t, payload_cipher, "payload_cipher", 0, cfg_payload_cipher_names),
     CONF_KEY_END,
 };
 
@@ -362,6 +367,11 @@ static int cfg_check_key(cfg_t *cfg, size_t i, size_t k, const conf_marks_t *mar
 
 static int cfg_check_security(cfg_t *cfg, const conf_marks_t *marks, char *err, size_t errcap)
 {
+    if (!cfg->security.payload_key_file[0] &&
+        cfg->security.payload_cipher != CFG_PAYLOAD_AES_256_GCM)
+        return conf_marks_error(marks, "security.payload_cipher", err, errcap,
+                                "\"security.payload_cipher\": needs security.payload_key_file "
+                                "(the key envelopes are sealed with)");
     if (cfg->security.mode != CFG_SECURITY_CURVE)
         return 0;
     if (!cfg->security.key_file[0])

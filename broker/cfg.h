@@ -76,7 +76,17 @@ typedef struct cfg_security {
     char key_file[CFG_KEY_PATH_MAX + 1]; /* the hub's secret key file; required for curve */
     char catalog[CFG_KEY_PATH_MAX + 1];  /* service-item catalogue; required for curve;
                                             empty in insecure mode = every item allowed */
+    /* Payload privacy at rest (proto/seal.h): stored envelopes are sealed
+     * with this key file's key; empty = stored as received. */
+    char payload_key_file[CFG_KEY_PATH_MAX + 1];
+    int payload_cipher; /* enum cfg_payload_cipher: what new envelopes are sealed with */
 } cfg_security_t;
+
+/* security.payload_cipher */
+enum cfg_payload_cipher {
+    CFG_PAYLOAD_AES_256_GCM = 0, /* default */
+    CFG_PAYLOAD_SM4_CTR_HMAC_SM3 = 1,
+};
 
 typedef struct cfg_limits {
     uint64_t max_frame;         /* bytes; largest SEND body; 1KiB..64MiB, default 1MiB */

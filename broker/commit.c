@@ -64,19 +64,25 @@ static const char *hello_apply(hub_t *h, struct item *it)
 
 /* ---- applying a stage in one transaction --------------------------------- */
 
-/* Pack a journal event into the scratch buffer and append it. */
+/* Pack a journal event into the scratch buffer and append it, its
+ * envelope sealed if the hub has a payload key (atrest.c). */
 int commit_journal_append(hub_t *h, store_txn_t *t, journal_event_t *ev, uint64_t *seq)
 {
-    size_t need = nhub__journal__v1__journal_event__get_packed_size(ev);
-    if (need > h->scratch_cap) {
+    ProtobufCBinaryData received;
+    int rc = atrest_seal(h, ev, &received);
+    size_t need = rc ? 0 : nhub__journal__v1__journal_event__get_packed_size(ev);
+    if (!rc && need > h->scratch_cap) {
         uint8_t *p = realloc(h->scratch, need);
-        if (!p)
-            return NHUB_ENOMEM;
-        h->scratch = p;
-        h->scratch_cap = need;
+        if (p) {
+            h->scratch = p;
+            h->scratch_cap = need;
+        } else {
+            rc = NHUB_ENOMEM;
+        }
     }
-    size_t len = nhub__journal__v1__journal_event__pack(ev, h->scratch);
-    return store_journal_append(t, h->scratch, len, seq);
+    size_t len = rc ? 0 : nhub__journal__v1__journal_event__pack(ev, h->scratch);
+    ev->envelope = received;
+    return rc ? rc : store_journal_append(t, h->scratch, len, seq);
 }
 
 static void set_nack(struct item *it, int code, int retryable)

@@ -32,23 +32,23 @@ struct hold {
 };
 
 /*
- * The envelope of `ev` with its payload translated to type `to`, into
+ * Envelope `e` (of `ev`, as received) with its payload translated to type `to`, into
  * *out (caller frees) and *out_len. Every other field is the sender's: the
  * receiver can check the translation against the original, which the
  * DELIVER carries beside it with the sender's signature. Returns 0, or an
  * error (the message is then held for the version, as if there were no
  * translation: nothing is sent that the hub could not make).
  */
-static int translate_envelope(hub_t *h, const journal_event_t *ev, uint64_t seq, const char *to,
-                              uint8_t **out, size_t *out_len)
+static int translate_envelope(hub_t *h, const journal_event_t *ev, const ProtobufCBinaryData *e,
+                              uint64_t seq, const char *to, uint8_t **out, size_t *out_len)
 {
     wire_envelope_t *env = NULL;
     uint8_t *payload = NULL;
     size_t plen = 0;
     bool lossy = false;
     *out = NULL;
-    int rc = wire_decode(&nhub__wire__v1__envelope__descriptor, ev->envelope.data,
-                         ev->envelope.len, ev->envelope.len, (ProtobufCMessage **)&env);
+    int rc = wire_decode(&nhub__wire__v1__envelope__descriptor, e->data, e->len, e->len,
+                         (ProtobufCMessage **)&env);
     if (rc == 0)
         rc = translate_payload(env->payload_type, to, env->payload.data, env->payload.len,
                                &payload, &plen, &lossy);
@@ -113,17 +113,22 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     session_t *s = r->delivery;
     *origin_ms = ev->time_ms;
     wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
-    d.envelope = ev->envelope;
+    if ((rc = atrest_open(h, ev, seq, r->code, &d.envelope)) != 0) {
+        wire_free((ProtobufCMessage **)&ev);
+        return rc; /* counted and logged; left queued */
+    }
+    const ProtobufCBinaryData received = d.envelope;
     uint8_t *translated = NULL;
     if (!wire_payload_accepted(ev->payload_type, s->accepted, s->n_accepted)) {
         const char *to = translate_target(ev->payload_type, s->accepted, s->n_accepted);
-        if (!to || translate_envelope(h, ev, seq, to, &translated, &d.envelope.len) != 0) {
+        if (!to ||
+            translate_envelope(h, ev, &received, seq, to, &translated, &d.envelope.len) != 0) {
             held->reason = STORE_HELD_PAYLOAD_TYPE;
             wire_free((ProtobufCMessage **)&ev);
             return 0;
         }
         d.envelope.data = translated;
-        d.original_envelope = ev->envelope;
+        d.original_envelope = received;
     }
     d.seq = seq;
     d.dseq = dseq;

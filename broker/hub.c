@@ -510,6 +510,14 @@ int hub_check_config(const cfg_t *cfg, char *err, size_t errcap)
     int rc = load_security(cfg, &auth, &catalog, err, errcap);
     auth_destroy(&auth);
     catalog_destroy(&catalog);
+    if (rc == 0 && cfg->security.payload_key_file[0]) {
+        seal_key_t *sk = NULL;
+        char why[512];
+        if ((rc = seal_key_load(cfg->security.payload_key_file, SEAL_AES_256_GCM, &sk, why,
+                                sizeof why)) != 0)
+            snprintf(err, errcap, "security.payload_key_file: %s", why);
+        seal_key_free(&sk);
+    }
     if (rc || cfg->security.mode != CFG_SECURITY_CURVE)
         return rc;
     keys_file_t *k = NULL;
@@ -550,7 +558,7 @@ int hub_new(cfg_t **cfg, const nhub_clock_t *clock, hub_t **out, char *err, size
     if (store_tree_alg(h->store) != tree) /* fixed when the tree was made */
         log_warn("hub.tree_hash_kept", "store=%s configured=%s",
                  tlog_alg_name(store_tree_alg(h->store)), tlog_alg_name(tree));
-    if ((rc = checkpoint_setup(h, err, errcap)))
+    if ((rc = checkpoint_setup(h, err, errcap)) || (rc = atrest_setup(h, err, errcap)))
         goto fail;
     rc = NHUB_ENOMEM;
     h->cap_items = (size_t)h->cfg->limits.batch_max + HUB_SCAN_MAX;
@@ -628,6 +636,7 @@ void hub_destroy(hub_t **self)
     regions_free(&h->regions, h->n_regions);
     store_close(&h->store);
     checkpoint_teardown(h);
+    atrest_teardown(h);
     workers_destroy(&h->workers);
     auth_destroy(&h->auth);
     catalog_destroy(&h->catalog);
@@ -703,6 +712,14 @@ int hub_reload(hub_t *self, const char *cfg_path, char *err, size_t errcap)
         next->security.mode = self->cfg->security.mode;
         snprintf(next->security.key_file, sizeof next->security.key_file, "%s",
                  self->cfg->security.key_file);
+    }
+    if (strcmp(next->security.payload_key_file, self->cfg->security.payload_key_file) != 0 ||
+        next->security.payload_cipher != self->cfg->security.payload_cipher) {
+        log_warn("hub.reload_partial",
+                 "detail=\"security.payload_key_file and payload_cipher need a restart; kept\"");
+        memcpy(next->security.payload_key_file, self->cfg->security.payload_key_file,
+               sizeof next->security.payload_key_file);
+        next->security.payload_cipher = self->cfg->security.payload_cipher;
     }
     auth_t *auth = NULL;
     catalog_t *catalog = NULL;

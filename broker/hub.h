@@ -58,6 +58,8 @@ typedef struct hub_counters {
     uint64_t cases_opened, cases_delivered, cases_reminded, cases_overdue, cases_answered,
         cases_refused, cases_expired;
     uint64_t hub_messages; /* notices the hub made about cases (reminders, overdue, final answers) */
+    uint64_t sealed_unopened; /* deliveries of a sealed envelope the hub's payload key could not
+                                 open (another key, or damaged): left queued */
 } hub_counters_t;
 
 /*

@@ -40,6 +40,7 @@
 #include "nhub_err.h"
 #include "nhub_journal.pb-c.h"
 #include "payload.h"
+#include "seal.h"
 #include "translate.h"
 #include "session.h"
 #include "store.h"
@@ -226,6 +227,14 @@ struct hub {
     uint64_t cp_size;         /* tree size of the last checkpoint */
     uint64_t cp_pending;      /* of the one in the open transaction, 0 if none */
     int64_t cp_at;            /* monotonic ms of the last (or of the last look) */
+    /* Payload privacy at rest (atrest.c). */
+    seal_key_t *seal_key;    /* security.payload_key_file's key, NULL: stored as received */
+    uint8_t *sealed;         /* the sealed envelope of the event being appended */
+    size_t sealed_cap;
+    uint8_t *opened;         /* the opened envelope of the message being delivered */
+    size_t opened_cap;
+    int64_t unopened_log_at;  /* monotonic ms of the last hub.sealed_unopened line */
+    uint64_t unopened_quiet;  /* ... and those not logged since */
     const nhub_clock_t *clock;
     store_t *store;
     void *zctx, *router;
@@ -486,6 +495,24 @@ extern const char *const receipts_refusal_names[RECEIPTS_REFUSALS];
 /* Answer a RECEIPT_GET of session `s` (one with a region): RECEIPT, or a NACK. */
 void receipts_serve(hub_t *h, const session_t *s, const void *rid, size_t rid_len,
                     const void *body, size_t len);
+
+/* ---- payload privacy at rest (atrest.c) --------------------------------------- */
+
+/* Load security.payload_key_file's key, if set. 0, or an error in `err`
+ * naming the file and the problem. */
+int atrest_setup(hub_t *h, char *err, size_t errcap);
+void atrest_teardown(hub_t *h);
+/* With a payload key: point ev->envelope at its sealed form (msg_id bound),
+ * valid until the next call; *saved keeps the original to put back after
+ * packing. Without one, or with no envelope, nothing changes. 0 or an error. */
+int atrest_seal(hub_t *h, journal_event_t *ev, ProtobufCBinaryData *saved);
+/* The envelope of stored message `ev` (record `seq`, for `region`) as it was
+ * received, into *out: the stored bytes, or their opened form (valid until
+ * the next call). A sealed envelope the key cannot open (another key, no
+ * key, damage) is counted and logged without payload data, and
+ * NHUB_ECRYPTO returned: the message stays queued. */
+int atrest_open(hub_t *h, const journal_event_t *ev, uint64_t seq, const char *region,
+                ProtobufCBinaryData *out);
 
 /* Commit and answer the ready stage; the current stage becomes ready. */
 void commit_flush_stage(hub_t *h);

@@ -519,7 +519,7 @@ static void test_unknown_security_mode_lists_choices(void **state)
                  "\"insecure\"");
     expect_error(HUB_SECTION "security: {mode: curve, keyfile: k}\n" REGIONS_BEIJING,
                  "h.yaml:4:25: unknown key \"keyfile\" in \"security\" (expected one of: mode, "
-                 "key_file, catalog)");
+                 "key_file, catalog, payload_key_file, payload_cipher)");
 }
 
 /* Lines 5-8 of the key error texts below: region 110000 and its first key. */
@@ -981,6 +981,39 @@ static void test_load_refuses_missing_or_duplicate_key_files(void **state)
 #define TOK_R "read-token-0123456789"
 #define TOK_O "oper-token-0123456789"
 
+#define SEC_DEV(extra) "security:\n  mode: insecure-plaintext\n" extra
+
+static void test_payload_key_and_cipher_are_read_and_checked_at_their_position(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load(HUB_SECTION REG SEC_DEV(""), &cfg, err), 0);
+    assert_string_equal(cfg->security.payload_key_file, "");
+    assert_int_equal(cfg->security.payload_cipher, CFG_PAYLOAD_AES_256_GCM);
+    cfg_destroy(&cfg);
+    assert_int_equal(load(HUB_SECTION REG SEC_DEV("  payload_key_file: /etc/nhub/p.key\n"
+                                                  "  payload_cipher: sm4-ctr-hmac-sm3\n"),
+                          &cfg, err),
+                     0);
+    assert_string_equal(cfg->security.payload_key_file, "/etc/nhub/p.key");
+    assert_int_equal(cfg->security.payload_cipher, CFG_PAYLOAD_SM4_CTR_HMAC_SM3);
+    cfg_destroy(&cfg);
+    /* An unknown cipher: named at its line and column (line 7, the value's column). */
+    assert_int_equal(load(HUB_SECTION REG SEC_DEV("  payload_key_file: /etc/nhub/p.key\n"
+                                                  "  payload_cipher: sm4-gcm\n"),
+                          &cfg, err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, ":8:19:"));
+    assert_non_null(strstr(err, "payload_cipher"));
+    /* A cipher without a key file seals nothing: said so. */
+    assert_int_equal(load(HUB_SECTION REG SEC_DEV("  payload_cipher: sm4-ctr-hmac-sm3\n"), &cfg,
+                          err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, ":7:"));
+    assert_non_null(strstr(err, "needs security.payload_key_file"));
+}
+
 static void test_audit_section_has_defaults_and_checks_its_origin(void **state)
 {
     (void)state;
@@ -1112,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_shipped_file_has_32_regions_and_defaults),
         cmocka_unit_test(test_http_section_is_parsed_and_checked),
         cmocka_unit_test(test_audit_section_has_defaults_and_checks_its_origin),
+        cmocka_unit_test(test_payload_key_and_cipher_are_read_and_checked_at_their_position),
         cmocka_unit_test(test_token_files_are_read_and_checked),
         cmocka_unit_test(test_region_lookup_finds_configured_codes_only),
         cmocka_unit_test(test_minimal_file_gets_documented_defaults),
