@@ -310,6 +310,8 @@ static int apply_confirm(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     ev.ref_seq = seq;
     ev.region = (char *)code;
     ev.dseq = it->dseq;
+    ev.sends = it->sends;
+    ev.first_sent_ms = it->first_sent_ms;
     uint64_t jseq;
     rc = commit_journal_append(h, t, &ev, &jseq);
     if (!rc)
@@ -356,6 +358,37 @@ static int apply_hold(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     return rc;
 }
 
+/* A resend the hub made (deliver.c redeliver): journaled, nothing else changes. */
+static int apply_redeliver(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REDELIVERED;
+    ev.time_ms = now;
+    ev.msg_id.data = it->msg_id;
+    ev.msg_id.len = 16;
+    ev.ref_seq = it->seq;
+    ev.region = h->regions[it->region].code;
+    ev.dseq = it->dseq;
+    ev.sends = it->sends;
+    uint64_t jseq;
+    return commit_journal_append(h, t, &ev, &jseq);
+}
+
+/* A frame refused on the spot (reply_journal_wire): journaled. */
+static int apply_refused(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REFUSED_WIRE;
+    ev.time_ms = now;
+    ev.code = (uint32_t)it->code;
+    ev.reason = it->why;
+    if (it->region >= 0)
+        ev.source = h->regions[it->region].code;
+    ev.not_journaled = it->not_journaled;
+    uint64_t jseq;
+    return commit_journal_append(h, t, &ev, &jseq);
+}
+
 static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, int64_t now)
 {
     it->reply = 0;
@@ -376,6 +409,8 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     case ITEM_CONFIRM: return apply_confirm(h, t, it, now);
     case ITEM_HOLD: return apply_hold(h, t, it, now);
     case ITEM_HEARTBEAT: it->reply = WIRE_HEARTBEAT; return 0;
+    case ITEM_REDELIVER: return apply_redeliver(h, t, it, now);
+    case ITEM_REFUSED: return apply_refused(h, t, it, now);
     }
     return NHUB_EINVAL;
 }

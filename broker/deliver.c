@@ -80,7 +80,8 @@ static int translate_envelope(hub_t *h, const journal_event_t *ev, const Protobu
 }
 
 /*
- * Send message (dseq, seq) to the region's delivery session, its payload
+ * Send message (dseq, seq) to the region's delivery session (its msg_id
+ * into msg_id[], when it was accepted into *origin_ms), its payload
  * translated when the session accepts another version of it that a
  * translation is registered for. Fills *held instead when the session
  * accepts neither its payload type nor a translation of it, or announced
@@ -90,7 +91,7 @@ static int translate_envelope(hub_t *h, const journal_event_t *ev, const Protobu
  */
 static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint64_t dseq,
                        uint64_t seq, uint64_t prev_dseq, uint32_t attempt, struct hold *held,
-                       int64_t *origin_ms)
+                       int64_t *origin_ms, uint8_t msg_id[16])
 {
     const void *data;
     size_t len;
@@ -112,6 +113,8 @@ static int deliver_one(hub_t *h, struct hub_region *r, store_reader_t *rd, uint6
     }
     session_t *s = r->delivery;
     *origin_ms = ev->time_ms;
+    if (ev->msg_id.len == 16)
+        memcpy(msg_id, ev->msg_id.data, 16);
     wire_deliver_t d = NHUB__WIRE__V1__DELIVER__INIT;
     if ((rc = atrest_open(h, ev, seq, r->code, &d.envelope)) != 0) {
         wire_free((ProtobufCMessage **)&ev);
@@ -210,20 +213,44 @@ int64_t deliver_rate_next(const hub_t *h, const struct hub_region *r)
     return r->rate_at + (int64_t)((1 - r->rate_tokens) * 1000.0 / r->op.rate) + 1;
 }
 
+/* Stage the journal record of a resend (apply_redeliver). */
+static void stage_redelivered(hub_t *h, struct hub_region *r, const dispatch_entry_t *e,
+                              const uint8_t msg_id[16])
+{
+    session_t *s = r->delivery;
+    struct item *it = ingress_item_new(h, ITEM_REDELIVER, s->rid, s->rid_len);
+    if (!it) /* cannot happen: redeliver() takes no more than the stage has room for */
+        return;
+    it->region = (int)(r - h->regions);
+    it->dseq = e->dseq;
+    it->seq = e->seq;
+    it->sends = e->attempt;
+    memcpy(it->msg_id, msg_id, 16);
+}
+
+/*
+ * Resend what was not confirmed in time, each resend journaled
+ * (EVENT_REDELIVERED, staged for the next commit): no more are taken than
+ * the rate allows and the stage has room to record.
+ */
 static void redeliver(hub_t *h, struct hub_region *r, store_reader_t *rd, int64_t now)
 {
-    size_t max = rate_room(r, now);
-    size_t n = dispatch_due(r->window, now, h->due, max < HUB_SCAN_MAX ? max : HUB_SCAN_MAX);
+    size_t max = rate_room(r, now), room = h->cap_items - h->n_items;
+    if (max > HUB_SCAN_MAX)
+        max = HUB_SCAN_MAX;
+    size_t n = dispatch_due(r->window, now, h->due, max < room ? max : room);
     for (size_t i = 0; i < n; i++) {
         struct hold held;
         int64_t origin;
+        uint8_t msg_id[16] = {0};
         int rc = deliver_one(h, r, rd, h->due[i].dseq, h->due[i].seq, h->due[i].prev_dseq,
-                             h->due[i].attempt, &held, &origin);
+                             h->due[i].attempt, &held, &origin, msg_id);
         if (rc && delivery_failed(h, r, rc))
             return;
         if (!rc && !held.reason) {
             h->n.redelivered++;
             r->st.redelivered++;
+            stage_redelivered(h, r, &h->due[i], msg_id);
             if (r->op.rate)
                 r->rate_tokens -= 1;
         }
@@ -267,7 +294,9 @@ static void deliver_new(hub_t *h, struct hub_region *r, store_reader_t *rd, int6
         b->i++;
         struct hold held;
         int64_t origin = 0;
-        int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(w), 1, &held, &origin);
+        uint8_t msg_id[16];
+        int rc = deliver_one(h, r, rd, q->dseq, q->seq, dispatch_last_sent(w), 1, &held, &origin,
+                             msg_id);
         if (held.reason) {
             if (stage_hold(h, r, q, &held) != 0)
                 return; /* no room to stage it: still pending, tried again */

@@ -177,6 +177,7 @@ int dispatch_sent_from(dispatch_t *self, uint64_t dseq, uint64_t seq, int64_t no
     e->attempt = 1;
     e->confirmed = 0;
     e->origin_ms = origin_ms;
+    e->sent_ms = now_ms;
     e->due_ms = now_ms + backoff(self, 1);
     if (e->due_ms < self->next_due)
         self->next_due = e->due_ms;
@@ -199,19 +200,34 @@ int dispatch_confirm(dispatch_t *self, uint64_t dseq)
     return dispatch_confirm_origin(self, dseq, NULL);
 }
 
-int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms)
+/* The unconfirmed in-flight entry of `dseq`, or NULL. */
+static dispatch_entry_t *find(const dispatch_t *self, uint64_t dseq)
 {
     if (self->count == 0 || !self->active)
-        return NHUB_ENOTFOUND;
+        return NULL;
     /* Entries are in send order, not dseq order (lanes); confirmations come
      * mostly in send order too, so the search from the oldest is short. */
     size_t i = 0;
     while (i < self->count && at(self, i)->dseq != dseq)
         i++;
-    if (i == self->count)
+    if (i == self->count || at(self, i)->confirmed)
+        return NULL;
+    return at(self, i);
+}
+
+int dispatch_find(const dispatch_t *self, uint64_t dseq, dispatch_entry_t *out)
+{
+    const dispatch_entry_t *e = find(self, dseq);
+    if (!e)
         return NHUB_ENOTFOUND;
-    dispatch_entry_t *e = at(self, i);
-    if (e->confirmed)
+    *out = *e;
+    return 0;
+}
+
+int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms)
+{
+    dispatch_entry_t *e = find(self, dseq);
+    if (!e)
         return NHUB_ENOTFOUND;
     e->confirmed = 1;
     self->unconfirmed--;

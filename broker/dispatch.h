@@ -54,6 +54,7 @@ typedef struct dispatch_entry {
     int64_t due_ms;   /* redeliver when now >= due_ms */
     uint32_t attempt; /* 1 on first delivery */
     int64_t origin_ms; /* the caller's time of the message (when it was accepted), 0 if unknown */
+    int64_t sent_ms;   /* now_ms of its first send in this window */
     int confirmed;
 } dispatch_entry_t;
 
@@ -117,6 +118,9 @@ void dispatch_skip(dispatch_t *self, uint64_t dseq);
  */
 int dispatch_confirm(dispatch_t *self, uint64_t dseq);
 
+/* A copy of the unconfirmed in-flight entry of `dseq` into *out: 0, or
+ * NHUB_ENOTFOUND. */
+int dispatch_find(const dispatch_t *self, uint64_t dseq, dispatch_entry_t *out);
 /* As dispatch_confirm; on success *origin_ms (if not NULL) is the origin
  * given to dispatch_sent_from. */
 int dispatch_confirm_origin(dispatch_t *self, uint64_t dseq, int64_t *origin_ms);

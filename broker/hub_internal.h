@@ -120,6 +120,15 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
 /* Refused handshakes are journaled at most this often (each is counted);
  * the next record says how many were not journaled in between. */
 #define HUB_AUTH_JOURNAL_MS 1000
+/* Frames refused on the spot are journaled (EVENT_REFUSED_WIRE) at most
+ * HUB_WIRE_JOURNAL_PER_CONN per connection and HUB_WIRE_JOURNAL_ALL in all
+ * per HUB_WIRE_JOURNAL_MS; the others are counted, and the next record says
+ * how many. Connections are followed in HUB_WIRE_SLOTS slots by routing id
+ * (one that loses its slot starts again, within the overall bound). */
+#define HUB_WIRE_JOURNAL_MS 60000
+#define HUB_WIRE_JOURNAL_PER_CONN 10
+#define HUB_WIRE_JOURNAL_ALL 120
+#define HUB_WIRE_SLOTS 64
 #define HUB_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define HUB_ZAP_DOMAIN "nhub"
 #define HUB_MONITOR_ENDPOINT "inproc://nhub.hub.monitor"
@@ -140,7 +149,17 @@ typedef Nhub__Journal__V1__JournalEvent journal_event_t;
  * and a twentieth of the disk, each at most 64 MiB. */
 #define HUB_RESERVE_MAX ((uint64_t)64 << 20)
 
-enum item_type { ITEM_HELLO, ITEM_SEND, ITEM_CONFIRM, ITEM_HOLD, ITEM_HEARTBEAT };
+/* ITEM_REDELIVER and ITEM_REFUSED are the hub's own: a resend made, a frame
+ * refused on the spot; each only journaled, nothing answered. */
+enum item_type {
+    ITEM_HELLO,
+    ITEM_SEND,
+    ITEM_CONFIRM,
+    ITEM_HOLD,
+    ITEM_HEARTBEAT,
+    ITEM_REDELIVER,
+    ITEM_REFUSED,
+};
 
 /* A frame held back by ingest fair sharing. */
 struct hub_deferred {
@@ -173,8 +192,12 @@ struct item {
     int verify;                    /* SEND: the signature is still to be checked */
     char key_id[KEYS_FPR_LEN + 1]; /* SEND: signing key id as sent (checked form) */
     char fpr[KEYS_FPR_LEN + 1];    /* SEND: CURVE fingerprint of the connection */
-    uint8_t msg_id[16];            /* CONFIRM/HOLD */
-    uint64_t dseq, seq;            /* CONFIRM/HOLD; seq: HEARTBEAT's beat */
+    uint8_t msg_id[16];            /* CONFIRM/HOLD/REDELIVER */
+    uint64_t dseq, seq;            /* CONFIRM/HOLD/REDELIVER; seq: HEARTBEAT's beat */
+    uint32_t sends;                /* CONFIRM: DELIVERs sent in the session (0: not in flight);
+                                      REDELIVER: the number of this one */
+    int64_t first_sent_ms;         /* CONFIRM: wall clock of the session's first DELIVER */
+    uint64_t not_journaled;        /* REFUSED: refusals left out by the bound before it */
     uint32_t hold_reason;          /* HOLD: STORE_HELD_* */
     uint32_t hold_size;            /* HOLD, too large: the DELIVER's size */
     int64_t recv_us;               /* when its frame was read (hub_now_us), for ACK latency */
@@ -249,6 +272,15 @@ struct hub {
     int64_t verify_now;
     int64_t auth_journaled_at[3]; /* per kind: ZAP refusal, failed handshake, identity */
     uint64_t auth_unjournaled[3];
+    struct hub_wire_slot {
+        uint8_t rid[WIRE_ROUTING_ID_MAX];
+        size_t rid_len;
+        int64_t since;     /* monotonic ms its minute began */
+        uint32_t journaled; /* in that minute */
+    } wire_slots[HUB_WIRE_SLOTS];
+    int64_t wire_since;         /* the overall bound's minute */
+    uint32_t wire_journaled;    /* ... and its records */
+    uint64_t wire_unjournaled;  /* refusals left out since the last record */
     char endpoint[256];
     session_table_t *sessions;
     struct hub_region *regions;
@@ -432,7 +464,14 @@ void reply_sent(hub_t *h, int rc);
 void reply_nack(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
                 const uint8_t *msg_id, uint64_t stream_seq, uint64_t expected, const char *text);
 
-/* Refuse a frame on the spot: logged (rate-limited) and NACKed; nothing staged. */
+/* Journal a frame refused on the spot (EVENT_REFUSED_WIRE) within the bound
+ * of HUB_WIRE_JOURNAL_*: staged for the next commit, or counted. */
+void reply_journal_wire(hub_t *h, const void *rid, size_t rid_len, int code, const char *region,
+                        const char *why);
+
+/* Refuse a frame on the spot: logged (rate-limited), journaled (within its
+ * bound; security refusals are journaled as such by hub_security_event)
+ * and NACKed; nothing else staged. */
 void reply_refuse(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
                   const char *region, const char *why);
 

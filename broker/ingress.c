@@ -250,10 +250,16 @@ static void on_delivered(hub_t *h, session_t *s, const void *rid, size_t rid_len
         return;
     }
     struct item *it = ingress_item_new(h, ITEM_CONFIRM, rid, rid_len);
+    dispatch_entry_t e;
     if (it) {
         it->region = s->region;
         it->dseq = d->dseq;
         memcpy(it->msg_id, d->msg_id.data, 16);
+        /* How often and since when this session was sent it, for the journal. */
+        if (dispatch_find(h->regions[s->region].window, d->dseq, &e) == 0) {
+            it->sends = e.attempt;
+            it->first_sent_ms = clock_wall_ms(h->clock) - (hub_now_mono(h) - e.sent_ms);
+        }
     }
     wire_free((ProtobufCMessage **)&d);
 }
@@ -289,6 +295,9 @@ void ingress_frames(hub_t *h, const wire_frames_t *f)
     if (f->n_frames != 3) {
         h->n.dropped++;
         reply_log_refusal(h, 0, NULL, NULL, "wrong frame count; dropped");
+        if (f->n_frames > 0)
+            reply_journal_wire(h, wire_frame_data(f, 0), wire_frame_len(f, 0), 0, NULL,
+                               "wrong frame count; dropped");
         return;
     }
     const void *rid = wire_frame_data(f, 0), *body = wire_frame_data(f, 2);
@@ -298,6 +307,7 @@ void ingress_frames(hub_t *h, const wire_frames_t *f)
     if (rc == NHUB_EMALFORMED) {
         h->n.dropped++;
         reply_log_refusal(h, 0, NULL, NULL, "header is not an nhub header; dropped");
+        reply_journal_wire(h, rid, rid_len, 0, NULL, "header is not an nhub header; dropped");
         return;
     }
     if (rc == NHUB_EVERSION) {

@@ -96,10 +96,62 @@ void reply_nack(hub_t *h, const void *rid, size_t rid_len, int code, int retryab
     reply_sent(h, wire_send(h->router, rid, rid_len, WIRE_NACK, &nack.base, ZMQ_DONTWAIT));
 }
 
+/* The slot following connection `rid`: its own, or one taken over. */
+static struct hub_wire_slot *wire_slot(hub_t *h, const void *rid, size_t rid_len)
+{
+    uint64_t x = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < rid_len; i++)
+        x = (x ^ ((const uint8_t *)rid)[i]) * 1099511628211ull;
+    struct hub_wire_slot *w = &h->wire_slots[x % HUB_WIRE_SLOTS];
+    if (w->rid_len != rid_len || memcmp(w->rid, rid, rid_len) != 0) {
+        memcpy(w->rid, rid, rid_len);
+        w->rid_len = rid_len;
+        w->since = 0;
+        w->journaled = 0;
+    }
+    return w;
+}
+
+/* Whether a bound of `max` a minute, begun at *since with *n records, lets one more in. */
+static int within(int64_t now, int64_t *since, uint32_t *n, uint32_t max)
+{
+    if (*since == 0 || now - *since >= HUB_WIRE_JOURNAL_MS) {
+        *since = now;
+        *n = 0;
+    }
+    return *n < max;
+}
+
+void reply_journal_wire(hub_t *h, const void *rid, size_t rid_len, int code, const char *region,
+                        const char *why)
+{
+    int64_t now = hub_now_mono(h);
+    if (rid_len > WIRE_ROUTING_ID_MAX)
+        rid_len = WIRE_ROUTING_ID_MAX;
+    struct hub_wire_slot *w = wire_slot(h, rid, rid_len);
+    struct item *it = NULL;
+    if (within(now, &w->since, &w->journaled, HUB_WIRE_JOURNAL_PER_CONN) &&
+        within(now, &h->wire_since, &h->wire_journaled, HUB_WIRE_JOURNAL_ALL))
+        it = ingress_item_new(h, ITEM_REFUSED, rid, rid_len);
+    if (!it) { /* beyond the bound, or no room in the stage */
+        h->wire_unjournaled++;
+        return;
+    }
+    w->journaled++;
+    h->wire_journaled++;
+    it->code = code;
+    it->region = region && region[0] ? hub_region_lookup(h, region) : -1;
+    snprintf(it->why, sizeof it->why, "%s", why ? why : "");
+    it->not_journaled = h->wire_unjournaled;
+    h->wire_unjournaled = 0;
+}
+
 /* Refuse a frame on the spot (nothing staged, nothing stored). */
 void reply_refuse(hub_t *h, const void *rid, size_t rid_len, int code, int retryable,
                    const char *region, const char *why)
 {
+    if (!reply_is_security(code)) /* those are journaled by hub_security_event */
+        reply_journal_wire(h, rid, rid_len, code, region, why);
     /* Frames racing a reconnecting adapter's HELLO are routine after a
      * restart: counted, not warned about. */
     if (code == NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED)
