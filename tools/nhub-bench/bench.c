@@ -64,8 +64,13 @@
  *             inclusion and consistency proof times in that tree and
  *             nhub-audit verify's records per second.
  *
+ *   sealed    payload privacy at rest (sealed.c): ingest (4 x 64) with
+ *             envelopes stored as received, sealed with AES-256-GCM and with
+ *             SM4-CTR + HMAC-SM3, as ratios to the clear point of the same
+ *             round; seal and open microseconds per envelope.
+ *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit]
+ *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit|sealed]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
@@ -84,6 +89,7 @@
 #include "peers.h"
 #include "payloads.h"
 #include "relay.h"
+#include "sealed.h"
 #include "signatures.h"
 #include "signed.h"
 #include "store.h"
@@ -1209,7 +1215,7 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit] "
+                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit|sealed] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1248,5 +1254,7 @@ int main(int argc, char **argv)
         section_adapter(quick);
     if (!only || !strcmp(only, "audit"))
         section_audit(quick, seconds);
+    if (!only || !strcmp(only, "sealed"))
+        section_sealed(quick, seconds);
     return 0;
 }
