@@ -283,6 +283,22 @@ static int apply_send(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     return apply_accept(h, t, it, sseq, now, answers ? &answered : NULL);
 }
 
+/* A journal event about a delivery of `it`'s message (CONFIRMED, HELD,
+ * REDELIVERED): its msg_id, the ACCEPTED record `ref_seq`, the region and dseq. */
+static journal_event_t delivery_event(int type, int64_t now, struct item *it, uint64_t ref_seq,
+                                      const char *region)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = (Nhub__Journal__V1__EventType)type;
+    ev.time_ms = now;
+    ev.msg_id.data = it->msg_id;
+    ev.msg_id.len = 16;
+    ev.ref_seq = ref_seq;
+    ev.region = (char *)region;
+    ev.dseq = it->dseq;
+    return ev;
+}
+
 /* A DELIVERED takes the message off the queue (and off the held list, if it
  * waited there before) with a journal event. */
 static int apply_confirm(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
@@ -302,14 +318,8 @@ static int apply_confirm(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
     it->released = rc == 0;
     if (rc && rc != NHUB_ENOTFOUND)
         return rc;
-    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
-    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED;
-    ev.time_ms = now;
-    ev.msg_id.data = it->msg_id;
-    ev.msg_id.len = 16;
-    ev.ref_seq = seq;
-    ev.region = (char *)code;
-    ev.dseq = it->dseq;
+    journal_event_t ev =
+        delivery_event(NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED, now, it, seq, code);
     ev.sends = it->sends;
     ev.first_sent_ms = it->first_sent_ms;
     uint64_t jseq;
@@ -342,14 +352,8 @@ static int apply_hold(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
                  it->hold_size);
     else
         snprintf(why, sizeof why, "payload type not accepted by the destination");
-    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
-    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HELD;
-    ev.time_ms = now;
-    ev.msg_id.data = it->msg_id;
-    ev.msg_id.len = 16;
-    ev.ref_seq = it->seq;
-    ev.region = (char *)code;
-    ev.dseq = it->dseq;
+    journal_event_t ev =
+        delivery_event(NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HELD, now, it, it->seq, code);
     ev.code = it->hold_reason;
     ev.reason = why;
     uint64_t jseq;
@@ -361,14 +365,8 @@ static int apply_hold(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
 /* A resend the hub made (deliver.c redeliver): journaled, nothing else changes. */
 static int apply_redeliver(hub_t *h, store_txn_t *t, struct item *it, int64_t now)
 {
-    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
-    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REDELIVERED;
-    ev.time_ms = now;
-    ev.msg_id.data = it->msg_id;
-    ev.msg_id.len = 16;
-    ev.ref_seq = it->seq;
-    ev.region = h->regions[it->region].code;
-    ev.dseq = it->dseq;
+    journal_event_t ev = delivery_event(NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REDELIVERED, now,
+                                        it, it->seq, h->regions[it->region].code);
     ev.sends = it->sends;
     uint64_t jseq;
     return commit_journal_append(h, t, &ev, &jseq);

@@ -47,12 +47,9 @@ struct seal_key {
 const char *seal_cipher_name(int cipher)
 {
     switch (cipher) {
-    case SEAL_AES_256_GCM:
-        return "aes-256-gcm";
-    case SEAL_SM4_CTR_HMAC_SM3:
-        return "sm4-ctr-hmac-sm3";
-    default:
-        return "unknown";
+    case SEAL_AES_256_GCM: return "aes-256-gcm";
+    case SEAL_SM4_CTR_HMAC_SM3: return "sm4-ctr-hmac-sm3";
+    default: return "unknown";
     }
 }
 
@@ -60,20 +57,16 @@ const char *seal_cipher_name(int cipher)
 static size_t cipher_extra(int cipher)
 {
     switch (cipher) {
-    case SEAL_AES_256_GCM:
-        return GCM_NONCE_LEN + GCM_TAG_LEN;
-    case SEAL_SM4_CTR_HMAC_SM3:
-        return SM4_IV_LEN + SM3_MAC_LEN;
-    default:
-        return 0;
+    case SEAL_AES_256_GCM: return GCM_NONCE_LEN + GCM_TAG_LEN;
+    case SEAL_SM4_CTR_HMAC_SM3: return SM4_IV_LEN + SM3_MAC_LEN;
+    default: return 0;
     }
 }
 
 /* ---- keys -------------------------------------------------------------------- */
 
 /* The SM4 key and the HMAC-SM3 key: HKDF-SM3 of the configured key. */
-static int derive_sm4(seal_key_t *k, const uint8_t raw[SEAL_KEY_LEN],
-                      uint8_t mac_key[SM3_MAC_LEN])
+static int derive_sm4(seal_key_t *k, const uint8_t raw[SEAL_KEY_LEN], uint8_t mac_key[SM3_MAC_LEN])
 {
     uint8_t okm[SM4_KEY_LEN + SM3_MAC_LEN];
     int rc = NHUB_ECRYPTO;
@@ -152,17 +145,6 @@ static int why_set(char *why, size_t cap, const char *fmt, ...)
     return NHUB_ECONFIG;
 }
 
-static int hex_digit(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int seal_key_parse(const uint8_t *text, size_t len, seal_cipher_t cipher, seal_key_t **out,
                    char *why, size_t whycap)
 {
@@ -172,7 +154,8 @@ int seal_key_parse(const uint8_t *text, size_t len, seal_cipher_t cipher, seal_k
         memcpy(raw, text, SEAL_KEY_LEN);
     } else if (len == 2 * SEAL_KEY_LEN || (len == 2 * SEAL_KEY_LEN + 1 && text[len - 1] == '\n')) {
         for (size_t i = 0; i < SEAL_KEY_LEN; i++) {
-            int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+            int hi = OPENSSL_hexchar2int(text[2 * i]);
+            int lo = OPENSSL_hexchar2int(text[2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 OPENSSL_cleanse(raw, sizeof raw);
                 return why_set(why, whycap, "character %zu is not a hex digit",

@@ -208,8 +208,8 @@ static int audit_verify(const fixture_t *fx)
 {
     char bin[512], cmd[1600];
     th_bin("nhub-audit", bin, sizeof bin);
-    snprintf(cmd, sizeof cmd, "%s verify --data %s/hub-data >%s/audit.out 2>&1", bin,
-             fx->hub.dir, fx->hub.dir);
+    snprintf(cmd, sizeof cmd, "%s verify --data %s/hub-data >%s/audit.out 2>&1", bin, fx->hub.dir,
+             fx->hub.dir);
     int st = system(cmd);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         snprintf(cmd, sizeof cmd, "cat %s/audit.out >&2", fx->hub.dir);
@@ -328,8 +328,8 @@ int main(void)
             test_aes_sealed_messages_delivered_byte_for_byte_store_hides_them, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_sm4_sealed_messages_delivered_byte_for_byte_store_hides_them, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_clear_records_stay_readable_after_sealing_is_turned_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clear_records_stay_readable_after_sealing_is_turned_on,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_message_sealed_with_another_key_stays_queued_until_the_key_returns, setup,
             teardown),

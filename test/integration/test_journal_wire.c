@@ -138,7 +138,8 @@ static void test_resend_is_journaled_and_confirmed_counts_its_sends(void **state
     assert_int_equal(acc->n, 2);
     assert_int_equal(co->n, 2);
     assert_int_equal(co->copy[0].ref_seq, seq);
-    assert_int_equal(co->copy[0].sends, (uint32_t)re->n + 1); /* every send, the resends journaled */
+    /* Every send counted: the first and each resend journaled. */
+    assert_int_equal(co->copy[0].sends, (uint32_t)re->n + 1);
     assert_int_equal(co->copy[1].ref_seq, seq2);
     assert_int_equal(co->copy[1].sends, 1);
     for (int i = 0; i < 2; i++) { /* sent after it was accepted, before it was confirmed */
@@ -180,10 +181,10 @@ static void test_wire_refusals_are_journaled_with_code_and_no_payload(void **sta
     sync_commits(good);
 
     struct events *e = events_of(h, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_REFUSED_WIRE);
-    static const uint32_t want[] = {
-        NHUB__WIRE__V1__NACK_CODE__NACK_VERSION, NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_COMMAND,
-        NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED, NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED,
-        0};
+    static const uint32_t want[] = {NHUB__WIRE__V1__NACK_CODE__NACK_VERSION,
+                                    NHUB__WIRE__V1__NACK_CODE__NACK_UNKNOWN_COMMAND,
+                                    NHUB__WIRE__V1__NACK_CODE__NACK_MALFORMED,
+                                    NHUB__WIRE__V1__NACK_CODE__NACK_HELLO_REQUIRED, 0};
     assert_int_equal(e->n, 5);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(e->copy[i].code, want[i]);
@@ -239,8 +240,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_refusals_are_journaled_with_code_and_no_payload,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_refusal_flood_journals_its_bound_and_counts_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_refusal_flood_journals_its_bound_and_counts_the_rest,
+                                        setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("journal_wire", tests, NULL, NULL);
     if (rc == 0)

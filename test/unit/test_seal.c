@@ -206,8 +206,7 @@ static void test_short_and_unsealed_input_is_refused(void **state)
         /* One plaintext byte short of what was sealed: the tag moves, refused. */
         assert_int_equal(open_rc(k, MSG_ID, buf, n - 1), NHUB_ECRYPTO);
         assert_false(seal_is_sealed(PLAIN, sizeof PLAIN));
-        assert_int_equal(open_rc(k, MSG_ID, (const uint8_t *)PLAIN, sizeof PLAIN),
-                         NHUB_EMALFORMED);
+        assert_int_equal(open_rc(k, MSG_ID, (const uint8_t *)PLAIN, sizeof PLAIN), NHUB_EMALFORMED);
         seal_key_free(&k);
     }
 }
@@ -222,6 +221,7 @@ static void test_small_buffers_are_refused(void **state)
                      NHUB_ETOOBIG);
     n = sealed(k, buf, sizeof buf);
     assert_int_equal(seal_open(k, MSG_ID, 16, buf, n, out, sizeof out, &need), NHUB_ETOOBIG);
+    seal_key_free(&k);
     assert_int_equal(seal_key_new(KEY_A, (seal_cipher_t)3, &k), NHUB_EINVAL);
     assert_null(k);
 }

@@ -244,38 +244,9 @@ static void compare_keeps(int quick)
 static double hub_point(int chain_only, int seconds, double *p99)
 {
     th_hub_t h;
-    cfg_t *cfg = NULL;
-    hub_t *hub = NULL;
-    char err[512];
-    if (th_hub_init(&h, NULL) != 0 || th_hub_write_config(&h) != 0)
+    if (th_hub_init(&h, NULL) != 0)
         return 0;
-    FILE *log = fopen(h.log_path, "w");
-    log_setup(LOG_WARN, log ? log : stderr);
-    double rate = 0;
-    if (cfg_load(h.cfg_path, &cfg, err, sizeof err) != 0 ||
-        hub_new(&cfg, nhub_clock_system(), &hub, err, sizeof err) != 0 ||
-        (chain_only && hub_measure_chain_only(hub) != 0)) {
-        fprintf(stderr, "audit: hub: %s\n", err);
-    } else {
-        bench_hub_thread_t ht = {.hub = hub};
-        pthread_t tid;
-        snprintf(h.endpoint, sizeof h.endpoint, "%s", hub_endpoint(hub));
-        if (pthread_create(&tid, NULL, bench_hub_thread, &ht) == 0) {
-            bench_result_t r;
-            if (bench_ingest(&h, 4, 64, seconds, 0, NULL, &r) == 0) {
-                rate = r.rate;
-                *p99 = r.p99;
-            }
-            ht.stop = 1;
-            pthread_join(tid, NULL);
-        }
-    }
-    hub_destroy(&hub);
-    log_setup(LOG_WARN, stderr);
-    if (log)
-        fclose(log);
-    th_rmrf(h.dir);
-    return rate;
+    return bench_inproc_point(&h, chain_only ? hub_measure_chain_only : NULL, seconds, p99);
 }
 
 /* The hub's ingest with the tree and checkpoints against the chain alone:

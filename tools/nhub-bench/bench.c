@@ -1055,6 +1055,44 @@ void *bench_hub_thread(void *arg)
     return NULL;
 }
 
+double bench_inproc_point(th_hub_t *h, int (*prepare)(struct hub *hub), int seconds, double *p99)
+{
+    cfg_t *cfg = NULL;
+    hub_t *hub = NULL;
+    char err[512] = "";
+    double rate = 0;
+    FILE *log = NULL;
+    if (th_hub_write_config(h) != 0)
+        goto done;
+    log = fopen(h->log_path, "w");
+    log_setup(LOG_WARN, log ? log : stderr);
+    if (cfg_load(h->cfg_path, &cfg, err, sizeof err) != 0 ||
+        hub_new(&cfg, nhub_clock_system(), &hub, err, sizeof err) != 0 ||
+        (prepare && prepare(hub) != 0)) {
+        fprintf(stderr, "nhub-bench: hub: %s\n", err);
+        goto done;
+    }
+    bench_hub_thread_t ht = {.hub = hub};
+    pthread_t tid;
+    snprintf(h->endpoint, sizeof h->endpoint, "%s", hub_endpoint(hub));
+    if (pthread_create(&tid, NULL, bench_hub_thread, &ht) == 0) {
+        bench_result_t r;
+        if (bench_ingest(h, 4, 64, seconds, 0, NULL, &r) == 0) {
+            rate = r.rate;
+            *p99 = r.p99;
+        }
+        ht.stop = 1;
+        pthread_join(tid, NULL);
+    }
+done:
+    hub_destroy(&hub);
+    log_setup(LOG_WARN, stderr);
+    if (log)
+        fclose(log);
+    th_rmrf(h->dir);
+    return rate;
+}
+
 /* Answer every DELIVER waiting at `rx` with DELIVERED; returns how many. */
 static int confirm_delivers(client_t *rx)
 {

@@ -96,6 +96,16 @@ typedef struct bench_hub_thread {
 } bench_hub_thread_t;
 void *bench_hub_thread(void *arg);
 
+/*
+ * One point of the hub's ingest (4 senders x window 64, the reference
+ * point) against a hub in this process: `h` made by th_hub_init with its
+ * fields (security, limits) set as wanted; its configuration is written,
+ * the hub made (hub_new) and `prepare` applied to it (may be NULL), and
+ * h's directory removed at the end. Returns msgs/s (*p99 the ACK p99 in
+ * ms), or 0 on failure.
+ */
+double bench_inproc_point(th_hub_t *h, int (*prepare)(struct hub *hub), int seconds, double *p99);
+
 /* The last mean_batch the stopped hub logged (event=hub.stats); 0 if none. */
 double bench_mean_batch(const th_hub_t *hub);
 

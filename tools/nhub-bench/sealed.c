@@ -4,15 +4,10 @@
 #include "sealed.h"
 
 #include "bench.h"
-#include "cfg.h"
-#include "clock.h"
 #include "harness.h"
-#include "hub.h"
-#include "log.h"
 #include "seal.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,46 +56,20 @@ static int write_key(const th_hub_t *h, char *path, size_t cap)
 static double hub_point(int mode, int seconds, double *p99)
 {
     th_hub_t h;
-    cfg_t *cfg = NULL;
-    hub_t *hub = NULL;
-    char err[512], key[400];
+    char key[400];
     if (th_hub_init(&h, NULL) != 0)
         return 0;
-    if (mode_cipher[mode] && write_key(&h, key, sizeof key) == 0)
+    if (mode_cipher[mode]) {
+        if (write_key(&h, key, sizeof key) != 0) {
+            th_rmrf(h.dir);
+            return 0;
+        }
         snprintf(h.security, sizeof h.security,
                  "security:\n  mode: insecure-plaintext\n  payload_key_file: \"%s\"\n"
                  "  payload_cipher: %s\n",
                  key, mode_cipher[mode]);
-    double rate = 0;
-    FILE *log = NULL;
-    if ((mode_cipher[mode] && !h.security[0]) || th_hub_write_config(&h) != 0)
-        goto done;
-    log = fopen(h.log_path, "w");
-    log_setup(LOG_WARN, log ? log : stderr);
-    if (cfg_load(h.cfg_path, &cfg, err, sizeof err) != 0 ||
-        hub_new(&cfg, nhub_clock_system(), &hub, err, sizeof err) != 0) {
-        fprintf(stderr, "sealed: hub: %s\n", err);
-        goto done;
     }
-    bench_hub_thread_t ht = {.hub = hub};
-    pthread_t tid;
-    snprintf(h.endpoint, sizeof h.endpoint, "%s", hub_endpoint(hub));
-    if (pthread_create(&tid, NULL, bench_hub_thread, &ht) == 0) {
-        bench_result_t r;
-        if (bench_ingest(&h, 4, 64, seconds, 0, NULL, &r) == 0) {
-            rate = r.rate;
-            *p99 = r.p99;
-        }
-        ht.stop = 1;
-        pthread_join(tid, NULL);
-    }
-done:
-    hub_destroy(&hub);
-    log_setup(LOG_WARN, stderr);
-    if (log)
-        fclose(log);
-    th_rmrf(h.dir);
-    return rate;
+    return bench_inproc_point(&h, NULL, seconds, p99);
 }
 
 static void compare_ingest(int rounds, int seconds)
@@ -128,8 +97,7 @@ static void compare_ingest(int rounds, int seconds)
         qsort(v, (size_t)rounds, sizeof v[0], by_value);
         qsort(w, (size_t)rounds, sizeof w[0], by_value);
         qsort(ratio[m], (size_t)rounds, sizeof ratio[m][0], by_value);
-        printf("    %-26s %8.0f msgs/s   p99 %6.2f ms", mode_name[m], v[rounds / 2],
-               w[rounds / 2]);
+        printf("    %-26s %8.0f msgs/s   p99 %6.2f ms", mode_name[m], v[rounds / 2], w[rounds / 2]);
         if (m)
             printf("   ratio %.2f", ratio[m][rounds / 2]);
         printf("   rounds");
