@@ -8,8 +8,9 @@
  * cipher), the marker appears nowhere in the store's data.mdb, and
  * `nhub-audit verify` passes without the key. A hub without the key is the
  * control: there the marker is found. A record sealed with a key the hub no
- * longer has is counted and logged, never delivered, and stays queued until
- * the hub has its key again. A bad key file stops the hub at start, named.
+ * longer has is counted (nhub_sealed_unopened_total) and logged, never
+ * delivered, and stays queued until the hub has its key again. A bad key
+ * file stops the hub at start, named.
  */
 #include "harness.h"
 #include "keys.h"
@@ -282,10 +283,15 @@ static void test_message_sealed_with_another_key_stays_queued_until_the_key_retu
     stop(fx);
 
     use_key(fx, "b.key", NULL);
+    snprintf(fx->hub.http, sizeof fx->hub.http, "%s", TH_HTTP_YAML);
     start(fx);
     raw_t *b = raw_new(g_ctx, fx->hub.endpoint);
     raw_hello_ok(b, DST, 16);
     assert_true(th_log_wait(&fx->hub, "event=hub.sealed_unopened", 1, 10000));
+    char *text = NULL;
+    assert_int_equal(th_http(&fx->hub, "GET", "/metrics", TH_READ_TOKEN, NULL, &text, 10000), 200);
+    assert_true(th_metric_value(text, "nhub_sealed_unopened_total") >= 1);
+    free(text);
     assert_true(th_log_contains(&fx->hub, "reason=\"sealed with another key\""));
     assert_false(th_log_contains(&fx->hub, MARKER));
     /* The attempt was made and refused: a heartbeat's answer comes, no DELIVER before it. */
@@ -298,6 +304,7 @@ static void test_message_sealed_with_another_key_stays_queued_until_the_key_retu
     stop(fx);
 
     use_key(fx, "a.key", NULL);
+    fx->hub.http[0] = '\0';
     start(fx);
     receive_range(fx, 1, 3, env, len);
     stop(fx);
