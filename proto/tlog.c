@@ -1666,3 +1666,144 @@ int tlog_proof_parse(const char *text, size_t len, tlog_proof_t *out, char *err,
     out->note_len = len - pos;
     return 0;
 }
+
+/* ---- consistency proof files ---------------------------------------------- */
+
+#define TLOG_SIG_PREFIX "\xe2\x80\x94 " /* "— " opens a signature line */
+
+int tlog_consistency_format(const tlog_consistency_file_t *f, char *out, size_t cap,
+                            size_t *outlen)
+{
+    size_t pos;
+    int n;
+
+    if (!f || !out || !tlog_alg_name(f->alg) || f->len > TLOG_PROOF_MAX || !f->old_note ||
+        !f->new_note || f->old_len == 0 || f->new_len == 0)
+        return NHUB_EINVAL;
+    n = snprintf(out, cap, TLOG_CONSISTENCY_HEADER "\nhash %s\nold %" PRIu64 "\nnew %" PRIu64 "\n",
+                 tlog_alg_name(f->alg), f->old_size, f->new_size);
+    if (n < 0 || (size_t)n >= cap)
+        return NHUB_ETOOBIG;
+    pos = (size_t)n;
+    for (size_t i = 0; i < f->len; i++) {
+        if (cap - pos < tlog_b64_len(TLOG_HASH_LEN) + 2)
+            return NHUB_ETOOBIG;
+        tlog_b64_encode(f->proof[i], TLOG_HASH_LEN, out + pos);
+        pos += tlog_b64_len(TLOG_HASH_LEN);
+        out[pos++] = '\n';
+    }
+    if (cap - pos < f->old_len + f->new_len + 3)
+        return NHUB_ETOOBIG;
+    out[pos++] = '\n';
+    memcpy(out + pos, f->old_note, f->old_len);
+    pos += f->old_len;
+    out[pos++] = '\n';
+    memcpy(out + pos, f->new_note, f->new_len);
+    pos += f->new_len;
+    out[pos] = '\0';
+    if (outlen)
+        *outlen = pos;
+    return 0;
+}
+
+/* A header line "NAME VALUE": VALUE, or NULL with a message. */
+static const char *tlog_cons_field(const char *text, size_t len, size_t *pos, const char *name,
+                                   size_t lineno, size_t *vlen, char *err, size_t errcap)
+{
+    const char *line;
+    size_t n, k = strlen(name);
+    if (!tlog_next_line(text, len, pos, &line, &n) || n <= k + 1 || memcmp(line, name, k) != 0 ||
+        line[k] != ' ') {
+        tlog_errf(err, errcap, "consistency proof line %zu: not \"%s ...\"", lineno, name);
+        return NULL;
+    }
+    *vlen = n - k - 1;
+    return line + k + 1;
+}
+
+/* The end of the signed note at text[pos..len): past its text, the blank
+ * line and its signature lines. 0 if it has no signature line. */
+static size_t tlog_note_end(const char *text, size_t len, size_t pos)
+{
+    const char *line;
+    size_t n, sigs = 0, p = pos;
+    while (tlog_next_line(text, len, &p, &line, &n) && n > 0)
+        ;
+    if (p >= len)
+        return 0;
+    for (size_t q = p; tlog_next_line(text, len, &q, &line, &n); p = q, sigs++)
+        if (n < strlen(TLOG_SIG_PREFIX) || memcmp(line, TLOG_SIG_PREFIX, strlen(TLOG_SIG_PREFIX)))
+            break;
+    return sigs ? p : 0;
+}
+
+int tlog_consistency_parse(const char *text, size_t len, tlog_consistency_file_t *out, char *err,
+                           size_t errcap)
+{
+    const char *line, *v;
+    size_t pos = 0, n, vlen, lineno = 4, dl;
+    char alg[16];
+
+    if (!text || !out)
+        return NHUB_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (len > 3 * (size_t)TLOG_NOTE_MAX) {
+        tlog_errf(err, errcap, "consistency proof: %zu bytes, more than %d", len,
+                  3 * TLOG_NOTE_MAX);
+        return NHUB_ETOOBIG;
+    }
+    if (!tlog_next_line(text, len, &pos, &line, &n) || n != strlen(TLOG_CONSISTENCY_HEADER) ||
+        memcmp(line, TLOG_CONSISTENCY_HEADER, n) != 0) {
+        tlog_errf(err, errcap, "consistency proof line 1: not \"%s\"", TLOG_CONSISTENCY_HEADER);
+        return NHUB_EMALFORMED;
+    }
+    if (!(v = tlog_cons_field(text, len, &pos, "hash", 2, &vlen, err, errcap)))
+        return NHUB_EMALFORMED;
+    snprintf(alg, sizeof alg, "%.*s", (int)(vlen < sizeof alg ? vlen : sizeof alg - 1), v);
+    if (vlen >= sizeof alg || !(out->alg = tlog_alg_parse(alg))) {
+        tlog_errf(err, errcap, "consistency proof line 2: hash not sha256 or sm3");
+        return NHUB_EMALFORMED;
+    }
+    if (!(v = tlog_cons_field(text, len, &pos, "old", 3, &vlen, err, errcap)) ||
+        !tlog_parse_u64(v, vlen, &out->old_size) || out->old_size == 0 ||
+        !(v = tlog_cons_field(text, len, &pos, "new", 4, &vlen, err, errcap)) ||
+        !tlog_parse_u64(v, vlen, &out->new_size) || out->new_size < out->old_size) {
+        tlog_errf(err, errcap,
+                  "consistency proof lines 3-4: not \"old M\" and \"new N\" with 0 < M <= N");
+        return NHUB_EMALFORMED;
+    }
+    for (;;) {
+        lineno++;
+        if (!tlog_next_line(text, len, &pos, &line, &n)) {
+            tlog_errf(err, errcap, "consistency proof line %zu: no blank line before the notes",
+                      lineno);
+            return NHUB_EMALFORMED;
+        }
+        if (n == 0)
+            break;
+        if (out->len == TLOG_PROOF_MAX) {
+            tlog_errf(err, errcap, "consistency proof line %zu: more than %d hashes", lineno,
+                      TLOG_PROOF_MAX);
+            return NHUB_ETOOBIG;
+        }
+        if (tlog_b64_decode(line, n, out->proof[out->len], TLOG_HASH_LEN, &dl) != 0 ||
+            dl != TLOG_HASH_LEN) {
+            tlog_errf(err, errcap, "consistency proof line %zu: not base64 of a %d-byte hash",
+                      lineno, TLOG_HASH_LEN);
+            return NHUB_EMALFORMED;
+        }
+        out->len++;
+    }
+    size_t end = tlog_note_end(text, len, pos);
+    if (end == 0 || end >= len || text[end] != '\n' || end + 1 == len) {
+        tlog_errf(err, errcap,
+                  "consistency proof: not two signed notes (text, blank line, signature lines) "
+                  "after the hashes, one blank line between them");
+        return NHUB_EMALFORMED;
+    }
+    out->old_note = text + pos;
+    out->old_len = end - pos;
+    out->new_note = text + end + 1;
+    out->new_len = len - end - 1;
+    return 0;
+}

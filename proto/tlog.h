@@ -444,6 +444,58 @@ int tlog_proof_format(uint64_t index, const tlog_hash_t *proof, size_t len, cons
  */
 int tlog_proof_parse(const char *text, size_t len, tlog_proof_t *out, char *err, size_t errcap);
 
+/* ---- consistency proof files (nhub's, in the manner of C2SP tlog-proof) -- */
+
+/*
+ * A file that proves the tree of one signed checkpoint extends another's,
+ * checkable offline with the log's verifier key:
+ *
+ *     nhub.audit/consistency-proof@v1
+ *     hash sha256                       (or sm3: checkpoints do not name it)
+ *     old 10
+ *     new 25
+ *     BASE64(hash)                      one line per proof hash (RFC 9162 2.1.4)
+ *     ...
+ *                                       a blank line
+ *     <the signed checkpoint of size 10>
+ *                                       a blank line
+ *     <the signed checkpoint of size 25>
+ *
+ * Each signed note is text, a blank line and its signature lines ("— "),
+ * so the old one ends at the first line after its signatures. The sizes in
+ * the header are only what the file claims: a checker compares them with
+ * the notes' own.
+ */
+#define TLOG_CONSISTENCY_HEADER "nhub.audit/consistency-proof@v1"
+
+typedef struct tlog_consistency_file {
+    tlog_alg_t alg;
+    uint64_t old_size, new_size;
+    size_t len; /* hashes in proof[] */
+    tlog_hash_t proof[TLOG_PROOF_MAX];
+    const char *old_note, *new_note; /* into the parsed text */
+    size_t old_len, new_len;
+} tlog_consistency_file_t;
+
+/*
+ * Write the file of `f` (its notes as tlog_note_sign wrote them: signed,
+ * each ending in \n) into out[cap], NUL-terminated; *outlen (may be NULL)
+ * receives the length. Returns 0, NHUB_EINVAL (NULL, an unknown alg, an
+ * empty note, more than TLOG_PROOF_MAX hashes) or NHUB_ETOOBIG.
+ */
+int tlog_consistency_format(const tlog_consistency_file_t *f, char *out, size_t cap,
+                            size_t *outlen);
+
+/*
+ * Parse such a file into *out (notes pointing into `text`). Neither note
+ * nor the proof is checked: tlog_checkpoint_open both notes, compare their
+ * sizes with the header's, then tlog_verify_consistency. Returns 0,
+ * NHUB_EMALFORMED with the line and reason in `err`, NHUB_ETOOBIG or
+ * NHUB_EINVAL.
+ */
+int tlog_consistency_parse(const char *text, size_t len, tlog_consistency_file_t *out, char *err,
+                           size_t errcap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
  */
 #include "harness.h"
 #include "keys.h"
+#include "nhub_journal.pb-c.h"
 #include "nhub.h"
 #include "proc.h"
 #include "store.h"
@@ -54,6 +55,15 @@ static void read_text(const char *path, char *out, size_t cap)
     size_t n = fread(out, 1, cap - 1, f);
     out[n] = '\0';
     fclose(f);
+}
+
+static size_t read_bytes(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap, f);
+    fclose(f);
+    return n;
 }
 
 /* Run nhub-audit with `args` (NULL-terminated); stdout to `out_file` if not NULL. */
@@ -331,6 +341,195 @@ static void test_prove_and_check_proof_round_trip(void **state)
     keys_free(&other);
 }
 
+/* The seq and msg_id (hex) of the journal's first ACCEPTED record. */
+typedef struct first_accepted {
+    uint64_t walked, seq;
+    char hex[33];
+} first_accepted_t;
+
+static void find_first_accepted(const th_journal_event_t *ev, void *arg)
+{
+    first_accepted_t *f = arg;
+    f->walked++;
+    if (f->seq || ev->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED || ev->msg_id.len != 16)
+        return;
+    f->seq = f->walked;
+    for (int i = 0; i < 16; i++)
+        snprintf(f->hex + 2 * i, 3, "%02X", ev->msg_id.data[i]); /* upper case works too */
+}
+
+static void test_prove_and_record_by_msg_id(void **state)
+{
+    fixture_t *fx = *state;
+    first_accepted_t f;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(th_journal_foreach(&fx->hub, find_first_accepted, &f), 0);
+    assert_true(f.seq > 0);
+    char seq[32], by_seq[400], by_id[400], a[8192], b[8192];
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)f.seq);
+    snprintf(by_seq, sizeof by_seq, "%s/seq.record", fx->hub.dir);
+    snprintf(by_id, sizeof by_id, "%s/id.record", fx->hub.dir);
+    run_t r;
+    AUDIT_TO(fx, &r, by_seq, "record", "--data", fx->data, seq);
+    assert_int_equal(r.status, 0);
+    AUDIT_TO(fx, &r, by_id, "record", "--data", fx->data, f.hex);
+    assert_int_equal(r.status, 0);
+    size_t na = read_bytes(by_seq, a, sizeof a), nb = read_bytes(by_id, b, sizeof b);
+    assert_true(na > 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+
+    char proof[400], want[64];
+    snprintf(proof, sizeof proof, "%s/id.proof", fx->hub.dir);
+    AUDIT_TO(fx, &r, proof, "prove", "--data", fx->data, f.hex);
+    assert_int_equal(r.status, 0);
+    read_text(proof, a, sizeof a);
+    snprintf(want, sizeof want, "c2sp.org/tlog-proof@v1\nindex %llu\n",
+             (unsigned long long)(f.seq - 1));
+    assert_memory_equal(a, want, strlen(want));
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", by_id);
+    assert_int_equal(r.status, 0);
+
+    /* A msg_id the journal does not have: 1; neither a seq nor an id: 2. */
+    AUDIT(fx, &r, "prove", "--data", fx->data, "00000000000000000000000000000001");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no message 00000000000000000000000000000001"));
+    AUDIT(fx, &r, "record", "--data", fx->data, "12x");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "neither a SEQ"));
+}
+
+/* Flip one byte of file `path` at the first occurrence of `after` plus `off`. */
+static void flip_in_file(const char *path, const char *after, size_t off, const char *to)
+{
+    char text[16384];
+    read_text(path, text, sizeof text);
+    char *p = strstr(text, after);
+    assert_non_null(p);
+    p[strlen(after) + off] = p[strlen(after) + off] == to[0] ? to[1] : to[0];
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[1000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void assert_consistency_fails(const fixture_t *fx, const char *file, const char *want)
+{
+    run_t r;
+    AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, file);
+    if (r.status != 1 || !strstr(r.out, want))
+        fprintf(stderr, "check-consistency %s: status %d, out: %s, err: %s\nwanted: %s\n", file,
+                r.status, r.out, r.err, want);
+    assert_int_equal(r.status, 1);
+    assert_memory_equal(r.out, "FAIL ", 5);
+    assert_non_null(strstr(r.out, want));
+}
+
+static void test_consistency_between_two_checkpoints(void **state)
+{
+    fixture_t *fx = *state;
+    read_shape(fx);
+    store_t *st = NULL;
+    store_reader_t *rd = NULL;
+    char err[256], old_size[32], new_size[32], kept[400], proof[400], bad[400];
+    const char *note;
+    size_t len;
+    uint64_t latest = 0;
+    assert_int_equal(store_open_reader(fx->data, &st, err, sizeof err), 0);
+    assert_int_equal(store_reader_open(st, &rd), 0);
+    assert_int_equal(store_checkpoint_get(rd, 0, &note, &len, &latest), 0);
+    /* The first checkpoint as an auditor kept it, in a file. */
+    snprintf(kept, sizeof kept, "%s/first.checkpoint", fx->hub.dir);
+    assert_int_equal(store_checkpoint_get(rd, fx->first_cp, &note, &len, &latest), 0);
+    FILE *f = fopen(kept, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(note, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(store_checkpoint_get(rd, 0, &note, &len, &latest), 0);
+    store_reader_close(&rd);
+    store_close(&st);
+    assert_true(latest > fx->first_cp); /* SENT records make two checkpoints at least */
+    snprintf(old_size, sizeof old_size, "%llu", (unsigned long long)fx->first_cp);
+    snprintf(new_size, sizeof new_size, "%llu", (unsigned long long)latest);
+
+    run_t r;
+    snprintf(proof, sizeof proof, "%s/c.proof", fx->hub.dir);
+    AUDIT_TO(fx, &r, proof, "consistency", "--data", fx->data, old_size, new_size);
+    if (r.status != 0)
+        fprintf(stderr, "consistency: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    char text[16384], want[128];
+    read_text(proof, text, sizeof text);
+    snprintf(want, sizeof want, "nhub.audit/consistency-proof@v1\nhash sha256\nold %s\nnew %s\n",
+             old_size, new_size);
+    assert_memory_equal(text, want, strlen(want));
+    AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, proof);
+    if (r.status != 0)
+        fprintf(stderr, "check-consistency: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want, "OK the tree of size %s extends the one of size %s", new_size,
+             old_size);
+    assert_memory_equal(r.out, want, strlen(want));
+
+    /* The same from the kept checkpoint file and "latest". */
+    AUDIT_TO(fx, &r, proof, "consistency", "--data", fx->data, kept, "latest");
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, proof);
+    assert_int_equal(r.status, 0);
+
+    /* A byte of the old note's root, of the new note's root, of a proof hash. */
+    snprintf(bad, sizeof bad, "%s/bad.proof", fx->hub.dir);
+    copy_file(proof, bad);
+    snprintf(want, sizeof want, "\n\n" ORIGIN "\n%s\n", old_size);
+    flip_in_file(bad, want, 0, "AB");
+    assert_consistency_fails(fx, bad, "the old checkpoint: signature does not verify");
+    copy_file(proof, bad);
+    snprintf(want, sizeof want, "\n\n" ORIGIN "\n%s\n", new_size);
+    flip_in_file(bad, want, 3, "AB");
+    assert_consistency_fails(fx, bad, "the new checkpoint: signature does not verify");
+    copy_file(proof, bad);
+    snprintf(want, sizeof want, "\nnew %s\n", new_size);
+    flip_in_file(bad, want, 5, "AB");
+    assert_consistency_fails(fx, bad, "does not extend the one of size");
+    /* Sizes in the header that are not the notes'. */
+    copy_file(proof, bad);
+    flip_in_file(bad, "\nold ", 0, "12");
+    assert_consistency_fails(fx, bad, "the file says");
+
+    /* Another key: neither signature verifies. */
+    keys_file_t *other = NULL;
+    tlog_signer_t *s = NULL;
+    char vkey[TLOG_VKEY_MAX];
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &other), 0);
+    assert_int_equal(tlog_signer_new(ORIGIN, other, &s, err, sizeof err), 0);
+    assert_int_equal(tlog_signer_vkey(s, vkey, sizeof vkey), 0);
+    AUDIT(fx, &r, "check-consistency", "--vkey", vkey, proof);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "signature does not verify with key " ORIGIN));
+    tlog_signer_free(&s);
+    keys_free(&other);
+
+    /* A kept checkpoint the store's tree does not have: the log was rewritten. */
+    copy_file(kept, bad);
+    flip_in_file(bad, "\n", strlen(old_size) + 1, "AB");
+    AUDIT(fx, &r, "consistency", "--data", fx->data, bad, "latest");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "its root differs from the store's tree"));
+    /* Usage: sizes the wrong way round, no such checkpoint. */
+    AUDIT(fx, &r, "consistency", "--data", fx->data, new_size, old_size);
+    assert_int_equal(r.status, 2);
+    AUDIT(fx, &r, "consistency", "--data", fx->data, "3", new_size);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no checkpoint of size 3"));
+}
+
 static void test_verify_names_each_alteration(void **state)
 {
     fixture_t *fx = *state;
@@ -428,6 +627,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verify_passes_beside_the_running_hub),
         cmocka_unit_test(test_prove_and_check_proof_round_trip),
+        cmocka_unit_test(test_prove_and_record_by_msg_id),
+        cmocka_unit_test(test_consistency_between_two_checkpoints),
         cmocka_unit_test(test_verify_names_each_alteration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

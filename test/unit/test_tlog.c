@@ -1081,6 +1081,104 @@ static void test_proof_file_round_trip_verifies_offline(void **st)
     free(L);
 }
 
+/* A signed checkpoint of the first n leaves of L (SM3 tree) into note. */
+static size_t sm3_note(const tlog_signer_t *s, uint8_t (*L)[32], uint64_t n, char *note,
+                       size_t cap)
+{
+    uint8_t root[32];
+    char body[256];
+    size_t blen, nlen;
+    ref_mth("SM3", L, 0, n, root);
+    assert_int_equal(tlog_checkpoint_format("hub.example/log", n, root, NULL, body, sizeof body,
+                                            &blen),
+                     0);
+    assert_int_equal(tlog_note_sign(s, body, blen, note, cap, &nlen), 0);
+    return nlen;
+}
+
+static void test_consistency_file_round_trip_sm3_at_the_edges(void **st)
+{
+    (void)st;
+    static const uint64_t sizes[] = {1, 2, 3, 7, 8, 9};
+    const size_t ns = sizeof sizes / sizeof sizes[0];
+    uint8_t(*L)[32] = make_leaves("SM3", 9);
+    keys_file_t *k = gen(KEYS_SM2);
+    tlog_signer_t *s = NULL;
+    char err[256], old_note[1024], new_note[1024], file[8192];
+    assert_int_equal(tlog_signer_new("hub.example/log", k, &s, err, sizeof err), 0);
+    tlog_verifier_t *v = vkey_of(s);
+    tlog_hasher_t *h = hasher(TLOG_SM3);
+
+    for (size_t i = 0; i < ns; i++) {
+        for (size_t j = i; j < ns; j++) {
+            uint64_t m = sizes[i], n = sizes[j];
+            tlog_consistency_file_t f = {TLOG_SM3, m, n, 0, {{0}}, old_note, new_note, 0, 0};
+            tlog_hash_t want[TLOG_PROOF_MAX];
+            size_t wl = 0, flen = 0;
+            store_t store = {"SM3", L, n, 0, 0, 0};
+            ref_subproof("SM3", L, m, 0, n, 1, want, &wl);
+            assert_int_equal(
+                tlog_prove_consistency(h, m, n, store_get, &store, f.proof, TLOG_PROOF_MAX, &f.len),
+                0);
+            assert_int_equal(f.len, wl);
+            f.old_len = sm3_note(s, L, m, old_note, sizeof old_note);
+            f.new_len = sm3_note(s, L, n, new_note, sizeof new_note);
+            assert_int_equal(tlog_consistency_format(&f, file, sizeof file, &flen), 0);
+            assert_memory_equal(file, TLOG_CONSISTENCY_HEADER "\nhash sm3\n", 41);
+
+            /* the checker's side: the file and the vkey */
+            tlog_consistency_file_t p;
+            tlog_checkpoint_t a, b;
+            assert_int_equal(tlog_consistency_parse(file, flen, &p, err, sizeof err), 0);
+            assert_int_equal(p.alg, TLOG_SM3);
+            assert_int_equal(p.old_size, m);
+            assert_int_equal(p.new_size, n);
+            assert_int_equal(p.len, wl);
+            if (wl)
+                assert_memory_equal(p.proof, want, wl * 32);
+            assert_int_equal(tlog_checkpoint_open(p.old_note, p.old_len, v, &a, err, sizeof err),
+                             0);
+            assert_int_equal(tlog_checkpoint_open(p.new_note, p.new_len, v, &b, err, sizeof err),
+                             0);
+            assert_int_equal(a.size, m);
+            assert_int_equal(b.size, n);
+            assert_int_equal(tlog_verify_consistency(h, m, n, a.root, b.root, p.proof, p.len), 0);
+            if (m < n) /* the roots the wrong way round */
+                assert_int_not_equal(
+                    tlog_verify_consistency(h, m, n, b.root, a.root, p.proof, p.len), 0);
+        }
+    }
+
+    /* errors name their line */
+    tlog_consistency_file_t p;
+    const char *bad[][2] = {
+        {"nhub.audit/consistency-proof@v2\n", "line 1"},
+        {TLOG_CONSISTENCY_HEADER "\nhash md5\nold 1\nnew 2\n\n", "line 2"},
+        {TLOG_CONSISTENCY_HEADER "\nhash sha256\nold 3\nnew 2\n\n", "lines 3-4"},
+        {TLOG_CONSISTENCY_HEADER "\nhash sha256\nold 0\nnew 2\n\n", "lines 3-4"},
+        {TLOG_CONSISTENCY_HEADER "\nhash sha256\nold 1\nnew 2\nAAAA\n\n", "line 5"},
+        {TLOG_CONSISTENCY_HEADER "\nhash sha256\nold 1\nnew 2\n\nx\n1\n\n", "two signed"},
+        {TLOG_CONSISTENCY_HEADER "\nhash sha256\nold 1\nnew 2\n\n", "two signed"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(tlog_consistency_parse(bad[i][0], strlen(bad[i][0]), &p, err, sizeof err),
+                         NHUB_EMALFORMED);
+        if (!strstr(err, bad[i][1]))
+            fail_msg("\"%s\": %s", bad[i][0], err);
+    }
+    tlog_consistency_file_t f = {TLOG_SM3, 1, 2, TLOG_PROOF_MAX + 1, {{0}}, "a\n", "b\n", 2, 2};
+    assert_int_equal(tlog_consistency_format(&f, file, sizeof file, NULL), NHUB_EINVAL);
+    f.len = 0;
+    assert_int_equal(tlog_consistency_format(&f, file, 20, NULL), NHUB_ETOOBIG);
+
+    tlog_hasher_free(&h);
+    tlog_verifier_free(&v);
+    tlog_signer_free(&s);
+    keys_free(&k);
+    free(L);
+}
+
 /* ---- random input ------------------------------------------------------- */
 
 static uint64_t rng_next(uint64_t *x)
@@ -1181,6 +1279,7 @@ int main(void)
         cmocka_unit_test(test_verifier_key_text_refused_when_mangled),
         cmocka_unit_test(test_note_parse_errors_named),
         cmocka_unit_test(test_proof_file_round_trip_verifies_offline),
+        cmocka_unit_test(test_consistency_file_round_trip_sm3_at_the_edges),
         cmocka_unit_test(test_parsers_survive_random_and_mutated_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,6 +45,8 @@ int audit_verify(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t
 int audit_prove(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
 int audit_record(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
 int audit_check_proof(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+int audit_consistency(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+int audit_check_consistency(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
 
 /* ---- common.c ---- */
 
@@ -60,6 +62,26 @@ int audit_parse_u64(const char *s, uint64_t *out);
 
 /* 64 hex digits into 32 bytes; -1 otherwise. */
 int audit_unhex32(const char *s, uint8_t out[32]);
+
+/* A msg_id or case id as nhub prints them (32 hex digits, either case)
+ * into 16 bytes; -1 otherwise. */
+int audit_unhex_id(const char *s, uint8_t out[16]);
+
+/*
+ * The seq of the record that brought message `msg_id` into the journal:
+ * its ACCEPTED event (or the HUB_MESSAGE of a message the hub made).
+ * Returns 0 and *seq, NHUB_ENOTFOUND, or a store error. The one place that
+ * looks a message up, so that it can move to an index of msg_ids when the
+ * store keeps one; today it walks the journal.
+ */
+int audit_find_message(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq);
+
+/*
+ * A record named by `arg`: a SEQ (decimal from 1) or a MSG_ID (32 hex
+ * digits: its ACCEPTED record). Returns 0 and *seq, 1 if no such message
+ * (said on stderr), 2 if `arg` is neither (said too, naming `cmd`).
+ */
+int audit_record_arg(store_reader_t *r, const char *cmd, const char *arg, uint64_t *seq);
 
 /* The time of record `seq` from its decoded event, ISO 8601 UTC, or "-". */
 const char *audit_record_time(store_reader_t *r, uint64_t seq, char *buf, size_t cap);

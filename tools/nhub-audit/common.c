@@ -3,6 +3,7 @@
  */
 #include "audit.h"
 #include "log.h"
+#include "nhub_err.h"
 #include "nhub_journal.pb-c.h"
 
 #include <ctype.h>
@@ -75,6 +76,84 @@ int audit_unhex32(const char *s, uint8_t out[32])
         out[i] = (uint8_t)v;
     }
     return 0;
+}
+
+int audit_unhex_id(const char *s, uint8_t out[16])
+{
+    if (!s || strlen(s) != 32)
+        return -1;
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
+            sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+typedef struct find {
+    uint8_t pattern[18]; /* field 4 (msg_id), 16 bytes: tag 0x22, length 0x10, the id */
+    uint64_t seq;
+} find_t;
+
+/* store_journal_fn: stop (1) at the record that brought the message in. */
+static int find_record(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN],
+                       const void *event, size_t len)
+{
+    (void)hash;
+    find_t *f = arg;
+    /* Most records do not hold the bytes at all: look before decoding. */
+    if (!memmem(event, len, f->pattern, sizeof f->pattern))
+        return 0;
+    Nhub__Journal__V1__JournalEvent *e = nhub__journal__v1__journal_event__unpack(NULL, len, event);
+    int found = e &&
+                (e->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED ||
+                 e->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_HUB_MESSAGE) &&
+                e->msg_id.len == 16 && memcmp(e->msg_id.data, f->pattern + 2, 16) == 0;
+    if (e)
+        nhub__journal__v1__journal_event__free_unpacked(e, NULL);
+    if (found)
+        f->seq = seq;
+    return found;
+}
+
+int audit_find_message(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq)
+{
+    find_t f = {{0x22, 0x10}, 0};
+    uint64_t bad = 0;
+    memcpy(f.pattern + 2, msg_id, 16);
+    int rc = store_journal_walk(r, 1, find_record, &f, &bad);
+    if (rc == 1) {
+        *seq = f.seq;
+        return 0;
+    }
+    return rc ? rc : NHUB_ENOTFOUND;
+}
+
+int audit_record_arg(store_reader_t *r, const char *cmd, const char *arg, uint64_t *seq)
+{
+    uint8_t id[16];
+    char hex[33];
+    /* 32 digits are a msg_id, never a seq (no journal holds 10^31 records). */
+    if (audit_unhex_id(arg, id) != 0 && audit_parse_u64(arg, seq) == 0)
+        return 0;
+    if (audit_unhex_id(arg, id) != 0) {
+        fprintf(stderr,
+                "nhub-audit %s: \"%s\" is neither a SEQ (a number from 1) nor a MSG_ID "
+                "(32 hex digits)\n",
+                cmd, arg);
+        return 2;
+    }
+    int rc = audit_find_message(r, id, seq);
+    if (rc == 0)
+        return 0;
+    log_hex(hex, sizeof hex, id, 16);
+    if (rc == NHUB_ENOTFOUND)
+        fprintf(stderr, "nhub-audit: no message %s in the journal\n", hex);
+    else
+        fprintf(stderr, "nhub-audit: cannot read the journal: %s\n", nhub_strerror(rc));
+    return rc == NHUB_ENOTFOUND ? 1 : 2;
 }
 
 const char *audit_record_time(store_reader_t *r, uint64_t seq, char *buf, size_t cap)

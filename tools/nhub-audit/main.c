@@ -29,18 +29,28 @@ static const command_t COMMANDS[] = {
      "        every record in seq order: the hash chain, its leaf in the tree, the\n"
      "        tree's root at every checkpoint and at the end, every checkpoint note\n"
      "        (and its signature, with the hub's verifier key)\n"},
-    {"prove", audit_prove, AUDIT_NEEDS_STORE, 1, 1, "SEQ",
-     "  prove --data DIR SEQ [--size N]\n"
-     "        the inclusion proof of record SEQ in the checkpoint of size N (default:\n"
-     "        the latest), as a C2SP tlog-proof file on stdout\n"},
-    {"record", audit_record, AUDIT_NEEDS_STORE, 1, 1, "SEQ",
-     "  record --data DIR SEQ\n"
-     "        the bytes of record SEQ (its JournalEvent, what the leaf hashes) on stdout\n"},
+    {"prove", audit_prove, AUDIT_NEEDS_STORE, 1, 1, "SEQ or MSG_ID",
+     "  prove --data DIR SEQ|MSG_ID [--size N]\n"
+     "        the inclusion proof of record SEQ (or of message MSG_ID's ACCEPTED record)\n"
+     "        in the checkpoint of size N (default: the latest), as a C2SP tlog-proof\n"
+     "        file on stdout\n"},
+    {"record", audit_record, AUDIT_NEEDS_STORE, 1, 1, "SEQ or MSG_ID",
+     "  record --data DIR SEQ|MSG_ID\n"
+     "        the bytes of the record (its JournalEvent, what the leaf hashes) on stdout\n"},
     {"check-proof", audit_check_proof, AUDIT_NEEDS_VKEY, 1, 1, "PROOF_FILE",
      "  check-proof (--vkey VKEY | --vkey-file FILE) PROOF_FILE --record FILE_OR_LEAFHEX\n"
      "        check a proof offline: the checkpoint's signature, then that the record\n"
      "        (a file of its bytes, or its leaf hash in 64 hex digits) is in it;\n"
      "        PROOF_FILE may be a region's receipt (nhub-adapter receipt), no --record\n"},
+    {"consistency", audit_consistency, AUDIT_NEEDS_STORE, 2, 2, "OLD and NEW",
+     "  consistency --data DIR OLD NEW\n"
+     "        the proof that the tree of checkpoint NEW extends the one of OLD (each a\n"
+     "        checkpoint's tree size, \"latest\", or a file of a signed checkpoint kept\n"
+     "        earlier), both signed checkpoints inside, as a file on stdout\n"},
+    {"check-consistency", audit_check_consistency, AUDIT_NEEDS_VKEY, 1, 1, "PROOF_FILE",
+     "  check-consistency (--vkey VKEY | --vkey-file FILE) PROOF_FILE\n"
+     "        check it offline: both checkpoints' signatures, then that the proof joins\n"
+     "        the old root to the new one\n"},
 };
 
 /* Options that take a value, and where it goes. */

@@ -2,8 +2,8 @@
  * nhub-audit prove, record, check-proof: inclusion proofs of records in a
  * signed checkpoint, as C2SP tlog-proof files.
  *
- *   nhub-audit prove --data DIR SEQ [--size N]
- *   nhub-audit record --data DIR SEQ
+ *   nhub-audit prove --data DIR SEQ|MSG_ID [--size N]
+ *   nhub-audit record --data DIR SEQ|MSG_ID
  *   nhub-audit check-proof (--vkey VKEY | --vkey-file FILE) PROOF_FILE --record FILE_OR_LEAFHEX
  *   nhub-audit check-proof (--vkey VKEY | --vkey-file FILE) RECEIPT_FILE
  *
@@ -29,11 +29,13 @@ int audit_prove(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t 
 {
     (void)vkey;
     uint64_t seq = 0, size = 0;
-    if (audit_parse_u64(a->pos[0], &seq) != 0 ||
-        (a->size_text && audit_parse_u64(a->size_text, &size) != 0)) {
-        fprintf(stderr, "nhub-audit: prove: SEQ and --size are numbers from 1\n");
+    if (a->size_text && audit_parse_u64(a->size_text, &size) != 0) {
+        fprintf(stderr, "nhub-audit: prove: --size is a number from 1\n");
         return 2;
     }
+    int arc = audit_record_arg(r, "prove", a->pos[0], &seq);
+    if (arc != 0)
+        return arc;
     const char *note;
     size_t note_len, len = 0, out_len = 0;
     uint64_t got = 0;
@@ -71,10 +73,9 @@ int audit_record(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t
 {
     (void)vkey;
     uint64_t seq = 0;
-    if (audit_parse_u64(a->pos[0], &seq) != 0) {
-        fprintf(stderr, "nhub-audit: record: SEQ is a number from 1\n");
-        return 2;
-    }
+    int arc = audit_record_arg(r, "record", a->pos[0], &seq);
+    if (arc != 0)
+        return arc;
     const void *ev;
     size_t len;
     if (store_journal_get(r, seq, &ev, &len, NULL) != 0) {
