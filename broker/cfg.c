@@ -11,6 +11,7 @@
 #include "cfg.h"
 
 #include "conf.h"
+#include "log.h"
 #include "nhub_err.h"
 
 #include <stdbool.h>
@@ -261,45 +262,14 @@ static int cfg_check_region(const cfg_t *cfg, size_t i, const conf_marks_t *mark
     return 0;
 }
 
-/* Exactly `n` ASCII digits at `p`, as a number; -1 otherwise. */
-static int cfg_digits(const char *p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
-}
-
 int cfg_parse_time(const char *text, int64_t *ms)
 {
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    /* 2026-12-01T00:00:00Z: every field checked, nothing normalised, so a
-     * typo in an expiry date is an error rather than another day. */
-    if (!text || strlen(text) != 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
-        text[13] != ':' || text[16] != ':' || text[19] != 'Z')
+    /* Exactly 2026-12-01T00:00:00Z, from 2000: 0 means "no bound" to the
+     * callers, so the epoch must not parse. */
+    int64_t v;
+    if (!text || strlen(text) != 20 || log_time_parse(text, &v) != 0 || v < INT64_C(946684800000))
         return NHUB_EINVAL;
-    int y = cfg_digits(text, 4), mo = cfg_digits(text + 5, 2), d = cfg_digits(text + 8, 2);
-    int h = cfg_digits(text + 11, 2), mi = cfg_digits(text + 14, 2), sec = cfg_digits(text + 17, 2);
-    /* From 2000: 0 means "no bound" to the callers, so the epoch must not parse. */
-    if (y < 2000 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
-        sec > 59)
-        return NHUB_EINVAL;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > days[mo - 1] + (mo == 2 && leap))
-        return NHUB_EINVAL;
-    struct tm tm = {.tm_year = y - 1900,
-                    .tm_mon = mo - 1,
-                    .tm_mday = d,
-                    .tm_hour = h,
-                    .tm_min = mi,
-                    .tm_sec = sec};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return NHUB_EINVAL;
-    *ms = (int64_t)t * 1000;
+    *ms = v;
     return 0;
 }
 

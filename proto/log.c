@@ -43,6 +43,67 @@ const char *log_time(char *buf, size_t cap, int64_t ms)
     return buf;
 }
 
+/* Exactly `n` ASCII digits at `p`, as a number; -1 otherwise. */
+static int log_digits(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* The date at text[0..10) and, if `clock`, the time at text[11..19), into *t;
+ * every field checked, nothing normalised (02-30 and 24:00 are errors, not
+ * another day). */
+static int log_fields(const char *text, int clock, time_t *t)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (text[4] != '-' || text[7] != '-' ||
+        (clock && (text[10] != 'T' || text[13] != ':' || text[16] != ':')))
+        return NHUB_EINVAL;
+    int y = log_digits(text, 4), mo = log_digits(text + 5, 2), d = log_digits(text + 8, 2);
+    int h = clock ? log_digits(text + 11, 2) : 0, mi = clock ? log_digits(text + 14, 2) : 0;
+    int sec = clock ? log_digits(text + 17, 2) : 0;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        sec < 0 || sec > 59)
+        return NHUB_EINVAL;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > days[mo - 1] + (mo == 2 && leap))
+        return NHUB_EINVAL;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
+    *t = timegm(&tm);
+    return *t == (time_t)-1 ? NHUB_EINVAL : 0;
+}
+
+int log_time_parse(const char *text, int64_t *ms)
+{
+    size_t n = text ? strlen(text) : 0;
+    int frac = 0, scale = 1000;
+    time_t t;
+    if (n == 10) /* a date alone: its midnight */
+        return log_fields(text, 0, &t) ? NHUB_EINVAL : (*ms = (int64_t)t * 1000, 0);
+    if (n < 20 || n > 24 || text[n - 1] != 'Z' || (n > 20 && (text[19] != '.' || n == 21)))
+        return NHUB_EINVAL;
+    for (size_t i = 20; i + 1 < n; i++) { /* .1, .12, .123 */
+        if (text[i] < '0' || text[i] > '9')
+            return NHUB_EINVAL;
+        frac = frac * 10 + (text[i] - '0');
+        scale /= 10;
+    }
+    if (log_fields(text, 1, &t) != 0)
+        return NHUB_EINVAL;
+    *ms = (int64_t)t * 1000 + (int64_t)frac * scale;
+    return 0;
+}
+
 void log_emit(enum log_level level, const char *event, const char *fmt, ...)
 {
     if (level < g_level || level >= LOG_OFF)

@@ -49,6 +49,15 @@ const char *log_hex(char *buf, size_t cap, const void *data, size_t len);
  * every log line's ts= (2026-12-07T10:55:24.128Z); returns buf. */
 const char *log_time(char *buf, size_t cap, int64_t ms);
 
+/*
+ * And back: a UTC time as log_time writes it (2026-12-07T10:55:24.128Z),
+ * with 0 to 3 digits of fraction (2026-12-07T10:55:24Z), or a date alone
+ * (2026-12-07: its midnight), year 1970 or later, into ms since the
+ * epoch. Impossible dates and times (02-30, 24:00, :60) are refused, not
+ * normalised. Returns 0, or NHUB_EINVAL with *ms untouched.
+ */
+int log_time_parse(const char *text, int64_t *ms);
+
 #define log_debug(ev, ...) log_emit(LOG_DEBUG, ev, __VA_ARGS__)
 #define log_info(ev, ...) log_emit(LOG_INFO, ev, __VA_ARGS__)
 #define log_warn(ev, ...) log_emit(LOG_WARN, ev, __VA_ARGS__)
