@@ -199,7 +199,7 @@ $(B)/bin/nhub-cases: $(call obj,tools/nhub-cases/main.c) $(LIB_BROKER) $(LIB_COM
 
 # nhub-audit: the journal and its transparency log verified, proofs made and
 # checked, read beside the running hub (read-only).
-$(B)/bin/nhub-audit: $(call obj,$(wildcard tools/nhub-audit/*.c)) $(LIB_BROKER) $(LIB_COMMON)
+$(B)/bin/nhub-audit: $(call obj,$(wildcard tools/nhub-audit/*.c)) $(LIB_BROKER) $(LIB_JSON) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

@@ -12,6 +12,8 @@
 #ifndef NHUB_AUDIT_H
 #define NHUB_AUDIT_H
 
+#include "nhub_journal.pb-c.h"
+#include <jansson.h>
 #include "store.h"
 #include "tlog.h"
 
@@ -29,6 +31,20 @@ typedef struct audit_args {
     const char *vkey_file; /* --vkey-file FILE */
     const char *record;    /* --record FILE_OR_LEAFHEX */
     const char *size_text; /* --size N */
+    const char *from;      /* --from T */
+    const char *to;        /* --to T */
+    const char *region;    /* --region R */
+    const char *item;      /* --item I */
+    const char *case_id;   /* --case ID */
+    const char *msg;       /* --msg ID */
+    const char *into;      /* --into ENDPOINT */
+    const char *keys;      /* --keys DIR */
+    const char *hub_key_file; /* --hub-key-file FILE */
+    const char *work;      /* --work DIR */
+    const char *timeout;   /* --timeout MS */
+    int payloads;          /* --payloads */
+    int json;              /* --json */
+    int insecure;          /* --insecure-plaintext */
     const char *pos[AUDIT_POS_MAX];
     size_t npos;
 } audit_args_t;
@@ -47,6 +63,50 @@ int audit_record(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t
 int audit_check_proof(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
 int audit_consistency(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
 int audit_check_consistency(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+int audit_replay(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+int audit_trace(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+
+/* ---- events.c: the journal's events, selected ---- */
+
+typedef Nhub__Journal__V1__JournalEvent audit_event_t;
+
+/* Which records; zero fields select everything. */
+typedef struct audit_filter {
+    int has_from, has_to;
+    int64_t from_ms, to_ms; /* the record's time in [from, to) */
+    const char *region;     /* its source, destination (a broadcast's "*" too) or region */
+    const char *item;       /* its item, or that of the message it is about (ref_seq) */
+    int has_msg, has_case;
+    uint8_t msg_id[16];     /* the message's story: its record, what names it or points at it */
+    uint8_t case_id[16];    /* the case's story: its records and its messages' stories */
+} audit_filter_t;
+
+/* --from, --to, --region, --item, --msg, --case of `a` into *f. 0, or 2
+ * with a message naming the option. */
+int audit_filter_parse(const audit_args_t *a, audit_filter_t *f);
+
+/* Called with each record selected, in seq order: its bytes and decoded
+ * event (both valid during the call). 0 goes on; anything else stops the
+ * walk and is returned. */
+typedef int (*audit_event_fn)(void *arg, uint64_t seq, const void *raw, size_t len,
+                              const audit_event_t *e);
+
+/* Walk the journal for the records `f` selects. Returns 0, fn's answer, or
+ * a negative NHUB_E* code (said on stderr). */
+int audit_events(store_reader_t *r, const audit_filter_t *f, audit_event_fn fn, void *arg);
+
+/* The name of enum value `value` without `prefix`, lower case
+ * (EVENT_CASE_DELIVERED -> case_delivered), or its number. Returns buf. */
+const char *audit_enum_name(const ProtobufCEnumDescriptor *d, int value, const char *prefix,
+                            char *buf, size_t cap);
+
+/* replay.c: record `seq` as the JSON object of a replay line (a new
+ * reference, or NULL if out of memory); `payloads`: decode the payload. */
+json_t *audit_event_json(uint64_t seq, const audit_event_t *e, int payloads);
+
+/* A sealed envelope (payloads encrypted at rest) starts with this byte;
+ * an Envelope's encoding never does (its first field is msg_id, tag 0x0a). */
+#define AUDIT_SEALED_BYTE 0x07
 
 /* ---- common.c ---- */
 

@@ -51,6 +51,17 @@ static const command_t COMMANDS[] = {
      "  check-consistency (--vkey VKEY | --vkey-file FILE) PROOF_FILE\n"
      "        check it offline: both checkpoints' signatures, then that the proof joins\n"
      "        the old root to the new one\n"},
+    {"replay", audit_replay, AUDIT_NEEDS_STORE, 0, 0, NULL,
+     "  replay --data DIR [--from T] [--to T] [--region R] [--item I] [--case ID]\n"
+     "         [--msg ID] [--payloads]\n"
+     "        the journal's records as JSON lines, in order: those from T (ISO 8601 UTC,\n"
+     "        2026-12-07T10:55:24Z or 2026-12-07) to before T, of region R, item I, the\n"
+     "        story of case or message ID; envelopes in base64, and with --payloads\n"
+     "        their payloads decoded through the schemas\n"},
+    {"trace", audit_trace, AUDIT_NEEDS_STORE, 1, 1, "ID",
+     "  trace --data DIR ID [--json]\n"
+     "        the whole story of one message or case (ID: a msg_id or case id, 32 hex\n"
+     "        digits) in journal order, one line a record (--json: replay's lines)\n"},
 };
 
 /* Options that take a value, and where it goes. */
@@ -63,7 +74,33 @@ static const struct {
     {"--vkey-file", offsetof(audit_args_t, vkey_file)},
     {"--record", offsetof(audit_args_t, record)},
     {"--size", offsetof(audit_args_t, size_text)},
+    {"--from", offsetof(audit_args_t, from)},
+    {"--to", offsetof(audit_args_t, to)},
+    {"--region", offsetof(audit_args_t, region)},
+    {"--item", offsetof(audit_args_t, item)},
+    {"--case", offsetof(audit_args_t, case_id)},
+    {"--msg", offsetof(audit_args_t, msg)},
 };
+
+/* Options that take no value, and the flag they set. */
+static const struct {
+    const char *name;
+    size_t off; /* of an int in audit_args_t */
+} FLAGS[] = {
+    {"--payloads", offsetof(audit_args_t, payloads)},
+    {"--json", offsetof(audit_args_t, json)},
+};
+
+/* 1 if `s` is a flag (and sets it). */
+static int parse_flag(const char *s, audit_args_t *a)
+{
+    for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++)
+        if (!strcmp(s, FLAGS[i].name)) {
+            *(int *)((char *)a + FLAGS[i].off) = 1;
+            return 1;
+        }
+    return 0;
+}
 
 static void usage(FILE *out)
 {
@@ -102,6 +139,8 @@ static int parse_args(int argc, char **argv, audit_args_t *a)
         size_t o = 0, n = sizeof OPTIONS / sizeof OPTIONS[0];
         if (!strcmp(s, "-h") || !strcmp(s, "--help"))
             return 1;
+        if (parse_flag(s, a))
+            continue;
         while (o < n && strcmp(s, OPTIONS[o].name) != 0)
             o++;
         if (o < n && i + 1 < argc) {
