@@ -198,8 +198,9 @@ $(B)/bin/nhub-cases: $(call obj,tools/nhub-cases/main.c) $(LIB_BROKER) $(LIB_COM
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
 # nhub-audit: the journal and its transparency log verified, proofs made and
-# checked, read beside the running hub (read-only).
-$(B)/bin/nhub-audit: $(call obj,$(wildcard tools/nhub-audit/*.c)) $(LIB_BROKER) $(LIB_JSON) $(LIB_COMMON)
+# checked, read beside the running hub (read-only); libnhub for replay --into.
+$(B)/bin/nhub-audit: $(call obj,$(wildcard tools/nhub-audit/*.c)) $(LIB_BROKER) $(LIB_NHUB_INT) \
+	$(LIB_JSON) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 

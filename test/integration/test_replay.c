@@ -517,6 +517,67 @@ static void test_trace_tells_a_case_in_order(void **state)
     free(r.out);
 }
 
+/* The payload of an envelope's bytes (a copy into out; its length). */
+static size_t payload_of(const uint8_t *env, size_t len, uint8_t *out, size_t cap)
+{
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, env, len, len, &m), 0);
+    const wire_envelope_t *e = (const wire_envelope_t *)m;
+    assert_true(e->payload.len <= cap);
+    memcpy(out, e->payload.data, e->payload.len);
+    size_t n = e->payload.len;
+    wire_free(&m);
+    return n;
+}
+
+static void test_replay_into_a_second_hub_delivers_the_same_messages(void **state)
+{
+    world_t *w = *state;
+    w->read_b2 = reader(w, w->h2, B);
+    run_t r;
+    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-PUSH-001", "--into", w->h2->endpoint,
+          "--insecure-plaintext");
+    if (r.status != 0)
+        fprintf(stderr, "replay --into: %s%s\n", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    char want[256];
+    snprintf(want, sizeof want, "OK %d messages into %s: %d sent, %d acknowledged, 0 refused",
+             PUSHES, w->h2->endpoint, PUSHES, PUSHES);
+    assert_memory_equal(r.out, want, strlen(want));
+    free(r.out);
+    /* B's receiver at the second hub gets the pushes, in order, the same ids and payloads. */
+    for (int i = 0; i < PUSHES; i++) {
+        wire_envelope_t *e = take(w->read_b2);
+        uint8_t p[4096];
+        size_t n = payload_of(w->sent[i].env, w->sent[i].len, p, sizeof p);
+        assert_memory_equal(e->msg_id.data, w->sent[i].id, 16);
+        assert_string_equal(e->source, A);
+        assert_string_equal(e->item, "SI-PUSH-001");
+        assert_int_equal(e->payload.len, n);
+        assert_memory_equal(e->payload.data, p, n);
+        wire_free((ProtobufCMessage **)&e);
+    }
+    /* Again: the second hub knows them already (duplicates are acknowledged). */
+    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-PUSH-001", "--into", w->h2->endpoint,
+          "--insecure-plaintext");
+    assert_int_equal(r.status, 0);
+    free(r.out);
+
+    /* No endpoint named, no security named, not an endpoint: refused. */
+    AUDIT(w, &r, "replay", "--data", w->data, "--into");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "a value is missing after \"--into\""));
+    free(r.out);
+    AUDIT(w, &r, "replay", "--data", w->data, "--into", w->h2->endpoint);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--insecure-plaintext"));
+    free(r.out);
+    AUDIT(w, &r, "replay", "--data", w->data, "--into", "127.0.0.1:7400", "--insecure-plaintext");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "is not a hub endpoint"));
+    free(r.out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_replay_filters_by_region_item_and_message),
         cmocka_unit_test(test_bad_arguments_exit_2_naming_the_problem),
         cmocka_unit_test(test_trace_tells_a_case_in_order),
+        cmocka_unit_test(test_replay_into_a_second_hub_delivers_the_same_messages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

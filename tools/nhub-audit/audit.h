@@ -100,6 +100,10 @@ int audit_events(store_reader_t *r, const audit_filter_t *f, audit_event_fn fn, 
 const char *audit_enum_name(const ProtobufCEnumDescriptor *d, int value, const char *prefix,
                             char *buf, size_t cap);
 
+/* into.c: replay --into: the ACCEPTED records `f` selects sent again to
+ * the hub at a->into. Returns the exit status. */
+int audit_into(const audit_args_t *a, store_reader_t *r, const audit_filter_t *f);
+
 /* replay.c: record `seq` as the JSON object of a replay line (a new
  * reference, or NULL if out of memory); `payloads`: decode the payload. */
 json_t *audit_event_json(uint64_t seq, const audit_event_t *e, int payloads);

@@ -57,7 +57,12 @@ static const command_t COMMANDS[] = {
      "        the journal's records as JSON lines, in order: those from T (ISO 8601 UTC,\n"
      "        2026-12-07T10:55:24Z or 2026-12-07) to before T, of region R, item I, the\n"
      "        story of case or message ID; envelopes in base64, and with --payloads\n"
-     "        their payloads decoded through the schemas\n"},
+     "        their payloads decoded through the schemas\n"
+     "  replay --data DIR [the same filters] --into ENDPOINT (--keys DIR --hub-key-file\n"
+     "         FILE | --insecure-plaintext) [--work DIR] [--timeout MS]\n"
+     "        send the selected messages again, in journal order, to the test hub at\n"
+     "        ENDPOINT as their regions' adapters (keys: DIR/CODE.key, the hub's .pub);\n"
+     "        says how many were sent and acknowledged\n"},
     {"trace", audit_trace, AUDIT_NEEDS_STORE, 1, 1, "ID",
      "  trace --data DIR ID [--json]\n"
      "        the whole story of one message or case (ID: a msg_id or case id, 32 hex\n"
@@ -80,6 +85,11 @@ static const struct {
     {"--item", offsetof(audit_args_t, item)},
     {"--case", offsetof(audit_args_t, case_id)},
     {"--msg", offsetof(audit_args_t, msg)},
+    {"--into", offsetof(audit_args_t, into)},
+    {"--keys", offsetof(audit_args_t, keys)},
+    {"--hub-key-file", offsetof(audit_args_t, hub_key_file)},
+    {"--work", offsetof(audit_args_t, work)},
+    {"--timeout", offsetof(audit_args_t, timeout)},
 };
 
 /* Options that take no value, and the flag they set. */
@@ -89,6 +99,7 @@ static const struct {
 } FLAGS[] = {
     {"--payloads", offsetof(audit_args_t, payloads)},
     {"--json", offsetof(audit_args_t, json)},
+    {"--insecure-plaintext", offsetof(audit_args_t, insecure)},
 };
 
 /* 1 if `s` is a flag (and sets it). */

@@ -218,6 +218,8 @@ int audit_replay(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t
     int rc = audit_filter_parse(a, &f);
     if (rc != 0)
         return rc;
+    if (a->into)
+        return audit_into(a, r, &f);
     replay_t rp = {a, 0};
     rc = audit_events(r, &f, replay_line, &rp);
     if (fflush(stdout) != 0)
