@@ -1204,6 +1204,11 @@ static void test_parsers_survive_random_and_mutated_input(void **st)
     tlog_verifier_t *v = vkey_of(s);
     const char *body = "hub.example/log\n7\nq83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=\n";
     assert_int_equal(tlog_note_sign(s, body, strlen(body), note, sizeof note, &nlen), 0);
+    /* a consistency proof file of two copies of that note, to mutate too */
+    char cfile[1100];
+    size_t cflen = 0;
+    tlog_consistency_file_t cf = {TLOG_SHA256, 7, 7, 1, {{1}}, note, note, nlen, nlen};
+    assert_int_equal(tlog_consistency_format(&cf, cfile, sizeof cfile, &cflen), 0);
 
     for (int round = 0; round < 20000; round++) {
         size_t len;
@@ -1213,9 +1218,9 @@ static void test_parsers_survive_random_and_mutated_input(void **st)
                 uint64_t r = rng_next(&x);
                 buf[i] = (r & 1) ? (char)(r >> 8) : alphabet[(r >> 8) % (sizeof alphabet - 1)];
             }
-        } else { /* a valid note with a few bytes changed, cut or repeated */
-            memcpy(buf, note, nlen);
-            len = nlen;
+        } else { /* a valid note or proof file with a few bytes changed, cut or repeated */
+            memcpy(buf, round % 4 == 1 ? note : cfile, round % 4 == 1 ? nlen : cflen);
+            len = round % 4 == 1 ? nlen : cflen;
             int edits = 1 + (int)(rng_next(&x) % 4);
             for (int e = 0; e < edits; e++) {
                 size_t at = rng_next(&x) % len;
@@ -1244,6 +1249,12 @@ static void test_parsers_survive_random_and_mutated_input(void **st)
         assert_true(rc <= 0);
         rc = tlog_proof_parse(buf, len, &p, err, sizeof err);
         assert_true(rc == 0 || rc == NHUB_EMALFORMED || rc == NHUB_ETOOBIG);
+        tlog_consistency_file_t c;
+        rc = tlog_consistency_parse(buf, len, &c, err, sizeof err);
+        assert_true(rc == 0 || rc == NHUB_EMALFORMED || rc == NHUB_ETOOBIG);
+        if (rc == 0) /* the notes lie inside what was parsed */
+            assert_true(c.old_note >= buf && c.new_note + c.new_len == buf + len &&
+                        c.old_note + c.old_len < c.new_note);
         buf[len < sizeof buf ? len : sizeof buf - 1] = '\0';
         tlog_verifier_t *pv = NULL;
         rc = tlog_verifier_parse(buf, &pv, err, sizeof err);
