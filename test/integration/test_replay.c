@@ -8,6 +8,7 @@
  * payloads; bad arguments exit 2 naming the problem.
  */
 #include "harness.h"
+#include "keys.h"
 #include "log.h"
 #include "proc.h"
 #include "raw.h"
@@ -16,6 +17,7 @@
 #include "nhub_journal.pb-c.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -578,6 +581,106 @@ static void test_replay_into_a_second_hub_delivers_the_same_messages(void **stat
     free(r.out);
 }
 
+/* One `keys:` entry of a region in the hub configuration. */
+static void region_keys(char *out, size_t cap, const keys_file_t *k)
+{
+    snprintf(out, cap, "    keys:\n      - curve: \"%s\"\n        sign: \"%s\"\n", k->curve_public,
+             k->sign_public);
+}
+
+static int region_index(const char *code)
+{
+    int i = 0;
+    while (th_regions[i] && strcmp(th_regions[i], code) != 0)
+        i++;
+    assert_non_null(th_regions[i]);
+    return i;
+}
+
+static void test_replay_into_a_curve_hub_with_the_regions_keys(void **state)
+{
+    world_t *w = *state;
+    th_hub_t h3;
+    keys_file_t *hub = NULL, *a = NULL, *b = NULL;
+    char dir[400], path[500], pub[500], err[512], catalog[4096], ya[512], yb[512];
+    assert_int_equal(th_hub_init(&h3, NULL), 0);
+    assert_int_equal(keys_generate("000000", KEYS_ED25519, 1764000000000, &hub), 0);
+    assert_int_equal(keys_generate(A, KEYS_ED25519, 1764000000000, &a), 0);
+    assert_int_equal(keys_generate(B, KEYS_SM2, 1764000000000, &b), 0);
+    /* The keys directory as nhub-keygen leaves it: CODE.key and CODE.pub. */
+    snprintf(dir, sizeof dir, "%s/keys", h3.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/hub.key", dir);
+    snprintf(pub, sizeof pub, "%s/hub.pub", dir);
+    assert_int_equal(keys_write(hub, path, pub, 0, err, sizeof err), 0);
+    char apath[500], apub[500];
+    snprintf(apath, sizeof apath, "%s/%s.key", dir, A);
+    snprintf(apub, sizeof apub, "%s/%s.pub", dir, A);
+    assert_int_equal(keys_write(a, apath, apub, 0, err, sizeof err), 0);
+    assert_non_null(realpath("schemas/catalog.yaml", catalog));
+    int n = snprintf(h3.security, sizeof h3.security,
+                     "security:\n  mode: curve\n  key_file: \"%.400s\"\n  catalog: \"%.500s\"\n",
+                     path, catalog);
+    assert_true(n > 0 && (size_t)n < sizeof h3.security);
+    region_keys(ya, sizeof ya, a);
+    region_keys(yb, sizeof yb, b);
+    h3.region_yaml[region_index(A)] = ya;
+    h3.region_yaml[region_index(B)] = yb;
+    if (th_hub_start(&h3) != 0)
+        th_log_dump(&h3, stderr);
+    assert_true(h3.pid > 0);
+    raw_t *rb = raw_new_curve(w->ctx, h3.endpoint, b->curve_public, b->curve_secret,
+                              hub->curve_public);
+    char *accept[] = {"nhub.push.v1.*", "nhub.case.v1.*"};
+    wire_welcome_t *wel = raw_hello(rb, B, 8, accept, 2);
+    wire_free((ProtobufCMessage **)&wel);
+
+    run_t r;
+    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-PUSH-001", "--into", h3.endpoint,
+          "--keys", dir, "--hub-key-file", pub);
+    if (r.status != 0) {
+        fprintf(stderr, "replay --into (curve): %s%s\n", r.out, r.err);
+        th_log_dump(&h3, stderr);
+    }
+    assert_int_equal(r.status, 0);
+    char want[256];
+    snprintf(want, sizeof want, "OK %d messages into %s: %d sent, %d acknowledged", PUSHES,
+             h3.endpoint, PUSHES, PUSHES);
+    assert_memory_equal(r.out, want, strlen(want));
+    free(r.out);
+    /* Delivered to B with the payloads sent, signed again by A's key. */
+    for (int i = 0; i < PUSHES; i++) {
+        wire_deliver_t *d = raw_expect(rb, WIRE_DELIVER);
+        assert_true(d->signature.len > 0);
+        raw_confirm(rb, d);
+        ProtobufCMessage *m = NULL;
+        assert_int_equal(wire_decode(&nhub__wire__v1__envelope__descriptor, d->envelope.data,
+                                     d->envelope.len, d->envelope.len, &m),
+                         0);
+        const wire_envelope_t *e = (const wire_envelope_t *)m;
+        uint8_t p[4096];
+        size_t n = payload_of(w->sent[i].env, w->sent[i].len, p, sizeof p);
+        assert_memory_equal(e->msg_id.data, w->sent[i].id, 16);
+        assert_int_equal(e->payload.len, n);
+        assert_memory_equal(e->payload.data, p, n);
+        wire_free(&m);
+        wire_free((ProtobufCMessage **)&d);
+    }
+    /* The region C's messages have no key here: said, exit 2. */
+    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-VERIFY-002", "--into", h3.endpoint,
+          "--keys", dir, "--hub-key-file", pub, "--timeout", "2000");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "an adapter of region " C));
+    free(r.out);
+
+    raw_free(&rb);
+    assert_int_equal(th_hub_stop(&h3), 0);
+    th_hub_cleanup(&h3);
+    keys_free(&hub);
+    keys_free(&a);
+    keys_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments_exit_2_naming_the_problem),
         cmocka_unit_test(test_trace_tells_a_case_in_order),
         cmocka_unit_test(test_replay_into_a_second_hub_delivers_the_same_messages),
+        cmocka_unit_test(test_replay_into_a_curve_hub_with_the_regions_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,7 +18,7 @@
  * takes messages only when it is named.
  *
  * The adapters' outboxes live under --work DIR (default: a new temporary
- * directory, removed when every message was acknowledged).
+ * directory, removed when no message is left in an outbox).
  */
 #include "audit.h"
 #include "log.h"
@@ -76,6 +76,18 @@ static int adapter_done(into_t *in)
     return rc;
 }
 
+/* The region's outbox will be under work: to remove at the end. */
+static void remember_region(into_t *in, const char *region)
+{
+    size_t i = 0;
+    while (i < in->nregions && strcmp(in->regions[i], region) != 0)
+        i++;
+    if (i == in->nregions && i < sizeof in->regions / sizeof in->regions[0])
+        snprintf(in->regions[in->nregions++], sizeof in->regions[0], "%s", region);
+    else if (i == in->nregions)
+        in->own_work = 0; /* too many to remove one by one: kept */
+}
+
 static int adapter_open(into_t *in, const char *region)
 {
     char dir[4200], key[4200], err[512];
@@ -96,24 +108,23 @@ static int adapter_open(into_t *in, const char *region)
         o.key_file = key;
         o.hub_key = in->hub_key;
     }
+    remember_region(in, region);
     if (nhub_open(&o, &in->ad, err, sizeof err) != 0) {
         fprintf(stderr, "nhub-audit: an adapter of region %s: %s\n", region, err);
         return 2;
     }
     snprintf(in->region, sizeof in->region, "%s", region);
-    size_t i = 0;
-    while (i < in->nregions && strcmp(in->regions[i], region) != 0)
-        i++;
-    if (i == in->nregions && i < sizeof in->regions / sizeof in->regions[0])
-        snprintf(in->regions[in->nregions++], sizeof in->regions[0], "%s", region);
-    else if (i == in->nregions)
-        in->own_work = 0; /* too many to remove one by one: kept */
     return 0;
 }
 
 /* The envelope `w` sent again through its source region's adapter. */
 static int resend(into_t *in, const wire_envelope_t *w)
 {
+    /* It names a file and a directory: six digits, as the hub checked when it took it. */
+    if (!w->source || strlen(w->source) != 6 || strspn(w->source, "0123456789") != 6) {
+        fprintf(stderr, "nhub-audit: an envelope's source is not a region code\n");
+        return 2;
+    }
     if (in->ad && strcmp(in->region, w->source) != 0 && adapter_done(in) != 0)
         return 1;
     if (!in->ad && adapter_open(in, w->source) != 0)
@@ -245,7 +256,7 @@ int audit_into(const audit_args_t *a, store_reader_t *r, const audit_filter_t *f
            a->into, (unsigned long long)in.sent, (unsigned long long)in.acked,
            (unsigned long long)in.refused, (unsigned long long)in.sealed,
            (unsigned long long)in.hub_made);
-    if (rc == 0 && in.acked == in.sent)
+    if (in.acked + in.refused == in.sent) /* nothing left in an outbox */
         into_cleanup(&in);
     else if (in.own_work)
         fprintf(stderr, "nhub-audit: the adapters' outboxes are kept in %s\n", in.work);
