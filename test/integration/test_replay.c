@@ -135,6 +135,23 @@ static void run_audit(const world_t *w, run_t *r, const char *const *args)
 
 #define AUDIT(w, r, ...) run_audit(w, r, (const char *const[]){__VA_ARGS__, NULL})
 
+/* nhub-audit with `args` exits with `status`, its output (stdout or
+ * stderr, NULL: either) holding `has` (NULL: anything) and not `lacks`. */
+static void expect_run(const world_t *w, int status, const char *has, const char *lacks,
+                       const char *const *args)
+{
+    run_t r;
+    run_audit(w, &r, args);
+    if (r.status != status || (has && !strstr(r.out, has) && !strstr(r.err, has)) ||
+        (lacks && strstr(r.out, lacks)))
+        fail_msg("nhub-audit %s: status %d (expected %d), out: %.300s, err: %s", args[0], r.status,
+                 status, r.out, r.err);
+    free(r.out);
+}
+
+#define EXPECT(w, status, has, lacks, ...)                                                         \
+    expect_run(w, status, has, lacks, (const char *const[]){__VA_ARGS__, NULL})
+
 /* The JSON lines of `text`, each parsed; *n = how many. Caller frees with lines_free. */
 static json_t **parse_lines(const char *text, size_t *n)
 {
@@ -167,6 +184,26 @@ static const char *str(const json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
     return s ? s : "";
+}
+
+/* The "accepted" lines of nhub-audit `args` (which must exit 0), in order; *n = how many. */
+static json_t **replay_accepted(const world_t *w, const char *const *args, size_t *n)
+{
+    run_t r;
+    size_t all = 0;
+    run_audit(w, &r, args);
+    if (r.status != 0)
+        fail_msg("replay: status %d: %s", r.status, r.err);
+    json_t **v = parse_lines(r.out, &all);
+    free(r.out);
+    *n = 0;
+    for (size_t i = 0; i < all; i++) {
+        if (strcmp(str(v[i], "type"), "accepted") == 0)
+            v[(*n)++] = v[i];
+        else
+            json_decref(v[i]);
+    }
+    return v;
 }
 
 static void hex(const uint8_t id[16], char out[33])
@@ -294,17 +331,12 @@ static void test_replay_gives_back_the_envelopes_in_order(void **state)
     log_time(when, sizeof when, (wall_ms() / 1000 + 2) * 1000);
     snprintf(w->to, sizeof w->to, "%.19sZ", when);
 
-    run_t r;
-    AUDIT(w, &r, "replay", "--data", w->data, "--from", w->from, "--to", w->to);
-    if (r.status != 0)
-        fprintf(stderr, "replay: %s\n", r.err);
-    assert_int_equal(r.status, 0);
     size_t n = 0, got = 0;
-    json_t **v = parse_lines(r.out, &n);
+    json_t **v = replay_accepted(
+        w, (const char *const[]){"replay", "--data", w->data, "--from", w->from, "--to", w->to, NULL},
+        &n);
+    assert_int_equal(n, SENT);
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(str(v[i], "type"), "accepted") != 0)
-            continue;
-        assert_true(got < SENT);
         const char *b64 = str(v[i], "envelope");
         uint8_t env[4096];
         int len = EVP_DecodeBlock(env, (const unsigned char *)b64, (int)strlen(b64));
@@ -321,40 +353,29 @@ static void test_replay_gives_back_the_envelopes_in_order(void **state)
         assert_true(json_integer_value(json_object_get(v[i], "seq")) > 0);
         got++;
     }
-    assert_int_equal(got, SENT);
     lines_free(v, n);
-    free(r.out);
 
     /* A range that ends before the traffic has none of it. */
-    AUDIT(w, &r, "replay", "--data", w->data, "--to", w->from);
-    assert_int_equal(r.status, 0);
-    assert_null(strstr(r.out, "\"accepted\""));
-    free(r.out);
+    EXPECT(w, 0, NULL, "\"accepted\"", "replay", "--data", w->data, "--to", w->from);
 }
 
 /* The accepted lines of a replay with `filter` and `value`: their msg_ids must be sent[want[i]]. */
 static void assert_replay_keeps(world_t *w, const char *filter, const char *value,
                                 const int *want, size_t nwant)
 {
-    run_t r;
-    AUDIT(w, &r, "replay", "--data", w->data, "--from", w->from, filter, value);
-    assert_int_equal(r.status, 0);
-    size_t n = 0, got = 0;
-    json_t **v = parse_lines(r.out, &n);
+    size_t n = 0;
+    json_t **v = replay_accepted(
+        w, (const char *const[]){"replay", "--data", w->data, "--from", w->from, filter, value, NULL},
+        &n);
+    assert_int_equal(n, nwant);
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(str(v[i], "type"), "accepted") != 0)
-            continue;
         char id[33];
-        assert_true(got < nwant);
-        hex(w->sent[want[got]].id, id);
+        hex(w->sent[want[i]].id, id);
         if (strcmp(str(v[i], "msg_id"), id) != 0)
             fail_msg("replay %s %s: line %zu is %s, expected %s", filter, value, i,
                      str(v[i], "msg_id"), id);
-        got++;
     }
-    assert_int_equal(got, nwant);
     lines_free(v, n);
-    free(r.out);
 }
 
 static void test_replay_filters_by_region_item_and_message(void **state)
@@ -397,14 +418,10 @@ static void test_replay_filters_by_region_item_and_message(void **state)
     assert_string_equal(str(v[0], "type"), "accepted");
     assert_int_equal(confirmed, 1);
     lines_free(v, n);
-    AUDIT(w, &r, "replay", "--data", w->data, "--item", w->sent[k].item);
-    assert_int_equal(r.status, 0);
-    assert_non_null(strstr(r.out, "\"type\":\"confirmed\""));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-NOTICE-001");
-    assert_int_equal(r.status, 0);
-    assert_null(strstr(r.out, "\"type\":\"confirmed\""));
-    free(r.out);
+    EXPECT(w, 0, "\"type\":\"confirmed\"", NULL, "replay", "--data", w->data, "--item",
+           w->sent[k].item);
+    EXPECT(w, 0, NULL, "\"type\":\"confirmed\"", "replay", "--data", w->data, "--item",
+           "SI-NOTICE-001");
 
     /* --payloads: the push decoded through the schemas. */
     hex(w->sent[0].id, first);
@@ -421,32 +438,17 @@ static void test_replay_filters_by_region_item_and_message(void **state)
 static void test_bad_arguments_exit_2_naming_the_problem(void **state)
 {
     world_t *w = *state;
-    run_t r;
-    AUDIT(w, &r, "replay", "--data", w->data, "--from", "yesterday");
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "--from \"yesterday\" is not a UTC time"));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--to", "2026-02-30");
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "--to \"2026-02-30\""));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--frmo", w->from);
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "unknown option \"--frmo\""));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--msg", "123");
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "--msg \"123\" is not an id"));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--region", "11");
-    assert_int_equal(r.status, 2);
-    free(r.out);
-    AUDIT(w, &r, "trace", "--data", w->data, "zz");
-    assert_int_equal(r.status, 2);
-    free(r.out);
-    AUDIT(w, &r, "trace", "--data", w->data, "00000000000000000000000000000001");
-    assert_int_equal(r.status, 1);
-    free(r.out);
+    const char *d = w->data;
+    EXPECT(w, 2, "--from \"yesterday\" is not a UTC time", NULL, "replay", "--data", d, "--from",
+           "yesterday");
+    EXPECT(w, 2, "--to \"2026-02-30\"", NULL, "replay", "--data", d, "--to", "2026-02-30");
+    EXPECT(w, 2, "unknown option \"--frmo\"", NULL, "replay", "--data", d, "--frmo", w->from);
+    EXPECT(w, 2, "--msg \"123\" is not an id", NULL, "replay", "--data", d, "--msg", "123");
+    EXPECT(w, 2, "--region \"11\" is not a region code", NULL, "replay", "--data", d, "--region",
+           "11");
+    EXPECT(w, 2, "\"zz\" is not a msg_id or case id", NULL, "trace", "--data", d, "zz");
+    EXPECT(w, 1, "has nothing of", NULL, "trace", "--data", d, "00000000000000000000000000000001");
+    EXPECT(w, 2, "takes ID, 0 given", NULL, "trace", "--data", d);
 }
 
 /* `text` holds the words of want[] as "seq N WORD" in that order. */
@@ -561,24 +563,16 @@ static void test_replay_into_a_second_hub_delivers_the_same_messages(void **stat
         wire_free((ProtobufCMessage **)&e);
     }
     /* Again: the second hub knows them already (duplicates are acknowledged). */
-    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-PUSH-001", "--into", w->h2->endpoint,
-          "--insecure-plaintext");
-    assert_int_equal(r.status, 0);
-    free(r.out);
+    EXPECT(w, 0, "3 acknowledged", NULL, "replay", "--data", w->data, "--item", "SI-PUSH-001",
+           "--into", w->h2->endpoint, "--insecure-plaintext");
 
     /* No endpoint named, no security named, not an endpoint: refused. */
-    AUDIT(w, &r, "replay", "--data", w->data, "--into");
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "a value is missing after \"--into\""));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--into", w->h2->endpoint);
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "--insecure-plaintext"));
-    free(r.out);
-    AUDIT(w, &r, "replay", "--data", w->data, "--into", "127.0.0.1:7400", "--insecure-plaintext");
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "is not a hub endpoint"));
-    free(r.out);
+    EXPECT(w, 2, "a value is missing after \"--into\"", NULL, "replay", "--data", w->data,
+           "--into");
+    EXPECT(w, 2, "--insecure-plaintext", NULL, "replay", "--data", w->data, "--into",
+           w->h2->endpoint);
+    EXPECT(w, 2, "is not a hub endpoint", NULL, "replay", "--data", w->data, "--into",
+           "127.0.0.1:7400", "--insecure-plaintext");
 }
 
 /* One `keys:` entry of a region in the hub configuration. */
@@ -667,11 +661,8 @@ static void test_replay_into_a_curve_hub_with_the_regions_keys(void **state)
         wire_free((ProtobufCMessage **)&d);
     }
     /* The region C's messages have no key here: said, exit 2. */
-    AUDIT(w, &r, "replay", "--data", w->data, "--item", "SI-VERIFY-002", "--into", h3.endpoint,
-          "--keys", dir, "--hub-key-file", pub, "--timeout", "2000");
-    assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "an adapter of region " C));
-    free(r.out);
+    EXPECT(w, 2, "an adapter of region " C, NULL, "replay", "--data", w->data, "--item",
+           "SI-VERIFY-002", "--into", h3.endpoint, "--keys", dir, "--hub-key-file", pub);
 
     raw_free(&rb);
     assert_int_equal(th_hub_stop(&h3), 0);

@@ -64,11 +64,12 @@ int audit_parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-int audit_unhex32(const char *s, uint8_t out[32])
+/* Exactly 2n hex digits into n bytes; -1 otherwise. */
+static int unhex(const char *s, uint8_t *out, size_t n)
 {
-    if (strlen(s) != 64)
+    if (!s || strlen(s) != 2 * n)
         return -1;
-    for (int i = 0; i < 32; i++) {
+    for (size_t i = 0; i < n; i++) {
         unsigned v;
         if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
             sscanf(s + 2 * i, "%2x", &v) != 1)
@@ -78,18 +79,14 @@ int audit_unhex32(const char *s, uint8_t out[32])
     return 0;
 }
 
+int audit_unhex32(const char *s, uint8_t out[32])
+{
+    return unhex(s, out, 32);
+}
+
 int audit_unhex_id(const char *s, uint8_t out[16])
 {
-    if (!s || strlen(s) != 32)
-        return -1;
-    for (int i = 0; i < 16; i++) {
-        unsigned v;
-        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
-            sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
+    return unhex(s, out, 16);
 }
 
 typedef struct find {
