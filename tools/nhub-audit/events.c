@@ -145,6 +145,41 @@ static int matches(walk_t *w, uint64_t seq, const audit_event_t *e)
     return !f->item || item_matches(w, e);
 }
 
+/* A varint at p[*i..len): 0 and *v, or -1. */
+static int varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; *i < len && shift < 64; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/*
+ * Whether the record lies outside the time range, read from its first
+ * bytes without decoding it: protobuf-c writes fields in number order, so
+ * an event starts with type (field 1, tag 0x08) and time_ms (field 2, tag
+ * 0x10). 1 if it is outside; 0 if inside or if its bytes are not of that
+ * shape (it is decoded and looked at whole). A time-bounded replay of a
+ * long journal skips most records this way.
+ */
+static int outside_time(const audit_filter_t *f, const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    uint64_t v;
+    if (!f->has_from && !f->has_to)
+        return 0;
+    if (i < len && p[i] == 0x08 && (++i, varint(p, len, &i, &v) != 0))
+        return 0;
+    if (i >= len || p[i++] != 0x10 || varint(p, len, &i, &v) != 0)
+        return 0;
+    int64_t t = (int64_t)v;
+    return (f->has_from && t < f->from_ms) || (f->has_to && t >= f->to_ms);
+}
+
 /* store_journal_fn, the walk that tells. */
 static int tell(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN], const void *event,
                 size_t len)
@@ -152,6 +187,8 @@ static int tell(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN], con
     (void)hash;
     walk_t *w = arg;
     ProtobufCMessage *m = NULL;
+    if (outside_time(w->f, event, len) && !(w->f->has_case || w->f->has_msg))
+        return 0;
     int rc = wire_decode(&nhub__journal__v1__journal_event__descriptor, event, len, EVENT_MAX, &m);
     if (rc != 0) {
         fprintf(stderr, "nhub-audit: record %llu does not decode as a JournalEvent\n",
