@@ -504,6 +504,7 @@ static void test_trace_tells_a_case_in_order(void **state)
     snprintf(line, sizeof line, "accepted %s -> %s item SI-VERIFY-002 msg %s", C, B, id);
     assert_non_null(strstr(r.out, line));
     assert_non_null(strstr(r.out, "state answered"));
+    assert_non_null(strstr(r.out, "notice nhub.case.v1.CaseNotice (reminder)"));
     /* Nothing of the other messages. */
     char other[33];
     hex(w->sent[4].id, other);

@@ -125,6 +125,14 @@ static int event_fields(json_t *o, const audit_event_t *e)
         } else {
             v = value_json(f, p, 0);
         }
+        if (!v && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED &&
+            *(char *const *)p && **(char *const *)p) { /* not UTF-8: its bytes, not nothing */
+            char key[80];
+            const char *text = *(char *const *)p;
+            snprintf(key, sizeof key, "%s_base64", f->name);
+            json_object_set_new(o, key, base64_json((const uint8_t *)text, strlen(text)));
+            continue;
+        }
         if (v && json_object_set_new(o, f->name, v) != 0)
             return -1;
     }

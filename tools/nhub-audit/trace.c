@@ -13,6 +13,7 @@
  */
 #include "audit.h"
 #include "log.h"
+#include "nhub/case/v1/case.pb-c.h"
 #include "nhub_wire.pb-c.h"
 #include "wire.h"
 
@@ -64,6 +65,17 @@ static void add_envelope(char *line, size_t cap, size_t *o, const ProtobufCBinar
     add(line, cap, o, " %s %s",
         audit_enum_name(&nhub__wire__v1__kind__descriptor, w->kind, "KIND_", kind, sizeof kind),
         w->payload_type);
+    if (w->payload_type && strcmp(w->payload_type, "nhub.case.v1.CaseNotice") == 0) {
+        /* the hub's own words: which notice (reminder, overdue, expired) */
+        Nhub__Case__V1__CaseNotice *n =
+            nhub__case__v1__case_notice__unpack(NULL, w->payload.len, w->payload.data);
+        if (n)
+            add(line, cap, o, " (%s)",
+                audit_enum_name(&nhub__case__v1__event__descriptor, n->event, "EVENT_", kind,
+                                sizeof kind));
+        if (n)
+            nhub__case__v1__case_notice__free_unpacked(n, NULL);
+    }
     wire_free(&m);
 }
 
