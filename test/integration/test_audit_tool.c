@@ -533,6 +533,67 @@ static void test_consistency_between_two_checkpoints(void **state)
     assert_non_null(strstr(r.err, "no checkpoint of size 3"));
 }
 
+/* A hub whose tree is hashed with SM3 (audit.tree_hash: sm3): the proof
+ * file names the hash, and checks with it. */
+static void test_consistency_of_an_sm3_tree(void **state)
+{
+    fixture_t *fx = *state;
+    th_hub_t h;
+    assert_int_equal(th_hub_init(&h, NULL), 0);
+    memcpy(h.security, fx->hub.security, sizeof h.security); /* the same signing key */
+    snprintf(h.http, sizeof h.http,
+             "audit:\n  origin: \"" ORIGIN "\"\n  checkpoint_every: %d\n"
+             "  checkpoint_interval: 1h\n  tree_hash: sm3\n",
+             EVERY);
+    if (th_hub_start(&h) != 0)
+        th_log_dump(&h, stderr);
+    assert_true(h.pid > 0);
+    assert_int_equal(th_send_pushes(&h, "110000", "440000", SENT, WAIT_MS), 0);
+    char data[400], proof[400], old_size[32];
+    snprintf(data, sizeof data, "%s/hub-data", h.dir);
+    snprintf(proof, sizeof proof, "%s/sm3.proof", h.dir);
+    store_t *st = NULL;
+    store_reader_t *rd = NULL;
+    char err[256];
+    const char *note;
+    size_t len;
+    uint64_t first = 0;
+    tlog_alg_t alg = 0;
+    assert_int_equal(store_open_reader(data, &st, err, sizeof err), 0);
+    assert_int_equal(store_reader_open(st, &rd), 0);
+    assert_int_equal(store_checkpoint_next(rd, 0, &note, &len, &first), 0);
+    assert_int_equal(store_tree_info(rd, &(uint64_t){0}, NULL, &alg), 0);
+    assert_int_equal(alg, TLOG_SM3);
+    store_reader_close(&rd);
+    store_close(&st);
+    snprintf(old_size, sizeof old_size, "%llu", (unsigned long long)first);
+
+    run_t r;
+    AUDIT_TO(fx, &r, proof, "consistency", "--data", data, old_size, "latest");
+    assert_int_equal(r.status, 0);
+    char text[16384];
+    read_text(proof, text, sizeof text);
+    assert_memory_equal(text, "nhub.audit/consistency-proof@v1\nhash sm3\n", 41);
+    AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, proof);
+    if (r.status != 0)
+        fprintf(stderr, "check-consistency (sm3): %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "(" ORIGIN ", sm3)"));
+    /* Read as SHA-256, the same proof does not join the roots. */
+    char *hash = strstr(text, "hash sm3\n");
+    memmove(hash + 12, hash + 9, strlen(hash + 9) + 1);
+    memcpy(hash, "hash sha256\n", 12);
+    FILE *f = fopen(proof, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, proof);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "does not extend"));
+    assert_int_equal(th_hub_stop(&h), 0);
+    th_hub_cleanup(&h);
+}
+
 static void test_verify_names_each_alteration(void **state)
 {
     fixture_t *fx = *state;
@@ -674,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_prove_and_check_proof_round_trip),
         cmocka_unit_test(test_prove_and_record_by_msg_id),
         cmocka_unit_test(test_consistency_between_two_checkpoints),
+        cmocka_unit_test(test_consistency_of_an_sm3_tree),
         cmocka_unit_test(test_verify_names_each_alteration),
         cmocka_unit_test(test_replay_marks_sealed_envelopes_and_unknown_types),
     };
