@@ -533,8 +533,9 @@ static void test_consistency_between_two_checkpoints(void **state)
     assert_non_null(strstr(r.err, "no checkpoint of size 3"));
 }
 
-/* A hub whose tree is hashed with SM3 (audit.tree_hash: sm3): the proof
- * file names the hash, and checks with it. */
+/* A hub whose tree is hashed with SM3 (audit.tree_hash: sm3): the
+ * consistency proof file names the hash and checks with it; an inclusion
+ * proof checks with --hash sm3. */
 static void test_consistency_of_an_sm3_tree(void **state)
 {
     fixture_t *fx = *state;
@@ -590,6 +591,24 @@ static void test_consistency_of_an_sm3_tree(void **state)
     AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, proof);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.out, "does not extend"));
+
+    /* An inclusion proof in it checks with --hash sm3, not without. */
+    char rec[400];
+    snprintf(proof, sizeof proof, "%s/sm3-5.proof", h.dir);
+    snprintf(rec, sizeof rec, "%s/sm3-5.record", h.dir);
+    AUDIT_TO(fx, &r, proof, "prove", "--data", data, "5");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "--hash sm3"));
+    AUDIT_TO(fx, &r, rec, "record", "--data", data, "5");
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec, "--hash",
+          "sm3");
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec);
+    assert_int_equal(r.status, 1);
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec, "--hash",
+          "md5");
+    assert_int_equal(r.status, 2);
     assert_int_equal(th_hub_stop(&h), 0);
     th_hub_cleanup(&h);
 }

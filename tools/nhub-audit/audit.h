@@ -31,6 +31,7 @@ typedef struct audit_args {
     const char *vkey_file; /* --vkey-file FILE */
     const char *record;    /* --record FILE_OR_LEAFHEX */
     const char *size_text; /* --size N */
+    const char *hash;      /* --hash sha256|sm3 */
     const char *from;      /* --from T */
     const char *to;        /* --to T */
     const char *region;    /* --region R */

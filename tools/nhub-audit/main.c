@@ -39,9 +39,11 @@ static const command_t COMMANDS[] = {
      "        the bytes of the record (its JournalEvent, what the leaf hashes) on stdout\n"},
     {"check-proof", audit_check_proof, AUDIT_NEEDS_VKEY, 1, 1, "PROOF_FILE",
      "  check-proof (--vkey VKEY | --vkey-file FILE) PROOF_FILE --record FILE_OR_LEAFHEX\n"
+     "              [--hash sm3]\n"
      "        check a proof offline: the checkpoint's signature, then that the record\n"
-     "        (a file of its bytes, or its leaf hash in 64 hex digits) is in it;\n"
-     "        PROOF_FILE may be a region's receipt (nhub-adapter receipt), no --record\n"},
+     "        (a file of its bytes, or its leaf hash in 64 hex digits) is in it (a tree\n"
+     "        hashed with SM3: --hash sm3); PROOF_FILE may be a region's receipt\n"
+     "        (nhub-adapter receipt), which names its hash and needs no --record\n"},
     {"consistency", audit_consistency, AUDIT_NEEDS_STORE, 2, 2, "OLD and NEW",
      "  consistency --data DIR OLD NEW\n"
      "        the proof that the tree of checkpoint NEW extends the one of OLD (each a\n"
@@ -79,6 +81,7 @@ static const struct {
     {"--vkey-file", offsetof(audit_args_t, vkey_file)},
     {"--record", offsetof(audit_args_t, record)},
     {"--size", offsetof(audit_args_t, size_text)},
+    {"--hash", offsetof(audit_args_t, hash)},
     {"--from", offsetof(audit_args_t, from)},
     {"--to", offsetof(audit_args_t, to)},
     {"--region", offsetof(audit_args_t, region)},

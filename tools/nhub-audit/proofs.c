@@ -5,12 +5,15 @@
  *   nhub-audit prove --data DIR SEQ|MSG_ID [--size N]
  *   nhub-audit record --data DIR SEQ|MSG_ID
  *   nhub-audit check-proof (--vkey VKEY | --vkey-file FILE) PROOF_FILE --record FILE_OR_LEAFHEX
+ *                          [--hash sm3]
  *   nhub-audit check-proof (--vkey VKEY | --vkey-file FILE) RECEIPT_FILE
  *
  * check-proof needs no store: a proof file (C2SP tlog-proof), the hub's
  * verifier key obtained from its operators, and the record's bytes (or its
- * leaf hash); or a region's receipt (proto/receipt.h), which carries the
- * record, the tree's hash and a tlog-proof, and says which message it is.
+ * leaf hash). A tlog-proof does not name the tree's hash: SHA-256 unless
+ * --hash says sm3 (prove says so when the tree is hashed with SM3). Or a
+ * region's receipt (proto/receipt.h), which carries the record, the tree's
+ * hash and a tlog-proof, and says which message it is.
  */
 #include "audit.h"
 #include "nhub_err.h"
@@ -66,6 +69,11 @@ int audit_prove(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t 
     }
     fwrite(out, 1, out_len, stdout);
     free(out);
+    tlog_alg_t alg = TLOG_SHA256;
+    uint64_t tree = 0;
+    if (store_tree_info(r, &tree, NULL, &alg) == 0 && alg != TLOG_SHA256)
+        fprintf(stderr, "nhub-audit: this tree is hashed with %s: check the proof with --hash %s\n",
+                tlog_alg_name(alg), tlog_alg_name(alg));
     return 0;
 }
 
@@ -163,7 +171,12 @@ int audit_check_proof(const audit_args_t *a, store_reader_t *r, const tlog_verif
         fprintf(stderr, "nhub-audit: check-proof of a tlog-proof file needs --record\n");
         goto done;
     }
-    if (tlog_hasher_new(TLOG_SHA256, &h, err, sizeof err) != 0 ||
+    tlog_alg_t alg = a->hash ? tlog_alg_parse(a->hash) : TLOG_SHA256;
+    if (!alg) {
+        fprintf(stderr, "nhub-audit check-proof: --hash \"%s\" is not sha256 or sm3\n", a->hash);
+        goto done;
+    }
+    if (tlog_hasher_new(alg, &h, err, sizeof err) != 0 ||
         (rc = load_leaf(record, h, leaf)) != 0)
         goto done;
     rc = 1;
