@@ -71,7 +71,9 @@ int audit_trace(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t 
 
 typedef Nhub__Journal__V1__JournalEvent audit_event_t;
 
-/* Which records; zero fields select everything. */
+/* Which records; zero fields select everything. Each of time, region and
+ * item narrows the selection; a message's and a case's story, both given,
+ * select the records of either. */
 typedef struct audit_filter {
     int has_from, has_to;
     int64_t from_ms, to_ms; /* the record's time in [from, to) */

@@ -121,7 +121,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: nhub-audit COMMAND [options]\n"
                  "\n"
                  "Verify the hub's journal and its transparency log, read from its store while\n"
-                 "it runs (read-only, never blocks the hub), and make and check inclusion proofs.\n"
+                 "it runs (read-only, never blocks the hub); make and check inclusion and\n"
+                 "consistency proofs; replay and trace what the journal holds.\n"
                  "\n"
                  "Commands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
