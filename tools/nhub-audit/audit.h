@@ -138,8 +138,8 @@ int audit_unhex_id(const char *s, uint8_t out[16]);
  * The seq of the record that brought message `msg_id` into the journal:
  * its ACCEPTED event (or the HUB_MESSAGE of a message the hub made).
  * Returns 0 and *seq, NHUB_ENOTFOUND, or a store error. The one place that
- * looks a message up, so that it can move to an index of msg_ids when the
- * store keeps one; today it walks the journal.
+ * looks a message up: the store's msg_id index (store_msg_seq), then a walk
+ * of the journal for what the index does not hold.
  */
 int audit_find_message(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq);
 

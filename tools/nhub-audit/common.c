@@ -117,6 +117,11 @@ static int find_record(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LE
 
 int audit_find_message(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq)
 {
+    /* The store's index of msg_ids finds a region's message at once; the
+     * hub's own messages (HUB_MESSAGE) and a store of format 3 read before
+     * the hub indexed it are found by a walk. */
+    if (store_msg_seq(r, msg_id, seq) == 0)
+        return 0;
     find_t f = {{0x22, 0x10}, 0};
     uint64_t bad = 0;
     memcpy(f.pattern + 2, msg_id, 16);
