@@ -36,6 +36,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <openssl/evp.h>
+
 #define MARKER "PLAINTEXT-MARKER-7f3a"
 #define SRC "110000"
 #define DST "120000"
@@ -220,6 +222,66 @@ static int audit_verify(const fixture_t *fx)
     return 0;
 }
 
+/* nhub-audit replay --data on the hub's store, with payload key file `key`
+ * (NULL: none): stdout into out, stderr into err; its exit status. */
+static int audit_replay(const fixture_t *fx, const char *key, char *out, size_t outcap, char *err,
+                        size_t errcap)
+{
+    char bin[512], cmd[2000], path[450];
+    th_bin("nhub-audit", bin, sizeof bin);
+    int n = snprintf(cmd, sizeof cmd, "%s replay --data %s/hub-data", bin, fx->hub.dir);
+    if (key)
+        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " --payload-key-file %s/%s", fx->hub.dir,
+                      key);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " >%s/replay.out 2>%s/replay.err", fx->hub.dir,
+             fx->hub.dir);
+    int st = system(cmd);
+    const char *names[2] = {"replay.out", "replay.err"};
+    char *bufs[2] = {out, err};
+    size_t caps[2] = {outcap, errcap};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", fx->hub.dir, names[i]);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        size_t got = fread(bufs[i], 1, caps[i] - 1, f);
+        bufs[i][got] = '\0';
+        fclose(f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Whether replay's output holds envelope `env` as received, in base64. */
+static int replay_has(const char *out, const uint8_t *env, size_t len)
+{
+    char b64[400];
+    assert_true(4 * ((len + 2) / 3) < sizeof b64);
+    EVP_EncodeBlock((unsigned char *)b64, env, (int)len);
+    return strstr(out, b64) != NULL;
+}
+
+/* replay without the key marks the envelopes sealed; with it, gives them
+ * as the region sent them; with another key, marks them and says why. */
+static void replay_opens_with_the_key(const fixture_t *fx, uint8_t env[][256], const size_t *len,
+                                      int count)
+{
+    static char out[1 << 16];
+    char err[2048];
+    assert_int_equal(audit_replay(fx, NULL, out, sizeof out, err, sizeof err), 0);
+    assert_non_null(strstr(out, "\"sealed\":true"));
+    for (int n = 1; n <= count; n++)
+        assert_false(replay_has(out, env[n], len[n]));
+    assert_int_equal(audit_replay(fx, "a.key", out, sizeof out, err, sizeof err), 0);
+    assert_null(strstr(out, "\"sealed\":true"));
+    for (int n = 1; n <= count; n++)
+        assert_true(replay_has(out, env[n], len[n]));
+    assert_int_equal(audit_replay(fx, "b.key", out, sizeof out, err, sizeof err), 0);
+    assert_non_null(strstr(out, "\"sealed\":true"));
+    assert_non_null(strstr(err, "did not open with --payload-key-file"));
+    assert_non_null(strstr(err, "sealed with another key"));
+    assert_int_equal(audit_replay(fx, "missing.key", out, sizeof out, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--payload-key-file"));
+}
+
 static void sealed_round_trip(void **state, const char *cipher, int want)
 {
     fixture_t *fx = *state;
@@ -238,6 +300,7 @@ static void sealed_round_trip(void **state, const char *cipher, int want)
     stop(fx);
     assert_false(store_contains(fx, MARKER));
     assert_int_equal(audit_verify(fx), 0);
+    replay_opens_with_the_key(fx, env, len, 5);
 }
 
 static void test_aes_sealed_messages_delivered_byte_for_byte_store_hides_them(void **state)

@@ -14,6 +14,7 @@
 
 #include "nhub_journal.pb-c.h"
 #include <jansson.h>
+#include "seal.h"
 #include "store.h"
 #include "tlog.h"
 
@@ -43,6 +44,7 @@ typedef struct audit_args {
     const char *hub_key_file; /* --hub-key-file FILE */
     const char *work;      /* --work DIR */
     const char *timeout;   /* --timeout MS */
+    const char *payload_key_file; /* --payload-key-file FILE */
     int payloads;          /* --payloads */
     int json;              /* --json */
     int insecure;          /* --insecure-plaintext */
@@ -82,14 +84,20 @@ typedef struct audit_filter {
     int has_msg, has_case;
     uint8_t msg_id[16];     /* the message's story: its record, what names it or points at it */
     uint8_t case_id[16];    /* the case's story: its records and its messages' stories */
+    seal_key_t *payload_key; /* --payload-key-file: sealed envelopes are opened with it */
 } audit_filter_t;
 
-/* --from, --to, --region, --item, --msg, --case of `a` into *f. 0, or 2
- * with a message naming the option. */
+/* --from, --to, --region, --item, --msg, --case and --payload-key-file of
+ * `a` into *f (memset by the caller or by audit_filter_parse). 0, or 2 with
+ * a message naming the option. audit_filter_release frees what they hold. */
 int audit_filter_parse(const audit_args_t *a, audit_filter_t *f);
+int audit_filter_key(const audit_args_t *a, audit_filter_t *f);
+void audit_filter_release(audit_filter_t *f);
 
 /* Called with each record selected, in seq order: its bytes and decoded
- * event (both valid during the call). 0 goes on; anything else stops the
+ * event (both valid during the call; with the filter's payload key, a
+ * sealed envelope is given opened, as the region sent it; one that does
+ * not open stays sealed and is counted on stderr at the end). 0 goes on; anything else stops the
  * walk and is returned. */
 typedef int (*audit_event_fn)(void *arg, uint64_t seq, const void *raw, size_t len,
                               const audit_event_t *e);

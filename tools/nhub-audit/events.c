@@ -58,10 +58,14 @@ typedef struct walk {
     const audit_filter_t *f;
     audit_event_fn fn;
     void *arg;
-    list_t msgs;    /* 16-byte msg_ids of the story */
-    list_t seqs;    /* uint64_t seqs of the story's messages */
+    list_t msgs;         /* 16-byte msg_ids of the story */
+    list_t seqs;         /* uint64_t seqs of the story's messages */
     uint8_t pattern[19]; /* the case id as a record holds it: field 21's tag, length 16, id */
-    int rc;         /* an error of our own */
+    int rc;              /* an error of our own */
+    uint8_t *opened;     /* an envelope opened with the payload key */
+    size_t opened_cap;
+    uint64_t unopened, first_unopened; /* sealed envelopes the key did not open */
+    int unopened_why;
 } walk_t;
 
 static int is_message_record(const audit_event_t *e)
@@ -180,6 +184,36 @@ static int outside_time(const audit_filter_t *f, const uint8_t *p, size_t len)
     return (f->has_from && t < f->from_ms) || (f->has_to && t >= f->to_ms);
 }
 
+/* With the payload key, a sealed envelope of `e` opened into w->opened and
+ * put in its place (the caller puts the sealed one back). One that does
+ * not open (another key, altered bytes) stays sealed and is counted. */
+static int open_envelope(walk_t *w, uint64_t seq, audit_event_t *e)
+{
+    const seal_key_t *key = w->f->payload_key;
+    ProtobufCBinaryData *env = &e->envelope;
+    size_t len = 0;
+    if (!key || !seal_is_sealed(env->data, env->len))
+        return 0;
+    if (w->opened_cap < env->len) {
+        uint8_t *p = realloc(w->opened, env->len);
+        if (!p)
+            return w->rc = NHUB_ENOMEM;
+        w->opened = p;
+        w->opened_cap = env->len;
+    }
+    int rc = seal_open(key, e->msg_id.data, e->msg_id.len, env->data, env->len, w->opened,
+                       w->opened_cap, &len);
+    if (rc == 0) {
+        *env = (ProtobufCBinaryData){len, w->opened};
+        return 0;
+    }
+    if (!w->unopened++) {
+        w->first_unopened = seq;
+        w->unopened_why = rc;
+    }
+    return 0;
+}
+
 /* store_journal_fn, the walk that tells. */
 static int tell(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN], const void *event,
                 size_t len)
@@ -196,8 +230,11 @@ static int tell(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN], con
         w->rc = NHUB_EMALFORMED;
         return w->rc;
     }
-    const audit_event_t *e = (const audit_event_t *)m;
-    rc = matches(w, seq, e) ? w->fn(w->arg, seq, event, len, e) : 0;
+    audit_event_t *e = (audit_event_t *)m;
+    ProtobufCBinaryData sealed = e->envelope;
+    if (matches(w, seq, e) && (rc = open_envelope(w, seq, e)) == 0)
+        rc = w->fn(w->arg, seq, event, len, e);
+    e->envelope = sealed; /* the decoded event's own, freed with it */
     wire_free(&m);
     return w->rc ? w->rc : rc;
 }
@@ -205,7 +242,18 @@ static int tell(void *arg, uint64_t seq, const uint8_t hash[STORE_HASH_LEN], con
 int audit_events(store_reader_t *r, const audit_filter_t *f, audit_event_fn fn, void *arg)
 {
     /* field 21 (case_id), length-delimited: tag (21 << 3) | 2 = 170, varint 0xaa 0x01 */
-    walk_t w = {r, f, fn, arg, {NULL, 0, 0, 16}, {NULL, 0, 0, sizeof(uint64_t)}, {0xaa, 0x01, 0x10},
+    walk_t w = {r,
+                f,
+                fn,
+                arg,
+                {NULL, 0, 0, 16},
+                {NULL, 0, 0, sizeof(uint64_t)},
+                {0xaa, 0x01, 0x10},
+                0,
+                NULL,
+                0,
+                0,
+                0,
                 0};
     uint64_t bad = 0;
     int rc = 0;
@@ -220,8 +268,17 @@ int audit_events(store_reader_t *r, const audit_filter_t *f, audit_event_fn fn, 
         rc = store_journal_walk(r, 1, tell, &w, &bad);
     if (rc < 0 && w.rc != NHUB_EMALFORMED) /* a decoding failure was named where it happened */
         fprintf(stderr, "nhub-audit: cannot read the journal: %s\n", nhub_strerror(rc));
+    if (w.unopened)
+        fprintf(stderr,
+                "nhub-audit: %llu sealed envelope%s did not open with --payload-key-file "
+                "(the first in record %llu: %s); shown sealed\n",
+                (unsigned long long)w.unopened, w.unopened == 1 ? "" : "s",
+                (unsigned long long)w.first_unopened,
+                w.unopened_why == NHUB_ENOTFOUND ? "sealed with another key"
+                                                 : "it does not authenticate");
     free(w.msgs.v);
     free(w.seqs.v);
+    free(w.opened);
     return rc;
 }
 
@@ -274,5 +331,23 @@ int audit_filter_parse(const audit_args_t *a, audit_filter_t *f)
     }
     f->region = a->region;
     f->item = a->item;
-    return 0;
+    return audit_filter_key(a, f);
+}
+
+int audit_filter_key(const audit_args_t *a, audit_filter_t *f)
+{
+    char err[512];
+    if (!a->payload_key_file)
+        return 0;
+    /* The cipher only chooses how new envelopes are sealed: a sealed
+     * envelope names its own, and one key opens both. */
+    if (seal_key_load(a->payload_key_file, SEAL_AES_256_GCM, &f->payload_key, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "nhub-audit %s: --payload-key-file: %s\n", a->cmd, err);
+    return 2;
+}
+
+void audit_filter_release(audit_filter_t *f)
+{
+    seal_key_free(&f->payload_key);
 }

@@ -13,8 +13,9 @@
  * region's keys (--keys DIR holds CODE.key files as nhub-keygen writes
  * them, --hub-key-file the test hub's .pub). Order across regions is kept
  * by waiting for one region's messages to be acknowledged before the next
- * region's are sent. Messages the hub made itself (HUB_MESSAGE) and sealed
- * envelopes are counted, not sent. There is no default endpoint: a hub
+ * region's are sent. Messages the hub made itself (HUB_MESSAGE) and
+ * envelopes sealed at rest that --payload-key-file did not open are
+ * counted, not sent. There is no default endpoint: a hub
  * takes messages only when it is named.
  *
  * The adapters' outboxes live under --work DIR (default: a new temporary

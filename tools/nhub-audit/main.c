@@ -59,14 +59,16 @@ static const command_t COMMANDS[] = {
      "        the journal's records as JSON lines, in order: those from T (ISO 8601 UTC,\n"
      "        2026-12-07T10:55:24Z or 2026-12-07) to before T, of region R, item I, the\n"
      "        story of case or message ID; envelopes in base64, and with --payloads\n"
-     "        their payloads decoded through the schemas\n"
+     "        their payloads decoded through the schemas; --payload-key-file FILE (the\n"
+     "        hub's security.payload_key_file) opens envelopes sealed at rest\n"
      "  replay --data DIR [the same filters] --into ENDPOINT (--keys DIR --hub-key-file\n"
      "         FILE | --insecure-plaintext) [--work DIR] [--timeout MS]\n"
+     "         [--payload-key-file FILE]\n"
      "        send the selected messages again, in journal order, to the test hub at\n"
      "        ENDPOINT as their regions' adapters (keys: DIR/CODE.key, the hub's .pub);\n"
      "        says how many were sent and acknowledged\n"},
     {"trace", audit_trace, AUDIT_NEEDS_STORE, 1, 1, "ID",
-     "  trace --data DIR ID [--json]\n"
+     "  trace --data DIR ID [--json] [--payload-key-file FILE]\n"
      "        the whole story of one message or case (ID: a msg_id or case id, 32 hex\n"
      "        digits) in journal order, one line a record (--json: replay's lines)\n"},
 };
@@ -91,6 +93,7 @@ static const struct {
     {"--into", offsetof(audit_args_t, into)},
     {"--keys", offsetof(audit_args_t, keys)},
     {"--hub-key-file", offsetof(audit_args_t, hub_key_file)},
+    {"--payload-key-file", offsetof(audit_args_t, payload_key_file)},
     {"--work", offsetof(audit_args_t, work)},
     {"--timeout", offsetof(audit_args_t, timeout)},
 };

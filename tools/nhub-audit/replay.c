@@ -226,10 +226,14 @@ int audit_replay(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t
     int rc = audit_filter_parse(a, &f);
     if (rc != 0)
         return rc;
-    if (a->into)
-        return audit_into(a, r, &f);
+    if (a->into) {
+        rc = audit_into(a, r, &f);
+        audit_filter_release(&f);
+        return rc;
+    }
     replay_t rp = {a, 0};
     rc = audit_events(r, &f, replay_line, &rp);
+    audit_filter_release(&f);
     if (fflush(stdout) != 0)
         rc = 2;
     return rc == 0 ? 0 : 2;

@@ -148,8 +148,11 @@ int audit_trace(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t 
         return 2;
     }
     f.has_case = 1; /* a message's story is a case's that has no records of its own */
+    if (audit_filter_key(a, &f) != 0)
+        return 2;
     trace_t t = {a, f.case_id, 0};
     int rc = audit_events(r, &f, trace_line, &t);
+    audit_filter_release(&f);
     if (fflush(stdout) != 0 || rc != 0)
         return 2;
     if (t.lines == 0) {
