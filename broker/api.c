@@ -34,20 +34,6 @@ static json_t *hex_json(const uint8_t *p, size_t n)
     return json_string(log_hex(hex, sizeof hex, p, n));
 }
 
-static int hex_parse(const char *s, uint8_t *out, size_t n)
-{
-    if (!s || strlen(s) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
-            sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 static const char *event_type_name(int type, char *buf, size_t cap)
 {
     const ProtobufCEnumValue *v =
@@ -442,7 +428,7 @@ static void get_cases(hub_t *h, http_req_t *req, store_reader_t *rd)
     const char *a = http_req_query(req, "after");
     if (a) {
         uint8_t id[16];
-        if (hex_parse(a, id, 16) != 0 || store_case_read(rd, id, &after) != 0) {
+        if (log_unhex(a, id, 16) != 0 || store_case_read(rd, id, &after) != 0) {
             http_reply_error(req, 400, "bad_request",
                              "query \"after\": not the id of a case (32 hex digits)");
             return;
@@ -500,7 +486,7 @@ static void get_case(hub_t *h, http_req_t *req, store_reader_t *rd, const char *
 {
     uint8_t id[16];
     store_case_t c;
-    if (hex_parse(hex, id, 16) != 0) {
+    if (log_unhex(hex, id, 16) != 0) {
         http_reply_error(req, 400, "bad_request", "a case id is 32 hex digits");
         return;
     }
@@ -819,7 +805,7 @@ done:
 static void case_remind(hub_t *h, http_req_t *req, const char *hex)
 {
     uint8_t id[16];
-    if (hex_parse(hex, id, 16) != 0) {
+    if (log_unhex(hex, id, 16) != 0) {
         http_reply_error(req, 400, "bad_request", "a case id is 32 hex digits");
         return;
     }

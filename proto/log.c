@@ -8,6 +8,7 @@
 
 #include "nhub_err.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <time.h>
 
@@ -163,6 +164,20 @@ const char *log_quote(char *buf, size_t cap, const char *s)
     buf[o++] = '"';
     buf[o] = '\0';
     return buf;
+}
+
+int log_unhex(const char *s, uint8_t *out, size_t n)
+{
+    if (!s || strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
+            sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
 }
 
 const char *log_hex(char *buf, size_t cap, const void *data, size_t len)

@@ -45,6 +45,10 @@ const char *log_quote(char *buf, size_t cap, const char *s);
 /* Hex of `len` bytes into `buf` (cap >= 2*len+1, truncated otherwise). Returns buf. */
 const char *log_hex(char *buf, size_t cap, const void *data, size_t len);
 
+/* Exactly 2n hex digits (either case) into n bytes: what log_hex writes,
+ * read back. 0, or -1 for anything else. */
+int log_unhex(const char *s, uint8_t *out, size_t n);
+
 /* `ms` since the Unix epoch as UTC ISO 8601 with milliseconds, the form of
  * every log line's ts= (2026-12-07T10:55:24.128Z); returns buf. */
 const char *log_time(char *buf, size_t cap, int64_t ms);

@@ -69,11 +69,29 @@ static void test_time_parse_refuses_what_is_not_a_time(void **state)
     assert_int_equal(log_time_parse(NULL, &ms), NHUB_EINVAL);
 }
 
+/* log_unhex reads back what log_hex writes, in either case, and nothing else. */
+static void test_unhex_reads_what_log_hex_writes(void **state)
+{
+    (void)state;
+    const uint8_t id[4] = {0x00, 0x9f, 0xa5, 0xff};
+    uint8_t out[4];
+    char hex[9];
+    assert_int_equal(log_unhex(log_hex(hex, sizeof hex, id, 4), out, 4), 0);
+    assert_memory_equal(out, id, 4);
+    assert_int_equal(log_unhex("009FA5FF", out, 4), 0);
+    assert_memory_equal(out, id, 4);
+    const char *bad[] = {"009fa5f", "009fa5fff", "009fa5fg", " 09fa5ff", "0x9fa5ff", "", NULL};
+    for (int i = 0; bad[i]; i++)
+        assert_int_equal(log_unhex(bad[i], out, 4), -1);
+    assert_int_equal(log_unhex(NULL, out, 4), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time_parse_reads_what_log_time_writes),
         cmocka_unit_test(test_time_parse_refuses_what_is_not_a_time),
+        cmocka_unit_test(test_unhex_reads_what_log_hex_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,29 +64,14 @@ int audit_parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-/* Exactly 2n hex digits into n bytes; -1 otherwise. */
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-    if (!s || strlen(s) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
-            sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 int audit_unhex32(const char *s, uint8_t out[32])
 {
-    return unhex(s, out, 32);
+    return log_unhex(s, out, 32);
 }
 
 int audit_unhex_id(const char *s, uint8_t out[16])
 {
-    return unhex(s, out, 16);
+    return log_unhex(s, out, 16);
 }
 
 typedef struct find {
