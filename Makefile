@@ -260,6 +260,7 @@ $(B)/test/integration/test_nhubctl: | $(B)/bin/nhubctl $(B)/bin/nhubd
 $(B)/test/integration/test_audit_tool: | $(B)/bin/nhub-audit $(B)/bin/nhubd
 $(B)/test/integration/test_receipt: | $(B)/bin/nhub-adapter $(B)/bin/nhub-audit $(B)/bin/nhubd
 $(B)/test/integration/test_replay: | $(B)/bin/nhub-audit $(B)/bin/nhubd
+$(B)/test/integration/test_archive: | $(B)/bin/nhub-audit $(B)/bin/nhubd
 $(B)/test/integration/test_sim: | $(B)/bin/nhub-sim $(B)/bin/nhubd
 $(B)/test/integration/test_run_demo: | $(B)/bin/nhub-sim $(B)/bin/nhubd $(B)/bin/nhub-keygen
 

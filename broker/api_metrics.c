@@ -163,6 +163,15 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
     metric(&b, "nhub_sealed_unopened_total", "counter",
            "Deliveries of a sealed envelope the payload key could not open (left queued)",
            (double)n->sealed_unopened);
+    metric(&b, "nhub_archive_files_total", "counter", "Archive files written and journaled",
+           (double)n->archive_files);
+    metric(&b, "nhub_archive_records_total", "counter", "Journal records written to archive files",
+           (double)n->archive_records);
+    metric(&b, "nhub_pruned_records_total", "counter",
+           "Archived records removed from the live store (audit.retention)",
+           (double)n->pruned_records);
+    metric(&b, "nhub_archive_errors_total", "counter", "Archive files that could not be written",
+           (double)n->archive_errors);
     metric(&b, "nhub_sessions", "gauge", "Adapter sessions", (double)session_count(h->sessions));
     metric(&b, "nhub_journal_last_seq", "gauge", "Sequence number of the last journal record",
            (double)last);

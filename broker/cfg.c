@@ -120,6 +120,9 @@ static const conf_key_t cfg_audit_schema[] = {
     CONF_KEY_INT64(cfg_audit_t, checkpoint_every, "checkpoint_every", 0, 1, 10000000),
     CONF_KEY_DURATION_MS(cfg_audit_t, checkpoint_interval_ms, "checkpoint_interval", 0, SEC,
                          DAY),
+    CONF_KEY_STRING(cfg_audit_t, archive_dir, "archive_dir", 0),
+    CONF_KEY_INT64(cfg_audit_t, archive_every, "archive_every", 0, 1, 10000000),
+    CONF_KEY_DURATION_MS(cfg_audit_t, retention_ms, "retention", 0, SEC, 100 * 366 * DAY),
     CONF_KEY_END,
 };
 
@@ -153,6 +156,7 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->log.level = LOG_INFO;
     cfg->audit.checkpoint_every = 10000;
     cfg->audit.checkpoint_interval_ms = 60 * SEC;
+    cfg->audit.archive_every = 10000;
 }
 
 /* ---- checks across keys -------------------------------------------------- */
@@ -401,6 +405,10 @@ static int cfg_check_audit(cfg_t *cfg, const conf_marks_t *marks, char *err, siz
     if (strlen(a->origin) > CFG_ORIGIN_MAX)
         return conf_marks_error(marks, "audit.origin", err, errcap,
                                 "\"audit.origin\": at most %d characters", CFG_ORIGIN_MAX);
+    if (a->retention_ms && !a->archive_dir[0])
+        return conf_marks_error(marks, "audit.retention", err, errcap,
+                                "\"audit.retention\" needs \"audit.archive_dir\": records "
+                                "leave the live store only once archived");
     return 0;
 }
 

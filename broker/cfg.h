@@ -165,6 +165,10 @@ typedef struct cfg_audit {
     int64_t checkpoint_every;        /* records; 1..10000000, default 10000 */
     int64_t checkpoint_interval_ms;  /* 1s..1d, default 60s: at most this long unsigned */
     int tree_hash;                   /* CFG_TREE_SHA256 (default) or CFG_TREE_SM3, for a new tree */
+    char archive_dir[CFG_PATH_MAX + 1]; /* archive files go here; empty: no archives, no pruning */
+    int64_t archive_every;           /* records per archive file; 1..10000000, default 10000 */
+    int64_t retention_ms;            /* archived records older than this leave the live store;
+                                        0 (default): kept */
 } cfg_audit_t;
 enum { CFG_TREE_SHA256 = 0, CFG_TREE_SM3 = 1 };
 

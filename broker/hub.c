@@ -165,6 +165,8 @@ static int poll_timeout(const hub_t *h)
         if (due < next)
             next = due;
     }
+    if (retention_busy(h))
+        return 0;
     if (h->http && h->next_tick < next)
         next = h->next_tick;
     int64_t wait = next - now;
@@ -634,6 +636,7 @@ void hub_destroy(hub_t **self)
         zmq_ctx_term(h->zctx);
     session_table_destroy(&h->sessions);
     regions_free(&h->regions, h->n_regions);
+    retention_stop(h);
     store_close(&h->store);
     checkpoint_teardown(h);
     atrest_teardown(h);
@@ -834,6 +837,7 @@ int hub_run(hub_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *rel
         commit_flush_stage(h);
         deliver_all(h);
         housekeeping(h);
+        retention_turn(h);
         api_turn(h);
     }
     commit_flush_all(h); /* what was staged before the stop is answered */

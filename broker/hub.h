@@ -60,6 +60,9 @@ typedef struct hub_counters {
     uint64_t hub_messages; /* notices the hub made about cases (reminders, overdue, final answers) */
     uint64_t sealed_unopened; /* deliveries of a sealed envelope the hub's payload key could not
                                  open (another key, or damaged): left queued */
+    uint64_t archive_files, archive_records; /* archive files written and journaled, their records */
+    uint64_t pruned_records; /* record bodies removed from the live store (audit.retention) */
+    uint64_t archive_errors; /* archive files that could not be written (each logged) */
 } hub_counters_t;
 
 /*

@@ -30,6 +30,7 @@
 
 #include "hub.h"
 
+#include "archive.h"
 #include "auth.h"
 #include "cases.h"
 #include "catalog.h"
@@ -50,6 +51,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,8 +245,29 @@ struct hub_recent {
     char reason[200];
 };
 
+/* The archive file being made (retention.c): written in steps on the loop,
+ * made durable on a thread of its own, then journaled. */
+struct hub_archive {
+    archive_writer_t *w;  /* NULL when no file is being made */
+    uint64_t first, last; /* its range */
+    uint64_t next;        /* the next record to write */
+    uint8_t last_hash[STORE_HASH_LEN];
+    uint8_t file_hash[32];
+    char name[64];
+    int64_t started_us;
+    pthread_t thread; /* archive_writer_sync */
+    int syncing;      /* the thread was started and not joined */
+    atomic_int synced; /* it has ended, with sync_rc and sync_err */
+    int sync_rc;
+    char sync_err[512];
+    int written;       /* durable: to be journaled (EVENT_ARCHIVED) */
+    int64_t next_look; /* monotonic ms of the next look for work */
+    int64_t retry_at;  /* after an error: no new file before */
+};
+
 struct hub {
     cfg_t *cfg;
+    struct hub_archive arc;
     /* Checkpoints of the journal's Merkle tree (checkpoint.c). */
     keys_file_t *cp_keys;     /* the hub's keys (security.key_file), NULL without */
     tlog_signer_t *cp_signer; /* signs them as audit.origin; NULL: unsigned */
@@ -558,6 +582,16 @@ void commit_flush_stage(hub_t *h);
 
 /* Commit and answer everything staged (before a reload, at the stop). */
 void commit_flush_all(hub_t *h);
+
+/* ---- retention.c: archives and retention -------------------------------------- */
+
+/* One step of archiving (audit.archive_dir) or pruning (audit.retention),
+ * each turn of the loop: a bounded number of records, never a wait on disk. */
+void retention_turn(hub_t *h);
+/* A file is being made: the loop should not wait for frames before its next step. */
+int retention_busy(const hub_t *h);
+/* At the stop: wait for a sync under way, remove an unfinished file. */
+void retention_stop(hub_t *h);
 
 /* ---- deliver.c -------------------------------------------------------------- */
 

@@ -1194,7 +1194,11 @@ int store_journal_verify(store_reader_t *r, uint64_t *n, uint64_t *bad_seq)
     uint64_t expect = 1;
     *n = 0;
     *bad_seq = 0;
-    int rc = mdb_cursor_open(r->txn, r->store->journal, &c);
+    /* Records before journal_start were pruned: the chain goes on from there. */
+    int rc = store_journal_start(r, &expect, prev);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(r->txn, r->store->journal, &c);
     if (rc)
         return lmdb_err(rc);
     EVP_MD_CTX *md = EVP_MD_CTX_new();

@@ -41,6 +41,10 @@
  *              used again after the duplicate window names its latest record
  *   meta "opstate/<region>"  what operators set for a region through the API
  *              (store_opstate_t): suspension, paused delivery, rate limit
+ *   meta "journal_start" (8), "journal_start_prev" (32)  the first record whose
+ *              body is still in `journal` and the chain hash of the one before it;
+ *              absent: 1 and zeros (nothing pruned). The tree keeps every leaf.
+ *   meta "archive_next" (8)  the first record not yet in an archive file
  *
  * Invariants: every change is made inside one write transaction that also
  * appends the journal event describing it, so the journal and the indexes
@@ -374,7 +378,8 @@ int store_msg_seq(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq);
 int store_journal_last(store_reader_t *r, uint64_t *seq);
 
 /*
- * Walk the whole journal from seq 1, verifying that seqs have no gaps, that
+ * Walk the live journal from store_journal_start's record (1 if nothing was
+ * pruned) with the chain hash before it, verifying that seqs have no gaps, that
  * each record's chain hash is right, and that the last record matches the
  * chain state kept in meta (so records cut off the end are noticed too).
  * *n = records checked. Returns 0, or NHUB_EMALFORMED with *bad_seq = the
@@ -585,5 +590,35 @@ typedef struct store_tracked {
 /* Up to `max` followed deliveries of msg_id, by region; *n = how many. */
 int store_tracked_list(store_reader_t *r, const uint8_t msg_id[16], store_tracked_t *out,
                        size_t max, size_t *n);
+
+/* ---- archives and retention (store_retention.c) ------------------------------ */
+
+/* The first record whose body is in the journal (1 if nothing was pruned)
+ * and the chain hash of the record before it (zeros for 1). */
+int store_journal_start(store_reader_t *r, uint64_t *start, uint8_t prev[STORE_HASH_LEN]);
+
+/* The first record not yet archived (meta "archive_next"; 1 if none was). */
+int store_archive_next(store_reader_t *r, uint64_t *next);
+
+/* Record that every record below `next` is in an archive file. */
+int store_archive_mark(store_txn_t *t, uint64_t next);
+
+/*
+ * Remove the bodies of records journal_start .. `last` from the journal:
+ * never a record at or after "archive_next" (not archived yet), nor one a
+ * region's queue still holds (its envelope is delivered from it), nor the
+ * last record; `last` is lowered to respect that. The tree's nodes stay,
+ * so proofs for the records left still work. *first and *n (may be NULL)
+ * say what was removed (n = 0: nothing). Returns 0 or a store error.
+ */
+int store_journal_prune(store_txn_t *t, uint64_t last, uint64_t *first, uint64_t *n);
+
+/*
+ * The tree's compact range at size `n` (0 <= n <= the tree's size), built
+ * from the stored nodes, encoded as tlog_state_encode does into buf[cap]
+ * (TLOG_STATE_MAX is enough); *len its length. 0, NHUB_EINVAL,
+ * NHUB_ENOTFOUND (no tree) or a store error.
+ */
+int store_tree_state_at(store_reader_t *r, uint64_t n, uint8_t *buf, size_t cap, size_t *len);
 
 #endif

@@ -45,8 +45,8 @@ typedef struct th_hub {
 /* A journal record (nhub_journal.proto), decoded. */
 typedef struct Nhub__Journal__V1__JournalEvent th_journal_event_t;
 
-/* Call fn for every record of h's journal in seq order, read beside the
- * running hub. Returns 0, or -1 if the store cannot be read. */
+/* Call fn for every record of h's journal still in its live store (from
+ * store_journal_start) in seq order, read beside the running hub. Returns 0, or -1 if the store cannot be read. */
 int th_journal_foreach(const th_hub_t *h, void (*fn)(const th_journal_event_t *ev, void *arg),
                        void *arg);
 

@@ -16,16 +16,17 @@ int th_journal_foreach(const th_hub_t *h, void (*fn)(const th_journal_event_t *e
     store_t *st = NULL;
     store_reader_t *rd = NULL;
     char dir[400], err[256];
-    uint64_t last = 0;
+    uint64_t last = 0, first = 1;
+    uint8_t prev[STORE_HASH_LEN];
     snprintf(dir, sizeof dir, "%s/hub-data", h->dir);
     if (store_open_reader(dir, &st, err, sizeof err) != 0 || store_reader_open(st, &rd) != 0 ||
-        store_journal_last(rd, &last) != 0) {
+        store_journal_last(rd, &last) != 0 || store_journal_start(rd, &first, prev) != 0) {
         store_reader_close(&rd);
         store_close(&st);
         return -1;
     }
     int rc = 0;
-    for (uint64_t seq = 1; seq <= last && rc == 0; seq++) {
+    for (uint64_t seq = first; seq <= last && rc == 0; seq++) { /* after the pruned */
         const void *data;
         size_t len;
         ProtobufCMessage *m = NULL;

@@ -1,0 +1,411 @@
+/*
+ * test_archive.c: archives and retention on a real nhubd. The hub writes
+ * closed ranges of its journal to archive files and, once its injected
+ * clock has passed audit.retention, prunes the archived records from its
+ * live store, all while senders keep getting ACKs; nhub-audit verifies the
+ * archives and the live store together, and fails naming the file and the
+ * record when an archive is truncated, altered or missing; an export of a
+ * time range verifies alone; the hub restarts after pruning and its proofs
+ * for live records still check. An archive directory it cannot write is
+ * logged and counted, and nothing is pruned.
+ */
+#include "archive.h"
+#include "harness.h"
+#include "keys.h"
+#include "nhub.h"
+#include "nhub_journal.pb-c.h"
+#include "store.h"
+#include "tlog.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define EVERY 20 /* audit.archive_every */
+#define SENT 30
+#define WAIT_MS 20000
+#define HOUR (3600 * 1000LL)
+#define ORIGIN "nhub.test/hub"
+#define FILES_MAX 64
+
+typedef struct fixture {
+    th_hub_t hub;
+    keys_file_t *key;
+    char data[400];      /* the hub's data directory */
+    char archive[400];   /* its audit.archive_dir */
+    char vkey_file[400]; /* its verifier key */
+    nhub_t *receiver;    /* 440000, confirming what it gets */
+    int received;
+} fixture_t;
+
+typedef struct run {
+    int status;
+    char out[8192];
+    char err[8192];
+} run_t;
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+static void read_text(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+/* Run nhub-audit with `args` (NULL-terminated); stdout to `out_file` if not NULL. */
+static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const char *const *args)
+{
+    char bin[512], out_path[400], err_path[400];
+    const char *argv[48];
+    size_t n = 0;
+    th_bin("nhub-audit", bin, sizeof bin);
+    snprintf(out_path, sizeof out_path, "%s", out_file ? out_file : "");
+    if (!out_file)
+        snprintf(out_path, sizeof out_path, "%s/audit.out", fx->hub.dir);
+    snprintf(err_path, sizeof err_path, "%s/audit.err", fx->hub.dir);
+    argv[n++] = bin;
+    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    read_text(out_path, r->out, sizeof r->out);
+    read_text(err_path, r->err, sizeof r->err);
+}
+
+#define AUDIT(fx, r, ...) run_audit(fx, r, NULL, (const char *const[]){__VA_ARGS__, NULL})
+#define AUDIT_TO(fx, r, file, ...) run_audit(fx, r, file, (const char *const[]){__VA_ARGS__, NULL})
+
+/* The hub's configuration with archives into `archive_dir`. */
+static int configure(fixture_t *fx, const char *archive_dir)
+{
+    char secret[400], pub[400], err[512], vkey[TLOG_VKEY_MAX];
+    snprintf(secret, sizeof secret, "%s/hub.key", fx->hub.dir);
+    snprintf(pub, sizeof pub, "%s/hub.pub", fx->hub.dir);
+    if (keys_generate("000000", KEYS_ED25519, 1764000000000, &fx->key) != 0 ||
+        keys_write(fx->key, secret, pub, 0, err, sizeof err) != 0)
+        return -1;
+    tlog_signer_t *signer = NULL;
+    if (tlog_signer_new(ORIGIN, fx->key, &signer, err, sizeof err) != 0 ||
+        tlog_signer_vkey(signer, vkey, sizeof vkey) != 0)
+        return -1;
+    tlog_signer_free(&signer);
+    snprintf(fx->vkey_file, sizeof fx->vkey_file, "%s/hub.vkey", fx->hub.dir);
+    FILE *f = fopen(fx->vkey_file, "w");
+    if (!f || fprintf(f, "%s\n", vkey) < 0 || fclose(f) != 0)
+        return -1;
+    snprintf(fx->data, sizeof fx->data, "%s/hub-data", fx->hub.dir);
+    snprintf(fx->archive, sizeof fx->archive, "%s", archive_dir);
+    snprintf(fx->hub.security, sizeof fx->hub.security,
+             "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
+    snprintf(fx->hub.http, sizeof fx->hub.http,
+             "audit:\n  origin: \"" ORIGIN "\"\n  checkpoint_every: 10\n"
+             "  checkpoint_interval: 1h\n  archive_dir: \"%s\"\n  archive_every: %d\n"
+             "  retention: 1h\n%s",
+             archive_dir, EVERY, TH_HTTP_YAML);
+    return 0;
+}
+
+static int open_receiver(fixture_t *fx)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/adapter-440000", fx->hub.dir);
+    nhub_options_t o;
+    memset(&o, 0, sizeof o);
+    o.region = "440000";
+    o.hub_endpoint = fx->hub.endpoint;
+    o.data_dir = path;
+    o.insecure_plaintext = 1;
+    if (nhub_open(&o, &fx->receiver, err, sizeof err) != 0) {
+        fprintf(stderr, "receiver: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof *fx);
+    char dir[400];
+    if (!fx || th_hub_init(&fx->hub, NULL) != 0)
+        return -1;
+    snprintf(dir, sizeof dir, "%s/archive", fx->hub.dir);
+    if (configure(fx, dir) != 0 || th_hub_start(&fx->hub) != 0 || open_receiver(fx) != 0) {
+        th_log_dump(&fx->hub, stderr);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    nhub_close(&fx->receiver);
+    keys_free(&fx->key);
+    int rc = th_hub_stop(&fx->hub);
+    if (rc != 0)
+        th_log_dump(&fx->hub, stderr);
+    th_hub_cleanup(&fx->hub);
+    free(fx);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Send n pushes 110000 -> 440000 (each ACKed) and confirm them at the receiver. */
+static void send_and_confirm(fixture_t *fx, int n)
+{
+    assert_int_equal(th_send_pushes(&fx->hub, "110000", "440000", n, WAIT_MS), 0);
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    for (int got = 0; got < n && th_now_ms() < deadline;) {
+        nhub_delivery_t *d = NULL;
+        if (nhub_recv(fx->receiver, &d, 1000) != 0)
+            continue;
+        assert_int_equal(nhub_confirm(fx->receiver, &d), 0);
+        got++;
+        fx->received++;
+    }
+    assert_int_equal(nhub_flush(fx->receiver, WAIT_MS), 0);
+}
+
+static double metric(const fixture_t *fx, const char *name)
+{
+    char *body = NULL;
+    assert_int_equal(th_http(&fx->hub, "GET", "/metrics", TH_READ_TOKEN, NULL, &body, 5000), 200);
+    double v = th_metric_value(body, name);
+    free(body);
+    return v;
+}
+
+/* Wait until the hub has applied every confirmation the receiver sent. */
+static void wait_confirmed(const fixture_t *fx)
+{
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    while (metric(fx, "nhub_confirmed_total") < fx->received && th_now_ms() < deadline)
+        nhub_pump(fx->receiver, 20);
+    assert_true(metric(fx, "nhub_confirmed_total") >= fx->received);
+}
+
+/* The archive files in fx->archive, sorted (names are in seq order). */
+static size_t list_files(const fixture_t *fx, char names[FILES_MAX][128])
+{
+    DIR *d = opendir(fx->archive);
+    size_t n = 0;
+    struct dirent *e;
+    assert_non_null(d);
+    while ((e = readdir(d)) && n < FILES_MAX) {
+        size_t len = strlen(e->d_name);
+        if (len > 6 && len < 128 && !strcmp(e->d_name + len - 6, ".nharc"))
+            snprintf(names[n++], 128, "%s", e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, 128, (int (*)(const void *, const void *))strcmp);
+    return n;
+}
+
+static void store_marks(const fixture_t *fx, uint64_t *start, uint64_t *archived)
+{
+    store_t *st = NULL;
+    store_reader_t *rd = NULL;
+    char err[256];
+    uint8_t prev[STORE_HASH_LEN];
+    assert_int_equal(store_open_reader(fx->data, &st, err, sizeof err), 0);
+    assert_int_equal(store_reader_open(st, &rd), 0);
+    assert_int_equal(store_journal_start(rd, start, prev), 0);
+    assert_int_equal(store_archive_next(rd, archived), 0);
+    store_reader_close(&rd);
+    store_close(&st);
+}
+
+/* Move the hub's clock and wait until it has read it. */
+static void clock_at(fixture_t *fx, int64_t offset_ms)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "offset_ms=%lld reread=1", (long long)offset_ms);
+    int seen = th_log_count(&fx->hub, needle);
+    assert_int_equal(th_hub_clock_set(&fx->hub, offset_ms), 0);
+    assert_true(th_log_wait(&fx->hub, needle, seen + 1, WAIT_MS));
+}
+
+struct journal_seen {
+    int archived, pruned;
+    uint64_t pruned_first;
+    char file[128];
+    uint8_t sha[32];
+};
+
+static void note_event(const th_journal_event_t *ev, void *arg)
+{
+    struct journal_seen *s = arg;
+    if (ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ARCHIVED && ev->archive) {
+        assert_int_equal((ev->range_first - 1) % EVERY, 0);
+        assert_int_equal(ev->range_last - ev->range_first + 1, EVERY);
+        assert_int_equal(ev->archive->sha256.len, 32);
+        if (!s->archived++) { /* the first still in the live store */
+            snprintf(s->file, sizeof s->file, "%s", ev->archive->file);
+            memcpy(s->sha, ev->archive->sha256.data, 32);
+        }
+    } else if (ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_PRUNED) {
+        if (!s->pruned++)
+            s->pruned_first = ev->range_first;
+        assert_true(ev->range_last >= ev->range_first);
+    }
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_archives_then_prunes_while_the_hub_acks(void **state)
+{
+    fixture_t *fx = *state;
+    send_and_confirm(fx, SENT); /* 1 + 30 + 30 + checkpoints: 3 files of 20 */
+    assert_true(th_log_wait(&fx->hub, "event=hub.archived", 3, WAIT_MS));
+    wait_confirmed(fx);
+    uint64_t start = 0, archived = 0;
+    store_marks(fx, &start, &archived);
+    assert_int_equal(start, 1); /* nothing is older than retention yet */
+    assert_true(archived > 3 * EVERY);
+
+    /* Two hours on: what was archived is older than retention (1h). */
+    int pruned_before = th_log_count(&fx->hub, "event=hub.pruned");
+    clock_at(fx, 2 * HOUR);
+    send_and_confirm(fx, SENT); /* still ACKed while archiving and pruning */
+    assert_true(th_log_wait(&fx->hub, "event=hub.pruned", pruned_before + 1, WAIT_MS));
+    store_marks(fx, &start, &archived);
+    assert_true(start > 3 * EVERY);
+    assert_true(start <= archived); /* only archived records were pruned */
+
+    char names[FILES_MAX][128];
+    size_t files = list_files(fx, names);
+    assert_true(files >= 3);
+    assert_string_equal(names[0], "journal-00000000000000000001-00000000000000000020.nharc");
+    assert_true(metric(fx, "nhub_archive_files_total") >= 3);
+    assert_true(metric(fx, "nhub_archive_records_total") >= 3 * EVERY);
+    assert_true(metric(fx, "nhub_pruned_records_total") >= 3 * EVERY);
+    assert_int_equal((long long)metric(fx, "nhub_archive_errors_total"), 0);
+
+    /* The journal says so, and a file is the one it names (its hash). */
+    struct journal_seen seen;
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(th_journal_foreach(&fx->hub, note_event, &seen), 0);
+    assert_true(seen.pruned >= 1);
+    assert_int_equal(seen.pruned_first, 1);
+    assert_true(seen.archived >= 1);
+    char path[700], *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    snprintf(path, sizeof path, "%s/%s", fx->archive, seen.file);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    assert_true(n > 32 && n < (1 << 20));
+    uint8_t sha[32];
+    th_sha256(buf, n - 32, NULL, 0, NULL, 0, sha);
+    assert_memory_equal(sha, buf + n - 32, 32);
+    assert_memory_equal(sha, seen.sha, 32);
+    free(buf);
+}
+
+static void test_restart_after_pruning_proofs_still_check(void **state)
+{
+    fixture_t *fx = *state;
+    uint64_t start = 0, archived = 0;
+    store_marks(fx, &start, &archived);
+    assert_true(start > 1);
+    nhub_close(&fx->receiver);
+    assert_int_equal(th_hub_stop(&fx->hub), 0);
+    assert_int_equal(th_hub_start(&fx->hub), 0);
+    assert_int_equal(open_receiver(fx), 0);
+    send_and_confirm(fx, 12); /* and a checkpoint after the restart */
+    assert_true(th_log_wait(&fx->hub, "event=hub.ready", 2, WAIT_MS));
+
+    char proof[400], rec[400], seq[32];
+    snprintf(proof, sizeof proof, "%s/live.proof", fx->hub.dir);
+    snprintf(rec, sizeof rec, "%s/live.record", fx->hub.dir);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)start);
+    run_t r;
+    AUDIT_TO(fx, &r, proof, "prove", "--data", fx->data, seq);
+    assert_int_equal(r.status, 0);
+    AUDIT_TO(fx, &r, rec, "record", "--data", fx->data, seq);
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "check-proof", "--vkey-file", fx->vkey_file, proof, "--record", rec);
+    if (r.status != 0)
+        fprintf(stderr, "check-proof: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    /* A pruned record is no longer in the live store. */
+    AUDIT_TO(fx, &r, rec, "record", "--data", fx->data, "1");
+    assert_int_equal(r.status, 1);
+}
+
+/* An archive_dir below a regular file cannot be made: logged, counted,
+ * the hub goes on ACKing, and nothing is pruned. */
+static void test_unwritable_archive_dir_is_counted_and_prunes_nothing(void **state)
+{
+    (void)state;
+    fixture_t *fx = calloc(1, sizeof *fx);
+    char file[400], dir[460];
+    assert_non_null(fx);
+    assert_int_equal(th_hub_init(&fx->hub, NULL), 0);
+    snprintf(file, sizeof file, "%s/not-a-dir", fx->hub.dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/archive", file);
+    assert_int_equal(configure(fx, dir), 0);
+    assert_int_equal(th_hub_start(&fx->hub), 0);
+    assert_int_equal(open_receiver(fx), 0);
+    send_and_confirm(fx, SENT);
+    assert_true(th_log_wait(&fx->hub, "event=hub.archive_failed", 1, WAIT_MS));
+    assert_true(th_log_contains(&fx->hub, "Not a directory"));
+    wait_confirmed(fx);
+    clock_at(fx, 2 * HOUR);
+    send_and_confirm(fx, 5);
+    assert_true(th_log_wait(&fx->hub, "event=hub.archive_failed", 2, WAIT_MS));
+    assert_true(metric(fx, "nhub_archive_errors_total") >= 2);
+    assert_int_equal((long long)metric(fx, "nhub_pruned_records_total"), 0);
+    uint64_t start = 0, archived = 0;
+    store_marks(fx, &start, &archived);
+    assert_int_equal(start, 1);
+    assert_int_equal(archived, 1);
+    assert_false(th_log_contains(&fx->hub, "event=hub.pruned"));
+    void *st = fx;
+    assert_int_equal(teardown(&st), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest group[] = {
+        cmocka_unit_test(test_archives_then_prunes_while_the_hub_acks),
+        cmocka_unit_test(test_restart_after_pruning_proofs_still_check),
+    };
+    const struct CMUnitTest alone[] = {
+        cmocka_unit_test(test_unwritable_archive_dir_is_counted_and_prunes_nothing),
+    };
+    int failed = cmocka_run_group_tests_name("archive", group, setup, teardown);
+    return failed + cmocka_run_group_tests_name("archive_errors", alone, NULL, NULL);
+}
