@@ -51,25 +51,6 @@ static void arc_fail(hub_t *h, const char *what, const char *why)
     a->retry_at = hub_now_mono(h) + ARCHIVE_RETRY_MS;
 }
 
-/* The chain hash of record seq - 1, from the record or from where pruning left it. */
-static int prev_hash(store_reader_t *r, uint64_t seq, uint8_t out[STORE_HASH_LEN])
-{
-    uint64_t start;
-    const void *ev;
-    size_t len;
-    const uint8_t *hash;
-    if (seq == 1) {
-        memset(out, 0, STORE_HASH_LEN);
-        return 0;
-    }
-    if (store_journal_get(r, seq - 1, &ev, &len, &hash) == 0) {
-        memcpy(out, hash, STORE_HASH_LEN);
-        return 0;
-    }
-    int rc = store_journal_start(r, &start, out);
-    return rc ? rc : start == seq ? 0 : NHUB_ENOTFOUND;
-}
-
 /* Open the next file if a whole range is committed. */
 static void arc_open(hub_t *h, store_reader_t *r)
 {
@@ -90,7 +71,7 @@ static void arc_open(hub_t *h, store_reader_t *r)
     a->next = hd.first_seq;
     snprintf(a->name, sizeof a->name, "journal-%020llu-%020llu.nharc",
              (unsigned long long)a->first, (unsigned long long)a->last);
-    int rc = prev_hash(r, next, hd.prev_hash);
+    int rc = store_chain_before(r, next, hd.prev_hash);
     if (!rc)
         rc = store_tree_state_at(r, next - 1, hd.state, sizeof hd.state, &hd.state_len);
     if (rc) {
@@ -106,8 +87,20 @@ static void arc_open(hub_t *h, store_reader_t *r)
     }
     snprintf(path, sizeof path, "%s/%s", c->archive_dir, a->name);
     a->started_us = hub_now_us();
-    if (archive_writer_open(path, &hd, &a->w, err, sizeof err) != 0)
+    if (archive_writer_open(path, &hd, &a->w, err, sizeof err) != 0) {
         arc_fail(h, "open", err);
+        return;
+    }
+    /* The checkpoints of the range: all committed with its records. */
+    const char *note;
+    size_t len;
+    uint64_t size = a->first - 1;
+    while ((rc = store_checkpoint_next(r, size, &note, &len, &size)) == 0 && size <= a->last)
+        if ((rc = archive_writer_checkpoint(a->w, size, note, len)) != 0)
+            break;
+    if (rc != 0 && rc != NHUB_ENOTFOUND)
+        arc_fail(h, "checkpoints",
+                 archive_writer_error(a->w)[0] ? archive_writer_error(a->w) : nhub_strerror(rc));
 }
 
 static void arc_start(hub_t *h)
@@ -127,20 +120,13 @@ static void *sync_main(void *arg)
     return NULL;
 }
 
-/* All records are in: the checkpoints of the range, the trailer, then the sync thread. */
+/* All records are in: the trailer, then the sync thread. */
 static void arc_finish(hub_t *h, store_reader_t *r)
 {
     struct hub_archive *a = &h->arc;
-    const char *note;
-    size_t len, state_len = 0;
-    uint64_t size = a->first - 1;
+    size_t state_len = 0;
     uint8_t state[TLOG_STATE_MAX];
-    int rc;
-    while ((rc = store_checkpoint_next(r, size, &note, &len, &size)) == 0 && size <= a->last)
-        if ((rc = archive_writer_checkpoint(a->w, size, note, len)) != 0)
-            break;
-    if (rc == 0 || rc == NHUB_ENOTFOUND)
-        rc = store_tree_state_at(r, a->last, state, sizeof state, &state_len);
+    int rc = store_tree_state_at(r, a->last, state, sizeof state, &state_len);
     if (rc == 0)
         rc = archive_writer_finish(a->w, state, state_len, a->last_hash, a->file_hash);
     if (rc) {

@@ -597,6 +597,14 @@ int store_tracked_list(store_reader_t *r, const uint8_t msg_id[16], store_tracke
  * and the chain hash of the record before it (zeros for 1). */
 int store_journal_start(store_reader_t *r, uint64_t *start, uint8_t prev[STORE_HASH_LEN]);
 
+/* The id of the store the reader reads (store_hub_id). */
+const uint8_t *store_reader_hub_id(const store_reader_t *r);
+
+/* The chain hash of record seq - 1, from that record or, if it was pruned
+ * and seq is the first live record, from what pruning kept (zeros for seq
+ * 1). 0 or NHUB_ENOTFOUND (neither is there). */
+int store_chain_before(store_reader_t *r, uint64_t seq, uint8_t prev[STORE_HASH_LEN]);
+
 /* The first record not yet archived (meta "archive_next"; 1 if none was). */
 int store_archive_next(store_reader_t *r, uint64_t *next);
 

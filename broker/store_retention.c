@@ -50,6 +50,29 @@ int store_journal_start(store_reader_t *r, uint64_t *start, uint8_t prev[STORE_H
     return lmdb_err(start_get(r->store, r->txn, start, prev));
 }
 
+int store_chain_before(store_reader_t *r, uint64_t seq, uint8_t prev[STORE_HASH_LEN])
+{
+    uint64_t start;
+    const void *ev;
+    size_t len;
+    const uint8_t *hash;
+    if (seq <= 1) {
+        memset(prev, 0, STORE_HASH_LEN);
+        return 0;
+    }
+    if (store_journal_get(r, seq - 1, &ev, &len, &hash) == 0) {
+        memcpy(prev, hash, STORE_HASH_LEN);
+        return 0;
+    }
+    int rc = store_journal_start(r, &start, prev);
+    return rc ? rc : start == seq ? 0 : NHUB_ENOTFOUND;
+}
+
+const uint8_t *store_reader_hub_id(const store_reader_t *r)
+{
+    return r->store->hub_id;
+}
+
 int store_archive_next(store_reader_t *r, uint64_t *next)
 {
     return lmdb_err(meta_u64(r->store, r->txn, KEY_ARCHIVE_NEXT, 1, next));

@@ -47,6 +47,8 @@ struct archive_writer {
     char *buf;
     EVP_MD_CTX *md;
     uint64_t first, last, next; /* next: the seq the next record must have */
+    uint64_t last_cp;           /* the size of the last checkpoint written */
+    int records;                /* the checkpoints are closed: records are coming */
     int finished;
     char error[256];
 };
@@ -118,24 +120,28 @@ fail:
     return rc;
 }
 
+int archive_writer_checkpoint(archive_writer_t *w, uint64_t size, const char *note, size_t len)
+{
+    if (w->records || size < w->first || size > w->last || size <= w->last_cp || len > UINT32_MAX)
+        return NHUB_EINVAL;
+    int rc;
+    if ((rc = w_int(w, size, 8)) || (rc = w_int(w, len, 4)) || (rc = w_bytes(w, note, len)))
+        return rc;
+    w->last_cp = size;
+    return 0;
+}
+
 int archive_writer_record(archive_writer_t *w, uint64_t seq, const void *value, size_t len)
 {
     if (w->finished || seq != w->next || seq > w->last || len > UINT32_MAX)
         return NHUB_EINVAL;
     int rc;
+    if (!w->records && (rc = w_int(w, 0, 8)) != 0) /* the end of the checkpoints */
+        return rc;
+    w->records = 1;
     if ((rc = w_int(w, seq, 8)) || (rc = w_int(w, len, 4)) || (rc = w_bytes(w, value, len)))
         return rc;
     w->next++;
-    return 0;
-}
-
-int archive_writer_checkpoint(archive_writer_t *w, uint64_t size, const char *note, size_t len)
-{
-    if (w->finished || w->next != w->last + 1 || size == 0 || len > UINT32_MAX)
-        return NHUB_EINVAL;
-    int rc;
-    if ((rc = w_int(w, size, 8)) || (rc = w_int(w, len, 4)) || (rc = w_bytes(w, note, len)))
-        return rc;
     return 0;
 }
 
@@ -148,7 +154,7 @@ int archive_writer_finish(archive_writer_t *w, const uint8_t *end_state, size_t 
     uint8_t hash[ARCHIVE_HASH_LEN];
     unsigned int hlen = 0;
     int rc;
-    if ((rc = w_int(w, 0, 8)) || (rc = w_bytes(w, MAGIC_END, 8)) ||
+    if ((rc = w_bytes(w, MAGIC_END, 8)) ||
         (rc = w_int(w, end_state_len, 2)) || (rc = w_bytes(w, end_state, end_state_len)) ||
         (rc = w_bytes(w, last_hash, ARCHIVE_HASH_LEN)))
         return rc;
@@ -338,6 +344,8 @@ int archive_reader_open(const char *path, archive_reader_t **out, archive_header
 int archive_reader_record(archive_reader_t *r, uint64_t *seq, const uint8_t **value, size_t *len,
                           char *err, size_t errcap)
 {
+    if (!r->checkpoints_done)
+        return NHUB_EINVAL;
     if (r->records_done || r->next > r->last) {
         r->records_done = 1;
         return NHUB_ENOTFOUND;

@@ -16,15 +16,16 @@
  *     prev_hash   32   the chain hash of record first_seq - 1 (32 zero bytes for seq 1)
  *     state_len    2   then the tree's compact range at size first_seq - 1
  *     state            (tlog_state_encode): what is needed to continue the tree
- *   records, last_seq - first_seq + 1 of them, in seq order
- *     seq          8
- *     len          4   then the record as the journal stores it, bytes unchanged:
- *     value            chain hash(32) || JournalEvent
- *   checkpoints whose tree size falls in the range, in size order
+ *   checkpoints whose tree size falls in the range, in size order (first,
+ *   so that a verifier checks each as the records reach its size, in one pass)
  *     size         8   (never 0)
  *     len          4   then the signed note (C2SP signed-note, tlog-checkpoint body)
  *     note
  *     0            8   size 0 ends the list
+ *   records, last_seq - first_seq + 1 of them, in seq order
+ *     seq          8
+ *     len          4   then the record as the journal stores it, bytes unchanged:
+ *     value            chain hash(32) || JournalEvent
  *   trailer
  *     magic        8   "NHUBEND1"
  *     state_len    2   then the tree's compact range at size last_seq
@@ -92,15 +93,16 @@ typedef struct archive_writer archive_writer_t;
 int archive_writer_open(const char *path, const archive_header_t *h, archive_writer_t **out,
                         char *err, size_t errcap);
 
-/* The next record, `value` as the journal stores it. Records must come in
- * seq order, first_seq to last_seq. 0, NHUB_EINVAL, NHUB_EIO. */
-int archive_writer_record(archive_writer_t *w, uint64_t seq, const void *value, size_t len);
-
-/* A checkpoint (after every record), in size order within the range. */
+/* A checkpoint (before any record), in size order within the range. */
 int archive_writer_checkpoint(archive_writer_t *w, uint64_t size, const char *note, size_t len);
 
+/* The next record, `value` as the journal stores it (the first ends the
+ * checkpoints). Records must come in seq order, first_seq to last_seq.
+ * 0, NHUB_EINVAL, NHUB_EIO. */
+int archive_writer_record(archive_writer_t *w, uint64_t seq, const void *value, size_t len);
+
 /*
- * End the checkpoints and write the trailer: the tree at last_seq and the
+ * After the last record, write the trailer: the tree at last_seq and the
  * chain hash of record last_seq; *file_hash (may be NULL) receives the
  * file hash. The data is flushed to the kernel, not yet to the disk.
  * 0, NHUB_EINVAL (not every record was written), NHUB_EIO.
@@ -139,22 +141,23 @@ typedef struct archive_reader archive_reader_t;
 int archive_reader_open(const char *path, archive_reader_t **out, archive_header_t *h, char *err,
                         size_t errcap);
 
-/*
- * The next record: *seq as the file says, *value and *len (valid until the
- * next call). Returns 0, NHUB_ENOTFOUND after the header's last record,
- * NHUB_EMALFORMED (the file ends inside it, or a length beyond
- * ARCHIVE_RECORD_MAX) with `err`.
- */
-int archive_reader_record(archive_reader_t *r, uint64_t *seq, const uint8_t **value, size_t *len,
-                          char *err, size_t errcap);
-
-/* The next checkpoint (after the records): 0, NHUB_ENOTFOUND at the end of
- * the list, NHUB_EMALFORMED. *note is valid until the next call. */
+/* The next checkpoint (right after the header): 0, NHUB_ENOTFOUND at the
+ * end of the list, NHUB_EMALFORMED. *note is valid until the next call. */
 int archive_reader_checkpoint(archive_reader_t *r, uint64_t *size, const char **note,
                               size_t *len, char *err, size_t errcap);
 
 /*
- * The trailer (after the checkpoints): 0 and *t, NHUB_EMALFORMED (short,
+ * The next record (after every checkpoint was read): *seq as the file
+ * says, *value and *len (valid until the next call). Returns 0,
+ * NHUB_ENOTFOUND after the header's last record, NHUB_EMALFORMED (the
+ * file ends inside it, or a length beyond ARCHIVE_RECORD_MAX) with `err`,
+ * NHUB_EINVAL (checkpoints left unread).
+ */
+int archive_reader_record(archive_reader_t *r, uint64_t *seq, const uint8_t **value, size_t *len,
+                          char *err, size_t errcap);
+
+/*
+ * The trailer (after the records): 0 and *t, NHUB_EMALFORMED (short,
  * bad magic, bytes after it) with `err`. Compare t->file_hash with
  * t->computed_hash to know whether the file is the one written.
  */

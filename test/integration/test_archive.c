@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "nhub.h"
 #include "nhub_journal.pb-c.h"
+#include "proc.h"
 #include "store.h"
 #include "tlog.h"
 
@@ -331,6 +332,233 @@ static void test_archives_then_prunes_while_the_hub_acks(void **state)
     free(buf);
 }
 
+/* Every archive file, in order, as paths; *n of them. */
+static void file_paths(const fixture_t *fx, char paths[FILES_MAX][600], size_t *n)
+{
+    char names[FILES_MAX][128];
+    *n = list_files(fx, names);
+    for (size_t i = 0; i < *n; i++)
+        snprintf(paths[i], 600, "%.390s/%.127s", fx->archive, names[i]);
+}
+
+/* verify --archive over `files` (NULL-terminated) [--data]: the outcome. */
+static void verify_files(const fixture_t *fx, run_t *r, const char *const *files, int with_data)
+{
+    const char *args[FILES_MAX + 8];
+    size_t n = 0;
+    args[n++] = "verify";
+    args[n++] = "--vkey-file";
+    args[n++] = fx->vkey_file;
+    args[n++] = "--archive";
+    for (; *files; files++)
+        args[n++] = *files;
+    if (with_data) {
+        args[n++] = "--data";
+        args[n++] = fx->data;
+    }
+    args[n] = NULL;
+    run_audit(fx, r, NULL, args);
+}
+
+/* It fails (exit 1) with one line naming `file`, seq `seq` and saying `want`. */
+static void assert_fails(const run_t *r, const char *file, uint64_t seq, const char *want)
+{
+    char head[800];
+    snprintf(head, sizeof head, "FAIL %s: seq %llu at ", file, (unsigned long long)seq);
+    if (r->status != 1 || strncmp(r->out, head, strlen(head)) != 0 || !strstr(r->out, want))
+        fprintf(stderr, "status %d, out: %s, err: %s\nwanted: %s... %s\n", r->status, r->out,
+                r->err, head, want);
+    assert_int_equal(r->status, 1);
+    assert_memory_equal(r->out, head, strlen(head));
+    assert_non_null(strstr(r->out, want));
+    const char *nl = strchr(r->out, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], '\0');
+}
+
+static void test_verify_archives_and_the_live_store_together(void **state)
+{
+    fixture_t *fx = *state;
+    char paths[FILES_MAX][600];
+    const char *files[FILES_MAX + 1];
+    size_t n = 0;
+    file_paths(fx, paths, &n);
+    for (size_t i = 0; i < n; i++)
+        files[i] = paths[i];
+    files[n] = NULL;
+    run_t r;
+    verify_files(fx, &r, files, 1);
+    if (r.status != 0)
+        fprintf(stderr, "verify: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.out, "OK ", 3);
+    assert_non_null(strstr(r.out, "(seq 1 to "));
+    assert_non_null(strstr(r.out, "and the live store"));
+    assert_non_null(strstr(r.out, "(signatures checked)"));
+    assert_true(th_number_after(r.out, "OK ") > 3 * EVERY);
+    /* The archives alone verify too, and the live store alone says what it lacks. */
+    verify_files(fx, &r, files, 0);
+    assert_int_equal(r.status, 0);
+    AUDIT(fx, &r, "verify", "--data", fx->data, "--vkey-file", fx->vkey_file);
+    if (r.status != 0)
+        fprintf(stderr, "verify --data: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "verify them with --archive"));
+}
+
+/* Offsets in an archive file, read by the test's own walk of the format. */
+static size_t be_read(const unsigned char *p, int n)
+{
+    size_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* The offset of record `seq`'s value in the file of `len` bytes at `buf`. */
+static size_t record_offset(const unsigned char *buf, size_t len, uint64_t seq)
+{
+    size_t at = 8 + 4 + 16 + 1 + 8 + 8 + 32;
+    at += 2 + be_read(buf + at, 2); /* the start state */
+    while (be_read(buf + at, 8) != 0) /* the checkpoints */
+        at += 12 + be_read(buf + at + 8, 4);
+    at += 8;
+    while (at + 12 < len && be_read(buf + at, 8) != seq)
+        at += 12 + be_read(buf + at + 8, 4);
+    assert_true(at + 12 < len);
+    return at + 12;
+}
+
+/* A copy of archive file `src` as `dst`, its byte at `off` flipped
+ * (SIZE_MAX: none) and cut to `keep` bytes (0: whole). */
+static void copy_altered(const char *src, const char *dst, size_t off, size_t keep, size_t *len)
+{
+    unsigned char *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    if (off != SIZE_MAX) {
+        assert_true(off < n);
+        buf[off] ^= 0x01;
+    }
+    f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, keep ? keep : n, f), keep ? keep : n);
+    fclose(f);
+    if (len)
+        *len = n;
+    free(buf);
+}
+
+static void test_verify_names_the_file_and_record_of_each_alteration(void **state)
+{
+    fixture_t *fx = *state;
+    char paths[FILES_MAX][600], bad[600];
+    const char *files[FILES_MAX + 1];
+    size_t n = 0, len = 0;
+    file_paths(fx, paths, &n);
+    assert_true(n >= 3);
+    for (size_t i = 0; i < n; i++)
+        files[i] = paths[i];
+    files[n] = NULL;
+    run_t r;
+    snprintf(bad, sizeof bad, "%s/altered.nharc", fx->hub.dir);
+
+    /* The middle file truncated: the first record it no longer holds whole. */
+    copy_altered(paths[1], bad, SIZE_MAX, 0, &len);
+    copy_altered(paths[1], bad, SIZE_MAX, len / 2, NULL);
+    files[1] = bad;
+    verify_files(fx, &r, files, 1);
+    assert_true(r.status == 1 && strstr(r.out, "truncated"));
+    long long seq = th_number_after(r.out, ": seq ");
+    assert_true(seq > EVERY && seq <= 2 * EVERY);
+
+    /* A byte of record 25 (in the second file) flipped. */
+    unsigned char *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    FILE *f = fopen(paths[1], "rb");
+    assert_non_null(f);
+    len = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    size_t off = record_offset(buf, len, 25) + STORE_HASH_LEN + 3;
+    free(buf);
+    copy_altered(paths[1], bad, off, 0, NULL);
+    verify_files(fx, &r, files, 1);
+    assert_fails(&r, bad, 25, "chain hash does not follow record 24");
+
+    /* A byte of the trailer (its file hash) flipped: the file hash. */
+    copy_altered(paths[1], bad, len - 1, 0, NULL);
+    verify_files(fx, &r, files, 1);
+    assert_fails(&r, bad, 2 * EVERY, "the file hash differs");
+
+    /* The middle file dropped: a gap, named with the file after it. */
+    files[1] = paths[2];
+    for (size_t i = 2; i < n; i++)
+        files[i] = paths[i + 1];
+    files[n - 1] = NULL;
+    verify_files(fx, &r, files, 1);
+    assert_fails(&r, paths[2], EVERY + 1, "one is missing");
+
+    /* A file that is not there. */
+    snprintf(bad, sizeof bad, "%s/no-such.nharc", fx->hub.dir);
+    files[1] = bad;
+    verify_files(fx, &r, files, 1);
+    assert_fails(&r, bad, EVERY + 1, "cannot open");
+
+    /* The last files left out: the live store does not continue the first. */
+    files[1] = NULL;
+    verify_files(fx, &r, files, 1);
+    assert_fails(&r, fx->data, EVERY + 1, "the live store starts at seq");
+}
+
+static void test_export_of_a_time_range_verifies_alone(void **state)
+{
+    fixture_t *fx = *state;
+    char out[400];
+    snprintf(out, sizeof out, "%s/extract.nharc", fx->hub.dir);
+    run_t r;
+    AUDIT(fx, &r, "export", "--data", fx->data, "--from", "2000-01-01", "--to",
+          "2100-01-01T00:00:00Z", "-o", out);
+    if (r.status != 0)
+        fprintf(stderr, "export: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.out, "OK ", 3);
+    long long first = th_number_after(r.out, "(seq ");
+    uint64_t start = 0, archived = 0;
+    store_marks(fx, &start, &archived);
+    assert_int_equal(first, (long long)start); /* all the live store holds */
+    assert_true(th_number_after(r.out, "), ") >= 1); /* checkpoints inside */
+
+    const char *files[] = {out, NULL};
+    verify_files(fx, &r, files, 0);
+    if (r.status != 0)
+        fprintf(stderr, "verify export: %s%s", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "taken from the first file"));
+    assert_non_null(strstr(r.out, "(signatures checked)"));
+
+    /* Altered, it fails alone too. */
+    char bad[400];
+    size_t len = 0;
+    snprintf(bad, sizeof bad, "%s/extract-bad.nharc", fx->hub.dir);
+    copy_altered(out, bad, SIZE_MAX, 0, &len);
+    copy_altered(out, bad, len - 40, 0, NULL); /* in the trailer's last chain hash */
+    files[0] = bad;
+    verify_files(fx, &r, files, 0);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "FAIL "));
+
+    /* A range with nothing in it, and one the wrong way round. */
+    AUDIT(fx, &r, "export", "--data", fx->data, "--from", "1990-01-01", "--to", "1990-01-02",
+          "-o", out);
+    assert_int_equal(r.status, 1);
+    AUDIT(fx, &r, "export", "--data", fx->data, "--from", "2100-01-01", "--to", "2000-01-01",
+          "-o", out);
+    assert_int_equal(r.status, 2);
+}
+
 static void test_restart_after_pruning_proofs_still_check(void **state)
 {
     fixture_t *fx = *state;
@@ -401,6 +629,9 @@ int main(void)
 {
     const struct CMUnitTest group[] = {
         cmocka_unit_test(test_archives_then_prunes_while_the_hub_acks),
+        cmocka_unit_test(test_verify_archives_and_the_live_store_together),
+        cmocka_unit_test(test_verify_names_the_file_and_record_of_each_alteration),
+        cmocka_unit_test(test_export_of_a_time_range_verifies_alone),
         cmocka_unit_test(test_restart_after_pruning_proofs_still_check),
     };
     const struct CMUnitTest alone[] = {

@@ -48,13 +48,17 @@ typedef struct audit_args {
     int payloads;          /* --payloads */
     int json;              /* --json */
     int insecure;          /* --insecure-plaintext */
+    const char *output;    /* -o FILE */
     const char *pos[AUDIT_POS_MAX];
     size_t npos;
+    char *const *archives; /* --archive FILE...: the files that follow it */
+    size_t narchives;
 } audit_args_t;
 
 enum {
     AUDIT_NEEDS_STORE = 1u << 0, /* r is a reader of --data's store */
     AUDIT_NEEDS_VKEY = 1u << 1,  /* vkey is required (else optional) */
+    AUDIT_OR_ARCHIVES = 1u << 2, /* the store is needed unless --archive is given */
 };
 
 typedef int (*audit_run_fn)(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
@@ -122,6 +126,65 @@ json_t *audit_event_json(uint64_t seq, const audit_event_t *e, int payloads);
 /* A sealed envelope (payloads encrypted at rest) starts with this byte;
  * an Envelope's encoding never does (its first field is msg_id, tag 0x0a). */
 #define AUDIT_SEALED_BYTE 0x07
+int audit_export(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+
+/* verify --archive FILE... [--data DIR] (archives.c). */
+int audit_verify_archives(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
+
+/* ---- verify.c: the walk of the chain and the tree, record by record ---- */
+
+typedef struct audit_verify {
+    store_reader_t *r;           /* the live store, whose stored tree is checked too; or NULL */
+    const tlog_verifier_t *vkey; /* NULL: signatures are not checked */
+    tlog_state_t *tree;          /* recomputed from the records' leaves */
+    struct evp_md_ctx_st *md;
+    uint8_t prev[STORE_HASH_LEN]; /* the chain hash of the last record walked */
+    uint64_t first;               /* the first record walked */
+    uint64_t last;                /* the last one (first - 1 before any) */
+    uint64_t records;             /* walked */
+    uint64_t tree_size;           /* the stored tree's (with r) */
+    uint64_t next_cp;             /* the next checkpoint's size, 0 if none */
+    const char *cp_note;
+    size_t cp_len;
+    /* Moves next_cp, cp_note, cp_len to the checkpoint after next_cp (0: no
+     * more); NULL: the store's. 0 or audit_verify_fail's code. */
+    int (*next_checkpoint)(struct audit_verify *v);
+    void *cp_arg;
+    uint64_t checkpoints; /* checked */
+    uint64_t bad_seq;     /* the record a failure names */
+    char what[512];       /* and what is wrong with it */
+} audit_verify_t;
+
+/*
+ * Start a walk at record `next` with `prev`, the chain hash of the record
+ * before it, and the tree of the records before it (`state` as
+ * tlog_state_encode wrote it; NULL: the empty tree). `r` (may be NULL): the
+ * store whose stored tree and checkpoints are checked as well; the first
+ * checkpoint looked at is the first of a size >= next. Returns 0, or 2
+ * with a message on stderr. Free with audit_verify_end.
+ */
+int audit_verify_begin(audit_verify_t *v, store_reader_t *r, const tlog_verifier_t *vkey,
+                       tlog_alg_t alg, uint64_t next, const uint8_t prev[STORE_HASH_LEN],
+                       const uint8_t *state, size_t state_len);
+
+/* One record, in seq order (a store_journal_fn): its chain hash, its leaf,
+ * and each checkpoint its seq reaches. 0 or NHUB_EMALFORMED (v->what). */
+int audit_verify_record(void *v, uint64_t seq, const uint8_t hash[STORE_HASH_LEN],
+                        const void *event, size_t len);
+
+/* Walk the store's records from v->last + 1 to its end, then check its
+ * tree's end against the recomputed one; root = that root. 0, NHUB_EMALFORMED
+ * (v->what) or a store error. */
+int audit_verify_store(audit_verify_t *v, uint8_t root[TLOG_HASH_LEN]);
+
+/* Name what is wrong (the record `seq`); returns NHUB_EMALFORMED. */
+int audit_verify_fail(audit_verify_t *v, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void audit_verify_end(audit_verify_t *v);
+
+/* The "OK ..." line's end: "K checkpoints (signatures ...), root HEX (alg), S s, R records/s". */
+void audit_verify_print_ok(const audit_verify_t *v, const uint8_t root[TLOG_HASH_LEN], double secs);
 
 /* ---- common.c ---- */
 
@@ -163,5 +226,8 @@ const char *audit_record_time(store_reader_t *r, uint64_t seq, char *buf, size_t
 
 /* Seconds on the monotonic clock. */
 double audit_now_s(void);
+
+/* The time of an encoded JournalEvent, ISO 8601 UTC, or "-". */
+const char *audit_event_time(const void *event, size_t len, char *buf, size_t cap);
 
 #endif

@@ -148,7 +148,15 @@ const char *audit_record_time(store_reader_t *r, uint64_t seq, char *buf, size_t
     const void *ev;
     size_t len;
     snprintf(buf, cap, "-");
-    if (seq == 0 || store_journal_get(r, seq, &ev, &len, NULL) != 0)
+    if (seq == 0 || !r || store_journal_get(r, seq, &ev, &len, NULL) != 0)
+        return buf;
+    return audit_event_time(ev, len, buf, cap);
+}
+
+const char *audit_event_time(const void *ev, size_t len, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "-");
+    if (!ev)
         return buf;
     Nhub__Journal__V1__JournalEvent *e = nhub__journal__v1__journal_event__unpack(NULL, len, ev);
     if (!e) {

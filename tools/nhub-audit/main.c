@@ -24,11 +24,14 @@ typedef struct command {
 } command_t;
 
 static const command_t COMMANDS[] = {
-    {"verify", audit_verify, AUDIT_NEEDS_STORE, 0, 0, NULL,
+    {"verify", audit_verify, AUDIT_NEEDS_STORE | AUDIT_OR_ARCHIVES, 0, 0, NULL,
      "  verify --data DIR [--vkey VKEY | --vkey-file FILE]\n"
      "        every record in seq order: the hash chain, its leaf in the tree, the\n"
      "        tree's root at every checkpoint and at the end, every checkpoint note\n"
-     "        (and its signature, with the hub's verifier key)\n"},
+     "        (and its signature, with the hub's verifier key)\n"
+     "  verify --archive FILE... [--data DIR] [--vkey VKEY | --vkey-file FILE]\n"
+     "        the same through archive files in seq order (each continues the one\n"
+     "        before: chain, tree state, no gap), then on into the live store\n"},
     {"prove", audit_prove, AUDIT_NEEDS_STORE, 1, 1, "SEQ or MSG_ID",
      "  prove --data DIR SEQ|MSG_ID [--size N]\n"
      "        the inclusion proof of record SEQ (or of message MSG_ID's ACCEPTED record)\n"
@@ -71,6 +74,11 @@ static const command_t COMMANDS[] = {
      "  trace --data DIR ID [--json] [--payload-key-file FILE]\n"
      "        the whole story of one message or case (ID: a msg_id or case id, 32 hex\n"
      "        digits) in journal order, one line a record (--json: replay's lines)\n"},
+    {"export", audit_export, AUDIT_NEEDS_STORE, 0, 0, NULL,
+     "  export --data DIR --from T --to T -o FILE\n"
+     "        the records from T (included) to T (excluded) as an archive file that\n"
+     "        verifies alone (verify --archive FILE); T: 2026-12-07T16:53:35Z, a date\n"
+     "        2026-12-07 (its midnight UTC), or milliseconds since 1970\n"},
 };
 
 /* Options that take a value, and where it goes. */
@@ -96,6 +104,7 @@ static const struct {
     {"--payload-key-file", offsetof(audit_args_t, payload_key_file)},
     {"--work", offsetof(audit_args_t, work)},
     {"--timeout", offsetof(audit_args_t, timeout)},
+    {"-o", offsetof(audit_args_t, output)},
 };
 
 /* Options that take no value, and the flag they set. */
@@ -134,6 +143,9 @@ static void usage(FILE *out)
                  "  --data DIR        the hub's data directory (hub.data_dir)\n"
                  "  --vkey VKEY       the hub's verifier key (NAME+HEX8+BASE64)\n"
                  "  --vkey-file FILE  the same, read from the first line of FILE\n"
+                 "  --archive FILE... archive files (audit.archive_dir), oldest first\n"
+                 "  --from T, --to T  a time range: [from, to)\n"
+                 "  -o FILE           where export writes\n"
                  "  -h, --help        this text\n"
                  "\n"
                  "Exit status: 0 verified, 1 a problem was found (one line names it),\n"
@@ -159,6 +171,18 @@ static int parse_args(int argc, char **argv, audit_args_t *a)
             return 1;
         if (parse_flag(s, a))
             continue;
+        if (!strcmp(s, "--archive")) { /* the files that follow, up to the next option */
+            a->archives = argv + i + 1;
+            while (i + 1 < argc && argv[i + 1][0] != '-') {
+                a->narchives++;
+                i++;
+            }
+            if (!a->narchives) {
+                fprintf(stderr, "nhub-audit: --archive needs at least one file\n");
+                return -1;
+            }
+            continue;
+        }
         while (o < n && strcmp(s, OPTIONS[o].name) != 0)
             o++;
         if (o < n && i + 1 < argc) {
@@ -191,8 +215,11 @@ static int args_complete(const command_t *c, const audit_args_t *a)
                 c->max_pos ? c->args : "no argument", a->npos);
         return 0;
     }
-    if ((c->needs & AUDIT_NEEDS_STORE) && !a->data)
-        missing = "--data DIR";
+    if ((c->needs & AUDIT_NEEDS_STORE) && !a->data &&
+        !((c->needs & AUDIT_OR_ARCHIVES) && a->narchives))
+        missing = (c->needs & AUDIT_OR_ARCHIVES) ? "--data DIR or --archive FILE..." : "--data DIR";
+    else if (a->narchives && !(c->needs & AUDIT_OR_ARCHIVES))
+        missing = "no --archive here; the command's own options";
     else if ((c->needs & AUDIT_NEEDS_VKEY) && !a->vkey && !a->vkey_file)
         missing = "--vkey or --vkey-file";
     else if (a->vkey && a->vkey_file)
@@ -225,7 +252,7 @@ int main(int argc, char **argv)
     store_t *s = NULL;
     store_reader_t *r = NULL;
     int rc = 2;
-    if (!(c->needs & AUDIT_NEEDS_STORE))
+    if (!(c->needs & AUDIT_NEEDS_STORE) || !a.data)
         rc = c->run(&a, NULL, vkey);
     else if (store_open_reader(a.data, &s, err, sizeof err) != 0)
         fprintf(stderr, "nhub-audit: %s\n", err);
