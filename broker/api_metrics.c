@@ -172,6 +172,11 @@ void api_get_metrics(hub_t *h, http_req_t *req, store_reader_t *rd)
            (double)n->pruned_records);
     metric(&b, "nhub_archive_errors_total", "counter", "Archive files that could not be written",
            (double)n->archive_errors);
+    metric(&b, "nhub_archive_write_seconds_total", "counter",
+           "Time the hub's loop spent writing archive files", (double)n->archive_write_us / 1e6);
+    metric(&b, "nhub_archive_sync_seconds_total", "counter",
+           "Time spent making archive files durable (fsync, off the loop)",
+           (double)n->archive_sync_us / 1e6);
     metric(&b, "nhub_sessions", "gauge", "Adapter sessions", (double)session_count(h->sessions));
     metric(&b, "nhub_journal_last_seq", "gauge", "Sequence number of the last journal record",
            (double)last);

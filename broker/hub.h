@@ -63,6 +63,7 @@ typedef struct hub_counters {
     uint64_t archive_files, archive_records; /* archive files written and journaled, their records */
     uint64_t pruned_records; /* record bodies removed from the live store (audit.retention) */
     uint64_t archive_errors; /* archive files that could not be written (each logged) */
+    uint64_t archive_write_us, archive_sync_us; /* the loop's steps writing them; their fsyncs */
 } hub_counters_t;
 
 /*

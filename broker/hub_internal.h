@@ -255,6 +255,8 @@ struct hub_archive {
     uint8_t file_hash[32];
     char name[64];
     int64_t started_us;
+    int64_t write_us; /* spent in the loop's steps */
+    int64_t sync_us;  /* in archive_writer_sync, on its thread */
     pthread_t thread; /* archive_writer_sync */
     int syncing;      /* the thread was started and not joined */
     atomic_int synced; /* it has ended, with sync_rc and sync_err */

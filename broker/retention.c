@@ -106,16 +106,21 @@ static void arc_open(hub_t *h, store_reader_t *r)
 static void arc_start(hub_t *h)
 {
     store_reader_t *r = NULL;
+    int64_t t0 = hub_now_us();
     if (store_reader_open(h->store, &r) != 0)
         return;
     arc_open(h, r);
     store_reader_close(&r);
+    if (h->arc.w)
+        h->arc.write_us = hub_now_us() - t0;
 }
 
 static void *sync_main(void *arg)
 {
     struct hub_archive *a = arg;
+    int64_t t0 = hub_now_us();
     a->sync_rc = archive_writer_sync(a->w, a->sync_err, sizeof a->sync_err);
+    a->sync_us = hub_now_us() - t0;
     atomic_store(&a->synced, 1);
     return NULL;
 }
@@ -147,6 +152,7 @@ static void arc_step(hub_t *h)
 {
     struct hub_archive *a = &h->arc;
     store_reader_t *r = NULL;
+    int64_t t0 = hub_now_us();
     if (store_reader_open(h->store, &r) != 0)
         return; /* logged by the store; the next turn tries again */
     size_t bytes = 0;
@@ -176,6 +182,7 @@ static void arc_step(hub_t *h)
         arc_finish(h, r);
     }
     store_reader_close(&r);
+    a->write_us += hub_now_us() - t0;
 }
 
 static int journal_archived(hub_t *h, store_txn_t *t, void *arg)
@@ -212,10 +219,14 @@ static void arc_journal(hub_t *h)
     char hex[65];
     h->n.archive_files++;
     h->n.archive_records += a->last - a->first + 1;
-    log_info("hub.archived", "file=%s first=%llu last=%llu sha256=%s seconds=%.3f", a->name,
-             (unsigned long long)a->first, (unsigned long long)a->last,
+    h->n.archive_write_us += (uint64_t)a->write_us;
+    h->n.archive_sync_us += (uint64_t)a->sync_us;
+    log_info("hub.archived",
+             "file=%s first=%llu last=%llu sha256=%s seconds=%.3f write_ms=%.1f sync_ms=%.1f",
+             a->name, (unsigned long long)a->first, (unsigned long long)a->last,
              log_hex(hex, sizeof hex, a->file_hash, sizeof a->file_hash),
-             (double)(hub_now_us() - a->started_us) / 1e6);
+             (double)(hub_now_us() - a->started_us) / 1e6, (double)a->write_us / 1e3,
+             (double)a->sync_us / 1e3);
     archive_writer_free(&a->w);
     arc_reset(a);
 }
@@ -247,12 +258,9 @@ static int64_t record_time(store_reader_t *r, uint64_t seq)
 {
     const void *data;
     size_t len;
-    if (store_journal_get(r, seq, &data, &len, NULL) != 0)
+    int64_t t;
+    if (store_journal_get(r, seq, &data, &len, NULL) != 0 || store_event_time(data, len, &t) != 0)
         return INT64_MAX;
-    journal_event_t *ev = nhub__journal__v1__journal_event__unpack(NULL, len, data);
-    int64_t t = ev ? ev->time_ms : INT64_MAX;
-    if (ev)
-        nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
     return t;
 }
 

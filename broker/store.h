@@ -597,6 +597,10 @@ int store_tracked_list(store_reader_t *r, const uint8_t msg_id[16], store_tracke
  * and the chain hash of the record before it (zeros for 1). */
 int store_journal_start(store_reader_t *r, uint64_t *start, uint8_t prev[STORE_HASH_LEN]);
 
+/* The time_ms of an encoded JournalEvent (field 2), without decoding the
+ * rest: 0 and *ms (0 if absent), or NHUB_EMALFORMED. */
+int store_event_time(const void *event, size_t len, int64_t *ms);
+
 /* The id of the store the reader reads (store_hub_id). */
 const uint8_t *store_reader_hub_id(const store_reader_t *r);
 

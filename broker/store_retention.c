@@ -68,6 +68,51 @@ int store_chain_before(store_reader_t *r, uint64_t seq, uint8_t prev[STORE_HASH_
     return rc ? rc : start == seq ? 0 : NHUB_ENOTFOUND;
 }
 
+/* A protobuf varint at *p (below end): 0 and *v, or -1. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/* The fields before time_ms come first in the encoding but need not (a
+ * parser takes any order), so this walks every field up to it. */
+int store_event_time(const void *event, size_t len, int64_t *ms)
+{
+    const uint8_t *p = event, *end = p + len;
+    *ms = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        if (varint(&p, end, &tag) != 0)
+            return NHUB_EMALFORMED;
+        int type = (int)(tag & 7);
+        if (tag >> 3 == 2 && type == 0) {
+            if (varint(&p, end, &v) != 0)
+                return NHUB_EMALFORMED;
+            *ms = (int64_t)v;
+            continue; /* a later one wins, as in any protobuf parser */
+        }
+        if (type == 0 && varint(&p, end, &v) == 0)
+            continue;
+        if (type == 2 && varint(&p, end, &v) == 0 && v <= (uint64_t)(end - p)) {
+            p += v;
+            continue;
+        }
+        if ((type == 1 || type == 5) && (size_t)(end - p) >= (type == 1 ? 8u : 4u)) {
+            p += type == 1 ? 8 : 4;
+            continue;
+        }
+        return NHUB_EMALFORMED;
+    }
+    return 0;
+}
+
 const uint8_t *store_reader_hub_id(const store_reader_t *r)
 {
     return r->store->hub_id;

@@ -16,7 +16,6 @@
 #include "audit.h"
 #include "log.h"
 #include "nhub_err.h"
-#include "nhub_journal.pb-c.h"
 #include "store.h"
 #include "tlog.h"
 
@@ -73,15 +72,6 @@ static int parse_time(const char *s, int64_t *out)
     return 0;
 }
 
-static int64_t event_time(const void *ev, size_t len)
-{
-    Nhub__Journal__V1__JournalEvent *e = nhub__journal__v1__journal_event__unpack(NULL, len, ev);
-    int64_t t = e ? e->time_ms : INT64_MIN;
-    if (e)
-        nhub__journal__v1__journal_event__free_unpacked(e, NULL);
-    return t;
-}
-
 typedef struct range {
     int64_t from, to;
     uint64_t first, last; /* 0: none found yet */
@@ -91,8 +81,8 @@ static int find_range(void *arg, uint64_t seq, const uint8_t *hash, const void *
 {
     (void)hash;
     range_t *g = arg;
-    int64_t t = event_time(ev, len);
-    if (t == INT64_MIN)
+    int64_t t;
+    if (store_event_time(ev, len, &t) != 0)
         return NHUB_EMALFORMED;
     if (t >= g->to)
         return g->first ? 1 : 0; /* the range has ended */
