@@ -25,8 +25,8 @@
 
 #include "path.h"
 
-#define ARCHIVE_STEP_RECORDS 2048
-#define ARCHIVE_STEP_BYTES ((size_t)4 << 20)
+#define ARCHIVE_STEP_RECORDS 1024
+#define ARCHIVE_STEP_BYTES ((size_t)2 << 20)
 #define ARCHIVE_RETRY_MS 10000
 #define PRUNE_STEP 4096
 
@@ -147,7 +147,35 @@ static void arc_finish(hub_t *h, store_reader_t *r)
     a->syncing = 1;
 }
 
-/* Write the next records of the file. */
+/* A step's budget, for the walk of the journal. */
+struct step {
+    struct hub_archive *a;
+    size_t records, bytes;
+};
+
+/* store_journal_fn: one record into the file; 1 once the step is done. */
+static int write_record(void *arg, uint64_t seq, const uint8_t *hash, const void *event,
+                        size_t len)
+{
+    (void)event; /* it follows the hash in the stored value */
+    struct step *st = arg;
+    struct hub_archive *a = st->a;
+    if (seq != a->next) /* a gap: only a damaged store has one */
+        return NHUB_EMALFORMED;
+    /* The stored value is the chain hash then the event, contiguous. */
+    int rc = archive_writer_record(a->w, seq, hash, STORE_HASH_LEN + len);
+    if (rc)
+        return rc;
+    if (seq == a->last)
+        memcpy(a->last_hash, hash, STORE_HASH_LEN);
+    a->next++;
+    st->records++;
+    st->bytes += STORE_HASH_LEN + len;
+    return a->next > a->last || st->records >= ARCHIVE_STEP_RECORDS ||
+           st->bytes >= ARCHIVE_STEP_BYTES;
+}
+
+/* Write the next records of the file: one cursor walk, a bounded step. */
 static void arc_step(hub_t *h)
 {
     struct hub_archive *a = &h->arc;
@@ -155,25 +183,12 @@ static void arc_step(hub_t *h)
     int64_t t0 = hub_now_us();
     if (store_reader_open(h->store, &r) != 0)
         return; /* logged by the store; the next turn tries again */
-    size_t bytes = 0;
-    int rc = 0;
-    for (unsigned i = 0; !rc && i < ARCHIVE_STEP_RECORDS && bytes < ARCHIVE_STEP_BYTES &&
-                         a->next <= a->last;
-         i++) {
-        const void *ev;
-        size_t len;
-        const uint8_t *hash;
-        if ((rc = store_journal_get(r, a->next, &ev, &len, &hash)) != 0)
-            break;
-        /* The stored value is the chain hash then the event, contiguous. */
-        rc = archive_writer_record(a->w, a->next, hash, STORE_HASH_LEN + len);
-        if (rc == 0 && a->next == a->last)
-            memcpy(a->last_hash, hash, STORE_HASH_LEN);
-        bytes += STORE_HASH_LEN + len;
-        if (rc == 0)
-            a->next++;
-    }
-    if (rc) {
+    struct step st = {a, 0, 0};
+    uint64_t bad = 0;
+    int rc = store_journal_walk(r, a->next, write_record, &st, &bad);
+    if (rc == 0 && a->next <= a->last)
+        rc = NHUB_ENOTFOUND; /* the journal ended before the range did */
+    if (rc < 0) {
         char why[400];
         snprintf(why, sizeof why, "record %llu: %s", (unsigned long long)a->next,
                  archive_writer_error(a->w)[0] ? archive_writer_error(a->w) : nhub_strerror(rc));

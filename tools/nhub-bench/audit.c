@@ -246,7 +246,7 @@ static double hub_point(int chain_only, int seconds, double *p99)
     th_hub_t h;
     if (th_hub_init(&h, NULL) != 0)
         return 0;
-    return bench_inproc_point(&h, chain_only ? hub_measure_chain_only : NULL, seconds, p99);
+    return bench_inproc_rate(&h, chain_only ? hub_measure_chain_only : NULL, seconds, p99);
 }
 
 /* The hub's ingest with the tree and checkpoints against the chain alone:

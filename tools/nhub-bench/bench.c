@@ -70,7 +70,8 @@
  *             round; seal and open microseconds per envelope.
  *
  *   nhub-bench [--quick]
- *              [--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit|sealed]
+ *              [--only
+ * ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit|sealed|retention]
  *              [--seconds D]
  *
  * --quick runs a reduced set (for a smoke test): fewer configurations,
@@ -90,6 +91,7 @@
 #include "payloads.h"
 #include "relay.h"
 #include "sealed.h"
+#include "retention.h"
 #include "signatures.h"
 #include "signed.h"
 #include "store.h"
@@ -1055,40 +1057,48 @@ void *bench_hub_thread(void *arg)
     return NULL;
 }
 
-double bench_inproc_point(th_hub_t *h, int (*prepare)(struct hub *hub), int seconds, double *p99)
+int bench_inproc_point(th_hub_t *h, int (*prepare)(struct hub *hub), int senders, int window,
+                       int seconds, bench_result_t *r, struct hub_counters *n)
 {
     cfg_t *cfg = NULL;
     hub_t *hub = NULL;
-    char err[512] = "";
-    double rate = 0;
-    FILE *log = NULL;
+    char err[512] = "the measurement mode could not be set";
+    int rc = -1;
     if (th_hub_write_config(h) != 0)
-        goto done;
-    log = fopen(h->log_path, "w");
+        return -1;
+    FILE *log = fopen(h->log_path, "w");
     log_setup(LOG_WARN, log ? log : stderr);
     if (cfg_load(h->cfg_path, &cfg, err, sizeof err) != 0 ||
         hub_new(&cfg, nhub_clock_system(), &hub, err, sizeof err) != 0 ||
         (prepare && prepare(hub) != 0)) {
         fprintf(stderr, "nhub-bench: hub: %s\n", err);
-        goto done;
-    }
-    bench_hub_thread_t ht = {.hub = hub};
-    pthread_t tid;
-    snprintf(h->endpoint, sizeof h->endpoint, "%s", hub_endpoint(hub));
-    if (pthread_create(&tid, NULL, bench_hub_thread, &ht) == 0) {
-        bench_result_t r;
-        if (bench_ingest(h, 4, 64, seconds, 0, NULL, &r) == 0) {
-            rate = r.rate;
-            *p99 = r.p99;
+    } else {
+        bench_hub_thread_t ht = {.hub = hub};
+        pthread_t tid;
+        snprintf(h->endpoint, sizeof h->endpoint, "%s", hub_endpoint(hub));
+        if (pthread_create(&tid, NULL, bench_hub_thread, &ht) == 0) {
+            rc = bench_ingest(h, senders, window, seconds, 0, NULL, r);
+            ht.stop = 1;
+            pthread_join(tid, NULL);
+            if (n)
+                hub_counters(hub, n);
         }
-        ht.stop = 1;
-        pthread_join(tid, NULL);
     }
-done:
     hub_destroy(&hub);
     log_setup(LOG_WARN, stderr);
     if (log)
         fclose(log);
+    return rc == 0 ? 0 : -1;
+}
+
+double bench_inproc_rate(th_hub_t *h, int (*prepare)(struct hub *hub), int seconds, double *p99)
+{
+    bench_result_t r;
+    double rate = 0;
+    if (bench_inproc_point(h, prepare, 4, 64, seconds, &r, NULL) == 0) {
+        rate = r.rate;
+        *p99 = r.p99;
+    }
     th_rmrf(h->dir);
     return rate;
 }
@@ -1146,9 +1156,8 @@ static int window_phase(const char *cfg_path, int n, int64_t *refused)
     const int64_t step = WINDOW_SIM_MS / n;
     int sent = 0, answered = 0, confirmed = 0, good = 0, in_flight = 0;
     int64_t deadline = th_now_ms() + 600000;
-    zmq_pollitem_t pi[3] = {{tx.sock, 0, ZMQ_POLLIN, 0},
-                            {bad.sock, 0, ZMQ_POLLIN, 0},
-                            {rx.sock, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t pi[3] = {
+        {tx.sock, 0, ZMQ_POLLIN, 0}, {bad.sock, 0, ZMQ_POLLIN, 0}, {rx.sock, 0, ZMQ_POLLIN, 0}};
     while ((answered < n || confirmed < good) && th_now_ms() < deadline) {
         while (sent < n && in_flight < window) {
             send_one(sent % 10 == 9 ? &bad : &tx, window, BENCH_PAYLOAD);
@@ -1202,8 +1211,8 @@ static void section_window(int quick)
     printf("\nwindow: duplicate window %lld s (injected clock), %d SENDs per window, "
            "1 in 10 refused for good\n",
            WINDOW_SIM_MS / 1000, per_window);
-    printf("  %-7s %12s %12s %12s %14s %14s\n", "windows", "msg_ids", "rejections",
-           "window pages", "journal events", "vs window 1");
+    printf("  %-7s %12s %12s %12s %14s %14s\n", "windows", "msg_ids", "rejections", "window pages",
+           "journal events", "vs window 1");
     uint64_t first_pages = 0;
     int64_t refused = 0;
     for (int p = 1; p <= phases; p++) {
@@ -1253,7 +1262,9 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         } else {
             printf("usage: nhub-bench [--quick] "
-                   "[--only ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|cases|priority|adapter|audit|sealed] "
+                   "[--only "
+                   "ingest|peers|backlog|scaling|hostile|window|signatures|signed|relay|payloads|"
+                   "cases|priority|adapter|audit|sealed|retention] "
                    "[--seconds D]\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -1294,5 +1305,7 @@ int main(int argc, char **argv)
         section_audit(quick, seconds);
     if (!only || !strcmp(only, "sealed"))
         section_sealed(quick, seconds);
+    if (!only || !strcmp(only, "retention"))
+        section_retention(quick, seconds);
     return 0;
 }

@@ -97,14 +97,21 @@ typedef struct bench_hub_thread {
 void *bench_hub_thread(void *arg);
 
 /*
- * One point of the hub's ingest (4 senders x window 64, the reference
- * point) against a hub in this process: `h` made by th_hub_init with its
- * fields (security, limits) set as wanted; its configuration is written,
- * the hub made (hub_new) and `prepare` applied to it (may be NULL), and
- * h's directory removed at the end. Returns msgs/s (*p99 the ACK p99 in
- * ms), or 0 on failure.
+ * One ingest point (bench_ingest, `senders` x `window`) against a hub of
+ * h's configuration (th_hub_init'ed, its fields set: security, limits, an
+ * audit section in h->http) run in this process, `prepare` applied to it
+ * once made (may be NULL; e.g. hub_measure_chain_only). *r and, if not
+ * NULL, *n (the hub's counters at its stop). The hub's directory is left
+ * for the caller (th_rmrf). 0 or -1.
  */
-double bench_inproc_point(th_hub_t *h, int (*prepare)(struct hub *hub), int seconds, double *p99);
+struct hub;
+struct hub_counters;
+int bench_inproc_point(th_hub_t *h, int (*prepare)(struct hub *hub), int senders, int window,
+                       int seconds, bench_result_t *r, struct hub_counters *n);
+
+/* bench_inproc_point at the reference point (4 x 64), h's directory
+ * removed after: msgs/s (*p99 the ACK p99 in ms), or 0 on failure. */
+double bench_inproc_rate(th_hub_t *h, int (*prepare)(struct hub *hub), int seconds, double *p99);
 
 /* The last mean_batch the stopped hub logged (event=hub.stats); 0 if none. */
 double bench_mean_batch(const th_hub_t *hub);

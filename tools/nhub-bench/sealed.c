@@ -69,7 +69,7 @@ static double hub_point(int mode, int seconds, double *p99)
                  "  payload_cipher: %s\n",
                  key, mode_cipher[mode]);
     }
-    return bench_inproc_point(&h, NULL, seconds, p99);
+    return bench_inproc_rate(&h, NULL, seconds, p99);
 }
 
 static void compare_ingest(int rounds, int seconds)
