@@ -2,7 +2,9 @@
  * harness.c: start, stop and kill real nhubd processes for tests (see harness.h).
  */
 #include "harness.h"
+#include "keys.h"
 #include "nhub.h"
+#include "tlog.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -191,6 +193,34 @@ double th_metric_value(const char *text, const char *series)
         if (!strncmp(line, series, n) && (line[n] == ' ' || line[n] == '{'))
             return strtod(strchr(line + n, ' ') + 1, NULL);
     return -1;
+}
+
+int th_hub_signing_key(th_hub_t *h, const char *origin, char *vkey_file, size_t cap,
+                       keys_file_t **key)
+{
+    char secret[400], pub[400], err[512], vkey[TLOG_VKEY_MAX];
+    keys_file_t *k = NULL;
+    tlog_signer_t *signer = NULL;
+    snprintf(secret, sizeof secret, "%s/hub.key", h->dir);
+    snprintf(pub, sizeof pub, "%s/hub.pub", h->dir);
+    snprintf(vkey_file, cap, "%s/hub.vkey", h->dir);
+    int rc = keys_generate("000000", KEYS_ED25519, 1764000000000, &k) != 0 ||
+             keys_write(k, secret, pub, 0, err, sizeof err) != 0 ||
+             tlog_signer_new(origin, k, &signer, err, sizeof err) != 0 ||
+             tlog_signer_vkey(signer, vkey, sizeof vkey) != 0;
+    tlog_signer_free(&signer);
+    FILE *f = rc ? NULL : fopen(vkey_file, "w");
+    if (!f || fprintf(f, "%s\n", vkey) < 0)
+        rc = 1;
+    if (f && fclose(f) != 0)
+        rc = 1;
+    snprintf(h->security, sizeof h->security,
+             "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
+    if (key && !rc)
+        *key = k;
+    else
+        keys_free(&k);
+    return rc ? -1 : 0;
 }
 
 int th_hub_insecure_catalog(th_hub_t *h, const char *path)

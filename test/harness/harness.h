@@ -120,6 +120,17 @@ int th_send_pushes(const th_hub_t *h, const char *src, const char *dst, int n, i
 void th_sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c, size_t clen,
                uint8_t out[32]);
 
+/*
+ * Give h a key to sign its checkpoints with, in the development mode:
+ * DIR/hub.key and DIR/hub.pub (an Ed25519 key of region 000000), h->security
+ * naming it, and the verifier key of a signer named `origin` written to
+ * DIR/hub.vkey, whose path goes to vkey_file[cap]. *key (may be NULL)
+ * receives the key (free with keys_free). Returns 0 or -1.
+ */
+struct keys_file;
+int th_hub_signing_key(th_hub_t *h, const char *origin, char *vkey_file, size_t cap,
+                       struct keys_file **key);
+
 /* Set h->security to the development mode with the catalogue at `path`
  * (relative to the working directory: made absolute). Returns 0 or -1. */
 int th_hub_insecure_catalog(th_hub_t *h, const char *path);

@@ -56,6 +56,18 @@ int th_proc_reap(th_proc_t *p, int timeout_ms);
 void th_proc_free(th_proc_t *p);
 
 /*
+ * Run argv[0] (a path) with argv to its end, its standard output written
+ * to `out_path` and its standard error to `err_path` (both truncated).
+ * Returns its exit code (0..255), 128 + the signal that ended it, or -1 if
+ * it could not be run.
+ */
+int th_run_to_files(const char *const *argv, const char *out_path, const char *err_path);
+
+/* The text of file `path` into out[cap], NUL-terminated (cut at cap - 1;
+ * "" if it cannot be read). */
+void th_read_text(const char *path, char *out, size_t cap);
+
+/*
  * The number written after the LAST occurrence of `label` in `text` (spaces
  * after the label skipped), or -1 if the label is not there or no number
  * follows it.

@@ -56,49 +56,23 @@ typedef struct run {
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static void read_text(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-}
-
 /* Run nhub-audit with `args` (NULL-terminated); stdout to `out_file` if not NULL. */
 static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const char *const *args)
 {
     char bin[512], out_path[400], err_path[400];
-    const char *argv[48];
+    const char *argv[FILES_MAX + 16];
     size_t n = 0;
-    th_bin("nhub-audit", bin, sizeof bin);
+    argv[n++] = th_bin("nhub-audit", bin, sizeof bin);
+    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
     snprintf(out_path, sizeof out_path, "%s", out_file ? out_file : "");
     if (!out_file)
         snprintf(out_path, sizeof out_path, "%s/audit.out", fx->hub.dir);
     snprintf(err_path, sizeof err_path, "%s/audit.err", fx->hub.dir);
-    argv[n++] = bin;
-    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    read_text(out_path, r->out, sizeof r->out);
-    read_text(err_path, r->err, sizeof r->err);
+    r->status = th_run_to_files(argv, out_path, err_path);
+    th_read_text(out_path, r->out, sizeof r->out);
+    th_read_text(err_path, r->err, sizeof r->err);
 }
 
 #define AUDIT(fx, r, ...) run_audit(fx, r, NULL, (const char *const[]){__VA_ARGS__, NULL})
@@ -107,25 +81,10 @@ static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const
 /* The hub's configuration with archives into `archive_dir`. */
 static int configure(fixture_t *fx, const char *archive_dir)
 {
-    char secret[400], pub[400], err[512], vkey[TLOG_VKEY_MAX];
-    snprintf(secret, sizeof secret, "%s/hub.key", fx->hub.dir);
-    snprintf(pub, sizeof pub, "%s/hub.pub", fx->hub.dir);
-    if (keys_generate("000000", KEYS_ED25519, 1764000000000, &fx->key) != 0 ||
-        keys_write(fx->key, secret, pub, 0, err, sizeof err) != 0)
-        return -1;
-    tlog_signer_t *signer = NULL;
-    if (tlog_signer_new(ORIGIN, fx->key, &signer, err, sizeof err) != 0 ||
-        tlog_signer_vkey(signer, vkey, sizeof vkey) != 0)
-        return -1;
-    tlog_signer_free(&signer);
-    snprintf(fx->vkey_file, sizeof fx->vkey_file, "%s/hub.vkey", fx->hub.dir);
-    FILE *f = fopen(fx->vkey_file, "w");
-    if (!f || fprintf(f, "%s\n", vkey) < 0 || fclose(f) != 0)
+    if (th_hub_signing_key(&fx->hub, ORIGIN, fx->vkey_file, sizeof fx->vkey_file, &fx->key) != 0)
         return -1;
     snprintf(fx->data, sizeof fx->data, "%s/hub-data", fx->hub.dir);
     snprintf(fx->archive, sizeof fx->archive, "%s", archive_dir);
-    snprintf(fx->hub.security, sizeof fx->hub.security,
-             "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
     snprintf(fx->hub.http, sizeof fx->hub.http,
              "audit:\n  origin: \"" ORIGIN "\"\n  checkpoint_every: 10\n"
              "  checkpoint_interval: 1h\n  archive_dir: \"%s\"\n  archive_every: %d\n"

@@ -49,17 +49,6 @@ typedef struct run {
     char err[8192];
 } run_t;
 
-static void read_text(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-}
-
 static size_t read_bytes(const char *path, char *out, size_t cap)
 {
     FILE *f = fopen(path, "rb");
@@ -75,32 +64,17 @@ static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const
     char bin[512], out_path[400], err_path[400];
     const char *argv[32];
     size_t n = 0;
-    th_bin("nhub-audit", bin, sizeof bin);
+    argv[n++] = th_bin("nhub-audit", bin, sizeof bin);
+    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
     snprintf(out_path, sizeof out_path, "%s", out_file ? out_file : "");
     if (!out_file)
         snprintf(out_path, sizeof out_path, "%s/audit.out", fx->hub.dir);
     snprintf(err_path, sizeof err_path, "%s/audit.err", fx->hub.dir);
-    argv[n++] = bin;
-    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    read_text(out_path, r->out, sizeof r->out);
-    read_text(err_path, r->err, sizeof r->err);
+    r->status = th_run_to_files(argv, out_path, err_path);
+    th_read_text(out_path, r->out, sizeof r->out);
+    th_read_text(err_path, r->err, sizeof r->err);
 }
 
 #define AUDIT(fx, r, ...) run_audit(fx, r, NULL, (const char *const[]){__VA_ARGS__, NULL})
@@ -110,25 +84,9 @@ static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof *fx);
     if (!fx || th_hub_init(&fx->hub, NULL) != 0 ||
-        keys_generate("000000", KEYS_ED25519, 1764000000000, &fx->key) != 0)
-        return -1;
-    char secret[400], pub[400], err[512], vkey[TLOG_VKEY_MAX];
-    snprintf(secret, sizeof secret, "%s/hub.key", fx->hub.dir);
-    snprintf(pub, sizeof pub, "%s/hub.pub", fx->hub.dir);
-    if (keys_write(fx->key, secret, pub, 0, err, sizeof err) != 0)
-        return -1;
-    tlog_signer_t *signer = NULL;
-    if (tlog_signer_new(ORIGIN, fx->key, &signer, err, sizeof err) != 0 ||
-        tlog_signer_vkey(signer, vkey, sizeof vkey) != 0)
-        return -1;
-    tlog_signer_free(&signer);
-    snprintf(fx->vkey_file, sizeof fx->vkey_file, "%s/hub.vkey", fx->hub.dir);
-    FILE *f = fopen(fx->vkey_file, "w");
-    if (!f || fprintf(f, "%s\n", vkey) < 0 || fclose(f) != 0)
+        th_hub_signing_key(&fx->hub, ORIGIN, fx->vkey_file, sizeof fx->vkey_file, &fx->key) != 0)
         return -1;
     snprintf(fx->data, sizeof fx->data, "%s/hub-data", fx->hub.dir);
-    snprintf(fx->hub.security, sizeof fx->hub.security,
-             "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
     snprintf(fx->hub.http, sizeof fx->hub.http,
              "audit:\n  origin: \"" ORIGIN "\"\n  checkpoint_every: %d\n"
              "  checkpoint_interval: 1h\n%s",
@@ -287,7 +245,7 @@ static void test_prove_and_check_proof_round_trip(void **state)
     AUDIT_TO(fx, &r, proof, "prove", "--data", fx->data, "5");
     assert_int_equal(r.status, 0);
     char text[8192];
-    read_text(proof, text, sizeof text);
+    th_read_text(proof, text, sizeof text);
     assert_memory_equal(text, "c2sp.org/tlog-proof@v1\nindex 4\n", 31);
     assert_non_null(strstr(text, "\n\n" ORIGIN "\n"));
     AUDIT_TO(fx, &r, rec5, "record", "--data", fx->data, "5");
@@ -386,7 +344,7 @@ static void test_prove_and_record_by_msg_id(void **state)
     snprintf(proof, sizeof proof, "%s/id.proof", fx->hub.dir);
     AUDIT_TO(fx, &r, proof, "prove", "--data", fx->data, f.hex);
     assert_int_equal(r.status, 0);
-    read_text(proof, a, sizeof a);
+    th_read_text(proof, a, sizeof a);
     snprintf(want, sizeof want, "c2sp.org/tlog-proof@v1\nindex %llu\n",
              (unsigned long long)(f.seq - 1));
     assert_memory_equal(a, want, strlen(want));
@@ -406,7 +364,7 @@ static void test_prove_and_record_by_msg_id(void **state)
 static void flip_in_file(const char *path, const char *after, size_t off, const char *to)
 {
     char text[16384];
-    read_text(path, text, sizeof text);
+    th_read_text(path, text, sizeof text);
     char *p = strstr(text, after);
     assert_non_null(p);
     p[strlen(after) + off] = p[strlen(after) + off] == to[0] ? to[1] : to[0];
@@ -469,7 +427,7 @@ static void test_consistency_between_two_checkpoints(void **state)
         fprintf(stderr, "consistency: %s%s", r.out, r.err);
     assert_int_equal(r.status, 0);
     char text[16384], want[128];
-    read_text(proof, text, sizeof text);
+    th_read_text(proof, text, sizeof text);
     snprintf(want, sizeof want, "nhub.audit/consistency-proof@v1\nhash sha256\nold %s\nnew %s\n",
              old_size, new_size);
     assert_memory_equal(text, want, strlen(want));
@@ -573,7 +531,7 @@ static void test_consistency_of_an_sm3_tree(void **state)
     AUDIT_TO(fx, &r, proof, "consistency", "--data", data, old_size, "latest");
     assert_int_equal(r.status, 0);
     char text[16384];
-    read_text(proof, text, sizeof text);
+    th_read_text(proof, text, sizeof text);
     assert_memory_equal(text, "nhub.audit/consistency-proof@v1\nhash sm3\n", 41);
     AUDIT(fx, &r, "check-consistency", "--vkey-file", fx->vkey_file, proof);
     if (r.status != 0)

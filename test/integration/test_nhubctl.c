@@ -8,6 +8,7 @@
  * stdout and stderr in files of the hub's temporary directory.
  */
 #include "harness.h"
+#include "proc.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -62,17 +63,6 @@ static int teardown(void **state)
     return th_group_teardown(state);
 }
 
-static void read_file(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-}
-
 /*
  * Run nhubctl with `args` (NULL-terminated) and wait for it; "--url" and
  * "--timeout 5" come first unless `with_url` is 0. The tool bounds its own
@@ -96,23 +86,9 @@ static void run_ctl(const th_hub_t *h, ctl_run_t *r, int with_url, const char *c
     for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
         argv[n++] = *args;
     argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    read_file(out_path, r->out, sizeof r->out);
-    read_file(err_path, r->err, sizeof r->err);
+    r->status = th_run_to_files(argv, out_path, err_path);
+    th_read_text(out_path, r->out, sizeof r->out);
+    th_read_text(err_path, r->err, sizeof r->err);
     /* Whatever happened, no token is ever printed. */
     assert_null(strstr(r->out, READ_TOKEN));
     assert_null(strstr(r->err, READ_TOKEN));
