@@ -3,6 +3,8 @@
  */
 #include "proc.h"
 
+#include "harness.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -195,6 +197,26 @@ int th_run_to_files(const char *const *argv, const char *out_path, const char *e
         if (errno != EINTR)
             return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+}
+
+void th_run_tool(const char *name, const char *dir, const char *out_file,
+                 const char *const *args, th_run_t *r)
+{
+    char bin[512], out_path[400], err_path[400];
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = th_bin(name, bin, sizeof bin);
+    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    if (out_file)
+        snprintf(out_path, sizeof out_path, "%s", out_file);
+    else
+        snprintf(out_path, sizeof out_path, "%.300s/%.60s.out", dir, name);
+    snprintf(err_path, sizeof err_path, "%.300s/%.60s.err", dir, name);
+    r->status = th_run_to_files(argv, out_path, err_path);
+    th_read_text(out_path, r->out, sizeof r->out);
+    th_read_text(err_path, r->err, sizeof r->err);
 }
 
 long long th_number_after(const char *text, const char *label)

@@ -63,6 +63,21 @@ void th_proc_free(th_proc_t *p);
  */
 int th_run_to_files(const char *const *argv, const char *out_path, const char *err_path);
 
+/* What a program run by th_run_tool did. */
+typedef struct th_run {
+    int status; /* th_run_to_files' */
+    char out[8192];
+    char err[8192];
+} th_run_t;
+
+/*
+ * Run program `name` of $NHUB_BIN (th_bin) with `args` (NULL-terminated,
+ * at most 62), its standard output into `out_file` (NULL: DIR/NAME.out)
+ * and its standard error into DIR/NAME.err; both read back into *r.
+ */
+void th_run_tool(const char *name, const char *dir, const char *out_file,
+                 const char *const *args, th_run_t *r);
+
 /* The text of file `path` into out[cap], NUL-terminated (cut at cap - 1;
  * "" if it cannot be read). */
 void th_read_text(const char *path, char *out, size_t cap);

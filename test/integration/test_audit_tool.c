@@ -43,11 +43,7 @@ typedef struct fixture {
     uint64_t records;
 } fixture_t;
 
-typedef struct run {
-    int status;
-    char out[8192];
-    char err[8192];
-} run_t;
+typedef th_run_t run_t;
 
 static size_t read_bytes(const char *path, char *out, size_t cap)
 {
@@ -58,27 +54,10 @@ static size_t read_bytes(const char *path, char *out, size_t cap)
     return n;
 }
 
-/* Run nhub-audit with `args` (NULL-terminated); stdout to `out_file` if not NULL. */
-static void run_audit(const fixture_t *fx, run_t *r, const char *out_file, const char *const *args)
-{
-    char bin[512], out_path[400], err_path[400];
-    const char *argv[32];
-    size_t n = 0;
-    argv[n++] = th_bin("nhub-audit", bin, sizeof bin);
-    for (; *args && n < sizeof argv / sizeof argv[0] - 1; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    snprintf(out_path, sizeof out_path, "%s", out_file ? out_file : "");
-    if (!out_file)
-        snprintf(out_path, sizeof out_path, "%s/audit.out", fx->hub.dir);
-    snprintf(err_path, sizeof err_path, "%s/audit.err", fx->hub.dir);
-    r->status = th_run_to_files(argv, out_path, err_path);
-    th_read_text(out_path, r->out, sizeof r->out);
-    th_read_text(err_path, r->err, sizeof r->err);
-}
-
-#define AUDIT(fx, r, ...) run_audit(fx, r, NULL, (const char *const[]){__VA_ARGS__, NULL})
-#define AUDIT_TO(fx, r, file, ...) run_audit(fx, r, file, (const char *const[]){__VA_ARGS__, NULL})
+#define AUDIT(fx, r, ...)                                                                          \
+    th_run_tool("nhub-audit", (fx)->hub.dir, NULL, (const char *const[]){__VA_ARGS__, NULL}, r)
+#define AUDIT_TO(fx, r, file, ...)                                                                 \
+    th_run_tool("nhub-audit", (fx)->hub.dir, file, (const char *const[]){__VA_ARGS__, NULL}, r)
 
 static int setup(void **state)
 {
