@@ -1047,6 +1047,34 @@ static void test_audit_section_has_defaults_and_checks_its_origin(void **state)
     assert_non_null(strstr(err, "checkpoint_every"));
 }
 
+static void test_audit_archives_and_retention_are_parsed_and_checked(void **state)
+{
+    (void)state;
+    cfg_t *cfg = NULL;
+    char err[ERRCAP];
+    assert_int_equal(load_dev(HUB_SECTION REG, &cfg, err), 0);
+    assert_string_equal(cfg->audit.archive_dir, ""); /* no archives */
+    assert_int_equal(cfg->audit.archive_every, 10000);
+    assert_int_equal(cfg->audit.retention_ms, 0); /* kept */
+    cfg_destroy(&cfg);
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {archive_dir: /var/lib/nhub/archive, "
+                                              "archive_every: 500, retention: 30d}\n",
+                              &cfg, err),
+                     0);
+    assert_string_equal(cfg->audit.archive_dir, "/var/lib/nhub/archive");
+    assert_int_equal(cfg->audit.archive_every, 500);
+    assert_int_equal(cfg->audit.retention_ms, 30LL * 24 * 3600 * 1000);
+    cfg_destroy(&cfg);
+    /* Pruning what is not archived: refused, naming both keys. */
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {retention: 30d}\n", &cfg, err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, "\"audit.retention\" needs \"audit.archive_dir\""));
+    assert_int_equal(load_dev(HUB_SECTION REG "audit: {archive_dir: /a, archive_every: 0}\n",
+                              &cfg, err),
+                     NHUB_ECONFIG);
+    assert_non_null(strstr(err, "archive_every"));
+}
+
 static void test_http_section_is_parsed_and_checked(void **state)
 {
     (void)state;
@@ -1146,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_http_section_is_parsed_and_checked),
         cmocka_unit_test(test_audit_section_has_defaults_and_checks_its_origin),
         cmocka_unit_test(test_payload_key_and_cipher_are_read_and_checked_at_their_position),
+        cmocka_unit_test(test_audit_archives_and_retention_are_parsed_and_checked),
         cmocka_unit_test(test_token_files_are_read_and_checked),
         cmocka_unit_test(test_region_lookup_finds_configured_codes_only),
         cmocka_unit_test(test_minimal_file_gets_documented_defaults),

@@ -1133,6 +1133,95 @@ static void test_journal_walk_gives_records_in_order_from_a_seq_and_stops_when_a
     store_reader_close(&r);
 }
 
+/* Prune in its own transaction: what store_journal_prune removed. */
+static uint64_t prune(store_t *st, uint64_t last, uint64_t *first)
+{
+    store_txn_t *t = begin(st);
+    uint64_t n = 99;
+    assert_int_equal(store_journal_prune(t, last, first, &n), 0);
+    commit(&t);
+    return n;
+}
+
+static void test_prune_removes_only_archived_unqueued_bodies_and_the_chain_goes_on(void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    append_events(fx->st, 10);
+    uint64_t first = 0, start = 0;
+    uint8_t prev[32], zero[32] = {0}, root_before[32], root_after[32], id[16];
+    /* Nothing archived: nothing pruned. */
+    assert_int_equal(prune(fx->st, 10, &first), 0);
+    store_reader_t *r = reader(fx->st);
+    uint64_t size;
+    assert_int_equal(store_tree_info(r, &size, root_before, NULL), 0);
+    const void *ev;
+    size_t len;
+    const uint8_t *hash6;
+    assert_int_equal(store_journal_get(r, 6, &ev, &len, &hash6), 0);
+    uint8_t want_prev[32];
+    memcpy(want_prev, hash6, 32);
+    store_reader_close(&r);
+    /* Records 1..8 archived; record 7's message still queued. */
+    store_txn_t *t = begin(fx->st);
+    uint64_t dseq;
+    make_id(id, 7);
+    assert_int_equal(store_archive_mark(t, 9), 0);
+    assert_int_equal(store_queue_put(t, "110000", 7, id, &dseq), 0);
+    commit(&t);
+    assert_int_equal(prune(fx->st, 10, &first), 6); /* 1..6: not 7 (queued) nor beyond */
+    assert_int_equal(first, 1);
+    r = reader(fx->st);
+    assert_int_equal(store_journal_start(r, &start, prev), 0);
+    assert_int_equal(start, 7);
+    assert_memory_equal(prev, want_prev, 32);
+    assert_memory_not_equal(prev, zero, 32);
+    assert_int_equal(store_journal_get(r, 6, &ev, &len, NULL), NHUB_ENOTFOUND);
+    assert_int_equal(store_journal_get(r, 7, &ev, &len, NULL), 0);
+    /* The tree is whole: same root, and the state at the start comes from its nodes. */
+    assert_int_equal(store_tree_info(r, &size, root_after, NULL), 0);
+    assert_memory_equal(root_before, root_after, 32);
+    uint8_t tstate[TLOG_STATE_MAX];
+    assert_int_equal(store_tree_state_at(r, 6, tstate, sizeof tstate, &len), 0);
+    assert_int_equal(len, 10 + 2 * 32); /* 6 = 4 + 2: two subtrees */
+    store_reader_close(&r);
+    /* The live journal still verifies, from its first record. */
+    uint64_t n = 0, bad = 0;
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, 4);
+    /* Once delivered, 7 and 8 go; never the last record. */
+    t = begin(fx->st);
+    uint64_t seq;
+    assert_int_equal(store_queue_remove(t, "110000", dseq, id, &seq), 0);
+    assert_int_equal(store_archive_mark(t, 11), 0);
+    commit(&t);
+    assert_int_equal(prune(fx->st, 10, &first), 3);
+    assert_int_equal(first, 7);
+    assert_int_equal(journal_last(fx->st), 10);
+    reopen(fx);
+    assert_int_equal(verify(fx->st, &n, &bad), 0);
+    assert_int_equal(n, 1);
+}
+
+/* The time of an event read from its bytes: field 2 wherever it is. */
+static void test_event_time_is_read_without_decoding(void **state)
+{
+    (void)state;
+    int64_t ms = -1;
+    /* type 1 (varint 1), time_ms 2 (varint 1700000000000), then bytes field 3. */
+    const uint8_t ev[] = {0x08, 0x01, 0x10, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x1a, 0x02, 'h',
+                          'i'};
+    assert_int_equal(store_event_time(ev, sizeof ev, &ms), 0);
+    assert_int_equal(ms, 1700000000000LL);
+    const uint8_t no_time[] = {0x08, 0x05};
+    assert_int_equal(store_event_time(no_time, sizeof no_time, &ms), 0);
+    assert_int_equal(ms, 0);
+    const uint8_t cut[] = {0x08, 0x01, 0x1a, 0x09, 'h'}; /* a length beyond the end */
+    assert_int_equal(store_event_time(cut, sizeof cut, &ms), NHUB_EMALFORMED);
+    const uint8_t bad_varint[] = {0x10, 0xff};
+    assert_int_equal(store_event_time(bad_varint, sizeof bad_varint, &ms), NHUB_EMALFORMED);
+}
+
 static void test_queue_remove_returns_seq_and_dseq_is_never_reused(void **state)
 {
     fx_t *fx = *state;
@@ -2089,6 +2178,8 @@ int main(void)
         T(test_limit_below_initial_map_means_no_growth),
         T(test_full_map_grows_until_limit_and_full_writes_apply_nothing),
         T(test_store_still_works_after_full_when_space_is_freed),
+        T(test_prune_removes_only_archived_unqueued_bodies_and_the_chain_goes_on),
+        T(test_event_time_is_read_without_decoding),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
