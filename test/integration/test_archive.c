@@ -440,6 +440,7 @@ static void test_verify_names_the_file_and_record_of_each_alteration(void **stat
     copy_altered(paths[1], bad, off, 0, NULL);
     verify_files(fx, &r, files, 1);
     assert_fails(&r, bad, 25, "chain hash does not follow record 24");
+    assert_null(strstr(r.out, " at -: ")); /* the record's time, from the file */
 
     /* A byte of the trailer (its file hash) flipped: the file hash. */
     copy_altered(paths[1], bad, len - 1, 0, NULL);

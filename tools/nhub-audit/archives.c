@@ -94,9 +94,10 @@ typedef struct walk {
     int started;
     uint8_t hub_id[ARCHIVE_ID_LEN];
     const char *file;      /* the file being read, NULL in the live store */
-    const uint8_t *record; /* the record being checked (its value), for its time */
+    const uint8_t *record; /* the record being checked (its value, in the reader) */
     size_t record_len;
     uint64_t record_seq;
+    char when[64]; /* the time of the record a failure in a file names, or "" */
 } walk_t;
 
 /* The file's header against where the walk is (or starts the walk). */
@@ -230,6 +231,11 @@ static int verify_file(walk_t *w, const char *path, const tlog_verifier_t *vkey)
         w->v.next_checkpoint = NULL;
         w->v.cp_arg = NULL;
     }
+    /* The failing record's time, while the reader still holds its bytes. */
+    if (rc && w->record && w->record_seq == w->v.bad_seq && w->record_len > STORE_HASH_LEN)
+        audit_event_time(w->record + STORE_HASH_LEN, w->record_len - STORE_HASH_LEN, w->when,
+                         sizeof w->when);
+    w->record = NULL;
     cp_list_free(&l);
     archive_reader_free(&ar);
     return rc;
@@ -291,9 +297,8 @@ int audit_verify_archives(const audit_args_t *a, store_reader_t *r, const tlog_v
         return 2;
     }
     if (rc != 0) {
-        if (w.file && w.record && w.record_seq == w.v.bad_seq && w.record_len > STORE_HASH_LEN)
-            audit_event_time(w.record + STORE_HASH_LEN, w.record_len - STORE_HASH_LEN, when,
-                             sizeof when);
+        if (w.file && w.when[0])
+            snprintf(when, sizeof when, "%s", w.when);
         else
             audit_record_time(w.file ? NULL : r, w.v.bad_seq, when, sizeof when);
         printf("FAIL %s: seq %llu at %s: %s\n", w.file ? w.file : a->data,
