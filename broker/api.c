@@ -462,6 +462,10 @@ static json_t *timeline_entry(store_reader_t *rd, uint64_t seq)
     const void *data;
     size_t len;
     journal_event_t *ev = NULL;
+    uint64_t start = 1;
+    uint8_t prev[STORE_HASH_LEN];
+    if (store_journal_start(rd, &start, prev) == 0 && seq < start) /* pruned: in an archive file */
+        return json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "type", "archived");
     if (store_journal_get(rd, seq, &data, &len, NULL) != 0 ||
         wire_decode(&nhub__journal__v1__journal_event__descriptor, data, len, len + 1024,
                     (ProtobufCMessage **)&ev) != 0)
