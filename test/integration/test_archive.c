@@ -159,7 +159,7 @@ static size_t list_files(const fixture_t *fx, char names[FILES_MAX][128])
     while ((e = readdir(d)) && n < FILES_MAX) {
         size_t len = strlen(e->d_name);
         if (len > 6 && len < 128 && !strcmp(e->d_name + len - 6, ".nharc"))
-            snprintf(names[n++], 128, "%s", e->d_name);
+            snprintf(names[n++], 128, "%.127s", e->d_name);
     }
     closedir(d);
     qsort(names, n, 128, (int (*)(const void *, const void *))strcmp);
@@ -504,6 +504,13 @@ static void test_export_of_a_time_range_verifies_alone(void **state)
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.out, "FAIL "));
 
+    /* Usage errors are 2: --archive for another command, nothing to verify. */
+    AUDIT(fx, &r, "prove", "--archive", out, "--data", fx->data, "5");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "takes no --archive"));
+    AUDIT(fx, &r, "verify", "--vkey-file", fx->vkey_file);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--data DIR or --archive FILE..."));
     /* A range with nothing in it, and one the wrong way round. */
     AUDIT(fx, &r, "export", "--data", fx->data, "--from", "1990-01-01", "--to", "1990-01-02",
           "-o", out);

@@ -215,11 +215,13 @@ static int args_complete(const command_t *c, const audit_args_t *a)
                 c->max_pos ? c->args : "no argument", a->npos);
         return 0;
     }
+    if (a->narchives && !(c->needs & AUDIT_OR_ARCHIVES)) {
+        fprintf(stderr, "nhub-audit %s: takes no --archive (verify does)\n", c->name);
+        return 0;
+    }
     if ((c->needs & AUDIT_NEEDS_STORE) && !a->data &&
         !((c->needs & AUDIT_OR_ARCHIVES) && a->narchives))
         missing = (c->needs & AUDIT_OR_ARCHIVES) ? "--data DIR or --archive FILE..." : "--data DIR";
-    else if (a->narchives && !(c->needs & AUDIT_OR_ARCHIVES))
-        missing = "no --archive here; the command's own options";
     else if ((c->needs & AUDIT_NEEDS_VKEY) && !a->vkey && !a->vkey_file)
         missing = "--vkey or --vkey-file";
     else if (a->vkey && a->vkey_file)
