@@ -47,8 +47,11 @@ static int bytes_equal(const ProtobufCBinaryData *a, const ProtobufCBinaryData *
     return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
-/* One singular field of two messages of the same type; repeated and nested
- * fields do not occur in Envelope or JournalEvent. */
+static int message_equal(const ProtobufCMessage *a, const ProtobufCMessage *b, const char **which);
+
+/* One singular field of two messages of the same type; repeated fields do
+ * not occur in Envelope or JournalEvent, a nested one (JournalEvent's
+ * archive) is compared field by field. */
 static int field_equal(const ProtobufCFieldDescriptor *fd, const void *a, const void *b)
 {
     const char *pa = (const char *)a + fd->offset;
@@ -74,9 +77,14 @@ static int field_equal(const ProtobufCFieldDescriptor *fd, const void *a, const 
     case PROTOBUF_C_TYPE_STRING: return strcmp(*(char *const *)pa, *(char *const *)pb) == 0;
     case PROTOBUF_C_TYPE_BYTES:
         return bytes_equal((const ProtobufCBinaryData *)pa, (const ProtobufCBinaryData *)pb);
-    case PROTOBUF_C_TYPE_MESSAGE: break;
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const ProtobufCMessage *ma = *(const ProtobufCMessage *const *)pa;
+        const ProtobufCMessage *mb = *(const ProtobufCMessage *const *)pb;
+        const char *which;
+        return (!ma && !mb) || (ma && mb && message_equal(ma, mb, &which));
     }
-    fail("harness: nested messages are not compared");
+    }
+    fail("harness: a field type that is not compared");
     return 0;
 }
 
