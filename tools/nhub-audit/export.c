@@ -25,51 +25,20 @@
 #include <string.h>
 #include <time.h>
 
-/* T: milliseconds since 1970, a date (its midnight UTC) or
- * YYYY-MM-DDTHH:MM:SS[.mmm]Z. 0, or -1. */
+/* T: milliseconds since 1970, or a UTC time as log_time_parse reads it
+ * (2026-12-07T16:53:35Z, with milliseconds, or a date: its midnight).
+ * 0, or -1. */
 static int parse_time(const char *s, int64_t *out)
 {
-    struct tm tm;
-    int ms = 0, n = 0;
     char *end;
-    memset(&tm, 0, sizeof tm);
-    if (!s || !*s)
-        return -1;
-    if (strspn(s, "0123456789") == strlen(s)) {
+    if (s && *s && strspn(s, "0123456789") == strlen(s)) {
         long long v = strtoll(s, &end, 10);
         if (*end || v < 0)
             return -1;
         *out = v;
         return 0;
     }
-    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3)
-        return -1;
-    const char *p = s + n;
-    if (*p == 'T') {
-        int m = 0;
-        if (sscanf(p, "T%2d:%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &m) != 3)
-            return -1;
-        p += m;
-        if (*p == '.') {
-            int digits = 0;
-            for (p++; isdigit((unsigned char)*p) && digits < 3; p++, digits++)
-                ms = ms * 10 + (*p - '0');
-            for (; digits < 3; digits++)
-                ms *= 10;
-        }
-        if (*p++ != 'Z')
-            return -1;
-    }
-    if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *out = (int64_t)t * 1000 + ms;
-    return 0;
+    return s && log_time_parse(s, out) == 0 ? 0 : -1;
 }
 
 typedef struct range {
