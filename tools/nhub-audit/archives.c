@@ -285,6 +285,7 @@ int audit_verify_archives(const audit_args_t *a, store_reader_t *r, const tlog_v
     int rc = 0;
     for (size_t i = 0; i < a->narchives && rc == 0; i++)
         rc = verify_file(&w, a->archives[i], vkey);
+    uint64_t archived_end = w.v.last;
     if (rc == 0 && r)
         rc = continue_into_store(&w, r, root);
     else if (rc == 0)
@@ -303,6 +304,23 @@ int audit_verify_archives(const audit_args_t *a, store_reader_t *r, const tlog_v
             audit_record_time(w.file ? NULL : r, w.v.bad_seq, when, sizeof when);
         printf("FAIL %s: seq %llu at %s: %s\n", w.file ? w.file : a->data,
                (unsigned long long)w.v.bad_seq, when, w.v.what);
+        audit_verify_end(&w.v);
+        return 1;
+    }
+    /* Chain, tree and file hash are unkeyed: anyone can make a file that
+     * holds together. Only a checkpoint signed by the hub ties the records
+     * to it, so with the key and files alone every record must be under
+     * one. With --data the live store anchors them instead: its first
+     * record's chain and its stored tree continue the files, and its own
+     * tail after its last checkpoint is as unsigned as theirs. */
+    if (vkey && !r && w.v.covered < archived_end) {
+        printf("FAIL %s: seq %llu at -: records %llu..%llu are covered by no checkpoint signed "
+               "by %s in what was given (%s)\n",
+               a->archives[a->narchives - 1], (unsigned long long)(w.v.covered + 1),
+               (unsigned long long)(w.v.covered + 1), (unsigned long long)archived_end,
+               tlog_verifier_name(vkey),
+               w.v.checkpoints ? "the chain and tree hold, but nothing signs them"
+                               : "no checkpoint at all: nothing in them is the hub's");
         audit_verify_end(&w.v);
         return 1;
     }

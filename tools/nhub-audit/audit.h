@@ -151,6 +151,7 @@ typedef struct audit_verify {
     int (*next_checkpoint)(struct audit_verify *v);
     void *cp_arg;
     uint64_t checkpoints; /* checked */
+    uint64_t covered;     /* the largest of their sizes: records up to it are signed for */
     uint64_t bad_seq;     /* the record a failure names */
     char what[512];       /* and what is wrong with it */
 } audit_verify_t;

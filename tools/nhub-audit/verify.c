@@ -129,6 +129,8 @@ static int check_checkpoint(audit_verify_t *v, uint64_t size)
         return audit_verify_fail(v, size, "checkpoint %llu: signature does not verify with key %s",
                                  (unsigned long long)size, tlog_verifier_name(v->vkey));
     v->checkpoints++;
+    if (size > v->covered)
+        v->covered = size;
     return next_checkpoint(v);
 }
 
