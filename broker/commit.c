@@ -407,8 +407,16 @@ static int apply_item(hub_t *h, store_txn_t *t, struct item *it, int no_writes, 
     case ITEM_CONFIRM: return apply_confirm(h, t, it, now);
     case ITEM_HOLD: return apply_hold(h, t, it, now);
     case ITEM_HEARTBEAT: it->reply = WIRE_HEARTBEAT; return 0;
-    case ITEM_REDELIVER: return apply_redeliver(h, t, it, now);
-    case ITEM_REFUSED: return apply_refused(h, t, it, now);
+    /* A full store keeps its reserve for confirmations: a resend is not
+     * journaled then (its CONFIRMED still says how many sends it took), a
+     * refusal is counted in the next REFUSED_WIRE record's not_journaled. */
+    case ITEM_REDELIVER: return no_writes ? 0 : apply_redeliver(h, t, it, now);
+    case ITEM_REFUSED:
+        if (no_writes) {
+            h->wire_unjournaled += it->not_journaled + 1;
+            return 0;
+        }
+        return apply_refused(h, t, it, now);
     }
     return NHUB_EINVAL;
 }
