@@ -248,6 +248,8 @@ static int check_inclusion(const receipt_t *r, const tlog_checkpoint_t *cp, char
                   "%llu (the record, its index, the tree hash or the proof was altered)",
                   (unsigned long long)r->proof.index, tlog_alg_name(r->alg),
                   (unsigned long long)cp->size);
+    else if (rc)
+        rc = fail(err, cap, rc, "inclusion: cannot hash: %s", nhub_strerror(rc));
     tlog_hasher_free(&h);
     return rc;
 }
@@ -255,6 +257,8 @@ static int check_inclusion(const receipt_t *r, const tlog_checkpoint_t *cp, char
 int receipt_verify(const receipt_t *r, const tlog_verifier_t *v, const uint8_t *msg_id,
                    receipt_info_t *info, char *err, size_t errcap)
 {
+    if (err && errcap)
+        err[0] = '\0';
     if (!r || !v)
         return NHUB_EINVAL;
     receipt_info_t scratch;

@@ -56,6 +56,13 @@ void receipt_on_receipt(nhub_t *self, const ProtobufCMessage *m)
 
 int receipt_on_nack(nhub_t *self, const wire_nack_t *n)
 {
+    /* A refusal of a receipt nobody waits for any more (it came after
+     * nhub_receipt_get gave up) is about no session: dropped, not taken
+     * for a refused HELLO or a reason to back off. */
+    if (n->stream_seq == 0 && !matches(self, n->msg_id) &&
+        (n->code == NHUB__WIRE__V1__NACK_CODE__NACK_RECEIPT_UNKNOWN ||
+         n->code == NHUB__WIRE__V1__NACK_CODE__NACK_RECEIPT_NOT_COVERED))
+        return 1;
     if (n->stream_seq != 0 || !matches(self, n->msg_id))
         return 0;
     struct receipt_wait *w = &self->receipt;
