@@ -36,9 +36,9 @@
  *              tree over the journal (leaf i = record seq i + 1; pos: tlog_stored_index)
  *   checkpoints size(8) -> signed note                   the signed checkpoints of the tree
  *   meta "tree_state"  the tree's compact range (tlog_state_encode), as of the last commit
- *   msgseq     msg_id(16) -> seq(8)                   every ACCEPTED record by its msg_id,
- *              kept as long as the journal (format 4; store_msgseq.c); a msg_id
- *              used again after the duplicate window names its latest record
+ *   msgseq     msg_id(16) -> seq(8), duplicates sorted  every ACCEPTED record by its
+ *              msg_id, kept as long as the journal (format 4; store_msgseq.c); a msg_id
+ *              used again after the duplicate window names each of its records
  *   meta "opstate/<region>"  what operators set for a region through the API
  *              (store_opstate_t): suspension, paused delivery, rate limit
  *   meta "journal_start" (8), "journal_start_prev" (32)  the first record whose
@@ -216,8 +216,8 @@ int store_held_remove(store_txn_t *txn, const char *region, uint64_t dseq);
 /* Look up msg_id in the duplicate window: 0 and *seq, or NHUB_ENOTFOUND. */
 int store_dedup_get(store_txn_t *txn, const uint8_t msg_id[16], uint64_t *seq);
 
-/* Index the ACCEPTED record `seq` of msg_id for good (msgseq; receipts).
- * 0 or a store error. */
+/* Index the ACCEPTED record `seq` of msg_id for good (msgseq; receipts), beside
+ * any other record of the same msg_id. 0 or a store error. */
 int store_msgseq_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq);
 
 /* Remember msg_id -> seq at time_ms. */
@@ -367,12 +367,21 @@ int store_journal_get(store_reader_t *r, uint64_t seq, const void **event, size_
                       const uint8_t **hash);
 
 /*
- * The journal seq of the ACCEPTED record of msg_id (msgseq), whatever the
- * duplicate window remembers. Returns 0 and *seq, NHUB_ENOTFOUND (no such
- * message, its record is no longer in the journal, or a reader of a store
- * before format 4), NHUB_EMALFORMED or NHUB_ESTORE.
+ * The journal seq of the latest ACCEPTED record of msg_id still in the journal
+ * (msgseq), whatever the duplicate window remembers. Returns 0 and *seq,
+ * NHUB_ENOTFOUND (no such message, its records are no longer in the journal,
+ * or a reader of a store before format 4), NHUB_EMALFORMED or NHUB_ESTORE.
  */
 int store_msg_seq(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq);
+
+/*
+ * Call fn(arg, seq) for each ACCEPTED record of msg_id still in the journal,
+ * newest first, until fn returns non-zero (returned as it is). Returns 0 when
+ * fn went through them all, NHUB_ENOTFOUND when there was none (as
+ * store_msg_seq), NHUB_EMALFORMED or NHUB_ESTORE. fn should return > 0 to stop.
+ */
+int store_msg_seq_each(store_reader_t *r, const uint8_t msg_id[16],
+                       int (*fn)(void *arg, uint64_t seq), void *arg);
 
 /* The last journal seq written (0 if empty). */
 int store_journal_last(store_reader_t *r, uint64_t *seq);

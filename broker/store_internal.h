@@ -147,6 +147,9 @@ static inline int meta_put(store_t *s, MDB_txn *txn, const char *key, const void
 int store_msgseq_open_db(store_t *s, MDB_txn *txn);
 int store_msgseq_begin(store_t *s, MDB_txn *txn);
 int store_msgseq_index(store_t *s, char *err, size_t errcap);
+/* Pruning journal record `seq` (its stored value `record`): forget its msgseq
+ * entry if it is an ACCEPTED record. An LMDB code. */
+int store_msgseq_forget(store_t *s, MDB_txn *txn, uint64_t seq, const MDB_val *record);
 
 /* store_cases.c: open its databases (in store_open's transaction). An LMDB code. */
 int store_cases_open_dbs(store_t *s, MDB_txn *txn);

@@ -1,7 +1,16 @@
 /*
- * store_msgseq.c: the index from a message's msg_id to the journal record
- * that accepted it (database `msgseq`, msg_id(16) -> seq(8)), for the
- * receipts a region fetches (an inclusion proof needs the record's seq).
+ * store_msgseq.c: the index from a message's msg_id to the journal records
+ * that accepted it (database `msgseq`, msg_id(16) -> seq(8), one duplicate
+ * per record), for the receipts a region fetches (an inclusion proof needs
+ * the record's seq).
+ *
+ * A msg_id may name more than one record: once the duplicate window has
+ * forgotten it, a SEND with the same msg_id is accepted again, maybe from
+ * another region. Every such record keeps its entry (MDB_DUPSORT; the seqs
+ * are big-endian, so a msg_id's duplicates sort by seq), so a newer one
+ * never hides an older one from the regions it was about. Pruning a record
+ * deletes its own entry (store_msgseq_del), so the index does not outgrow
+ * the journal.
  *
  * Unlike the duplicate window (`dedup`), which forgets a msg_id after a
  * while, this index is kept for as long as the journal keeps the record:
@@ -18,18 +27,37 @@
 #include "nhub_journal.pb-c.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #define MSGSEQ_CHUNK 65536
 
 int store_msgseq_open_db(store_t *s, MDB_txn *txn)
 {
-    int rc = mdb_dbi_open(txn, "msgseq", s->read_only ? 0 : MDB_CREATE, &s->msgseq);
+    unsigned flags = MDB_DUPSORT | MDB_DUPFIXED | (s->read_only ? 0 : MDB_CREATE);
+    int rc = mdb_dbi_open(txn, "msgseq", flags, &s->msgseq);
     if (rc == MDB_NOTFOUND && s->read_only) { /* a reader of a store before format 4 */
         s->no_msgseq = 1;
         return 0;
     }
     return rc;
+}
+
+/* Whether the stored journal value `v` (chain hash, JournalEvent) is an
+ * ACCEPTED record of a 16-byte msg_id, and that msg_id into id. */
+static int accepted_msg_id(const MDB_val *v, uint8_t id[16])
+{
+    if (v->mv_size < STORE_HASH_LEN)
+        return 0;
+    Nhub__Journal__V1__JournalEvent *ev = nhub__journal__v1__journal_event__unpack(
+        NULL, v->mv_size - STORE_HASH_LEN, (const uint8_t *)v->mv_data + STORE_HASH_LEN);
+    int accepted =
+        ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED && ev->msg_id.len == 16;
+    if (accepted)
+        memcpy(id, ev->msg_id.data, 16);
+    if (ev)
+        nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
+    return accepted;
 }
 
 static int msgseq_put(MDB_txn *txn, const store_t *s, const uint8_t msg_id[16], uint64_t seq)
@@ -45,24 +73,79 @@ int store_msgseq_put(store_txn_t *txn, const uint8_t msg_id[16], uint64_t seq)
     return lmdb_err(msgseq_put(txn->txn, txn->store, msg_id, seq));
 }
 
-int store_msg_seq(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq)
+static int msgseq_del(MDB_txn *txn, const store_t *s, const uint8_t msg_id[16], uint64_t seq)
+{
+    uint8_t v_be[8];
+    put_be64(v_be, seq);
+    MDB_val k = {16, (void *)msg_id}, v = {8, v_be};
+    int rc = mdb_del(txn, s->msgseq, &k, &v);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_msgseq_forget(store_t *s, MDB_txn *txn, uint64_t seq, const MDB_val *record)
+{
+    uint8_t id[16];
+    return accepted_msg_id(record, id) ? msgseq_del(txn, s, id, seq) : 0;
+}
+
+int store_msg_seq_each(store_reader_t *r, const uint8_t msg_id[16],
+                       int (*fn)(void *arg, uint64_t seq), void *arg)
 {
     if (r->store->no_msgseq)
         return NHUB_ENOTFOUND;
-    MDB_val k = {16, (void *)msg_id}, v;
-    int rc = mdb_get(r->txn, r->store->msgseq, &k, &v);
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, r->store->msgseq, &c);
     if (rc)
         return lmdb_err(rc);
-    if (v.mv_size != 8)
-        return NHUB_EMALFORMED;
-    uint64_t s = get_be64(v.mv_data);
-    /* The record itself must still be there (a pruned range keeps no
-     * record to prove). */
-    uint8_t key_be[8];
-    put_be64(key_be, s);
-    MDB_val jk = {8, key_be}, jv;
-    if ((rc = mdb_get(r->txn, r->store->journal, &jk, &jv)))
+    MDB_val k = {16, (void *)msg_id}, v;
+    int found = 0, out = 0;
+    /* Newest first: from the key's last duplicate back. */
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+    for (rc = rc ? rc : mdb_cursor_get(c, &k, &v, MDB_LAST_DUP); !rc;
+         rc = mdb_cursor_get(c, &k, &v, MDB_PREV_DUP)) {
+        if (v.mv_size != 8) {
+            out = NHUB_EMALFORMED;
+            break;
+        }
+        uint64_t seq = get_be64(v.mv_data);
+        /* The record itself must still be there (a pruned range keeps no
+         * record to prove). */
+        uint8_t key_be[8];
+        put_be64(key_be, seq);
+        MDB_val jk = {8, key_be}, jv;
+        int jrc = mdb_get(r->txn, r->store->journal, &jk, &jv);
+        if (jrc == MDB_NOTFOUND)
+            continue;
+        if (jrc) {
+            out = lmdb_err(jrc);
+            break;
+        }
+        found = 1;
+        if ((out = fn(arg, seq)))
+            break;
+    }
+    mdb_cursor_close(c);
+    if (out)
+        return out;
+    if (rc && rc != MDB_NOTFOUND)
         return lmdb_err(rc);
+    return found ? 0 : NHUB_ENOTFOUND;
+}
+
+static int take_first(void *arg, uint64_t seq)
+{
+    *(uint64_t *)arg = seq;
+    return 1;
+}
+
+int store_msg_seq(store_reader_t *r, const uint8_t msg_id[16], uint64_t *seq)
+{
+    uint64_t s = 0;
+    int rc = store_msg_seq_each(r, msg_id, take_first, &s);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) /* fn never stopped: nothing live was found */
+        return NHUB_ENOTFOUND;
     *seq = s;
     return 0;
 }
@@ -93,16 +176,9 @@ static int index_chunk(store_t *s, MDB_txn *txn, uint64_t *from, uint64_t *n, in
             continue; /* nhub-audit verify names it; the index skips it */
         uint64_t seq = get_be64(k.mv_data);
         *from = seq + 1;
-        if (v.mv_size < STORE_HASH_LEN)
-            continue;
-        Nhub__Journal__V1__JournalEvent *ev = nhub__journal__v1__journal_event__unpack(
-            NULL, v.mv_size - STORE_HASH_LEN, (const uint8_t *)v.mv_data + STORE_HASH_LEN);
-        int accepted =
-            ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED && ev->msg_id.len == 16;
-        if (accepted && (rc = msgseq_put(txn, s, ev->msg_id.data, seq)) == 0)
+        uint8_t id[16];
+        if (accepted_msg_id(&v, id) && (rc = msgseq_put(txn, s, id, seq)) == 0)
             (*n)++;
-        if (ev)
-            nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
         if (rc)
             break;
     }

@@ -2,7 +2,8 @@
  * store_retention.c: what archives and retention need of the store (see
  * store.h, "archives and retention").
  *
- * Pruning removes journal record bodies only. The Merkle tree keeps every
+ * Pruning removes journal record bodies (and an ACCEPTED record's msgseq
+ * entry: store_msgseq_forget), nothing else. The Merkle tree keeps every
  * node, so the root, the checkpoints and every proof for a record still
  * live are what they were; the chain continues from meta
  * "journal_start_prev", so the live journal can be verified from its first
@@ -203,8 +204,12 @@ int store_journal_prune(store_txn_t *t, uint64_t last, uint64_t *first, uint64_t
     for (uint64_t seq = start; seq <= last; seq++) {
         put_be64(key, seq);
         k = (MDB_val){8, key};
-        rc = mdb_del(t->txn, s->journal, &k, NULL);
-        if (rc && rc != MDB_NOTFOUND)
+        rc = mdb_get(t->txn, s->journal, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        /* Its msgseq entry goes with it (the index never outgrows the journal). */
+        if (rc || (rc = store_msgseq_forget(s, t->txn, seq, &v)) ||
+            (rc = mdb_del(t->txn, s->journal, &k, NULL)))
             return lmdb_err(rc);
     }
     put_be64(key, last + 1);

@@ -1203,6 +1203,102 @@ static void test_prune_removes_only_archived_unqueued_bodies_and_the_chain_goes_
     assert_int_equal(n, 1);
 }
 
+/* What store_msg_seq_each gives, up to 8 seqs; stops after `stop_after` if set. */
+struct seqs {
+    uint64_t seq[8];
+    size_t n, stop_after;
+};
+
+static int collect_seq(void *arg, uint64_t seq)
+{
+    struct seqs *w = arg;
+    assert_true(w->n < 8);
+    w->seq[w->n++] = seq;
+    return w->stop_after && w->n == w->stop_after ? 7 : 0;
+}
+
+static int msg_seqs(store_t *st, unsigned n, struct seqs *w)
+{
+    uint8_t id[16];
+    make_id(id, n);
+    store_reader_t *r = reader(st);
+    int rc = store_msg_seq_each(r, id, collect_seq, w);
+    store_reader_close(&r);
+    return rc;
+}
+
+/* A msg_id accepted again (after the duplicate window) keeps both records;
+ * pruning the older forgets only its entry. */
+static void test_msgseq_keeps_every_record_of_a_msg_id_and_pruning_forgets_only_its_own(
+    void **state)
+{
+    fx_t *fx = *state;
+    open_ok(fx);
+    store_txn_t *t = begin(fx->st);
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 1);  /* seq 1 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 2);  /* seq 2 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED, 1); /* seq 3 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 1);  /* seq 4 */
+    append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 3);  /* seq 5 */
+    commit(&t);
+    struct seqs w = {0};
+    assert_int_equal(msg_seqs(fx->st, 1, &w), 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.seq[0], 4); /* newest first */
+    assert_int_equal(w.seq[1], 1);
+    uint64_t seq = 0;
+    assert_int_equal(msg_seq(fx->st, 1, &seq), 0);
+    assert_int_equal(seq, 4);
+    /* fn stops the walk: its value comes back. */
+    w = (struct seqs){.stop_after = 1};
+    assert_int_equal(msg_seqs(fx->st, 1, &w), 7);
+    assert_int_equal(w.n, 1);
+    w = (struct seqs){0};
+    assert_int_equal(msg_seqs(fx->st, 9, &w), NHUB_ENOTFOUND);
+    assert_int_equal(w.n, 0);
+
+    /* Prune 1..3 (archived, nothing queued): message 1's first record and
+     * message 2 go; message 1's second record keeps its entry. */
+    t = begin(fx->st);
+    assert_int_equal(store_archive_mark(t, 6), 0);
+    commit(&t);
+    assert_int_equal(prune(fx->st, 3, NULL), 3);
+    w = (struct seqs){0};
+    assert_int_equal(msg_seqs(fx->st, 1, &w), 0);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.seq[0], 4);
+    assert_int_equal(msg_seq(fx->st, 1, &seq), 0);
+    assert_int_equal(seq, 4);
+    assert_int_equal(msg_seq(fx->st, 2, &seq), NHUB_ENOTFOUND);
+    assert_int_equal(msg_seq(fx->st, 3, &seq), 0);
+    assert_int_equal(seq, 5);
+    store_close(&fx->st);
+    /* The entries themselves are gone, not just hidden: message 2 has none,
+     * message 1 only (1, 4). */
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_env *env = raw_open(fx->dir, &txn, "msgseq", &dbi);
+    MDB_cursor *c;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+    uint8_t id[16];
+    make_id(id, 2);
+    MDB_val k = {16, id}, v;
+    assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_SET_KEY), MDB_NOTFOUND);
+    make_id(id, 1);
+    k = (MDB_val){16, id};
+    assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_SET_KEY), 0);
+    size_t dups = 0;
+    assert_int_equal(mdb_cursor_count(c, &dups), 0);
+    assert_int_equal(dups, 1);
+    uint8_t four[8];
+    put_be64(four, 4);
+    assert_int_equal(v.mv_size, 8);
+    assert_memory_equal(v.mv_data, four, 8);
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
 /* The time of an event read from its bytes: field 2 wherever it is. */
 static void test_event_time_is_read_without_decoding(void **state)
 {
@@ -2179,6 +2275,7 @@ int main(void)
         T(test_full_map_grows_until_limit_and_full_writes_apply_nothing),
         T(test_store_still_works_after_full_when_space_is_freed),
         T(test_prune_removes_only_archived_unqueued_bodies_and_the_chain_goes_on),
+        T(test_msgseq_keeps_every_record_of_a_msg_id_and_pruning_forgets_only_its_own),
         T(test_event_time_is_read_without_decoding),
 #undef T
     };
