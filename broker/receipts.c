@@ -3,13 +3,16 @@
  * journaled one of its messages (proto/README.md, "Receipts").
  *
  * Answered on the spot from a read snapshot, as the HTTP API answers
- * proofs: the message's ACCEPTED record (found by store_msg_seq), its
+ * proofs: the message's ACCEPTED record (found by store_msg_seq_each), its
  * inclusion proof in the latest signed checkpoint, and the checkpoint.
  *
  * Who may ask: the message's source, its destination, or a receiver of a
  * broadcast (one the hub queued a copy for: `tracked`). Anyone else is
  * told RECEIPT_UNKNOWN, the answer for a msg_id that never came, so a
- * region cannot learn which messages exist between others.
+ * region cannot learn which messages exist between others. A msg_id used
+ * again after the duplicate window names more than one record; each region
+ * is answered with the newest record it was part of, so a region reusing
+ * another's msg_id neither takes that region's receipt away nor gets it.
  *
  * When the message is newer than the latest checkpoint the hub signs one
  * now, in a transaction of its own (what checkpoint_housekeeping does
@@ -81,19 +84,31 @@ static int may_see(struct receipt_job *j, const journal_event_t *ev)
     return seen;
 }
 
-/* Find the record and check who asks: 0, or RR_* + 1. */
-static int find_record(struct receipt_job *j)
+/* store_msg_seq_each: take record `seq` if it is an ACCEPTED record the
+ * asking region may see (1), go on to the next older (0), or NHUB_ESTORE. */
+static int try_record(void *arg, uint64_t seq)
 {
-    int rc = store_msg_seq(j->rd, j->msg_id, &j->seq);
-    if (rc == NHUB_ENOTFOUND)
-        return RR_UNKNOWN + 1;
-    if (rc || store_journal_get(j->rd, j->seq, &j->record, &j->record_len, NULL))
-        return RR_STORE + 1;
+    struct receipt_job *j = arg;
+    if (store_journal_get(j->rd, seq, &j->record, &j->record_len, NULL))
+        return NHUB_ESTORE;
     journal_event_t *ev = nhub__journal__v1__journal_event__unpack(NULL, j->record_len, j->record);
     int ok = ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED && may_see(j, ev);
     if (ev)
         nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
-    return ok ? 0 : RR_UNKNOWN + 1;
+    if (ok)
+        j->seq = seq;
+    return ok;
+}
+
+/* Find the record and check who asks: 0, or RR_* + 1. A msg_id accepted
+ * again after the duplicate window names several records, maybe from other
+ * regions: the newest one the asking region was part of is its receipt. */
+static int find_record(struct receipt_job *j)
+{
+    int rc = store_msg_seq_each(j->rd, j->msg_id, try_record, j);
+    if (rc == 1)
+        return 0;
+    return rc == 0 || rc == NHUB_ENOTFOUND ? RR_UNKNOWN + 1 : RR_STORE + 1;
 }
 
 /* The latest checkpoint, signed now if it does not cover the record: 0 or RR_* + 1. */

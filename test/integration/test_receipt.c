@@ -9,6 +9,9 @@
  *
  * Checkpoints come every 1000 records or hourly here, so every receipt of
  * a new message makes the hub sign one on the spot.
+ *
+ * A msg_id used again after the duplicate window (the injected clock
+ * moved on) names two records: each region gets the one it was part of.
  */
 #include "harness.h"
 #include "keys.h"
@@ -104,11 +107,13 @@ static nhub_t *adapter(const fixture_t *fx, const char *region, int send_only)
     return a;
 }
 
-/* Send one message from `a` to `dst` and wait for its ACK; its msg_id. */
-static void send_one(nhub_t *a, const char *dst, uint8_t id[16])
+/* Send one message from `a` to `dst` with msg_id `given` (NULL: a new one)
+ * and wait for its ACK; its msg_id. */
+static void send_as(nhub_t *a, const char *dst, const uint8_t *given, uint8_t id[16])
 {
     nhub_message_t m;
     memset(&m, 0, sizeof m);
+    m.msg_id = given;
     m.destination = dst;
     m.item = "TEST-PUSH";
     m.kind = NHUB_KIND_PUSH;
@@ -118,6 +123,11 @@ static void send_one(nhub_t *a, const char *dst, uint8_t id[16])
     assert_int_equal(nhub_send(a, &m, id), 0);
     if (nhub_flush(a, WAIT_MS) != 0)
         fail_msg("flush: %s", nhub_last_error(a));
+}
+
+static void send_one(nhub_t *a, const char *dst, uint8_t id[16])
+{
+    send_as(a, dst, NULL, id);
 }
 
 struct cli {
@@ -459,6 +469,50 @@ static void test_receipts_of_old_messages_come_after_a_restart(void **state)
     nhub_close(&src);
 }
 
+/* Move the hub's clock and wait until it has read it. */
+static void clock_at(fixture_t *fx, int64_t offset_ms)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "offset_ms=%lld reread=1", (long long)offset_ms);
+    int seen = th_log_count(&fx->hub, needle);
+    assert_int_equal(th_hub_clock_set(&fx->hub, offset_ms), 0);
+    assert_true(th_log_wait(&fx->hub, needle, seen + 1, WAIT_MS));
+}
+
+/* After the duplicate window (7 days) the hub accepts a msg_id again, from
+ * anyone: a region that knows another's msg_id (its destination does) can
+ * send a message of its own with it. Each region still gets the receipt of
+ * the record it was part of. */
+static void test_a_msg_id_reused_after_the_window_takes_no_receipt_away(void **state)
+{
+    fixture_t *fx = *state;
+    nhub_t *src = adapter(fx, "110000", 1), *third = adapter(fx, "120000", 1),
+           *dst = adapter(fx, "440000", 1);
+    uint8_t id[16], again[16], other[16];
+    send_one(src, "440000", id);
+    nhub_receipt_info_t info;
+    free(fetch_ok(fx, src, id, &info, NULL));
+    uint64_t first_seq = info.seq;
+
+    clock_at(fx, 8LL * 24 * 3600 * 1000);
+    send_one(third, "440000", other); /* its commit forgets the old msg_ids */
+    send_as(third, "440000", id, again);
+    assert_memory_equal(again, id, 16);
+
+    free(fetch_ok(fx, third, id, &info, NULL)); /* its own: accepted, not a duplicate */
+    assert_string_equal(info.source, "120000");
+    assert_true(info.seq > first_seq);
+    uint64_t second_seq = info.seq;
+    free(fetch_ok(fx, src, id, &info, NULL)); /* the original source keeps its receipt */
+    assert_string_equal(info.source, "110000");
+    assert_int_equal(info.seq, first_seq);
+    free(fetch_ok(fx, dst, id, &info, NULL)); /* part of both: the newest */
+    assert_int_equal(info.seq, second_seq);
+    nhub_close(&dst);
+    nhub_close(&third);
+    nhub_close(&src);
+}
+
 static void test_a_hub_without_a_signing_key_says_not_covered(void **state)
 {
     fixture_t *fx = *state;
@@ -483,6 +537,9 @@ int main(void)
         cmocka_unit_test(test_a_receipt_fails_with_another_key_for_another_message_or_altered),
         cmocka_unit_test(test_adapter_cli_fetches_writes_and_checks_receipts_offline),
         cmocka_unit_test(test_receipts_of_old_messages_come_after_a_restart),
+        cmocka_unit_test(
+            test_a_msg_id_reused_after_the_window_takes_no_receipt_away), /* last: moves the clock
+                                                                           */
     };
     const struct CMUnitTest sm3[] = {
         cmocka_unit_test(test_source_destination_and_broadcast_receivers_get_receipts),
