@@ -352,6 +352,16 @@ int th_hub_clock_set(th_hub_t *h, int64_t offset_ms)
     return h->pid > 0 ? kill(h->pid, SIGUSR2) : 0;
 }
 
+int th_hub_clock_move(th_hub_t *h, int64_t offset_ms, int timeout_ms)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "offset_ms=%lld reread=1", (long long)offset_ms);
+    int seen = th_log_count(h, needle);
+    if (th_hub_clock_set(h, offset_ms) != 0)
+        return -1;
+    return th_log_wait(h, needle, seen + 1, timeout_ms) ? 0 : -1;
+}
+
 int th_hub_signal(th_hub_t *h, int sig)
 {
     return h->pid > 0 ? kill(h->pid, sig) : -1;

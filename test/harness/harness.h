@@ -157,6 +157,9 @@ void th_hub_kill(th_hub_t *h);
  */
 int th_hub_clock_write(const th_hub_t *h, int64_t offset_ms);
 int th_hub_clock_set(th_hub_t *h, int64_t offset_ms);
+/* th_hub_clock_set, then wait up to timeout_ms until the running hub has
+ * read the new offset (it logs it). Returns 0 or -1. */
+int th_hub_clock_move(th_hub_t *h, int64_t offset_ms, int timeout_ms);
 
 /* Send a signal to the running hub. */
 int th_hub_signal(th_hub_t *h, int sig);
