@@ -147,6 +147,16 @@ static inline int meta_put(store_t *s, MDB_txn *txn, const char *key, const void
 int store_msgseq_open_db(store_t *s, MDB_txn *txn);
 int store_msgseq_begin(store_t *s, MDB_txn *txn);
 int store_msgseq_index(store_t *s, char *err, size_t errcap);
+/* What store_msgseq.c and pruning read of an encoded JournalEvent without
+ * decoding it (store_retention.c): type (field 1), time_ms (2) and msg_id
+ * (4, pointing into the event), each 0/NULL when absent. 0 or NHUB_EMALFORMED. */
+typedef struct store_event_peek {
+    uint64_t type;
+    int64_t time_ms;
+    const uint8_t *msg_id;
+    size_t msg_id_len;
+} store_event_peek_t;
+int store_event_peek(const void *event, size_t len, store_event_peek_t *out);
 /* Pruning journal record `seq` (its stored value `record`): forget its msgseq
  * entry if it is an ACCEPTED record. An LMDB code. */
 int store_msgseq_forget(store_t *s, MDB_txn *txn, uint64_t seq, const MDB_val *record);

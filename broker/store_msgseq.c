@@ -44,20 +44,18 @@ int store_msgseq_open_db(store_t *s, MDB_txn *txn)
 }
 
 /* Whether the stored journal value `v` (chain hash, JournalEvent) is an
- * ACCEPTED record of a 16-byte msg_id, and that msg_id into id. */
+ * ACCEPTED record of a 16-byte msg_id, and that msg_id into id. Read without
+ * decoding the event (pruning asks it of every record it deletes). */
 static int accepted_msg_id(const MDB_val *v, uint8_t id[16])
 {
-    if (v->mv_size < STORE_HASH_LEN)
+    store_event_peek_t f;
+    if (v->mv_size < STORE_HASH_LEN ||
+        store_event_peek((const uint8_t *)v->mv_data + STORE_HASH_LEN, v->mv_size - STORE_HASH_LEN,
+                         &f) != 0 ||
+        f.type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED || f.msg_id_len != 16)
         return 0;
-    Nhub__Journal__V1__JournalEvent *ev = nhub__journal__v1__journal_event__unpack(
-        NULL, v->mv_size - STORE_HASH_LEN, (const uint8_t *)v->mv_data + STORE_HASH_LEN);
-    int accepted =
-        ev && ev->type == NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED && ev->msg_id.len == 16;
-    if (accepted)
-        memcpy(id, ev->msg_id.data, 16);
-    if (ev)
-        nhub__journal__v1__journal_event__free_unpacked(ev, NULL);
-    return accepted;
+    memcpy(id, f.msg_id, 16);
+    return 1;
 }
 
 static int msgseq_put(MDB_txn *txn, const store_t *s, const uint8_t msg_id[16], uint64_t seq)

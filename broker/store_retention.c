@@ -83,25 +83,30 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 }
 
 /* The fields before time_ms come first in the encoding but need not (a
- * parser takes any order), so this walks every field up to it. */
-int store_event_time(const void *event, size_t len, int64_t *ms)
+ * parser takes any order), so this walks every field. A later occurrence
+ * wins, as in any protobuf parser. */
+int store_event_peek(const void *event, size_t len, store_event_peek_t *out)
 {
     const uint8_t *p = event, *end = p + len;
-    *ms = 0;
+    *out = (store_event_peek_t){0};
     while (p < end) {
         uint64_t tag, v;
         if (varint(&p, end, &tag) != 0)
             return NHUB_EMALFORMED;
         int type = (int)(tag & 7);
-        if (tag >> 3 == 2 && type == 0) {
-            if (varint(&p, end, &v) != 0)
-                return NHUB_EMALFORMED;
-            *ms = (int64_t)v;
-            continue; /* a later one wins, as in any protobuf parser */
-        }
-        if (type == 0 && varint(&p, end, &v) == 0)
+        uint64_t field = tag >> 3;
+        if (type == 0 && varint(&p, end, &v) == 0) {
+            if (field == 1)
+                out->type = v;
+            else if (field == 2)
+                out->time_ms = (int64_t)v;
             continue;
+        }
         if (type == 2 && varint(&p, end, &v) == 0 && v <= (uint64_t)(end - p)) {
+            if (field == 4) {
+                out->msg_id = p;
+                out->msg_id_len = (size_t)v;
+            }
             p += v;
             continue;
         }
@@ -112,6 +117,14 @@ int store_event_time(const void *event, size_t len, int64_t *ms)
         return NHUB_EMALFORMED;
     }
     return 0;
+}
+
+int store_event_time(const void *event, size_t len, int64_t *ms)
+{
+    store_event_peek_t f;
+    int rc = store_event_peek(event, len, &f);
+    *ms = rc ? 0 : f.time_ms;
+    return rc;
 }
 
 const uint8_t *store_reader_hub_id(const store_reader_t *r)
@@ -201,17 +214,26 @@ int store_journal_prune(store_txn_t *t, uint64_t last, uint64_t *first, uint64_t
     if (v.mv_size < STORE_HASH_LEN)
         return NHUB_EMALFORMED;
     memcpy(prev, v.mv_data, STORE_HASH_LEN);
-    for (uint64_t seq = start; seq <= last; seq++) {
-        put_be64(key, seq);
-        k = (MDB_val){8, key};
-        rc = mdb_get(t->txn, s->journal, &k, &v);
-        if (rc == MDB_NOTFOUND)
-            continue;
-        /* Its msgseq entry goes with it (the index never outgrows the journal). */
-        if (rc || (rc = store_msgseq_forget(s, t->txn, seq, &v)) ||
-            (rc = mdb_del(t->txn, s->journal, &k, NULL)))
-            return lmdb_err(rc);
+    /* One cursor walks and deletes the range; each ACCEPTED record's msgseq
+     * entry goes with it (the index never outgrows the journal). */
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(t->txn, s->journal, &c)))
+        return lmdb_err(rc);
+    put_be64(key, start);
+    k = (MDB_val){8, key};
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); !rc;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            continue; /* not a record's key: nhub-audit verify names it */
+        if (get_be64(k.mv_data) > last)
+            break;
+        if ((rc = store_msgseq_forget(s, t->txn, get_be64(k.mv_data), &v)) ||
+            (rc = mdb_cursor_del(c, 0)))
+            break;
     }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return lmdb_err(rc);
     put_be64(key, last + 1);
     if ((rc = meta_put(s, t->txn, KEY_START, key, 8)) ||
         (rc = meta_put(s, t->txn, KEY_START_PREV, prev, STORE_HASH_LEN)))
