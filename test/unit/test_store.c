@@ -1240,6 +1240,9 @@ static void test_msgseq_keeps_every_record_of_a_msg_id_and_pruning_forgets_only_
     append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CONFIRMED, 1); /* seq 3 */
     append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 1);  /* seq 4 */
     append_message_event(t, NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED, 3);  /* seq 5 */
+    uint8_t one[16];
+    make_id(one, 1);
+    assert_int_equal(store_msgseq_put(t, one, 1), 0); /* again (indexing resumed): one entry */
     commit(&t);
     struct seqs w = {0};
     assert_int_equal(msg_seqs(fx->st, 1, &w), 0);
