@@ -9,7 +9,7 @@
  * another region. Every such record keeps its entry (MDB_DUPSORT; the seqs
  * are big-endian, so a msg_id's duplicates sort by seq), so a newer one
  * never hides an older one from the regions it was about. Pruning a record
- * deletes its own entry (store_msgseq_del), so the index does not outgrow
+ * deletes its own entry (store_msgseq_forget), so the index does not outgrow
  * the journal.
  *
  * Unlike the duplicate window (`dedup`), which forgets a msg_id after a
