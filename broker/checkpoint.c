@@ -49,6 +49,42 @@ int checkpoint_vkey(const hub_t *h, char *out, size_t cap)
     return h->cp_signer ? tlog_signer_vkey(h->cp_signer, out, cap) : NHUB_ENOTFOUND;
 }
 
+#define CHECKPOINT_NOTE_MAX (TLOG_NAME_MAX + 1024)
+
+/* The note of the tree of `size` with `root`: signed with the hub's key,
+ * or the bare body in the development mode. 0, or logged and an error. */
+static int make_note(const hub_t *h, uint64_t size, const uint8_t root[TLOG_HASH_LEN],
+                     char note[CHECKPOINT_NOTE_MAX], size_t *nlen)
+{
+    char body[TLOG_NAME_MAX + 128];
+    size_t blen = 0;
+    int rc =
+        tlog_checkpoint_format(h->cfg->audit.origin, size, root, NULL, body, sizeof body, &blen);
+    if (!rc && h->cp_signer)
+        rc = tlog_note_sign(h->cp_signer, body, blen, note, CHECKPOINT_NOTE_MAX, nlen);
+    else if (!rc) {
+        memcpy(note, body, blen + 1);
+        *nlen = blen;
+    }
+    if (rc)
+        log_error("hub.checkpoint_failed", "size=%llu rc=%d", (unsigned long long)size, rc);
+    return rc;
+}
+
+/* Keep the note and journal it (EVENT_CHECKPOINT), in t. */
+static int keep_note(hub_t *h, store_txn_t *t, int64_t now_ms, uint64_t size, char *note,
+                     size_t nlen)
+{
+    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
+    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CHECKPOINT;
+    ev.time_ms = now_ms;
+    ev.checkpoint = note;
+    ev.tree_size = size;
+    uint64_t seq;
+    int rc = store_checkpoint_put(t, size, note, nlen);
+    return rc ? rc : commit_journal_append(h, t, &ev, &seq);
+}
+
 int checkpoint_maybe(hub_t *h, store_txn_t *t, int64_t now_ms, int by_time)
 {
     uint64_t size;
@@ -60,27 +96,11 @@ int checkpoint_maybe(hub_t *h, store_txn_t *t, int64_t now_ms, int by_time)
         return rc;
     if (!by_time && size - h->cp_size < (uint64_t)h->cfg->audit.checkpoint_every)
         return 0;
-    char body[TLOG_NAME_MAX + 128], note[TLOG_NAME_MAX + 1024];
-    size_t blen = 0, nlen = 0;
-    rc = tlog_checkpoint_format(h->cfg->audit.origin, size, root, NULL, body, sizeof body, &blen);
-    if (!rc && h->cp_signer)
-        rc = tlog_note_sign(h->cp_signer, body, blen, note, sizeof note, &nlen);
-    else if (!rc) {
-        memcpy(note, body, blen + 1);
-        nlen = blen;
-    }
-    if (rc) {
-        log_error("hub.checkpoint_failed", "size=%llu rc=%d", (unsigned long long)size, rc);
+    char note[CHECKPOINT_NOTE_MAX];
+    size_t nlen = 0;
+    if (make_note(h, size, root, note, &nlen) != 0)
         return 0; /* the records are kept; the next turn tries again */
-    }
-    journal_event_t ev = NHUB__JOURNAL__V1__JOURNAL_EVENT__INIT;
-    ev.type = NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_CHECKPOINT;
-    ev.time_ms = now_ms;
-    ev.checkpoint = note;
-    ev.tree_size = size;
-    uint64_t seq;
-    if ((rc = store_checkpoint_put(t, size, note, nlen)) ||
-        (rc = commit_journal_append(h, t, &ev, &seq)))
+    if ((rc = keep_note(h, t, now_ms, size, note, nlen)) != 0)
         return rc;
     h->cp_pending = size;
     return 0;
@@ -131,4 +151,50 @@ void checkpoint_housekeeping(hub_t *h)
     checkpoint_committed(h, rc == 0);
     if (rc)
         log_error("hub.checkpoint_failed", "size=%llu rc=%d", (unsigned long long)size, rc);
+}
+
+struct past {
+    uint64_t size;
+    char note[CHECKPOINT_NOTE_MAX];
+    size_t len;
+};
+
+static int keep_past(hub_t *h, store_txn_t *t, void *arg)
+{
+    struct past *p = arg;
+    return keep_note(h, t, clock_wall_ms(h->clock), p->size, p->note, p->len);
+}
+
+int checkpoint_at(hub_t *h, uint64_t size)
+{
+    store_reader_t *r = NULL;
+    const char *note;
+    size_t len;
+    uint64_t got = 0;
+    uint8_t root[TLOG_HASH_LEN];
+    struct past *p = NULL;
+    if (h->full)
+        return NHUB_EFULL; /* the reserve is for confirmations */
+    int rc = store_reader_open(h->store, &r);
+    if (rc)
+        return rc;
+    if (store_checkpoint_get(r, size, &note, &len, &got) == 0 && got == size) {
+        store_reader_close(&r);
+        return 0; /* there is one */
+    }
+    rc = store_tree_root_at(r, size, root);
+    store_reader_close(&r); /* before the writer's transaction */
+    if (!rc && !(p = calloc(1, sizeof *p)))
+        rc = NHUB_ENOMEM;
+    if (!rc && (rc = make_note(h, size, root, p->note, &p->len)) == 0) {
+        p->size = size;
+        rc = hub_txn(h, keep_past, p);
+        if (rc == 0)
+            h->n.checkpoints++;
+        else
+            log_error("hub.checkpoint_failed", "size=%llu for=archive rc=%d",
+                      (unsigned long long)size, rc);
+    }
+    free(p);
+    return rc;
 }

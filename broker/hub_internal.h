@@ -549,6 +549,12 @@ int checkpoint_vkey(const hub_t *h, char *out, size_t cap);
 /* Sign a checkpoint of every record committed, now, in a transaction of its
  * own (nothing if the last one covers them). 0 or the transaction's error. */
 int checkpoint_now(hub_t *h);
+/* Sign a checkpoint of the tree as it was at `size` (a past size: the tree
+ * at it never changes), if there is none of that size, in a transaction of
+ * its own that journals it; nothing in a full store. For the end of an
+ * archive file, so that the file's every record is under a checkpoint it
+ * holds. 0 or an error. */
+int checkpoint_at(hub_t *h, uint64_t size);
 
 /* ---- receipts.c ------------------------------------------------------------- */
 
