@@ -443,6 +443,15 @@ static int apply_stage(hub_t *h, struct item *items, size_t n, uint64_t bytes)
     int no_writes = h->full, fire = 1;
     int64_t t0 = hub_now_us();
     int64_t now = clock_wall_ms(h->clock);
+    /* A stage whose messages would eat into the reserve kept for
+     * confirmations stores none of them (NACK STORE_FULL, retryable): the
+     * store is full from now on, as hub_check_space sees it too. */
+    if (!no_writes && !hub_room_for(h, 2 * bytes + (uint64_t)n * 1024)) {
+        h->n.store_full++;
+        log_warn("hub.store_full", "reason=stage items=%zu bytes=%" PRIu64, n, bytes);
+        h->full = 1;
+        no_writes = 1;
+    }
     if (!no_writes && store_reserve(h->store, stage_room(n, bytes)) == NHUB_ESTORE)
         log_error("hub.reserve_failed", "items=%zu bytes=%" PRIu64, n, bytes);
     for (;;) {

@@ -93,18 +93,41 @@ static void log_security(const hub_t *h)
  * limit or of the disk's free space, and take them again, by itself, when
  * space returns (the limit is raised, or the disk has room again).
  */
+/* The store's use (free pages left out when near the limit), its limit
+ * and the reserve kept for confirmations. 0 or -1. */
+static int space(hub_t *h, uint64_t *used, uint64_t *limit, uint64_t *reserve,
+                 uint64_t *disk_free, uint64_t *disk_reserve)
+{
+    uint64_t disk_size;
+    if (store_usage(h->store, used, limit, disk_free, &disk_size) != 0)
+        return -1;
+    *reserve = *limit / 10 < HUB_RESERVE_MAX ? *limit / 10 : HUB_RESERVE_MAX;
+    *disk_reserve = disk_size / 20 < HUB_RESERVE_MAX ? disk_size / 20 : HUB_RESERVE_MAX;
+    if (*used + *reserve > *limit) {
+        uint64_t reusable = store_free_bytes(h->store);
+        *used = reusable < *used ? *used - reusable : 0;
+    }
+    return 0;
+}
+
+int hub_room_for(hub_t *h, uint64_t bytes)
+{
+    uint64_t used, limit, reserve, disk_free, disk_reserve;
+    if (space(h, &used, &limit, &reserve, &disk_free, &disk_reserve) != 0)
+        return 1;
+    if (bytes > h->stage_peak)
+        h->stage_peak = bytes;
+    return used + bytes + reserve <= limit;
+}
+
 void hub_check_space(hub_t *h)
 {
-    uint64_t used, limit, disk_free, disk_size;
-    if (store_usage(h->store, &used, &limit, &disk_free, &disk_size) != 0)
+    uint64_t used, limit, reserve, disk_free, disk_reserve;
+    if (space(h, &used, &limit, &reserve, &disk_free, &disk_reserve) != 0)
         return;
-    uint64_t reserve = limit / 10 < HUB_RESERVE_MAX ? limit / 10 : HUB_RESERVE_MAX;
-    uint64_t disk_reserve = disk_size / 20 < HUB_RESERVE_MAX ? disk_size / 20 : HUB_RESERVE_MAX;
-    if (used + reserve > limit) {
-        uint64_t reusable = store_free_bytes(h->store);
-        used = reusable < used ? used - reusable : 0;
-    }
-    int map_full = used + reserve > limit;
+    /* Room for the largest stage seen as well: the next one must not eat
+     * into the reserve (hub_room_for, before each stage, says the same). */
+    int map_full = used + reserve + h->stage_peak > limit;
     int disk_full = used < limit && disk_free < disk_reserve;
     int full = map_full || disk_full;
     if (full != h->full)

@@ -307,6 +307,7 @@ struct hub {
     int64_t wire_since;         /* the overall bound's minute */
     uint32_t wire_journaled;    /* ... and its records */
     uint64_t wire_unjournaled;  /* refusals left out since the last record */
+    uint64_t stage_peak;        /* the most room a stage asked for (hub_room_for) */
     char endpoint[256];
     session_table_t *sessions;
     struct hub_region *regions;
@@ -423,6 +424,9 @@ void hub_security_event(hub_t *h, int kind, const char *fpr, const char *address
  * the map limit or of the disk's free space; take them again when space
  * returns. */
 void hub_check_space(hub_t *h);
+/* Whether `bytes` more fit in the map without eating into the reserve kept
+ * for confirmations (1 if the usage cannot be read). */
+int hub_room_for(hub_t *h, uint64_t bytes);
 
 /* Load the operator state of every region from the store (start, reload). */
 int hub_load_opstate(hub_t *h);
