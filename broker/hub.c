@@ -88,15 +88,10 @@ static void log_security(const hub_t *h)
              k[NHUB__WIRE__V1__NACK_CODE__NACK_UNAUTHENTICATED], n->security_events);
 }
 
-/*
- * Refuse new messages while the store is within its reserve of the map
- * limit or of the disk's free space, and take them again, by itself, when
- * space returns (the limit is raised, or the disk has room again).
- */
 /* The store's use (free pages left out when near the limit), its limit
  * and the reserve kept for confirmations. 0 or -1. */
-static int space(hub_t *h, uint64_t *used, uint64_t *limit, uint64_t *reserve,
-                 uint64_t *disk_free, uint64_t *disk_reserve)
+static int space(hub_t *h, uint64_t *used, uint64_t *limit, uint64_t *reserve, uint64_t *disk_free,
+                 uint64_t *disk_reserve)
 {
     uint64_t disk_size;
     if (store_usage(h->store, used, limit, disk_free, &disk_size) != 0)
@@ -120,6 +115,11 @@ int hub_room_for(hub_t *h, uint64_t bytes)
     return used + bytes + reserve <= limit;
 }
 
+/*
+ * Refuse new messages while the store is within its reserve of the map
+ * limit or of the disk's free space, and take them again, by itself, when
+ * space returns (the limit is raised, or the disk has room again).
+ */
 void hub_check_space(hub_t *h)
 {
     uint64_t used, limit, reserve, disk_free, disk_reserve;
