@@ -35,17 +35,11 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof *fx);
-    if (!fx || th_hub_init(&fx->hub, NULL) != 0 ||
-        keys_generate("000000", KEYS_ED25519, 1764000000000, &fx->key) != 0)
-        return -1;
-    char secret[400], pub[400], err[512];
-    snprintf(secret, sizeof secret, "%s/hub.key", fx->hub.dir);
-    snprintf(pub, sizeof pub, "%s/hub.pub", fx->hub.dir);
-    if (keys_write(fx->key, secret, pub, 0, err, sizeof err) != 0)
-        return -1;
+    char vkey_file[400];
     /* The development mode, with the hub's key for its checkpoints. */
-    snprintf(fx->hub.security, sizeof fx->hub.security,
-             "security:\n  mode: insecure-plaintext\n  key_file: \"%s\"\n", secret);
+    if (!fx || th_hub_init(&fx->hub, NULL) != 0 ||
+        th_hub_signing_key(&fx->hub, "nhub.test/hub", vkey_file, sizeof vkey_file, &fx->key) != 0)
+        return -1;
     snprintf(fx->hub.http, sizeof fx->hub.http,
              "audit:\n  origin: \"nhub.test/hub\"\n  checkpoint_every: %d\n"
              "  checkpoint_interval: 1h\n%s",
