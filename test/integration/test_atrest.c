@@ -14,6 +14,7 @@
  */
 #include "harness.h"
 #include "keys.h"
+#include "proc.h"
 #include "nhub_journal.pb-c.h"
 #include "raw.h"
 #include "seal.h"
@@ -209,45 +210,30 @@ static int store_contains(const fixture_t *fx, const char *needle)
 /* nhub-audit verify --data on the hub's store (no key): its exit status. */
 static int audit_verify(const fixture_t *fx)
 {
-    char bin[512], cmd[1600];
-    th_bin("nhub-audit", bin, sizeof bin);
-    snprintf(cmd, sizeof cmd, "%s verify --data %s/hub-data >%s/audit.out 2>&1", bin, fx->hub.dir,
-             fx->hub.dir);
-    int st = system(cmd);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(cmd, sizeof cmd, "cat %s/audit.out >&2", fx->hub.dir);
-        (void)!system(cmd);
-        return -1;
-    }
-    return 0;
+    char data[400];
+    th_run_t r;
+    snprintf(data, sizeof data, "%s/hub-data", fx->hub.dir);
+    th_run_tool("nhub-audit", fx->hub.dir, NULL,
+                (const char *const[]){"verify", "--data", data, NULL}, &r);
+    if (r.status != 0)
+        fprintf(stderr, "%s%s", r.out, r.err);
+    return r.status == 0 ? 0 : -1;
 }
 
 /* nhub-audit replay --data on the hub's store, with payload key file `key`
- * (NULL: none): stdout into out, stderr into err; its exit status. */
-static int audit_replay(const fixture_t *fx, const char *key, char *out, size_t outcap, char *err,
-                        size_t errcap)
+ * (NULL: none): its whole stdout into out[outcap] (more than th_run_t
+ * holds), its stderr into *r; its exit status. */
+static int audit_replay(const fixture_t *fx, const char *key, char *out, size_t outcap, th_run_t *r)
 {
-    char bin[512], cmd[2000], path[450];
-    th_bin("nhub-audit", bin, sizeof bin);
-    int n = snprintf(cmd, sizeof cmd, "%s replay --data %s/hub-data", bin, fx->hub.dir);
-    if (key)
-        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " --payload-key-file %s/%s", fx->hub.dir,
-                      key);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " >%s/replay.out 2>%s/replay.err", fx->hub.dir,
-             fx->hub.dir);
-    int st = system(cmd);
-    const char *names[2] = {"replay.out", "replay.err"};
-    char *bufs[2] = {out, err};
-    size_t caps[2] = {outcap, errcap};
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", fx->hub.dir, names[i]);
-        FILE *f = fopen(path, "r");
-        assert_non_null(f);
-        size_t got = fread(bufs[i], 1, caps[i] - 1, f);
-        bufs[i][got] = '\0';
-        fclose(f);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char data[400], keyfile[400], out_file[400];
+    snprintf(data, sizeof data, "%s/hub-data", fx->hub.dir);
+    snprintf(keyfile, sizeof keyfile, "%s/%s", fx->hub.dir, key ? key : "");
+    snprintf(out_file, sizeof out_file, "%s/replay.out", fx->hub.dir);
+    const char *args[] = {"replay", "--data", data, key ? "--payload-key-file" : NULL,
+                          keyfile,  NULL};
+    th_run_tool("nhub-audit", fx->hub.dir, out_file, args, r);
+    th_read_text(out_file, out, outcap);
+    return r->status;
 }
 
 /* Whether replay's output holds envelope `env` as received, in base64. */
@@ -265,21 +251,21 @@ static void replay_opens_with_the_key(const fixture_t *fx, uint8_t env[][256], c
                                       int count)
 {
     static char out[1 << 16];
-    char err[2048];
-    assert_int_equal(audit_replay(fx, NULL, out, sizeof out, err, sizeof err), 0);
+    th_run_t r;
+    assert_int_equal(audit_replay(fx, NULL, out, sizeof out, &r), 0);
     assert_non_null(strstr(out, "\"sealed\":true"));
     for (int n = 1; n <= count; n++)
         assert_false(replay_has(out, env[n], len[n]));
-    assert_int_equal(audit_replay(fx, "a.key", out, sizeof out, err, sizeof err), 0);
+    assert_int_equal(audit_replay(fx, "a.key", out, sizeof out, &r), 0);
     assert_null(strstr(out, "\"sealed\":true"));
     for (int n = 1; n <= count; n++)
         assert_true(replay_has(out, env[n], len[n]));
-    assert_int_equal(audit_replay(fx, "b.key", out, sizeof out, err, sizeof err), 0);
+    assert_int_equal(audit_replay(fx, "b.key", out, sizeof out, &r), 0);
     assert_non_null(strstr(out, "\"sealed\":true"));
-    assert_non_null(strstr(err, "did not open with --payload-key-file"));
-    assert_non_null(strstr(err, "sealed with another key"));
-    assert_int_equal(audit_replay(fx, "missing.key", out, sizeof out, err, sizeof err), 2);
-    assert_non_null(strstr(err, "--payload-key-file"));
+    assert_non_null(strstr(r.err, "did not open with --payload-key-file"));
+    assert_non_null(strstr(r.err, "sealed with another key"));
+    assert_int_equal(audit_replay(fx, "missing.key", out, sizeof out, &r), 2);
+    assert_non_null(strstr(r.err, "--payload-key-file"));
 }
 
 static void sealed_round_trip(void **state, const char *cipher, int want)
