@@ -123,9 +123,7 @@ int audit_into(const audit_args_t *a, store_reader_t *r, const audit_filter_t *f
  * reference, or NULL if out of memory); `payloads`: decode the payload. */
 json_t *audit_event_json(uint64_t seq, const audit_event_t *e, int payloads);
 
-/* A sealed envelope (payloads encrypted at rest) starts with this byte;
- * an Envelope's encoding never does (its first field is msg_id, tag 0x0a). */
-#define AUDIT_SEALED_BYTE 0x07
+
 int audit_export(const audit_args_t *a, store_reader_t *r, const tlog_verifier_t *vkey);
 
 /* verify --archive FILE... [--data DIR] (archives.c). */

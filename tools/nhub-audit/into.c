@@ -162,7 +162,7 @@ static int into_one(void *arg, uint64_t seq, const void *raw, size_t len, const 
     if (e->type != NHUB__JOURNAL__V1__EVENT_TYPE__EVENT_ACCEPTED)
         return 0;
     in->selected++;
-    if (e->envelope.len && e->envelope.data[0] == AUDIT_SEALED_BYTE) {
+    if (seal_is_sealed(e->envelope.data, e->envelope.len)) {
         in->sealed++;
         return 0;
     }

@@ -144,7 +144,7 @@ static int event_fields(json_t *o, const audit_event_t *e)
 static void envelope_fields(json_t *o, const ProtobufCBinaryData *env, int payloads)
 {
     char name[64], why[256];
-    if (env->len && env->data[0] == AUDIT_SEALED_BYTE) {
+    if (seal_is_sealed(env->data, env->len)) {
         json_object_set_new(o, "sealed", json_true());
         if (payloads)
             json_object_set_new(o, "payload", json_string("sealed"));

@@ -54,7 +54,7 @@ static void add_envelope(char *line, size_t cap, size_t *o, const ProtobufCBinar
 {
     char kind[32];
     ProtobufCMessage *m = NULL;
-    if (env->len && env->data[0] == AUDIT_SEALED_BYTE) {
+    if (seal_is_sealed(env->data, env->len)) {
         add(line, cap, o, " (sealed)");
         return;
     }
